@@ -1,0 +1,89 @@
+//! Owns `Config`: every limit and setting of the server, with its documented default, in one
+//! place. Plain data; it parses nothing (cli.rs fills it) and performs nothing.
+
+use std::net::SocketAddr;
+
+/// Limits on what a peer may send during the HTTP upgrade (tungstenite's `AttackCheck`, made
+/// configurable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Longest request head (request line + headers + CRLFs). Larger → 431. Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// Most header fields. More → 431. Default 100.
+    pub max_headers: usize,
+    /// Longest request line. Longer → 414. Default 8 KiB.
+    pub max_request_line: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_request_line: 8 * 1024,
+        }
+    }
+}
+
+/// Limits on WebSocket frames and messages (RFC 6455 §10.4 "implementations SHOULD impose
+/// limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsLimits {
+    /// Largest payload of one frame, checked on the header before the payload is read. Larger →
+    /// close 1009. Default 1 MiB.
+    pub max_frame_size: u64,
+    /// Largest message (all fragments). Larger → close 1009. Default 1 MiB.
+    pub max_message_size: u64,
+    /// Most frames in one message, empty ones included. More → close 1008. Default 1024.
+    pub max_fragments: u32,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        WsLimits {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+            max_fragments: 1024,
+        }
+    }
+}
+
+/// Everything the server needs to run. Built by `cli.rs`; `Default` gives the documented
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Most open client connections per worker; further ones are accepted and closed at once.
+    /// Default 100,000 (the fd limit usually binds first).
+    pub max_connections: usize,
+    /// Size of each pooled rx/tx ring buffer; a power of two. Default 16 KiB.
+    pub buffer_size: usize,
+    /// Pooled buffers kept for reuse when connections drain; the rest are freed. Default 1024.
+    pub pool_max_free: usize,
+    /// Bytes queued for one connection beyond which the server stops reading from it (TCP
+    /// backpressure on a client that sends faster than it reads). Default 1 MiB.
+    pub max_queued_bytes: usize,
+    /// Origins allowed to upgrade (exact match of the `Origin` header). Empty: any origin.
+    pub allowed_origins: Vec<String>,
+    /// Subprotocols the echo app accepts, in order of preference. Default none.
+    pub subprotocols: Vec<String>,
+    pub http: HttpLimits,
+    pub ws: WsLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 100_000,
+            buffer_size: 16 * 1024,
+            pool_max_free: 1024,
+            max_queued_bytes: 1 << 20,
+            allowed_origins: Vec::new(),
+            subprotocols: Vec::new(),
+            http: HttpLimits::default(),
+            ws: WsLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! wsloop: a WebSocket server built as a hand-written, single-threaded, epoll-based event loop.
+//!
+//! Layers (imports point down only; see docs/architecture.md):
+//! L0 `buf`, `timer`, `config` · L1 `http`, `ws` (sans-IO codecs) · L2 `conn` (one
+//! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
+//! that touches sockets and the clock).
+
+pub mod config;
+pub mod ws;
