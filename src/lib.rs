@@ -5,5 +5,11 @@
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
 //! that touches sockets and the clock).
 
+pub mod app;
+pub mod buf;
+pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod http;
+pub mod reactor;
 pub mod ws;

@@ -1,0 +1,25 @@
+//! Owns `Echo`: the echo application — every message goes back to its sender unchanged, as
+//! the Autobahn|Testsuite expects of a server under test.
+
+use super::{Ctx, Decision, Handler};
+use crate::http::request::Request;
+use crate::http::upgrade::{select_protocol, WsUpgrade};
+use crate::ws::Message;
+
+/// Echoes every message. Accepts the first subprotocol of `subprotocols` that the client
+/// offered, if any.
+#[derive(Debug, Default, Clone)]
+pub struct Echo {
+    pub subprotocols: Vec<String>,
+}
+
+impl Handler for Echo {
+    fn on_upgrade(&mut self, _req: &Request<'_>, ws: &WsUpgrade<'_>) -> Decision {
+        let protocol = select_protocol(&ws.protocols, &self.subprotocols).map(str::to_string);
+        Decision::Accept { protocol }
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_>, msg: Message<'_>) {
+        ctx.send(msg);
+    }
+}

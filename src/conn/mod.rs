@@ -1,0 +1,408 @@
+//! Owns `Conn`: one connection's state machine, from the first request byte to the last
+//! close frame, with no socket and no clock (sans-IO, DESIGN §1 L2).
+//!
+//! The reactor drives it with four kinds of calls, always in this order per readiness event:
+//! 1. input: `rx_ring()` lends the rx ring to read into; `on_eof()` reports the peer's FIN;
+//! 2. events: `poll_event()` until it returns `Step::Idle`; each step may yield an `Event`
+//!    (upgrade request, message, close) together with an `Outbox` through which the caller
+//!    answers (accept/reject, send, close) — every answer lands in this connection's tx ring;
+//! 3. output: `tx_slices()` / `consume_tx()` around a vectored write;
+//! 4. teardown: `is_done()` / `wants_shutdown()` / `release()`.
+//!
+//! Protocol obligations (pong for ping, close echo, fail on a protocol error) are queued here
+//! ahead of application data; the reactor only moves bytes.
+
+mod outbox;
+#[cfg(test)]
+mod tests;
+
+pub use outbox::Outbox;
+
+use crate::buf::{BufPool, Ring};
+use crate::config::Config;
+use crate::http::request::{self, Request};
+use crate::http::upgrade::{self, WsUpgrade};
+use crate::ws::close::parse_close_payload;
+use crate::ws::decode::{DecodeRules, Decoder, Piece};
+use crate::ws::frame::OpCode;
+use crate::ws::message::{Assembler, Message};
+use crate::ws::ProtocolError;
+
+/// Where a connection is in its life. Transitions only move down this list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Reading the HTTP request head.
+    Handshake,
+    /// The request was handed to the caller, which must `accept` or `reject` it.
+    Upgrading,
+    /// WebSocket open in both directions.
+    Open,
+    /// We sent a close frame; waiting for the peer's (§7.1.2), discarding data frames.
+    CloseSent,
+    /// Nothing more to read or say: flush tx, then shut down our side (send FIN).
+    Closing,
+    /// Our FIN is sent: read and discard until the peer's FIN, then close the socket.
+    Draining,
+    /// Finished; the reactor frees it.
+    Closed,
+}
+
+/// What the application is told.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A valid WebSocket upgrade request: answer with `Outbox::accept` or `Outbox::reject`.
+    Upgrade(Request<'a>, WsUpgrade<'a>),
+    /// A complete HTTP request that is not an upgrade: answer with `Outbox::reject` (a
+    /// response and close) for now.
+    Request(Request<'a>),
+    /// A complete message.
+    Message(Message<'a>),
+    /// The WebSocket is finished: the peer's close code (1005 if it sent none, 1006 if the
+    /// connection dropped without a close frame), or the code we failed it with. Reported
+    /// once; no event follows.
+    Closed { code: u16, reason: &'a str },
+}
+
+/// One step of `poll_event`.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Nothing more can be done with the bytes buffered now.
+    Idle,
+    /// Progress was made but there is nothing to report; call again.
+    Again,
+    Event(Event<'a>),
+}
+
+/// The rx side: bytes in, decoder state.
+#[derive(Debug, Default)]
+struct RxSide {
+    ring: Option<Ring>,
+    decoder: Decoder,
+    asm: Assembler,
+    /// Bytes of the request head already searched for CRLFCRLF (linear parsing).
+    head_scanned: u32,
+    /// Length of the request head, dropped once the caller has answered the upgrade.
+    head_len: u32,
+}
+
+/// The tx side: state, bytes out. `Outbox` is a window onto it.
+#[derive(Debug)]
+pub(crate) struct TxSide {
+    state: State,
+    /// The application has been told the connection closed.
+    reported: bool,
+    /// Length of a pong frame at the very end of tx that no write has touched yet: a newer
+    /// ping replaces it (RFC 6455 §5.5.3 allows answering only the most recent ping).
+    tail_pong: u8,
+    /// Index of the handler serving this connection (set on accept).
+    route: u16,
+    ring: Option<Ring>,
+}
+
+/// One connection's protocol state: the socket lives in the reactor, everything else here.
+#[derive(Debug)]
+pub struct Conn {
+    rx: RxSide,
+    tx: TxSide,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn::new()
+    }
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn {
+            rx: RxSide::default(),
+            tx: TxSide {
+                state: State::Handshake,
+                reported: false,
+                tail_pong: 0,
+                route: 0,
+                ring: None,
+            },
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.tx.state
+    }
+
+    /// The handler index chosen when the upgrade was accepted.
+    pub fn route(&self) -> u16 {
+        self.tx.route
+    }
+
+    /// Is reading from the socket useful now? Not once the peer has nothing more to tell us,
+    /// not while rx is full, and not while tx holds more than `max_queued` bytes (a client
+    /// that does not read its replies is throttled by TCP, not buffered without bound).
+    pub fn wants_read(&self, max_queued: usize) -> bool {
+        match self.tx.state {
+            State::Closing | State::Closed => false,
+            State::Draining => true,
+            _ => self.tx_len() <= max_queued && self.rx.ring.as_ref().is_none_or(|r| !r.is_full()),
+        }
+    }
+
+    /// The rx ring to read into, taken from the pool on first use.
+    pub fn rx_ring(&mut self, pool: &mut BufPool) -> &mut Ring {
+        self.rx.ring.get_or_insert_with(|| pool.take())
+    }
+
+    /// Give back an rx ring that holds nothing (the connection is idle between frames).
+    pub fn shed_rx(&mut self, pool: &mut BufPool) {
+        let idle = self.rx.decoder.at_frame_boundary() && self.rx.head_len == 0;
+        if idle && self.rx.ring.as_ref().is_some_and(|r| r.is_empty()) {
+            if let Some(r) = self.rx.ring.take() {
+                pool.give(r);
+            }
+        }
+    }
+
+    /// Advance the state machine over buffered input by one step.
+    pub fn poll_event<'s>(
+        &'s mut self,
+        cfg: &Config,
+        pool: &'s mut BufPool,
+    ) -> (Step<'s>, Outbox<'s>) {
+        let Conn { rx, tx } = self;
+        let mut out = Outbox::new(tx, pool);
+        let step = rx.step(cfg, &mut out);
+        (step, out)
+    }
+
+    /// The peer closed its side (read returned 0) or the socket failed. Returns the close
+    /// code to report to the application, if it has not been told yet (1006: no close frame,
+    /// RFC 6455 §7.1.5).
+    pub fn on_eof(&mut self) -> Option<u16> {
+        let report = match self.tx.state {
+            State::Open | State::CloseSent if !self.tx.reported => Some(1006),
+            _ => None,
+        };
+        self.tx.reported = true;
+        self.tx.state = match self.tx.state {
+            // A close echo or error response still queued may yet reach the peer.
+            State::Closing => State::Closing,
+            _ => State::Closed,
+        };
+        self.rx.asm.clear();
+        report
+    }
+
+    /// Bytes waiting to be written.
+    pub fn tx_len(&self) -> usize {
+        self.tx.ring.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// The bytes to write, as two slices for one `writev`.
+    pub fn tx_slices(&self) -> (&[u8], &[u8]) {
+        self.tx.ring.as_ref().map_or((&[], &[]), |r| r.as_slices())
+    }
+
+    /// `n` bytes were written; a drained ring goes back to the pool.
+    pub fn consume_tx(&mut self, n: usize, pool: &mut BufPool) {
+        self.tx.tail_pong = 0;
+        if let Some(r) = self.tx.ring.as_mut() {
+            r.consume(n);
+            if r.is_empty() {
+                if let Some(r) = self.tx.ring.take() {
+                    pool.give(r);
+                }
+            }
+        }
+    }
+
+    /// Everything is said and written: the reactor should send FIN (shutdown write) and
+    /// call `start_draining`.
+    pub fn wants_shutdown(&self) -> bool {
+        self.tx.state == State::Closing && self.tx_len() == 0
+    }
+
+    /// Our FIN is out; read and discard until the peer's.
+    pub fn start_draining(&mut self) {
+        self.tx.state = State::Draining;
+    }
+
+    /// The socket can be closed and the connection freed.
+    pub fn is_done(&self) -> bool {
+        self.tx.state == State::Closed
+    }
+
+    /// Drop the connection at once (I/O error, shutdown): returns the code to report, if any.
+    pub fn abort(&mut self) -> Option<u16> {
+        let report = self.on_eof();
+        self.tx.state = State::Closed;
+        report
+    }
+
+    /// Return every buffer to the pool (the connection is being freed).
+    pub fn release(&mut self, pool: &mut BufPool) {
+        self.rx.asm.clear();
+        if let Some(r) = self.rx.ring.take() {
+            pool.give(r);
+        }
+        if let Some(r) = self.tx.ring.take() {
+            pool.give(r);
+        }
+    }
+}
+
+impl RxSide {
+    fn step<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
+        match out.state() {
+            State::Handshake => self.handshake(cfg, out),
+            State::Upgrading => {
+                // The caller must answer an upgrade before asking for more; not answering is
+                // a bug in the caller, answered safely.
+                out.reject(500, "upgrade not answered");
+                Step::Again
+            }
+            State::Open | State::CloseSent => self.frames(cfg, out),
+            State::Closing | State::Draining | State::Closed => {
+                // §4.2.1/§7.1.1: after a rejection or the close handshake nothing the peer
+                // sends is processed.
+                if let Some(r) = self.ring.as_mut() {
+                    r.consume(r.len());
+                }
+                self.asm.clear();
+                Step::Idle
+            }
+        }
+    }
+
+    /// Gather the request head; parse it once, when CRLFCRLF has arrived.
+    fn handshake<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Step::Idle;
+        };
+        let full = ring.is_full();
+        let buf = ring.make_contiguous();
+        let Some(head_len) = request::find_head_end(buf, self.head_scanned as usize) else {
+            self.head_scanned = buf.len() as u32;
+            if let Err(e) = request::check_partial(buf, &cfg.http) {
+                out.reject(e.status(), e.reason());
+            } else if full {
+                // The head limit is larger than the ring: the ring binds.
+                out.reject(431, "request header fields too large");
+            }
+            return Step::Idle;
+        };
+        self.head_len = head_len as u32;
+        let head: &'s [u8] = &buf[..head_len];
+        let req = match request::parse(head, &cfg.http) {
+            Ok(req) => req,
+            Err(e) => {
+                out.reject(e.status(), e.reason());
+                return Step::Again;
+            }
+        };
+        out.set_state(State::Upgrading);
+        if !upgrade::wants_websocket(&req) {
+            return Step::Event(Event::Request(req));
+        }
+        match upgrade::validate(&req, &cfg.allowed_origins) {
+            Ok(up) => Step::Event(Event::Upgrade(req, up)),
+            Err(rej) => {
+                out.reject(rej.status, rej.reason);
+                Step::Again
+            }
+        }
+    }
+
+    /// Decode frames: control frames are answered here, data frames become messages.
+    fn frames<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Step::Idle;
+        };
+        if out.state() != State::Open && self.asm.in_message() {
+            self.asm.clear();
+        }
+        if self.head_len > 0 {
+            // The request head stayed in place while the caller looked at it; bytes that
+            // followed it are the first frames (tungstenite's `tail`).
+            ring.consume(self.head_len as usize);
+            self.head_len = 0;
+        }
+        let rules = DecodeRules {
+            max_frame_size: cfg.ws.max_frame_size,
+            allowed_rsv: 0,
+        };
+        let piece = match self.decoder.next(ring, &rules) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Step::Idle,
+            Err(e) => return fail(e, out),
+        };
+        if piece.opcode.is_control() {
+            return control(piece, out);
+        }
+        if out.state() != State::Open {
+            // §7.1.2 / §1.4: after our close, data frames are read and discarded.
+            return Step::Again;
+        }
+        match self.asm.feed(piece, &cfg.ws) {
+            Ok(Some(msg)) => Step::Event(Event::Message(msg)),
+            Ok(None) => Step::Again,
+            // The partial message is freed on the next step (state is no longer Open).
+            Err(e) => fail(e, out),
+        }
+    }
+}
+
+/// Fail the WebSocket connection (§7.1.7): send a close with the error's code and report it.
+fn fail<'s>(e: ProtocolError, out: &mut Outbox<'_>) -> Step<'s> {
+    log::debug!("protocol error: {e}");
+    if out.state() == State::Open {
+        out.fail(e.close_code(), e.reason());
+        Step::Event(Event::Closed {
+            code: e.close_code(),
+            reason: e.reason(),
+        })
+    } else {
+        // Already closing: the peer gets no second close frame.
+        out.set_state(State::Closing);
+        Step::Again
+    }
+}
+
+/// Answer a control frame (§5.5): ping → pong, pong → nothing, close → echo and finish.
+/// The decoder lends control payloads as one contiguous slice.
+fn control<'s>(p: Piece<'s>, out: &mut Outbox<'_>) -> Step<'s> {
+    debug_assert!(p.b.is_empty(), "bug: control payload split");
+    match p.opcode {
+        OpCode::Ping => {
+            if out.state() == State::Open {
+                out.pong(p.a);
+            }
+            Step::Again
+        }
+        OpCode::Close => close_received(p.a, out),
+        _ => Step::Again, // unsolicited pongs are allowed (§5.5.3) and ignored
+    }
+}
+
+/// The peer's close frame (§5.5.1, §7.1.2): validate it, echo it, and finish.
+fn close_received<'s>(payload: &'s [u8], out: &mut Outbox<'_>) -> Step<'s> {
+    let was_open = out.state() == State::Open;
+    match parse_close_payload(payload) {
+        Err(e) => {
+            if was_open {
+                out.fail(e.close_code(), e.reason());
+            }
+            // Their close arrived, so there is nothing left to wait for.
+            out.set_state(State::Closing);
+            out.report(e.close_code(), e.reason())
+        }
+        Ok(status) => {
+            let (code, reason) = status.unwrap_or((1005, ""));
+            if was_open {
+                // Echo the status code (§5.5.1); a close without one is echoed without one,
+                // since 1005 must never appear on the wire (§7.4.1).
+                out.close_frame(status.map(|(c, _)| c), "");
+            }
+            out.set_state(State::Closing);
+            out.report(code, reason)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Owns `Outbox`: the only way bytes enter a connection's tx ring — the 101 or an error
+//! response, data frames, pongs and close frames — and the state changes they imply. It
+//! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
+
+use super::{State, TxSide};
+use crate::buf::{BufPool, Ring};
+use crate::http::upgrade::{self, WsUpgrade};
+use crate::ws::close::encode_close_payload;
+use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::ws::message::Message;
+
+/// A window onto one connection's tx side, lent out next to each event so the caller can
+/// answer it.
+#[derive(Debug)]
+pub struct Outbox<'a> {
+    tx: &'a mut TxSide,
+    pool: &'a mut BufPool,
+}
+
+impl<'a> Outbox<'a> {
+    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool) -> Outbox<'a> {
+        Outbox { tx, pool }
+    }
+
+    pub fn state(&self) -> State {
+        self.tx.state
+    }
+
+    pub(crate) fn set_state(&mut self, state: State) {
+        self.tx.state = state;
+    }
+
+    /// Can messages be sent? Only while open (§7.1: nothing after our close frame).
+    pub fn is_open(&self) -> bool {
+        self.tx.state == State::Open
+    }
+
+    /// Bytes queued for this connection.
+    pub fn queued(&self) -> usize {
+        self.tx.ring.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// Accept the upgrade (§4.2.2): queue the 101 and open the WebSocket. `route` names the
+    /// handler that serves it; `protocol` must be one the client offered.
+    pub fn accept(&mut self, up: &WsUpgrade<'_>, route: u16, protocol: Option<&str>) {
+        debug_assert!(protocol.is_none_or(|p| up.protocols.contains(&p)));
+        let mut head = Vec::with_capacity(160);
+        upgrade::write_accept(up.key, protocol, None, &mut head);
+        self.push(&head);
+        self.tx.route = route;
+        self.tx.state = State::Open;
+    }
+
+    /// Refuse the request with an HTTP status and `Connection: close`; nothing more the
+    /// peer sends is processed (§4.2.1).
+    pub fn reject(&mut self, status: u16, reason: &str) {
+        let mut resp = Vec::with_capacity(192);
+        upgrade::write_status(status, reason, &mut resp);
+        self.push(&resp);
+        self.tx.reported = true;
+        self.tx.state = State::Closing;
+    }
+
+    /// Send a message. Returns false (and sends nothing) unless the connection is open.
+    pub fn send(&mut self, msg: Message<'_>) -> bool {
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        self.is_open() && {
+            self.frame(opcode, msg.as_bytes());
+            true
+        }
+    }
+
+    pub fn send_text(&mut self, text: &str) -> bool {
+        self.send(Message::Text(text))
+    }
+
+    pub fn send_binary(&mut self, data: &[u8]) -> bool {
+        self.send(Message::Binary(data))
+    }
+
+    /// Start the closing handshake (§7.1.2): send a close frame and wait for the peer's.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        if self.is_open() {
+            self.close_frame(Some(code), reason);
+            self.tx.state = State::CloseSent;
+        }
+    }
+
+    /// Fail the connection after a protocol error (§7.1.7): close with `code`, wait for the
+    /// peer's close, and count the application as told.
+    pub(crate) fn fail(&mut self, code: u16, reason: &str) {
+        self.close(code, reason);
+        self.tx.reported = true;
+    }
+
+    /// Queue a close frame; `None` sends an empty payload (no status code).
+    pub(crate) fn close_frame(&mut self, code: Option<u16>, reason: &str) {
+        let mut payload = [0u8; 125];
+        let n = match code {
+            Some(code) => encode_close_payload(code, reason, &mut payload),
+            None => 0,
+        };
+        self.frame(OpCode::Close, &payload[..n]);
+    }
+
+    /// Answer a ping (§5.5.2). A pong still unsent at the tail of tx is replaced, so a ping
+    /// flood costs one pending pong, the newest (§5.5.3).
+    pub(crate) fn pong(&mut self, payload: &[u8]) {
+        if self.tx.tail_pong > 0 {
+            if let Some(r) = self.tx.ring.as_mut() {
+                r.truncate_back(self.tx.tail_pong as usize);
+            }
+        }
+        let n = self.frame(OpCode::Pong, payload);
+        self.tx.tail_pong = n as u8;
+    }
+
+    /// Tell the application once that the connection is finished.
+    pub(crate) fn report<'s>(&mut self, code: u16, reason: &'s str) -> super::Step<'s> {
+        if self.tx.reported {
+            return super::Step::Again;
+        }
+        self.tx.reported = true;
+        super::Step::Event(super::Event::Closed { code, reason })
+    }
+
+    /// Queue one unmasked server frame (§5.1: servers never mask). Returns its length.
+    fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        let h = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&h, &mut head);
+        let ring = self.reserve(n + payload.len());
+        ring.push(&head[..n]);
+        ring.push(payload);
+        self.tx.tail_pong = 0;
+        n + payload.len()
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len()).push(bytes);
+        self.tx.tail_pong = 0;
+    }
+
+    /// The tx ring with room for `n` more bytes: taken from the pool, grown past the pool
+    /// size only for a message larger than a pooled ring (such a ring is freed, not pooled,
+    /// when it drains). Growth is bounded because the reactor stops reading from a
+    /// connection whose queue is over its limit.
+    fn reserve(&mut self, n: usize) -> &mut Ring {
+        let pool = &mut *self.pool;
+        let ring = self.tx.ring.get_or_insert_with(|| pool.take());
+        if ring.free() < n {
+            ring.grow(ring.len() + n);
+        }
+        ring
+    }
+}

@@ -1,0 +1,407 @@
+//! Owns the event loop: the mio `Poll`, the listening socket, the slab of connections and
+//! the buffer pool. It is the only layer that touches sockets (and, with timers, the
+//! clock); everything it learns it hands to `conn::Conn`, and everything a connection
+//! queues it writes. One loop iteration (DESIGN §2, docs/architecture.md):
+//!
+//! 1. `poll` — sleep until a socket is ready (no timeout unless work is pending);
+//! 2. accept until WouldBlock; for each ready connection read into its rx ring and run its
+//!    state machine, dispatching events to the app's handlers;
+//! 3. flush every connection that queued bytes, with one `writev` each, asking for WRITABLE
+//!    only when bytes remain;
+//! 4. free the connections that finished during the iteration (deferred close).
+
+mod listener;
+mod token;
+
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::app::{ConnId, Ctx, Decision, Router};
+use crate::buf::BufPool;
+use crate::config::Config;
+use crate::conn::{Conn, Event, Outbox, State, Step};
+use crate::http::request::Request;
+use crate::http::upgrade::WsUpgrade;
+use listener::ReserveFd;
+use token::LISTENER;
+
+/// A slab slot: the socket and the connection's protocol state.
+struct Entry {
+    sock: TcpStream,
+    conn: Conn,
+    generation: u32,
+    /// The interest currently registered with epoll (re-registered only on change).
+    interest: Interest,
+    /// Already in `dirty` for this iteration.
+    dirty: bool,
+    /// Reading stopped with bytes possibly left in the socket (rx full or tx over its
+    /// limit); under edge-triggered epoll no new event will come, so the loop must resume
+    /// reading by itself once there is room.
+    read_blocked: bool,
+    /// The peer's FIN has been read.
+    eof: bool,
+    /// Already in `closing`.
+    closing: bool,
+}
+
+/// A single-threaded event loop serving one listening socket.
+pub struct Reactor {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Entry>,
+    pool: BufPool,
+    router: Router,
+    cfg: Config,
+    next_generation: u32,
+    reserve: ReserveFd,
+    /// Connections to flush before sleeping.
+    dirty: Vec<usize>,
+    /// Connections whose reading should resume without waiting for an event.
+    resume: Vec<usize>,
+    /// Connections to free at the end of the iteration.
+    closing: Vec<usize>,
+}
+
+impl Reactor {
+    /// Bind `cfg.listen` and set up the loop.
+    pub fn bind(cfg: Config, router: Router) -> io::Result<Reactor> {
+        let mut listener = listener::bind(cfg.listen, false)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Reactor {
+            poll,
+            listener,
+            conns: Slab::with_capacity(1024),
+            pool: BufPool::new(cfg.buffer_size, cfg.pool_max_free),
+            router,
+            cfg,
+            next_generation: 0,
+            reserve: ReserveFd::new(),
+            dirty: Vec::new(),
+            resume: Vec::new(),
+            closing: Vec::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Run until an unrecoverable error of the poller itself.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            // Pending resumed reads must not wait for an event that will never come.
+            let timeout = (!self.resume.is_empty()).then_some(Duration::ZERO);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in events.iter() {
+                if ev.token() == LISTENER {
+                    self.accept_all();
+                    continue;
+                }
+                let (idx, generation) = token::decode(ev.token());
+                if self.conns.get(idx).is_none_or(|e| e.generation != generation) {
+                    continue; // stale: that connection is gone
+                }
+                // RDHUP, HUP and ERR are handled by reading: the read reports EOF or the
+                // error, so none of them can make the loop spin.
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(idx);
+                }
+                if ev.is_writable() {
+                    self.mark_dirty(idx);
+                }
+            }
+            for idx in std::mem::take(&mut self.resume) {
+                if self.conns.get(idx).is_some_and(|e| !e.closing) {
+                    self.read(idx);
+                }
+            }
+            self.flush_dirty();
+            self.free_closed();
+        }
+    }
+
+    /// Accept until WouldBlock (edge-triggered: one event may stand for many connections).
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, _peer)) => self.admit(sock),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if listener::out_of_fds(&e) => {
+                    log::warn!("accept: {e}; shedding a pending connection");
+                    if !self.reserve.shed_one(&self.listener) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // ECONNABORTED and friends concern one connection only.
+                    log::debug!("accept: {e}");
+                    if e.kind() != ErrorKind::ConnectionAborted {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut sock: TcpStream) {
+        if self.conns.len() >= self.cfg.max_connections {
+            // Best effort: a full server says so rather than leaving the client guessing.
+            let _ = sock.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            );
+            return;
+        }
+        // Frames are batched by the loop itself; Nagle would only add latency.
+        let _ = sock.set_nodelay(true);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = self.conns.vacant_entry();
+        let token = token::encode(entry.key(), self.next_generation);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE)
+        {
+            log::warn!("register: {e}");
+            return;
+        }
+        entry.insert(Entry {
+            sock,
+            conn: Conn::new(),
+            generation: self.next_generation,
+            interest: Interest::READABLE,
+            dirty: false,
+            read_blocked: false,
+            eof: false,
+            closing: false,
+        });
+    }
+
+    /// Read until WouldBlock, a short read, or backpressure; run the state machine after
+    /// every read so the rx ring keeps room.
+    fn read(&mut self, idx: usize) {
+        loop {
+            let e = &mut self.conns[idx];
+            if !e.conn.wants_read(self.cfg.max_queued_bytes) {
+                e.read_blocked = !matches!(e.conn.state(), State::Closing | State::Closed);
+                break;
+            }
+            let ring = e.conn.rx_ring(&mut self.pool);
+            let (a, b) = ring.free_slices_mut();
+            let room = a.len() + b.len();
+            let res = (&e.sock).read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]);
+            match res {
+                Ok(0) => {
+                    self.peer_closed(idx);
+                    break;
+                }
+                Ok(n) => {
+                    ring.commit(n);
+                    self.process(idx);
+                    // A short read drained the socket: epoll will report the next bytes.
+                    if n < room {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    log::debug!("read: {err}");
+                    self.abort(idx);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = self.conns.get_mut(idx) {
+            e.conn.shed_rx(&mut self.pool);
+        }
+        self.mark_dirty(idx);
+    }
+
+    /// Run one connection's state machine over its buffered input, dispatching events.
+    fn process(&mut self, idx: usize) {
+        let Reactor {
+            conns,
+            pool,
+            router,
+            cfg,
+            ..
+        } = self;
+        let e = &mut conns[idx];
+        let id = ConnId(token::encode(idx, e.generation).0 as u64);
+        loop {
+            let route = e.conn.route();
+            let (step, mut out) = e.conn.poll_event(cfg, pool);
+            match step {
+                Step::Idle => break,
+                Step::Again => {}
+                Step::Event(Event::Upgrade(req, up)) => upgrade(router, id, &req, &up, &mut out),
+                Step::Event(Event::Request(req)) => plain_request(router, &req, &mut out),
+                Step::Event(Event::Message(msg)) => router
+                    .handler(route)
+                    .on_message(&mut Ctx::new(id, &mut out), msg),
+                Step::Event(Event::Closed { code, reason }) => {
+                    router.handler(route).on_close(id, code, reason)
+                }
+            }
+        }
+    }
+
+    /// The peer's FIN: report the close to the app if it was not told, then let the flush
+    /// finish what is queued and free the connection.
+    fn peer_closed(&mut self, idx: usize) {
+        let e = &mut self.conns[idx];
+        e.eof = true;
+        let id = ConnId(token::encode(idx, e.generation).0 as u64);
+        if let Some(code) = e.conn.on_eof() {
+            self.router.handler(e.conn.route()).on_close(id, code, "");
+        }
+        self.mark_dirty(idx);
+    }
+
+    /// An I/O error: drop the connection now.
+    fn abort(&mut self, idx: usize) {
+        let e = &mut self.conns[idx];
+        let id = ConnId(token::encode(idx, e.generation).0 as u64);
+        if let Some(code) = e.conn.abort() {
+            self.router.handler(e.conn.route()).on_close(id, code, "");
+        }
+        self.mark_dirty(idx);
+    }
+
+    fn mark_dirty(&mut self, idx: usize) {
+        if let Some(e) = self.conns.get_mut(idx) {
+            if !e.dirty {
+                e.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Write what every dirty connection queued (Redis's beforeSleep / handleClients-
+    /// WithPendingWrites): most replies leave in this one syscall, and WRITABLE is asked
+    /// for only when the socket could not take everything.
+    fn flush_dirty(&mut self) {
+        while let Some(idx) = self.dirty.pop() {
+            if let Some(e) = self.conns.get_mut(idx) {
+                e.dirty = false;
+                self.flush(idx);
+            }
+        }
+    }
+
+    fn flush(&mut self, idx: usize) {
+        let e = &mut self.conns[idx];
+        while e.conn.tx_len() > 0 {
+            let (a, b) = e.conn.tx_slices();
+            let want = a.len() + b.len();
+            match (&e.sock).write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+                Ok(n) => {
+                    e.conn.consume_tx(n, &mut self.pool);
+                    if n < want {
+                        break; // the send buffer is full; WRITABLE will tell us
+                    }
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    log::debug!("write: {err}");
+                    self.abort(idx);
+                    self.conns[idx].dirty = false;
+                    break;
+                }
+            }
+        }
+        let e = &mut self.conns[idx];
+        if e.conn.wants_shutdown() {
+            if e.eof {
+                e.conn.abort();
+            } else {
+                // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
+                // the TCP connection first); reading on until its FIN avoids a reset that
+                // could destroy the last bytes we sent.
+                let _ = e.sock.shutdown(Shutdown::Write);
+                e.conn.start_draining();
+                self.resume.push(idx);
+            }
+        }
+        if e.conn.is_done() {
+            if !e.closing {
+                e.closing = true;
+                self.closing.push(idx);
+            }
+            return;
+        }
+        let want = if e.conn.tx_len() > 0 {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if want != e.interest {
+            let token = token::encode(idx, e.generation);
+            if let Err(err) = self.poll.registry().reregister(&mut e.sock, token, want) {
+                log::debug!("reregister: {err}");
+            }
+            e.interest = want;
+        }
+        if e.read_blocked && e.conn.wants_read(self.cfg.max_queued_bytes) {
+            e.read_blocked = false;
+            self.resume.push(idx);
+        }
+    }
+
+    /// Deferred close: sockets and slots are released only here, after the whole event
+    /// batch, so no event in the batch can refer to a slot reused meanwhile.
+    fn free_closed(&mut self) {
+        for idx in std::mem::take(&mut self.closing) {
+            let mut e = self.conns.remove(idx);
+            let _ = self.poll.registry().deregister(&mut e.sock);
+            e.conn.release(&mut self.pool);
+        }
+    }
+}
+
+/// Answer an upgrade request: route it, let the handler decide, queue the 101 or the error.
+fn upgrade(
+    router: &mut Router,
+    id: ConnId,
+    req: &Request<'_>,
+    up: &WsUpgrade<'_>,
+    out: &mut Outbox<'_>,
+) {
+    let Some(route) = router.find(req.path) else {
+        out.reject(404, "no WebSocket endpoint at this path");
+        return;
+    };
+    match router.handler(route).on_upgrade(req, up) {
+        Decision::Accept { protocol } => {
+            // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
+            let protocol = protocol.filter(|p| up.protocols.contains(&p.as_str()));
+            out.accept(up, route, protocol.as_deref());
+            router.handler(route).on_open(&mut Ctx::new(id, out));
+        }
+        Decision::Reject { status, reason } => out.reject(status, reason),
+    }
+}
+
+/// A plain HTTP request: only WebSocket endpoints exist for now.
+fn plain_request(router: &Router, req: &Request<'_>, out: &mut Outbox<'_>) {
+    if router.find(req.path).is_some() {
+        out.reject(426, "this endpoint speaks WebSocket");
+    } else {
+        out.reject(404, "not found");
+    }
+}

@@ -1,0 +1,164 @@
+//! Owns `Assembler`: turns data-frame pieces into whole messages (RFC 6455 §5.4
+//! fragmentation), enforcing the message-size and fragment-count limits and validating text
+//! as UTF-8 as it arrives (§8.1, fail-fast). A message that arrives as one whole frame is
+//! handed on in place, with no copy; only fragmented or partly-read messages are copied into
+//! a reassembly buffer, allocated then and freed on delivery. Sans-IO.
+
+use super::decode::Piece;
+use super::frame::OpCode;
+use super::utf8::Utf8Validator;
+use super::ProtocolError;
+use crate::config::WsLimits;
+
+/// A complete message, borrowed from the rx ring or from the reassembly buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+}
+
+/// A message in progress: only exists between its first frame and its last.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    fragments: u32,
+    /// Declared bytes so far (frames are counted whole when their header arrives).
+    size: u64,
+    utf8: Utf8Validator,
+    buf: Vec<u8>,
+}
+
+/// Per-connection message state: one pointer while idle.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    partial: Option<Box<Partial>>,
+    /// The reassembly buffer of the message delivered last; freed on the next call.
+    delivered: Option<Box<Partial>>,
+}
+
+impl Assembler {
+    pub const fn new() -> Assembler {
+        Assembler {
+            partial: None,
+            delivered: None,
+        }
+    }
+
+    /// True while a message has started but not finished.
+    pub fn in_message(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// Free everything (the connection is closing or going idle).
+    pub fn clear(&mut self) {
+        self.partial = None;
+        self.delivered = None;
+    }
+
+    /// Feed one data-frame piece; returns the message when its last byte has arrived.
+    pub fn feed<'a>(
+        &'a mut self,
+        p: Piece<'a>,
+        limits: &WsLimits,
+    ) -> Result<Option<Message<'a>>, ProtocolError> {
+        self.delivered = None;
+        if p.first {
+            self.start_frame(&p, limits)?;
+        }
+        // Fast path: a whole message in one frame, contiguous in the ring — no copy.
+        if p.first && p.last && p.fin && self.partial.is_none() && p.b.is_empty() {
+            return match p.opcode {
+                OpCode::Text => simdutf8::basic::from_utf8(p.a)
+                    .map(|s| Some(Message::Text(s)))
+                    .map_err(|_| ProtocolError::InvalidUtf8),
+                _ => Ok(Some(Message::Binary(p.a))),
+            };
+        }
+        let partial = self.partial.get_or_insert_with(|| {
+            Box::new(Partial {
+                text: p.opcode == OpCode::Text,
+                fragments: 1,
+                size: p.frame_len,
+                utf8: Utf8Validator::new(),
+                buf: Vec::new(),
+            })
+        });
+        if partial.text {
+            // §8.1 + Autobahn 6.4.x: fail as soon as the bytes cannot become valid UTF-8,
+            // even while the rest of the frame is still on its way.
+            partial.utf8.feed(p.a)?;
+            partial.utf8.feed(p.b)?;
+        }
+        partial.buf.extend_from_slice(p.a);
+        partial.buf.extend_from_slice(p.b);
+        if !(p.last && p.fin) {
+            return Ok(None);
+        }
+        let done = self
+            .partial
+            .take()
+            .expect("bug: partial message just filled");
+        if done.text && !done.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        let done = self.delivered.insert(done);
+        if done.text {
+            // Already validated piece by piece; this last check is the cheap SIMD pass that
+            // lets safe code hand out a `&str`.
+            simdutf8::basic::from_utf8(&done.buf)
+                .map(|s| Some(Message::Text(s)))
+                .map_err(|_| ProtocolError::InvalidUtf8)
+        } else {
+            Ok(Some(Message::Binary(&done.buf)))
+        }
+    }
+
+    /// Rules checked on a frame's header, before its payload is read (§5.4, limits).
+    fn start_frame(&mut self, p: &Piece<'_>, limits: &WsLimits) -> Result<(), ProtocolError> {
+        match (p.opcode, &mut self.partial) {
+            (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(partial)) => {
+                partial.fragments += 1;
+                if partial.fragments > limits.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        max: limits.max_fragments,
+                    });
+                }
+                partial.size += p.frame_len;
+                if partial.size > limits.max_message_size {
+                    return Err(ProtocolError::MessageTooLarge {
+                        size: partial.size,
+                        max: limits.max_message_size,
+                    });
+                }
+                Ok(())
+            }
+            (_, Some(_)) => Err(ProtocolError::ExpectedContinuation),
+            (_, None) => {
+                if p.frame_len > limits.max_message_size {
+                    return Err(ProtocolError::MessageTooLarge {
+                        size: p.frame_len,
+                        max: limits.max_message_size,
+                    });
+                }
+                if limits.max_fragments == 0 {
+                    return Err(ProtocolError::TooManyFragments { max: 0 });
+                }
+                Ok(())
+            }
+        }
+    }
+}
