@@ -1,0 +1,138 @@
+// tests/interop.rs: interop of wsloop's echo endpoint with third-party clients (Python websockets, Node ws).
+//
+// Each test starts its own server and runs one client script from tests/interop/ against
+// ws://127.0.0.1:PORT/echo. The clients' dependencies are installed by `scripts/test`; if they are
+// missing the tests FAIL (never skip). `WSLOOP_PYTHON` / `WSLOOP_NODE` override the interpreters.
+
+#[path = "support/server.rs"]
+mod server;
+
+use server::Server;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The clients have their own 30 s overall timeout; this is the backstop if one hangs anyway.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
+}
+
+fn python() -> String {
+    std::env::var("WSLOOP_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn node() -> String {
+    std::env::var("WSLOOP_NODE").unwrap_or_else(|_| "node".to_string())
+}
+
+/// Runs `cmd` to completion (killing it after `timeout`); returns its status (None on timeout)
+/// and its stdout followed by its stderr.
+fn run(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String) {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {shown}: {e}; run scripts/test (it installs the tools)")
+        });
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    (
+        status,
+        format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}"),
+    )
+}
+
+/// Reads a pipe to the end on a thread (so that neither pipe can fill up and block the child).
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+/// Fails the test (with instructions) unless `probe` exits successfully.
+fn require(what: &str, probe: Command) {
+    let (status, output) = run(probe, Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{what} is not installed or not usable. Run `scripts/test` (it installs the interop \
+         clients' dependencies from tests/interop/), or install them by hand.\n{output}"
+    );
+}
+
+fn run_client(name: &str, mut cmd: Command, server: &mut Server) {
+    let started = Instant::now();
+    cmd.current_dir(interop_dir());
+    let (status, output) = run(cmd, CLIENT_TIMEOUT);
+    match status {
+        Some(s) if s.success() => {
+            println!("{name} passed in {:?}\n{output}", started.elapsed());
+        }
+        Some(s) => panic!(
+            "{name} failed ({s}) against {}:\n{output}",
+            server.url("/echo")
+        ),
+        None => panic!("{name} did not finish within {CLIENT_TIMEOUT:?}; killed:\n{output}"),
+    }
+    server.assert_running();
+}
+
+#[test]
+fn python_websockets_client() {
+    let mut probe = Command::new(python());
+    probe.args(["-c", "import websockets.asyncio.client"]);
+    require(
+        "Python package `websockets` (tests/interop/requirements.txt)",
+        probe,
+    );
+
+    let mut server = Server::start(&[]);
+    let mut cmd = Command::new(python());
+    cmd.arg(interop_dir().join("py_client.py"))
+        .arg(server.url("/echo"));
+    run_client("py_client.py", cmd, &mut server);
+}
+
+#[test]
+fn node_ws_client() {
+    let mut probe = Command::new(node());
+    probe.args([
+        "-e",
+        "require(require('path').join(process.argv[1], 'node_modules', 'ws'))",
+    ]);
+    probe.arg(interop_dir());
+    require(
+        "Node package `ws` in tests/interop/node_modules (npm ci)",
+        probe,
+    );
+
+    let mut server = Server::start(&[]);
+    let mut cmd = Command::new(node());
+    cmd.arg(interop_dir().join("node_client.js"))
+        .arg(server.url("/echo"));
+    run_client("node_client.js", cmd, &mut server);
+}
