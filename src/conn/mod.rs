@@ -168,7 +168,7 @@ impl Conn {
         pool: &'s mut BufPool,
     ) -> (Step<'s>, Outbox<'s>) {
         let Conn { rx, tx } = self;
-        let mut out = Outbox::new(tx, pool);
+        let mut out = Outbox::new(tx, pool, cfg.max_queued_bytes);
         let step = rx.step(cfg, &mut out);
         (step, out)
     }
@@ -387,12 +387,13 @@ fn close_received<'s>(payload: &'s [u8], out: &mut Outbox<'_>) -> Step<'s> {
     let was_open = out.state() == State::Open;
     match parse_close_payload(payload) {
         Err(e) => {
+            let told = out.report(e.close_code(), e.reason());
+            out.fail(e.close_code(), e.reason());
             if was_open {
-                out.fail(e.close_code(), e.reason());
+                told
+            } else {
+                Step::Again
             }
-            // Their close arrived, so there is nothing left to wait for.
-            out.set_state(State::Closing);
-            out.report(e.close_code(), e.reason())
         }
         Ok(status) => {
             let (code, reason) = status.unwrap_or((1005, ""));

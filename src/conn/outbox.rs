@@ -15,11 +15,13 @@ use crate::ws::message::Message;
 pub struct Outbox<'a> {
     tx: &'a mut TxSide,
     pool: &'a mut BufPool,
+    /// Queue size past which the peer counts as not reading (`Config::max_queued_bytes`).
+    limit: usize,
 }
 
 impl<'a> Outbox<'a> {
-    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool) -> Outbox<'a> {
-        Outbox { tx, pool }
+    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, limit: usize) -> Outbox<'a> {
+        Outbox { tx, pool, limit }
     }
 
     pub fn state(&self) -> State {
@@ -90,10 +92,14 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    /// Fail the connection after a protocol error (§7.1.7): close with `code`, wait for the
-    /// peer's close, and count the application as told.
+    /// Fail the connection after a protocol error (§7.1.7): send a close with `code`, then
+    /// close the TCP connection without waiting for the peer's close — after a framing error
+    /// the byte stream cannot be trusted to carry one. The application counts as told.
     pub(crate) fn fail(&mut self, code: u16, reason: &str) {
-        self.close(code, reason);
+        if self.is_open() {
+            self.close_frame(Some(code), reason);
+        }
+        self.tx.state = State::Closing;
         self.tx.reported = true;
     }
 
@@ -107,10 +113,12 @@ impl<'a> Outbox<'a> {
         self.frame(OpCode::Close, &payload[..n]);
     }
 
-    /// Answer a ping (§5.5.2). A pong still unsent at the tail of tx is replaced, so a ping
-    /// flood costs one pending pong, the newest (§5.5.3).
+    /// Answer a ping (§5.5.2). Every ping is answered while the peer reads; once its queue
+    /// is over the limit, a pong still unsent at the tail of tx is replaced by the newer one
+    /// (§5.5.3 allows answering only the most recent ping), so a ping flood from a peer that
+    /// does not read costs one pending pong.
     pub(crate) fn pong(&mut self, payload: &[u8]) {
-        if self.tx.tail_pong > 0 {
+        if self.tx.tail_pong > 0 && self.queued() > self.limit {
             if let Some(r) = self.tx.ring.as_mut() {
                 r.truncate_back(self.tx.tail_pong as usize);
             }

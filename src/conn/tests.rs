@@ -1,1 +1,417 @@
+//! Deterministic tests of `Conn`: synthetic bytes in, bytes and events out, no sockets (the
+//! quinn `Pair` idea). The reactor is replaced by a loop that echoes every message.
 
+use super::*;
+use crate::buf::BufPool;
+use crate::config::Config;
+
+const UPGRADE: &[u8] = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Message(bool, Vec<u8>),
+    Closed(u16, String),
+}
+
+struct Harness {
+    conn: Conn,
+    pool: BufPool,
+    cfg: Config,
+    seen: Vec<Seen>,
+}
+
+impl Harness {
+    fn new(cfg: Config) -> Harness {
+        let pool = BufPool::new(cfg.buffer_size, 8);
+        Harness {
+            conn: Conn::new(),
+            pool,
+            cfg,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A connection past its handshake, with the 101 already taken from tx.
+    fn open() -> Harness {
+        let mut h = Harness::new(Config::default());
+        h.feed(UPGRADE);
+        let out = h.output();
+        assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+        assert_eq!(h.conn.state(), State::Open);
+        h
+    }
+
+    /// Push bytes through rx, running the machine whenever the ring fills, like the reactor.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        loop {
+            let ring = self.conn.rx_ring(&mut self.pool);
+            let n = ring.free().min(bytes.len());
+            ring.push(&bytes[..n]);
+            bytes = &bytes[n..];
+            self.run();
+            if bytes.is_empty() || !self.conn.wants_read(usize::MAX) {
+                break;
+            }
+        }
+        self.conn.shed_rx(&mut self.pool);
+    }
+
+    fn run(&mut self) {
+        loop {
+            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.pool);
+            match step {
+                Step::Idle => break,
+                Step::Again => {}
+                Step::Event(Event::Upgrade(_, up)) => out.accept(&up, 0, None),
+                Step::Event(Event::Request(_)) => out.reject(404, "not found"),
+                Step::Event(Event::Message(m)) => {
+                    self.seen
+                        .push(Seen::Message(m.is_text(), m.as_bytes().to_vec()));
+                    out.send(m);
+                }
+                Step::Event(Event::Closed { code, reason }) => {
+                    self.seen.push(Seen::Closed(code, reason.to_string()))
+                }
+            }
+        }
+    }
+
+    fn output(&mut self) -> Vec<u8> {
+        let (a, b) = self.conn.tx_slices();
+        let v = [a, b].concat();
+        self.conn.consume_tx(v.len(), &mut self.pool);
+        v
+    }
+
+    /// The server's frames: (opcode, payload). Server frames are never masked (§5.1).
+    fn frames(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let bytes = self.output();
+        let mut rest = &bytes[..];
+        let mut v = Vec::new();
+        while !rest.is_empty() {
+            let (h, n) = crate::ws::frame::parse_header(rest).unwrap().unwrap();
+            assert!(h.mask.is_none() && h.fin && h.rsv == 0);
+            let end = n + h.payload_len as usize;
+            v.push((h.opcode as u8, rest[n..end].to_vec()));
+            rest = &rest[end..];
+        }
+        v
+    }
+
+    /// The close code the server sent, if its last frame is a close.
+    fn close_code(&mut self) -> Option<u16> {
+        let frames = self.frames();
+        let (op, p) = frames.last()?;
+        (*op == 8 && p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]))
+    }
+}
+
+/// A masked client frame with explicit first byte (FIN/RSV/opcode).
+fn raw(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![b0];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 65536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+fn text(fin: bool, s: &[u8]) -> Vec<u8> {
+    raw(if fin { 0x81 } else { 0x01 }, s)
+}
+
+fn cont(fin: bool, s: &[u8]) -> Vec<u8> {
+    raw(if fin { 0x80 } else { 0x00 }, s)
+}
+
+fn close(code: u16, reason: &[u8]) -> Vec<u8> {
+    raw(0x88, &[&code.to_be_bytes()[..], reason].concat())
+}
+
+#[test]
+fn frame_level_violations_get_the_exact_close_code() {
+    let small = |f: &mut Config| {
+        f.ws.max_frame_size = 1000;
+        f.ws.max_message_size = 2000;
+        f.ws.max_fragments = 4;
+    };
+    let unmasked: Vec<u8> = vec![0x81, 0x02, b'h', b'i'];
+    let top_bit = vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4];
+    // Five frames where four are allowed; empty fragments count too.
+    let mut many = text(false, b"a");
+    for _ in 0..3 {
+        many.extend(cont(false, b""));
+    }
+    many.extend(cont(true, b"b"));
+    // (name, bytes, expected close code)
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("reserved opcode 0x3", raw(0x83, b""), 1002),
+        ("reserved opcode 0x7", raw(0x87, b""), 1002),
+        ("reserved opcode 0xB", raw(0x8B, b""), 1002),
+        ("reserved opcode 0xF", raw(0x8F, b""), 1002),
+        ("RSV1 without extension", raw(0xC1, b"x"), 1002),
+        ("RSV2", raw(0xA1, b"x"), 1002),
+        ("RSV3", raw(0x91, b"x"), 1002),
+        ("unmasked client frame", unmasked, 1002),
+        ("ping over 125 bytes", raw(0x89, &[0; 126]), 1002),
+        ("pong over 125 bytes", raw(0x8A, &[0; 126]), 1002),
+        ("fragmented ping", raw(0x09, b"x"), 1002),
+        ("fragmented close", raw(0x08, &[3, 232]), 1002),
+        ("continuation without message", cont(true, b"x"), 1002),
+        (
+            "text inside fragmented text",
+            [text(false, b"a"), text(true, b"b")].concat(),
+            1002,
+        ),
+        (
+            "binary inside fragmented binary",
+            [raw(0x02, b"a"), raw(0x82, b"b")].concat(),
+            1002,
+        ),
+        ("64-bit length with top bit", top_bit, 1002),
+        ("close with 1-byte payload", raw(0x88, &[3]), 1002),
+        ("close code 0", close(0, b""), 1002),
+        ("close code 999", close(999, b""), 1002),
+        ("close code 1004", close(1004, b""), 1002),
+        ("close code 1005", close(1005, b""), 1002),
+        ("close code 1006", close(1006, b""), 1002),
+        ("close code 1015", close(1015, b""), 1002),
+        ("close code 1016", close(1016, b""), 1002),
+        ("close code 2999", close(2999, b""), 1002),
+        ("close code 5000", close(5000, b""), 1002),
+        ("close reason not UTF-8", close(1000, &[0xC3, 0x28]), 1007),
+        ("text not UTF-8", text(true, &[0xFF]), 1007),
+        ("surrogate in text", text(true, &[0xED, 0xA0, 0x80]), 1007),
+        (
+            "invalid UTF-8 in continuation",
+            [text(false, b"ok"), cont(true, &[0xC0, 0xAF])].concat(),
+            1007,
+        ),
+        (
+            "text ends mid code point",
+            [text(false, b"a"), cont(true, &[0xE2, 0x82])].concat(),
+            1007,
+        ),
+        ("frame over the frame limit", raw(0x82, &[0; 1001]), 1009),
+        (
+            "message over the message limit",
+            [
+                raw(0x02, &[0; 1000]),
+                cont(false, &[0; 1000]),
+                cont(true, b"x"),
+            ]
+            .concat(),
+            1009,
+        ),
+        ("too many fragments", many, 1008),
+        (
+            "RSV1 on a continuation",
+            [text(false, b"a"), raw(0xC0, b"b")].concat(),
+            1002,
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for (name, bytes, want) in cases {
+        let mut h = Harness::open();
+        small(&mut h.cfg);
+        h.feed(&bytes);
+        assert_eq!(h.close_code(), Some(want), "{name}");
+        // §7.1.7: fail = close frame, then close TCP; no waiting on a stream gone bad.
+        assert_eq!(h.conn.state(), State::Closing, "{name}");
+        assert!(h.conn.wants_shutdown(), "{name}");
+        assert!(
+            matches!(h.seen.last(), Some(Seen::Closed(c, _)) if *c == want),
+            "{name}: app told {:?}",
+            h.seen
+        );
+        // Whatever the peer sends now is discarded; nothing else is sent.
+        h.feed(&close(1000, b""));
+        h.feed(&text(true, b"more"));
+        assert_eq!(h.frames(), vec![], "{name}: no second close");
+        assert_eq!(h.seen.len(), 1, "{name}: told once");
+    }
+}
+
+#[test]
+fn utf8_fails_fast_inside_a_frame_still_arriving() {
+    // Autobahn 6.4.3: the invalid byte arrives long before the frame's end.
+    let mut h = Harness::open();
+    let frame = text(
+        true,
+        &[&b"valid"[..], &[0xF4, 0x90, 0x80, 0x80], &[b'x'; 100]].concat(),
+    );
+    h.feed(&frame[..6 + 7]);
+    assert_eq!(h.close_code(), Some(1007));
+}
+
+#[test]
+fn valid_close_codes_are_echoed() {
+    for code in [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
+        let mut h = Harness::open();
+        h.feed(&close(code, b"bye"));
+        assert_eq!(h.close_code(), Some(code));
+        assert_eq!(h.seen, vec![Seen::Closed(code, "bye".into())]);
+        assert_eq!(h.conn.state(), State::Closing);
+        assert!(h.conn.wants_shutdown());
+    }
+    // An empty close is echoed empty (1005 never goes on the wire) and reported as 1005.
+    let mut h = Harness::open();
+    h.feed(&raw(0x88, b""));
+    assert_eq!(h.frames(), vec![(8, vec![])]);
+    assert_eq!(h.seen, vec![Seen::Closed(1005, String::new())]);
+}
+
+#[test]
+fn echo_every_vector_at_every_split() {
+    // RFC 6455 §5.7 examples plus lengths around each encoding boundary, fed at every split.
+    let payloads: Vec<Vec<u8>> = vec![b"Hello".to_vec(), vec![7; 125], vec![8; 126], vec![9; 256]];
+    for p in payloads {
+        let mut stream = raw(0x89, b"Hello"); // a ping first
+        stream.extend(raw(0x82, &p));
+        stream.extend([text(false, b"Hel"), cont(true, b"lo")].concat());
+        for split in 0..stream.len() {
+            let mut h = Harness::open();
+            h.feed(&stream[..split]);
+            h.feed(&stream[split..]);
+            let frames = h.frames();
+            assert_eq!(
+                frames,
+                vec![
+                    (0xA, b"Hello".to_vec()),
+                    (2, p.clone()),
+                    (1, b"Hello".to_vec())
+                ],
+                "split {split}"
+            );
+        }
+    }
+}
+
+#[test]
+fn frames_across_the_ring_wrap_at_every_offset() {
+    let cfg = Config { buffer_size: 4096, ..Config::default() };
+    let msg = vec![0x5A; 3000];
+    for offset in (0..4096).step_by(97) {
+        let mut h = Harness::new(cfg.clone());
+        h.feed(UPGRADE);
+        h.output();
+        // Leave the ring's head at `offset` by feeding a filler message of the right size.
+        let ring = h.conn.rx_ring(&mut h.pool);
+        ring.clear_at(offset);
+        let f = raw(0x82, &msg);
+        ring.push(&f[..f.len().min(ring.free())]);
+        h.run();
+        h.feed(&f[f.len().min(4096)..]);
+        assert_eq!(h.frames(), vec![(2, msg.clone())], "offset {offset}");
+    }
+}
+
+#[test]
+fn every_ping_is_answered_while_the_peer_reads() {
+    // Autobahn 2.10: ten pings in one write get ten pongs.
+    let mut h = Harness::open();
+    let pings: Vec<u8> = (0..10u8).flat_map(|i| raw(0x89, &[i])).collect();
+    h.feed(&pings);
+    let want: Vec<(u8, Vec<u8>)> = (0..10u8).map(|i| (0xA, vec![i])).collect();
+    assert_eq!(h.frames(), want);
+}
+
+#[test]
+fn pings_coalesce_to_the_newest_pong_when_the_peer_does_not_read() {
+    let mut h = Harness::open();
+    h.cfg.max_queued_bytes = 0; // every queued byte counts as over the limit
+    let pings = [raw(0x89, b"one"), raw(0x89, b"two"), raw(0x89, b"three")].concat();
+    h.feed(&pings);
+    assert_eq!(h.frames(), vec![(0xA, b"three".to_vec())]);
+    // A pong already handed to the socket is not replaced.
+    h.feed(&raw(0x89, b"four"));
+    h.output();
+    h.feed(&raw(0x89, b"five"));
+    assert_eq!(h.frames(), vec![(0xA, b"five".to_vec())]);
+}
+
+#[test]
+fn after_our_close_data_is_discarded_and_the_peers_close_finishes() {
+    let mut h = Harness::open();
+    {
+        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.pool);
+        out.close(1000, "done");
+    }
+    assert_eq!(h.close_code(), Some(1000));
+    h.feed(&text(true, b"late"));
+    h.feed(&raw(0x89, b"late ping"));
+    assert_eq!(h.frames(), vec![], "no data or pong after our close");
+    assert!(h.seen.is_empty());
+    h.feed(&close(1000, b""));
+    assert_eq!(h.seen, vec![Seen::Closed(1000, String::new())]);
+    assert!(h.conn.wants_shutdown());
+}
+
+#[test]
+fn eof_reports_1006_once() {
+    let mut h = Harness::open();
+    assert_eq!(h.conn.on_eof(), Some(1006));
+    assert_eq!(h.conn.on_eof(), None);
+    assert!(h.conn.is_done());
+}
+
+#[test]
+fn bytes_after_the_request_are_decoded_as_frames() {
+    let mut h = Harness::new(Config::default());
+    h.feed(&[UPGRADE, &text(true, b"early")[..]].concat());
+    let out = h.output();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&out[end..], &[0x81, 5, b'e', b'a', b'r', b'l', b'y']);
+}
+
+#[test]
+fn a_rejected_request_processes_nothing_more() {
+    let mut h = Harness::new(Config::default());
+    let bad = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+    h.feed(&[&bad[..], &text(true, b"ignored")].concat());
+    let out = h.output();
+    assert!(
+        out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(out.windows(17).any(|w| w == b"Connection: close"));
+    assert!(h.seen.is_empty());
+    assert!(h.conn.wants_shutdown());
+}
+
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let mut h = Harness::open();
+    h.feed(&text(true, b"hi"));
+    h.output();
+    assert_eq!(
+        h.pool.lent(),
+        0,
+        "rx and tx rings go back to the pool when drained"
+    );
+}
+
+#[test]
+fn per_connection_state_is_small() {
+    // docs/architecture.md documents these sizes; keep them honest.
+    assert!(std::mem::size_of::<crate::ws::decode::Decoder>() <= 32);
+    assert!(
+        std::mem::size_of::<Conn>() <= 112,
+        "Conn is {} bytes",
+        std::mem::size_of::<Conn>()
+    );
+}

@@ -111,7 +111,11 @@ impl Reactor {
                     continue;
                 }
                 let (idx, generation) = token::decode(ev.token());
-                if self.conns.get(idx).is_none_or(|e| e.generation != generation) {
+                if self
+                    .conns
+                    .get(idx)
+                    .is_none_or(|e| e.generation != generation)
+                {
                     continue; // stale: that connection is gone
                 }
                 // RDHUP, HUP and ERR are handled by reading: the read reports EOF or the
