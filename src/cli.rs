@@ -54,6 +54,10 @@ pub struct Cli {
     #[arg(long, default_value_t = 8 * 1024)]
     pub max_request_line: usize,
 
+    /// Most reads a request head may arrive in; more → 400.
+    #[arg(long, default_value_t = 64)]
+    pub max_head_reads: u32,
+
     /// Allow upgrades only from this Origin (repeat for several). Default: any origin.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
@@ -81,6 +85,7 @@ impl Cli {
         cfg.http.max_header_bytes = self.max_header_bytes;
         cfg.http.max_headers = self.max_headers;
         cfg.http.max_request_line = self.max_request_line;
+        cfg.http.max_head_reads = self.max_head_reads;
         if cfg.buffer_size > 1 << 30 {
             return Err("--buffer-size: at most 1 GiB".into());
         }

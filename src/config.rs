@@ -13,6 +13,9 @@ pub struct HttpLimits {
     pub max_headers: usize,
     /// Longest request line. Longer → 414. Default 8 KiB.
     pub max_request_line: usize,
+    /// Most reads a request head may arrive in (a head dribbled in tiny pieces costs a
+    /// syscall and a scan per piece). More → 400. Default 64.
+    pub max_head_reads: u32,
 }
 
 impl Default for HttpLimits {
@@ -21,6 +24,7 @@ impl Default for HttpLimits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_request_line: 8 * 1024,
+            max_head_reads: 64,
         }
     }
 }

@@ -83,6 +83,8 @@ struct RxSide {
     head_scanned: u32,
     /// Length of the request head, dropped once the caller has answered the upgrade.
     head_len: u32,
+    /// Reads the request head has arrived in so far.
+    head_reads: u32,
 }
 
 /// The tx side: state, bytes out. `Outbox` is a window onto it.
@@ -153,6 +155,7 @@ impl Conn {
 
     /// Give back an rx ring that holds nothing (the connection is idle between frames).
     pub fn shed_rx(&mut self, pool: &mut BufPool) {
+        self.rx.asm.shed();
         let idle = self.rx.decoder.at_frame_boundary() && self.rx.head_len == 0;
         if idle && self.rx.ring.as_ref().is_some_and(|r| r.is_empty()) {
             if let Some(r) = self.rx.ring.take() {
@@ -281,8 +284,12 @@ impl RxSide {
         let buf = ring.make_contiguous();
         let Some(head_len) = request::find_head_end(buf, self.head_scanned as usize) else {
             self.head_scanned = buf.len() as u32;
+            // Each call follows a read that brought bytes (tungstenite's AttackCheck).
+            self.head_reads += 1;
             if let Err(e) = request::check_partial(buf, &cfg.http) {
                 out.reject(e.status(), e.reason());
+            } else if self.head_reads >= cfg.http.max_head_reads {
+                out.reject(400, "request head arrived in too many pieces");
             } else if full {
                 // The head limit is larger than the ring: the ring binds.
                 out.reject(431, "request header fields too large");

@@ -301,7 +301,10 @@ fn echo_every_vector_at_every_split() {
 
 #[test]
 fn frames_across_the_ring_wrap_at_every_offset() {
-    let cfg = Config { buffer_size: 4096, ..Config::default() };
+    let cfg = Config {
+        buffer_size: 4096,
+        ..Config::default()
+    };
     let msg = vec![0x5A; 3000];
     for offset in (0..4096).step_by(97) {
         let mut h = Harness::new(cfg.clone());
@@ -403,6 +406,14 @@ fn idle_connections_hold_no_buffers() {
         0,
         "rx and tx rings go back to the pool when drained"
     );
+    // A fragmented message's reassembly buffer is freed once the connection is idle.
+    h.feed(&[text(false, b"frag"), cont(true, b"mented")].concat());
+    h.output();
+    assert_eq!(
+        format!("{:?}", h.conn.rx.asm),
+        "Assembler { partial: None }"
+    );
+    assert_eq!(h.pool.lent(), 0);
 }
 
 #[test]
@@ -413,5 +424,21 @@ fn per_connection_state_is_small() {
         std::mem::size_of::<Conn>() <= 112,
         "Conn is {} bytes",
         std::mem::size_of::<Conn>()
+    );
+}
+
+#[test]
+fn a_head_dribbled_in_too_many_reads_is_refused() {
+    let mut h = Harness::new(Config::default());
+    for b in UPGRADE.iter().take(63) {
+        h.feed(std::slice::from_ref(b));
+    }
+    assert_eq!(h.output(), b"", "63 reads are allowed");
+    h.feed(&UPGRADE[63..64]);
+    let out = h.output();
+    assert!(
+        out.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&out)
     );
 }

@@ -357,6 +357,7 @@ mod tests {
             max_header_bytes: 64,
             max_headers: 4,
             max_request_line: 16,
+            ..HttpLimits::default()
         };
         assert_eq!(check_partial(b"GET / HTTP/1.1\r\nHo", &l), Ok(()));
         // 16-byte line plus CRLF is fine; 17 is not.
@@ -382,6 +383,7 @@ mod tests {
             max_header_bytes: 64,
             max_headers: 2,
             max_request_line: 16,
+            ..HttpLimits::default()
         };
         assert_eq!(
             parse(b"GET /aaaaaaaaaaaa\r\n\r\n", &l),

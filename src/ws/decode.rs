@@ -35,7 +35,7 @@ pub struct Piece<'a> {
     pub first: bool,
     /// Last piece of this frame: the payload is complete.
     pub last: bool,
-    /// Declared payload length of the whole frame.
+    /// Declared payload length of the whole frame (on the first piece; 0 on later ones).
     pub frame_len: u64,
     pub a: &'a mut [u8],
     pub b: &'a mut [u8],
@@ -61,14 +61,13 @@ enum Phase {
         fin: bool,
         rsv: u8,
         key: [u8; 4],
-        frame_len: u64,
         remaining: u64,
         mask_pos: u8,
         started: bool,
     },
 }
 
-/// Frame decoder state for one connection: 32 bytes, no heap.
+/// Frame decoder state for one connection: 24 bytes, no heap.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoder {
     phase: Phase,
@@ -111,7 +110,6 @@ impl Decoder {
                         fin: h.fin,
                         rsv: h.rsv,
                         key: h.mask.unwrap_or([0; 4]),
-                        frame_len: h.payload_len,
                         remaining: h.payload_len,
                         mask_pos: 0,
                         started: false,
@@ -124,7 +122,6 @@ impl Decoder {
             fin,
             rsv,
             key,
-            frame_len,
             remaining,
             mask_pos,
             started,
@@ -151,6 +148,7 @@ impl Decoder {
             n
         };
         let first = !*started;
+        let frame_len = if first { *remaining } else { 0 };
         *started = true;
         *remaining -= n;
         let last = *remaining == 0;
@@ -160,7 +158,7 @@ impl Decoder {
             rsv: *rsv,
             first,
             last,
-            frame_len: *frame_len,
+            frame_len,
             a: &mut [],
             b: &mut [],
         };

@@ -38,34 +38,37 @@ struct Partial {
     /// Declared bytes so far (frames are counted whole when their header arrives).
     size: u64,
     utf8: Utf8Validator,
+    /// The message was delivered from `buf`; the box is freed on the next call.
+    delivered: bool,
     buf: Vec<u8>,
 }
 
-/// Per-connection message state: one pointer while idle.
+/// Per-connection message state: one pointer, null while idle.
 #[derive(Debug, Default)]
 pub struct Assembler {
     partial: Option<Box<Partial>>,
-    /// The reassembly buffer of the message delivered last; freed on the next call.
-    delivered: Option<Box<Partial>>,
 }
 
 impl Assembler {
     pub const fn new() -> Assembler {
-        Assembler {
-            partial: None,
-            delivered: None,
-        }
+        Assembler { partial: None }
     }
 
     /// True while a message has started but not finished.
     pub fn in_message(&self) -> bool {
-        self.partial.is_some()
+        self.partial.as_ref().is_some_and(|p| !p.delivered)
+    }
+
+    /// Free the buffer of a message already delivered (the connection went idle).
+    pub fn shed(&mut self) {
+        if self.partial.as_ref().is_some_and(|p| p.delivered) {
+            self.partial = None;
+        }
     }
 
     /// Free everything (the connection is closing or going idle).
     pub fn clear(&mut self) {
         self.partial = None;
-        self.delivered = None;
     }
 
     /// Feed one data-frame piece; returns the message when its last byte has arrived.
@@ -74,7 +77,9 @@ impl Assembler {
         p: Piece<'a>,
         limits: &WsLimits,
     ) -> Result<Option<Message<'a>>, ProtocolError> {
-        self.delivered = None;
+        if self.partial.as_ref().is_some_and(|p| p.delivered) {
+            self.partial = None; // the last message's buffer is no longer borrowed
+        }
         if p.first {
             self.start_frame(&p, limits)?;
         }
@@ -93,6 +98,7 @@ impl Assembler {
                 fragments: 1,
                 size: p.frame_len,
                 utf8: Utf8Validator::new(),
+                delivered: false,
                 buf: Vec::new(),
             })
         });
@@ -107,14 +113,11 @@ impl Assembler {
         if !(p.last && p.fin) {
             return Ok(None);
         }
-        let done = self
-            .partial
-            .take()
-            .expect("bug: partial message just filled");
-        if done.text && !done.utf8.is_complete() {
+        if partial.text && !partial.utf8.is_complete() {
             return Err(ProtocolError::InvalidUtf8);
         }
-        let done = self.delivered.insert(done);
+        partial.delivered = true;
+        let done = &**partial;
         if done.text {
             // Already validated piece by piece; this last check is the cheap SIMD pass that
             // lets safe code hand out a `&str`.
