@@ -11,5 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod http;
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod reactor;
 pub mod ws;

@@ -4,6 +4,9 @@
 // ws://127.0.0.1:PORT/echo. The clients' dependencies are installed by `scripts/test`; if they are
 // missing the tests FAIL (never skip). `WSLOOP_PYTHON` / `WSLOOP_NODE` override the interpreters.
 
+// Tests are clients of the server: they use sockets and the clock freely.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 #[path = "support/server.rs"]
 mod server;
 
