@@ -9,7 +9,10 @@ use super::Ring;
 pub struct BufPool {
     size: usize,
     max_free: usize,
-    free: Vec<Ring>,
+    // Boxed on purpose: a connection holds its ring as one pointer, and lending a pooled
+    // ring out must move that pointer, not the ring.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Ring>>,
     lent: usize,
 }
 
@@ -29,17 +32,17 @@ impl BufPool {
         self.size
     }
 
-    /// Lend an empty ring.
-    pub fn take(&mut self) -> Ring {
+    /// Lend an empty ring. Rings travel boxed so a connection's handle is one pointer.
+    pub fn take(&mut self) -> Box<Ring> {
         self.lent += 1;
         self.free
             .pop()
-            .unwrap_or_else(|| Ring::with_capacity(self.size))
+            .unwrap_or_else(|| Box::new(Ring::with_capacity(self.size)))
     }
 
     /// Take a ring back. A ring that grew past the pool size, or one beyond `max_free`, is
     /// freed instead so a burst does not pin memory forever.
-    pub fn give(&mut self, mut ring: Ring) {
+    pub fn give(&mut self, mut ring: Box<Ring>) {
         self.lent = self.lent.saturating_sub(1);
         if ring.capacity() == self.size && self.free.len() < self.max_free {
             ring.consume(ring.len());

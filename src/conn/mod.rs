@@ -76,7 +76,7 @@ pub enum Step<'a> {
 /// The rx side: bytes in, decoder state.
 #[derive(Debug, Default)]
 struct RxSide {
-    ring: Option<Ring>,
+    ring: Option<Box<Ring>>,
     decoder: Decoder,
     asm: Assembler,
     /// Bytes of the request head already searched for CRLFCRLF (linear parsing).
@@ -98,7 +98,7 @@ pub(crate) struct TxSide {
     tail_pong: u8,
     /// Index of the handler serving this connection (set on accept).
     route: u16,
-    ring: Option<Ring>,
+    ring: Option<Box<Ring>>,
 }
 
 /// One connection's protocol state: the socket lives in the reactor, everything else here.

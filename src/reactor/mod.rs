@@ -37,16 +37,33 @@ struct Entry {
     generation: u32,
     /// The interest currently registered with epoll (re-registered only on change).
     interest: Interest,
-    /// Already in `dirty` for this iteration.
-    dirty: bool,
-    /// Reading stopped with bytes possibly left in the socket (rx full or tx over its
-    /// limit); under edge-triggered epoll no new event will come, so the loop must resume
-    /// reading by itself once there is room.
-    read_blocked: bool,
-    /// The peer's FIN has been read.
-    eof: bool,
-    /// Already in `closing`.
-    closing: bool,
+    /// Bit set of the `DIRTY`, `READ_BLOCKED`, `EOF` and `CLOSING` flags below.
+    flags: u8,
+}
+
+/// Already in `dirty` for this iteration.
+const DIRTY: u8 = 1;
+/// Reading stopped with bytes possibly left in the socket (rx full or tx over its limit);
+/// under edge-triggered epoll no new event will come, so the loop must resume reading by
+/// itself once there is room.
+const READ_BLOCKED: u8 = 2;
+/// The peer's FIN has been read.
+const EOF: u8 = 4;
+/// Already in `closing`.
+const CLOSING: u8 = 8;
+
+impl Entry {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
 }
 
 /// A single-threaded event loop serving one listening socket.
@@ -128,7 +145,7 @@ impl Reactor {
                 }
             }
             for idx in std::mem::take(&mut self.resume) {
-                if self.conns.get(idx).is_some_and(|e| !e.closing) {
+                if self.conns.get(idx).is_some_and(|e| !e.has(CLOSING)) {
                     self.read(idx);
                 }
             }
@@ -187,10 +204,7 @@ impl Reactor {
             conn: Conn::new(),
             generation: self.next_generation,
             interest: Interest::READABLE,
-            dirty: false,
-            read_blocked: false,
-            eof: false,
-            closing: false,
+            flags: 0,
         });
     }
 
@@ -200,7 +214,8 @@ impl Reactor {
         loop {
             let e = &mut self.conns[idx];
             if !e.conn.wants_read(self.cfg.max_queued_bytes) {
-                e.read_blocked = !matches!(e.conn.state(), State::Closing | State::Closed);
+                let blocked = !matches!(e.conn.state(), State::Closing | State::Closed);
+                e.set(READ_BLOCKED, blocked);
                 break;
             }
             let ring = e.conn.rx_ring(&mut self.pool);
@@ -268,7 +283,7 @@ impl Reactor {
     /// finish what is queued and free the connection.
     fn peer_closed(&mut self, idx: usize) {
         let e = &mut self.conns[idx];
-        e.eof = true;
+        e.set(EOF, true);
         let id = ConnId(token::encode(idx, e.generation).0 as u64);
         if let Some(code) = e.conn.on_eof() {
             self.router.handler(e.conn.route()).on_close(id, code, "");
@@ -288,8 +303,8 @@ impl Reactor {
 
     fn mark_dirty(&mut self, idx: usize) {
         if let Some(e) = self.conns.get_mut(idx) {
-            if !e.dirty {
-                e.dirty = true;
+            if !e.has(DIRTY) {
+                e.set(DIRTY, true);
                 self.dirty.push(idx);
             }
         }
@@ -301,7 +316,7 @@ impl Reactor {
     fn flush_dirty(&mut self) {
         while let Some(idx) = self.dirty.pop() {
             if let Some(e) = self.conns.get_mut(idx) {
-                e.dirty = false;
+                e.set(DIRTY, false);
                 self.flush(idx);
             }
         }
@@ -324,14 +339,14 @@ impl Reactor {
                 Err(err) => {
                     log::debug!("write: {err}");
                     self.abort(idx);
-                    self.conns[idx].dirty = false;
+                    self.conns[idx].set(DIRTY, false);
                     break;
                 }
             }
         }
         let e = &mut self.conns[idx];
         if e.conn.wants_shutdown() {
-            if e.eof {
+            if e.has(EOF) {
                 e.conn.abort();
             } else {
                 // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
@@ -343,8 +358,8 @@ impl Reactor {
             }
         }
         if e.conn.is_done() {
-            if !e.closing {
-                e.closing = true;
+            if !e.has(CLOSING) {
+                e.set(CLOSING, true);
                 self.closing.push(idx);
             }
             return;
@@ -361,8 +376,8 @@ impl Reactor {
             }
             e.interest = want;
         }
-        if e.read_blocked && e.conn.wants_read(self.cfg.max_queued_bytes) {
-            e.read_blocked = false;
+        if e.has(READ_BLOCKED) && e.conn.wants_read(self.cfg.max_queued_bytes) {
+            e.set(READ_BLOCKED, false);
             self.resume.push(idx);
         }
     }
@@ -407,5 +422,24 @@ fn plain_request(router: &Router, req: &Request<'_>, out: &mut Outbox<'_>) {
         out.reject(426, "this endpoint speaks WebSocket");
     } else {
         out.reject(404, "not found");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_costs_at_most_128_bytes_of_slab() {
+        // DESIGN §3 target: ≤ 128 B of user-space memory per idle WebSocket. An idle
+        // connection owns no ring and no reassembly buffer, so its slab slot is all it costs
+        // (docs/architecture.md "Memory").
+        let (entry, conn) = (std::mem::size_of::<Entry>(), std::mem::size_of::<Conn>());
+        // mio's TcpStream carries a selector id in debug builds only.
+        let debug_extra = if cfg!(debug_assertions) { 16 } else { 0 };
+        assert!(
+            entry <= 96 + debug_extra,
+            "slab entry is {entry} bytes (Conn {conn})"
+        );
     }
 }
