@@ -2,6 +2,7 @@
 //! `Config`. It parses; it does not run anything.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -58,6 +59,31 @@ pub struct Cli {
     #[arg(long, default_value_t = 64)]
     pub max_head_reads: u32,
 
+    /// Time from accept to a complete request head; then 408 (e.g. 10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Silence after which a WebSocket is dropped (the app sees 1006).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// The heartbeat ping goes out after (idle-timeout - ping-margin) of silence; the peer
+    /// then has ping-margin to answer. The default pings after 45 s, under nginx's 60 s.
+    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    pub ping_margin: Duration,
+
+    /// After the server's close frame or FIN, how long the peer may take to finish.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub close_linger: Duration,
+
+    /// Longest time one message may take from its first frame to its last; then close 1008.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub message_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long to wait for closing handshakes before exiting.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
     /// Allow upgrades only from this Origin (repeat for several). Default: any origin.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
@@ -86,6 +112,15 @@ impl Cli {
         cfg.http.max_headers = self.max_headers;
         cfg.http.max_request_line = self.max_request_line;
         cfg.http.max_head_reads = self.max_head_reads;
+        cfg.timeouts.handshake = self.handshake_timeout;
+        cfg.timeouts.idle = self.idle_timeout;
+        cfg.timeouts.ping_margin = self.ping_margin;
+        cfg.timeouts.close_linger = self.close_linger;
+        cfg.timeouts.message = self.message_timeout;
+        cfg.timeouts.drain = self.drain_timeout;
+        if self.ping_margin >= self.idle_timeout {
+            return Err("--ping-margin: must be shorter than --idle-timeout".into());
+        }
         if cfg.buffer_size > 1 << 30 {
             return Err("--buffer-size: at most 1 GiB".into());
         }
@@ -93,5 +128,50 @@ impl Cli {
             return Err("--max-fragments: must be at least 1".into());
         }
         Ok(cfg)
+    }
+}
+
+/// Parse a duration: a number with a unit of `ms`, `s`, `m` or `h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}': expected e.g. 500ms, 10s, 2m"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (ms, s, m, h)")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cli = Cli::try_parse_from(["wsloop", "--idle-timeout", "10s", "--ping-margin", "20s"]);
+        let err = cli.unwrap().into_config().unwrap_err();
+        assert!(err.contains("--ping-margin"), "{err}");
+        let err = Cli::try_parse_from(["wsloop", "--idle-timeout", "ten"]).unwrap_err();
+        assert!(err.to_string().contains("--idle-timeout"), "{err}");
     }
 }

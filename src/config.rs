@@ -2,6 +2,7 @@
 //! place. Plain data; it parses nothing (cli.rs fills it) and performs nothing.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Limits on what a peer may send during the HTTP upgrade (tungstenite's `AttackCheck`, made
 /// configurable).
@@ -52,6 +53,48 @@ impl Default for WsLimits {
     }
 }
 
+/// Every deadline the reactor's timer wheel enforces (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accept to a complete request head; a client that dribbles its request
+    /// (slowloris) gets 408 and is closed. Default 10 s.
+    pub handshake: Duration,
+    /// Silence after which a WebSocket is dropped (the app sees 1006). Default 120 s.
+    pub idle: Duration,
+    /// How long before `idle` the server pings a silent peer: the ping goes out after
+    /// `idle - ping_margin` of silence, and the peer has `ping_margin` to answer. Default
+    /// 75 s, so the ping comes after 45 s, under nginx's 60 s `proxy_read_timeout`.
+    pub ping_margin: Duration,
+    /// After our close frame or FIN, how long a peer may take to finish; then it is
+    /// dropped. Default 5 s.
+    pub close_linger: Duration,
+    /// Longest time one message may take from its first frame to its last; slower →
+    /// close 1008. Default 60 s.
+    pub message: Duration,
+    /// On SIGTERM/SIGINT, how long to wait for closing handshakes before exiting. Default 10 s.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            idle: Duration::from_secs(120),
+            ping_margin: Duration::from_secs(75),
+            close_linger: Duration::from_secs(5),
+            message: Duration::from_secs(60),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Silence before the heartbeat ping.
+    pub fn ping_after(&self) -> Duration {
+        self.idle.saturating_sub(self.ping_margin)
+    }
+}
+
 /// Everything the server needs to run. Built by `cli.rs`; `Default` gives the documented
 /// defaults.
 #[derive(Debug, Clone)]
@@ -74,6 +117,7 @@ pub struct Config {
     pub subprotocols: Vec<String>,
     pub http: HttpLimits,
     pub ws: WsLimits,
+    pub timeouts: Timeouts,
 }
 
 impl Default for Config {
@@ -88,6 +132,7 @@ impl Default for Config {
             subprotocols: Vec::new(),
             http: HttpLimits::default(),
             ws: WsLimits::default(),
+            timeouts: Timeouts::default(),
         }
     }
 }

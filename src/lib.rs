@@ -13,4 +13,5 @@ pub mod conn;
 pub mod http;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod reactor;
+pub mod timer;
 pub mod ws;

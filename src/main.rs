@@ -28,13 +28,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let addr = reactor.local_addr().unwrap_or(cfg.listen);
+    if let Err(e) = reactor.handle_signals() {
+        eprintln!("wsloop: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    let addr = reactor.local_addr();
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("wsloop listening on {addr}");
     let _ = std::io::stdout().flush();
     log::info!("serving ws://{addr}/echo");
     match reactor.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            log::info!("bye");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             log::error!("event loop failed: {e}");
             ExitCode::from(1)

@@ -12,16 +12,21 @@
 //! Protocol obligations (pong for ping, close echo, fail on a protocol error) are queued here
 //! ahead of application data; the reactor only moves bytes.
 
+mod deadline;
 mod outbox;
 #[cfg(test)]
 mod tests;
 
+pub use deadline::Expiry;
 pub use outbox::Outbox;
+
+use deadline::Deadlines;
 
 use crate::buf::{BufPool, Ring};
 use crate::config::Config;
 use crate::http::request::{self, Request};
 use crate::http::upgrade::{self, WsUpgrade};
+use crate::timer::Tick;
 use crate::ws::close::parse_close_payload;
 use crate::ws::decode::{DecodeRules, Decoder, Piece};
 use crate::ws::frame::OpCode;
@@ -106,17 +111,14 @@ pub(crate) struct TxSide {
 pub struct Conn {
     rx: RxSide,
     tx: TxSide,
-}
-
-impl Default for Conn {
-    fn default() -> Self {
-        Conn::new()
-    }
+    times: Deadlines,
 }
 
 impl Conn {
-    pub fn new() -> Conn {
+    /// A connection accepted at `now`.
+    pub fn new(now: Tick) -> Conn {
         Conn {
+            times: Deadlines::new(now),
             rx: RxSide::default(),
             tx: TxSide {
                 state: State::Handshake,
@@ -169,11 +171,50 @@ impl Conn {
         &'s mut self,
         cfg: &Config,
         pool: &'s mut BufPool,
+        now: Tick,
     ) -> (Step<'s>, Outbox<'s>) {
-        let Conn { rx, tx } = self;
+        let Conn { rx, tx, times } = self;
         let mut out = Outbox::new(tx, pool, cfg.max_queued_bytes);
-        let step = rx.step(cfg, &mut out);
+        let step = rx.step(cfg, &mut out, times, now);
         (step, out)
+    }
+
+    /// Bytes arrived at `now` (call once per read that returned data).
+    pub fn on_input(&mut self, now: Tick) {
+        self.times.input(self.tx.state, now);
+    }
+
+    /// The connection's next deadline, after noting any state change made at `now`.
+    pub fn deadline(&mut self, cfg: &Config, now: Tick) -> Option<Tick> {
+        self.times.observe(self.tx.state, now);
+        self.times.next(self.tx.state, &cfg.timeouts)
+    }
+
+    /// A timer fired at `now`: act on whichever deadline passed. Returns the close code to
+    /// report to the application, if it must be told now.
+    pub fn on_timeout(&mut self, cfg: &Config, pool: &mut BufPool, now: Tick) -> Option<u16> {
+        self.times.observe(self.tx.state, now);
+        let expiry = self.times.expired(self.tx.state, &cfg.timeouts, now)?;
+        log::debug!("deadline passed: {expiry:?}");
+        let mut out = Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes);
+        match expiry {
+            Expiry::Handshake => {
+                out.reject(408, "request head not received in time");
+                None
+            }
+            Expiry::Ping => {
+                // §5.5.2: any pong, or any other frame, proves the peer is alive.
+                out.ping(b"wsloop");
+                self.times.pinged();
+                None
+            }
+            Expiry::Message => {
+                out.fail(1008, "message not completed in time");
+                self.rx.asm.clear();
+                Some(1008)
+            }
+            Expiry::Silent | Expiry::Linger => self.abort(),
+        }
     }
 
     /// The peer closed its side (read returned 0) or the socket failed. Returns the close
@@ -192,6 +233,21 @@ impl Conn {
         };
         self.rx.asm.clear();
         report
+    }
+
+    /// The server is shutting down: an open WebSocket gets close 1001 "going away" (RFC 6455
+    /// §7.4.1) and finishes its closing handshake under the linger deadline; a connection
+    /// still in its handshake is dropped. Returns the code to report, if any.
+    pub fn going_away(&mut self, cfg: &Config, pool: &mut BufPool) -> Option<u16> {
+        match self.tx.state {
+            State::Open => {
+                Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes)
+                    .close(1001, "server shutting down");
+                None
+            }
+            State::Handshake | State::Upgrading => self.abort(),
+            _ => None,
+        }
     }
 
     /// Bytes waiting to be written.
@@ -253,7 +309,13 @@ impl Conn {
 }
 
 impl RxSide {
-    fn step<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
+    fn step<'s>(
+        &'s mut self,
+        cfg: &Config,
+        out: &mut Outbox<'_>,
+        times: &mut Deadlines,
+        now: Tick,
+    ) -> Step<'s> {
         match out.state() {
             State::Handshake => self.handshake(cfg, out),
             State::Upgrading => {
@@ -262,7 +324,7 @@ impl RxSide {
                 out.reject(500, "upgrade not answered");
                 Step::Again
             }
-            State::Open | State::CloseSent => self.frames(cfg, out),
+            State::Open | State::CloseSent => self.frames(cfg, out, times, now),
             State::Closing | State::Draining | State::Closed => {
                 // §4.2.1/§7.1.1: after a rejection or the close handshake nothing the peer
                 // sends is processed.
@@ -319,7 +381,13 @@ impl RxSide {
     }
 
     /// Decode frames: control frames are answered here, data frames become messages.
-    fn frames<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
+    fn frames<'s>(
+        &'s mut self,
+        cfg: &Config,
+        out: &mut Outbox<'_>,
+        times: &mut Deadlines,
+        now: Tick,
+    ) -> Step<'s> {
         let Some(ring) = self.ring.as_mut() else {
             return Step::Idle;
         };
@@ -348,6 +416,8 @@ impl RxSide {
             // §7.1.2 / §1.4: after our close, data frames are read and discarded.
             return Step::Again;
         }
+        let starts = piece.first && piece.opcode != OpCode::Continuation;
+        times.message_piece(starts, piece.last && piece.fin, now);
         match self.asm.feed(piece, &cfg.ws) {
             Ok(Some(msg)) => Step::Event(Event::Message(msg)),
             Ok(None) => Step::Again,

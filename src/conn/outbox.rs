@@ -127,6 +127,13 @@ impl<'a> Outbox<'a> {
         self.tx.tail_pong = n as u8;
     }
 
+    /// Send a heartbeat ping (§5.5.2).
+    pub(crate) fn ping(&mut self, payload: &[u8]) {
+        if self.is_open() {
+            self.frame(OpCode::Ping, payload);
+        }
+    }
+
     /// Tell the application once that the connection is finished.
     pub(crate) fn report<'s>(&mut self, code: u16, reason: &'s str) -> super::Step<'s> {
         if self.tx.reported {

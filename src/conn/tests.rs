@@ -4,6 +4,7 @@
 use super::*;
 use crate::buf::BufPool;
 use crate::config::Config;
+use crate::timer::Tick;
 
 const UPGRADE: &[u8] = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -20,16 +21,19 @@ struct Harness {
     pool: BufPool,
     cfg: Config,
     seen: Vec<Seen>,
+    /// The fake clock, in milliseconds.
+    now: Tick,
 }
 
 impl Harness {
     fn new(cfg: Config) -> Harness {
         let pool = BufPool::new(cfg.buffer_size, 8);
         Harness {
-            conn: Conn::new(),
+            conn: Conn::new(0),
             pool,
             cfg,
             seen: Vec::new(),
+            now: 0,
         }
     }
 
@@ -50,6 +54,7 @@ impl Harness {
             let n = ring.free().min(bytes.len());
             ring.push(&bytes[..n]);
             bytes = &bytes[n..];
+            self.conn.on_input(self.now);
             self.run();
             if bytes.is_empty() || !self.conn.wants_read(usize::MAX) {
                 break;
@@ -60,7 +65,7 @@ impl Harness {
 
     fn run(&mut self) {
         loop {
-            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.pool);
+            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.pool, self.now);
             match step {
                 Step::Idle => break,
                 Step::Again => {}
@@ -349,7 +354,7 @@ fn pings_coalesce_to_the_newest_pong_when_the_peer_does_not_read() {
 fn after_our_close_data_is_discarded_and_the_peers_close_finishes() {
     let mut h = Harness::open();
     {
-        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.pool);
+        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.pool, 0);
         out.close(1000, "done");
     }
     assert_eq!(h.close_code(), Some(1000));
@@ -441,4 +446,124 @@ fn a_head_dribbled_in_too_many_reads_is_refused() {
         "{}",
         String::from_utf8_lossy(&out)
     );
+}
+
+impl Harness {
+    /// Move the fake clock to `t` ms and fire the connection's timer if it is due, as the
+    /// reactor does (lazily: a deadline that moved is simply not due yet).
+    fn advance_to(&mut self, t: Tick) -> Option<u16> {
+        self.now = t;
+        let due = self.conn.deadline(&self.cfg, t)?;
+        if due > t {
+            return None;
+        }
+        self.conn.on_timeout(&self.cfg, &mut self.pool, t)
+    }
+}
+
+fn short_timeouts() -> Config {
+    let mut cfg = Config::default();
+    cfg.timeouts.handshake = std::time::Duration::from_millis(1000);
+    cfg.timeouts.idle = std::time::Duration::from_millis(3000);
+    cfg.timeouts.ping_margin = std::time::Duration::from_millis(1000);
+    cfg.timeouts.close_linger = std::time::Duration::from_millis(500);
+    cfg.timeouts.message = std::time::Duration::from_millis(2000);
+    cfg
+}
+
+#[test]
+fn a_dribbled_handshake_gets_408_at_the_deadline() {
+    let mut h = Harness::new(short_timeouts());
+    for (i, b) in UPGRADE.iter().take(20).enumerate() {
+        h.now = i as Tick * 40; // a byte every 40 ms keeps arriving
+        h.feed(std::slice::from_ref(b));
+    }
+    assert_eq!(
+        h.conn.deadline(&h.cfg, h.now),
+        Some(1000),
+        "input does not extend it"
+    );
+    assert_eq!(h.advance_to(999), None);
+    assert_eq!(h.output(), b"");
+    h.advance_to(1000);
+    assert!(h.output().starts_with(b"HTTP/1.1 408 "));
+    assert!(h.conn.wants_shutdown());
+}
+
+#[test]
+fn silence_brings_a_ping_then_a_drop_with_1006() {
+    let mut h = Harness::new(short_timeouts());
+    h.feed(UPGRADE);
+    h.output();
+    assert_eq!(
+        h.conn.deadline(&h.cfg, 0),
+        Some(2000),
+        "ping after idle - margin"
+    );
+    assert_eq!(h.advance_to(1999), None);
+    assert_eq!(h.frames(), vec![]);
+    assert_eq!(h.advance_to(2000), None);
+    assert_eq!(h.frames(), vec![(9, b"wsloop".to_vec())]);
+    assert_eq!(
+        h.conn.deadline(&h.cfg, 2000),
+        Some(3000),
+        "drop after the margin"
+    );
+    assert_eq!(h.advance_to(3000), Some(1006));
+    assert!(h.conn.is_done());
+}
+
+#[test]
+fn any_inbound_frame_resets_the_heartbeat() {
+    let mut h = Harness::new(short_timeouts());
+    h.feed(UPGRADE);
+    h.output();
+    h.advance_to(2000); // ping sent
+    h.frames();
+    h.now = 2500;
+    h.feed(&raw(0x8A, b"wsloop")); // the pong
+    assert_eq!(h.conn.deadline(&h.cfg, 2500), Some(4500));
+    assert_eq!(h.advance_to(3000), None, "not dropped: it answered");
+    assert!(!h.conn.is_done());
+    h.now = 4000;
+    h.feed(&text(true, b"still here"));
+    assert_eq!(h.advance_to(4500), None);
+    assert_eq!(
+        h.frames(),
+        vec![(1, b"still here".to_vec())],
+        "no ping: it spoke"
+    );
+}
+
+#[test]
+fn a_trickled_message_is_closed_with_1008() {
+    let mut h = Harness::new(short_timeouts());
+    h.feed(UPGRADE);
+    h.output();
+    h.now = 100;
+    h.feed(&text(false, b"a"));
+    for t in (500..2100).step_by(400) {
+        h.now = t;
+        h.feed(&cont(false, b"b")); // keeps the heartbeat alive, not the message
+    }
+    assert_eq!(h.conn.deadline(&h.cfg, h.now), Some(2100));
+    assert_eq!(h.advance_to(2100), Some(1008));
+    assert_eq!(h.close_code(), Some(1008));
+}
+
+#[test]
+fn a_peer_that_ignores_our_close_is_dropped_after_the_linger() {
+    let mut h = Harness::new(short_timeouts());
+    h.feed(UPGRADE);
+    h.output();
+    h.now = 1000;
+    {
+        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.pool, 1000);
+        out.close(1000, "bye");
+    }
+    h.output();
+    assert_eq!(h.conn.deadline(&h.cfg, 1000), Some(1500));
+    assert_eq!(h.advance_to(1499), None);
+    assert_eq!(h.advance_to(1500), Some(1006));
+    assert!(h.conn.is_done());
 }

@@ -8,8 +8,15 @@
 //!    state machine, dispatching events to the app's handlers;
 //! 3. flush every connection that queued bytes, with one `writev` each, asking for WRITABLE
 //!    only when bytes remain;
-//! 4. free the connections that finished during the iteration (deferred close).
+//! 4. fire the timers that came due (handshake deadline, heartbeat, message deadline,
+//!    linger), re-arming lazily those whose deadline moved;
+//! 5. free the connections that finished during the iteration (deferred close).
+//!
+//! SIGTERM/SIGINT start a graceful shutdown: stop accepting, close every WebSocket with 1001,
+//! wait up to the drain deadline for the closing handshakes, return. A second signal returns
+//! at once.
 
+mod clock;
 mod listener;
 mod token;
 
@@ -18,7 +25,9 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::app::{ConnId, Ctx, Decision, Router};
@@ -27,8 +36,10 @@ use crate::config::Config;
 use crate::conn::{Conn, Event, Outbox, State, Step};
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
+use crate::timer::{Tick, TimerKey, Wheel};
+use clock::Clock;
 use listener::ReserveFd;
-use token::LISTENER;
+use token::{LISTENER, SIGNALS};
 
 /// A slab slot: the socket and the connection's protocol state.
 struct Entry {
@@ -39,6 +50,8 @@ struct Entry {
     interest: Interest,
     /// Bit set of the `DIRTY`, `READ_BLOCKED`, `EOF` and `CLOSING` flags below.
     flags: u8,
+    /// This connection's one entry in the timer wheel, armed at or before its next deadline.
+    timer: Option<TimerKey>,
 }
 
 /// Already in `dirty` for this iteration.
@@ -69,7 +82,17 @@ impl Entry {
 /// A single-threaded event loop serving one listening socket.
 pub struct Reactor {
     poll: Poll,
-    listener: TcpListener,
+    /// None once shutdown has begun (no more accepts).
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Option<Signals>,
+    clock: Clock,
+    /// The time of this iteration, read once after `poll` returns.
+    now: Tick,
+    /// One timer per connection, valued by the connection's token.
+    wheel: Wheel<Token>,
+    /// When shutting down: the drain deadline.
+    draining_until: Option<Tick>,
     conns: Slab<Entry>,
     pool: BufPool,
     router: Router,
@@ -88,12 +111,21 @@ impl Reactor {
     /// Bind `cfg.listen` and set up the loop.
     pub fn bind(cfg: Config, router: Router) -> io::Result<Reactor> {
         let mut listener = listener::bind(cfg.listen, false)?;
+        let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let clock = Clock::new();
+        let now = clock.now();
         Ok(Reactor {
             poll,
-            listener,
+            listener: Some(listener),
+            local_addr,
+            signals: None,
+            clock,
+            now,
+            wheel: Wheel::new(now),
+            draining_until: None,
             conns: Slab::with_capacity(1024),
             pool: BufPool::new(cfg.buffer_size, cfg.pool_max_free),
             router,
@@ -106,42 +138,52 @@ impl Reactor {
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
-    /// Run until an unrecoverable error of the poller itself.
+    /// Handle SIGTERM and SIGINT with a graceful shutdown (call once, before `run`).
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Run until a graceful shutdown completes, or an unrecoverable error of the poller.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            // Pending resumed reads must not wait for an event that will never come.
-            let timeout = (!self.resume.is_empty()).then_some(Duration::ZERO);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Some(until) = self.draining_until {
+                // A connection that has sent its FIN after the closing handshake has nothing
+                // left to say; waiting for the peer's FIN would only delay the exit.
+                let done = self
+                    .conns
+                    .iter()
+                    .all(|(_, e)| matches!(e.conn.state(), State::Draining | State::Closed));
+                if done || self.now >= until {
+                    log::info!("shutdown complete; {} connections left", self.conns.len());
+                    return Ok(());
+                }
+            }
+            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
+            self.now = self.clock.now();
             for ev in events.iter() {
-                if ev.token() == LISTENER {
-                    self.accept_all();
-                    continue;
-                }
-                let (idx, generation) = token::decode(ev.token());
-                if self
-                    .conns
-                    .get(idx)
-                    .is_none_or(|e| e.generation != generation)
-                {
-                    continue; // stale: that connection is gone
-                }
-                // RDHUP, HUP and ERR are handled by reading: the read reports EOF or the
-                // error, so none of them can make the loop spin.
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.read(idx);
-                }
-                if ev.is_writable() {
-                    self.mark_dirty(idx);
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => {
+                        if self.on_signal() {
+                            return Ok(());
+                        }
+                    }
+                    token => self.conn_event(token, ev),
                 }
             }
             for idx in std::mem::take(&mut self.resume) {
@@ -149,21 +191,131 @@ impl Reactor {
                     self.read(idx);
                 }
             }
+            self.expire_timers();
             self.flush_dirty();
             self.free_closed();
+        }
+    }
+
+    /// Sleep until the next timer, or not at all when reads must resume without an event.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.resume.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = match (self.wheel.next_expiration(), self.draining_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Round up by a millisecond so the wake-up finds the timer due, not just short of it.
+        next.map(|t| clock::until(self.now, t) + Duration::from_millis(1))
+    }
+
+    fn conn_event(&mut self, token: Token, ev: &mio::event::Event) {
+        let (idx, generation) = token::decode(token);
+        if self
+            .conns
+            .get(idx)
+            .is_none_or(|e| e.generation != generation)
+        {
+            return; // stale: that connection is gone
+        }
+        // RDHUP, HUP and ERR are handled by reading: the read reports EOF or the error, so
+        // none of them can make the loop spin.
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.read(idx);
+        }
+        if ev.is_writable() {
+            self.mark_dirty(idx);
+        }
+    }
+
+    /// SIGTERM/SIGINT: the first starts a graceful shutdown, a second one ends it at once.
+    /// Returns true to stop the loop now.
+    fn on_signal(&mut self) -> bool {
+        let Some(signals) = self.signals.as_mut() else {
+            return false;
+        };
+        let count = signals.pending().count();
+        if count == 0 {
+            return false;
+        }
+        if self.draining_until.is_some() || count > 1 {
+            log::warn!("second signal: exiting now");
+            return true;
+        }
+        log::info!("shutting down: closing {} connections", self.conns.len());
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.draining_until = Some(self.now + self.cfg.timeouts.drain.as_millis() as Tick);
+        let ids: Vec<usize> = self.conns.iter().map(|(idx, _)| idx).collect();
+        for idx in ids {
+            let e = &mut self.conns[idx];
+            if let Some(code) = e.conn.going_away(&self.cfg, &mut self.pool) {
+                let id = ConnId(token::encode(idx, e.generation).0 as u64);
+                self.router.handler(e.conn.route()).on_close(id, code, "");
+            }
+            self.mark_dirty(idx);
+        }
+        false
+    }
+
+    /// Fire every timer that is due. A connection whose deadline moved later since its timer
+    /// was armed does nothing here and is re-armed by `flush` (lazy re-arm: a busy connection
+    /// never touches the wheel per frame).
+    fn expire_timers(&mut self) {
+        while let Some((_key, _at, token)) = self.wheel.poll(self.now) {
+            let (idx, generation) = token::decode(token);
+            let Some(e) = self
+                .conns
+                .get_mut(idx)
+                .filter(|e| e.generation == generation)
+            else {
+                continue;
+            };
+            e.timer = None;
+            if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.pool, self.now) {
+                let id = ConnId(token.0 as u64);
+                self.router.handler(e.conn.route()).on_close(id, code, "");
+            }
+            self.mark_dirty(idx);
+        }
+    }
+
+    /// Make sure the wheel holds a timer at or before the connection's next deadline.
+    fn arm(&mut self, idx: usize) {
+        let e = &mut self.conns[idx];
+        let want = e.conn.deadline(&self.cfg, self.now);
+        let armed = e.timer.and_then(|k| self.wheel.deadline(k));
+        match (want, armed) {
+            (Some(d), Some(at)) if at <= d => {} // fires early, re-arms then
+            (Some(d), _) => {
+                if let Some(k) = e.timer.take() {
+                    self.wheel.cancel(k);
+                }
+                e.timer = Some(self.wheel.insert(d, token::encode(idx, e.generation)));
+            }
+            (None, _) => {
+                if let Some(k) = e.timer.take() {
+                    self.wheel.cancel(k);
+                }
+            }
         }
     }
 
     /// Accept until WouldBlock (edge-triggered: one event may stand for many connections).
     fn accept_all(&mut self) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((sock, _peer)) => self.admit(sock),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if listener::out_of_fds(&e) => {
                     log::warn!("accept: {e}; shedding a pending connection");
-                    if !self.reserve.shed_one(&self.listener) {
+                    if !self.reserve.shed_one(listener) {
                         return;
                     }
                 }
@@ -190,7 +342,8 @@ impl Reactor {
         let _ = sock.set_nodelay(true);
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
-        let token = token::encode(entry.key(), self.next_generation);
+        let idx = entry.key();
+        let token = token::encode(idx, self.next_generation);
         if let Err(e) = self
             .poll
             .registry()
@@ -201,11 +354,13 @@ impl Reactor {
         }
         entry.insert(Entry {
             sock,
-            conn: Conn::new(),
+            conn: Conn::new(self.now),
             generation: self.next_generation,
             interest: Interest::READABLE,
             flags: 0,
+            timer: None,
         });
+        self.arm(idx);
     }
 
     /// Read until WouldBlock, a short read, or backpressure; run the state machine after
@@ -229,6 +384,7 @@ impl Reactor {
                 }
                 Ok(n) => {
                     ring.commit(n);
+                    e.conn.on_input(self.now);
                     self.process(idx);
                     // A short read drained the socket: epoll will report the next bytes.
                     if n < room {
@@ -252,6 +408,7 @@ impl Reactor {
 
     /// Run one connection's state machine over its buffered input, dispatching events.
     fn process(&mut self, idx: usize) {
+        let now = self.now;
         let Reactor {
             conns,
             pool,
@@ -263,7 +420,7 @@ impl Reactor {
         let id = ConnId(token::encode(idx, e.generation).0 as u64);
         loop {
             let route = e.conn.route();
-            let (step, mut out) = e.conn.poll_event(cfg, pool);
+            let (step, mut out) = e.conn.poll_event(cfg, pool, now);
             match step {
                 Step::Idle => break,
                 Step::Again => {}
@@ -380,6 +537,7 @@ impl Reactor {
             e.set(READ_BLOCKED, false);
             self.resume.push(idx);
         }
+        self.arm(idx);
     }
 
     /// Deferred close: sockets and slots are released only here, after the whole event
@@ -387,6 +545,9 @@ impl Reactor {
     fn free_closed(&mut self) {
         for idx in std::mem::take(&mut self.closing) {
             let mut e = self.conns.remove(idx);
+            if let Some(k) = e.timer {
+                self.wheel.cancel(k);
+            }
             let _ = self.poll.registry().deregister(&mut e.sock);
             e.conn.release(&mut self.pool);
         }
@@ -438,7 +599,7 @@ mod tests {
         // mio's TcpStream carries a selector id in debug builds only.
         let debug_extra = if cfg!(debug_assertions) { 16 } else { 0 };
         assert!(
-            entry <= 96 + debug_extra,
+            entry <= 120 + debug_extra,
             "slab entry is {entry} bytes (Conn {conn})"
         );
     }

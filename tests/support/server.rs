@@ -91,6 +91,25 @@ impl Server {
         self.child.try_wait().expect("try_wait on wsloop")
     }
 
+    /// Send a signal (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        let rc = unsafe { libc::kill(self.pid() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Wait up to `timeout` for the server to exit.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.try_status() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Panics if the server is no longer running (a crash during the test).
     pub fn assert_running(&mut self) {
         if let Some(status) = self.try_status() {

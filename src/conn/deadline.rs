@@ -1,0 +1,126 @@
+//! Owns a connection's deadlines: the handshake deadline, the two-step heartbeat (ping after
+//! silence, drop after more), the message-completion deadline and the close linger. It stores
+//! two timestamps and derives every deadline from the connection's state, so inbound traffic
+//! costs a field write, never a timer-wheel operation (the wheel is re-armed lazily by the
+//! reactor). Time is a parameter (`Tick`, milliseconds); this module never reads a clock.
+
+use super::State;
+use crate::config::Timeouts;
+use crate::timer::Tick;
+
+const NONE: Tick = Tick::MAX;
+
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The request head did not arrive in time → 408 and close.
+    Handshake,
+    /// Silence for `idle - ping_margin` → send a heartbeat ping.
+    Ping,
+    /// Still silent `ping_margin` after the ping → drop; the app sees 1006.
+    Silent,
+    /// A message took longer than `Timeouts::message` → close 1008.
+    Message,
+    /// The peer did not finish closing within `close_linger` → drop.
+    Linger,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    /// When the current phase began: accept (handshake), the last inbound bytes (open), or
+    /// the start of closing.
+    since: Tick,
+    /// When the message in progress began; `NONE` between messages.
+    msg_since: Tick,
+    /// The state `since` belongs to; a different state restarts the phase clock.
+    phase: State,
+    /// A heartbeat ping is out and unanswered.
+    pinged: bool,
+}
+
+fn ms(d: std::time::Duration) -> Tick {
+    d.as_millis().min(Tick::MAX as u128 / 2) as Tick
+}
+
+impl Deadlines {
+    pub(crate) fn new(now: Tick) -> Deadlines {
+        Deadlines {
+            since: now,
+            msg_since: NONE,
+            phase: State::Handshake,
+            pinged: false,
+        }
+    }
+
+    /// Restart the phase clock when the state has changed since it was last observed.
+    pub(crate) fn observe(&mut self, state: State, now: Tick) {
+        // Handshake → Upgrading is one phase: the handshake deadline runs from accept.
+        let same =
+            state == self.phase || (self.phase, state) == (State::Handshake, State::Upgrading);
+        if !same {
+            self.phase = state;
+            self.since = now;
+            self.pinged = false;
+        }
+    }
+
+    /// Bytes arrived. While open, silence ends: any inbound frame resets the heartbeat.
+    pub(crate) fn input(&mut self, state: State, now: Tick) {
+        if state == State::Open {
+            self.observe(state, now);
+            self.since = now;
+            self.pinged = false;
+        }
+    }
+
+    /// A data frame piece arrived: track when a multi-piece message starts and ends.
+    pub(crate) fn message_piece(&mut self, starts: bool, ends: bool, now: Tick) {
+        if ends {
+            self.msg_since = NONE;
+        } else if starts {
+            self.msg_since = now;
+        }
+    }
+
+    pub(crate) fn pinged(&mut self) {
+        self.pinged = true;
+    }
+
+    /// The earliest deadline in this state, if any.
+    pub(crate) fn next(&self, state: State, t: &Timeouts) -> Option<Tick> {
+        self.due(state, t).map(|(at, _)| at)
+    }
+
+    /// The deadline that has passed at `now`, if one has.
+    pub(crate) fn expired(&self, state: State, t: &Timeouts, now: Tick) -> Option<Expiry> {
+        self.due(state, t)
+            .filter(|&(at, _)| at <= now)
+            .map(|(_, e)| e)
+    }
+
+    fn due(&self, state: State, t: &Timeouts) -> Option<(Tick, Expiry)> {
+        let after = |d| self.since.saturating_add(ms(d));
+        match state {
+            State::Handshake | State::Upgrading => Some((after(t.handshake), Expiry::Handshake)),
+            State::Open => {
+                let beat = if self.pinged {
+                    (after(t.idle), Expiry::Silent)
+                } else {
+                    (after(t.ping_after()), Expiry::Ping)
+                };
+                if self.msg_since == NONE {
+                    return Some(beat);
+                }
+                let msg = (
+                    self.msg_since.saturating_add(ms(t.message)),
+                    Expiry::Message,
+                );
+                Some(if msg.0 < beat.0 { msg } else { beat })
+            }
+            State::CloseSent | State::Closing | State::Draining => {
+                Some((after(t.close_linger), Expiry::Linger))
+            }
+            State::Closed => None,
+        }
+    }
+}
