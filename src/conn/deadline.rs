@@ -1,14 +1,13 @@
 //! Owns a connection's deadlines: the handshake deadline, the two-step heartbeat (ping after
 //! silence, drop after more), the message-completion deadline and the close linger. It stores
-//! two timestamps and derives every deadline from the connection's state, so inbound traffic
-//! costs a field write, never a timer-wheel operation (the wheel is re-armed lazily by the
-//! reactor). Time is a parameter (`Tick`, milliseconds); this module never reads a clock.
+//! one timestamp (a message's start lives with the partial message, in `ws::message`) and
+//! derives every deadline from the connection's state, so inbound traffic costs a field
+//! write, never a timer-wheel operation (the reactor re-arms its wheel lazily). Time is a
+//! parameter (`Tick`, milliseconds); this module never reads a clock.
 
 use super::State;
 use crate::config::Timeouts;
 use crate::timer::Tick;
-
-const NONE: Tick = Tick::MAX;
 
 /// Which deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +24,12 @@ pub enum Expiry {
     Linger,
 }
 
+/// 16 bytes per connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
     /// When the current phase began: accept (handshake), the last inbound bytes (open), or
     /// the start of closing.
     since: Tick,
-    /// When the message in progress began; `NONE` between messages.
-    msg_since: Tick,
     /// The state `since` belongs to; a different state restarts the phase clock.
     phase: State,
     /// A heartbeat ping is out and unanswered.
@@ -46,7 +44,6 @@ impl Deadlines {
     pub(crate) fn new(now: Tick) -> Deadlines {
         Deadlines {
             since: now,
-            msg_since: NONE,
             phase: State::Handshake,
             pinged: false,
         }
@@ -73,32 +70,30 @@ impl Deadlines {
         }
     }
 
-    /// A data frame piece arrived: track when a multi-piece message starts and ends.
-    pub(crate) fn message_piece(&mut self, starts: bool, ends: bool, now: Tick) {
-        if ends {
-            self.msg_since = NONE;
-        } else if starts {
-            self.msg_since = now;
-        }
-    }
-
     pub(crate) fn pinged(&mut self) {
         self.pinged = true;
     }
 
-    /// The earliest deadline in this state, if any.
-    pub(crate) fn next(&self, state: State, t: &Timeouts) -> Option<Tick> {
-        self.due(state, t).map(|(at, _)| at)
+    /// The earliest deadline in this state, if any. `msg` is when the message in progress
+    /// began, if one is.
+    pub(crate) fn next(&self, state: State, msg: Option<Tick>, t: &Timeouts) -> Option<Tick> {
+        self.due(state, msg, t).map(|(at, _)| at)
     }
 
     /// The deadline that has passed at `now`, if one has.
-    pub(crate) fn expired(&self, state: State, t: &Timeouts, now: Tick) -> Option<Expiry> {
-        self.due(state, t)
+    pub(crate) fn expired(
+        &self,
+        state: State,
+        msg: Option<Tick>,
+        t: &Timeouts,
+        now: Tick,
+    ) -> Option<Expiry> {
+        self.due(state, msg, t)
             .filter(|&(at, _)| at <= now)
             .map(|(_, e)| e)
     }
 
-    fn due(&self, state: State, t: &Timeouts) -> Option<(Tick, Expiry)> {
+    fn due(&self, state: State, msg: Option<Tick>, t: &Timeouts) -> Option<(Tick, Expiry)> {
         let after = |d| self.since.saturating_add(ms(d));
         match state {
             State::Handshake | State::Upgrading => Some((after(t.handshake), Expiry::Handshake)),
@@ -108,13 +103,10 @@ impl Deadlines {
                 } else {
                     (after(t.ping_after()), Expiry::Ping)
                 };
-                if self.msg_since == NONE {
+                let Some(started) = msg else {
                     return Some(beat);
-                }
-                let msg = (
-                    self.msg_since.saturating_add(ms(t.message)),
-                    Expiry::Message,
-                );
+                };
+                let msg = (started.saturating_add(ms(t.message)), Expiry::Message);
                 Some(if msg.0 < beat.0 { msg } else { beat })
             }
             State::CloseSent | State::Closing | State::Draining => {

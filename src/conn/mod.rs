@@ -6,7 +6,7 @@
 //! 2. events: `poll_event()` until it returns `Step::Idle`; each step may yield an `Event`
 //!    (upgrade request, message, close) together with an `Outbox` through which the caller
 //!    answers (accept/reject, send, close) — every answer lands in this connection's tx ring;
-//! 3. output: `tx_slices()` / `consume_tx()` around a vectored write;
+//! 3. output: `tx_iov()` / `consume_tx()` around a vectored write;
 //! 4. teardown: `is_done()` / `wants_shutdown()` / `release()`.
 //!
 //! Protocol obligations (pong for ping, close echo, fail on a protocol error) are queued here
@@ -16,11 +16,15 @@ mod deadline;
 mod outbox;
 #[cfg(test)]
 mod tests;
+mod txqueue;
 
 pub use deadline::Expiry;
 pub use outbox::Outbox;
+pub use txqueue::{SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
+use std::io::IoSlice;
+use txqueue::TxQueue;
 
 use crate::buf::{BufPool, Ring};
 use crate::config::Config;
@@ -103,7 +107,7 @@ pub(crate) struct TxSide {
     tail_pong: u8,
     /// Index of the handler serving this connection (set on accept).
     route: u16,
-    ring: Option<Box<Ring>>,
+    queue: TxQueue,
 }
 
 /// One connection's protocol state: the socket lives in the reactor, everything else here.
@@ -125,7 +129,7 @@ impl Conn {
                 reported: false,
                 tail_pong: 0,
                 route: 0,
-                ring: None,
+                queue: TxQueue::default(),
             },
         }
     }
@@ -173,9 +177,9 @@ impl Conn {
         pool: &'s mut BufPool,
         now: Tick,
     ) -> (Step<'s>, Outbox<'s>) {
-        let Conn { rx, tx, times } = self;
+        let Conn { rx, tx, .. } = self;
         let mut out = Outbox::new(tx, pool, cfg.max_queued_bytes);
-        let step = rx.step(cfg, &mut out, times, now);
+        let step = rx.step(cfg, &mut out, now);
         (step, out)
     }
 
@@ -187,14 +191,16 @@ impl Conn {
     /// The connection's next deadline, after noting any state change made at `now`.
     pub fn deadline(&mut self, cfg: &Config, now: Tick) -> Option<Tick> {
         self.times.observe(self.tx.state, now);
-        self.times.next(self.tx.state, &cfg.timeouts)
+        let msg = self.rx.asm.started_at();
+        self.times.next(self.tx.state, msg, &cfg.timeouts)
     }
 
     /// A timer fired at `now`: act on whichever deadline passed. Returns the close code to
     /// report to the application, if it must be told now.
     pub fn on_timeout(&mut self, cfg: &Config, pool: &mut BufPool, now: Tick) -> Option<u16> {
         self.times.observe(self.tx.state, now);
-        let expiry = self.times.expired(self.tx.state, &cfg.timeouts, now)?;
+        let msg = self.rx.asm.started_at();
+        let expiry = self.times.expired(self.tx.state, msg, &cfg.timeouts, now)?;
         log::debug!("deadline passed: {expiry:?}");
         let mut out = Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes);
         match expiry {
@@ -252,31 +258,35 @@ impl Conn {
 
     /// Bytes waiting to be written.
     pub fn tx_len(&self) -> usize {
-        self.tx.ring.as_ref().map_or(0, |r| r.len())
+        self.tx.queue.len()
     }
 
-    /// The bytes to write, as two slices for one `writev`.
-    pub fn tx_slices(&self) -> (&[u8], &[u8]) {
-        self.tx.ring.as_ref().map_or((&[], &[]), |r| r.as_slices())
+    /// The bytes to write, in order, as slices for one `writev`; returns how many.
+    pub fn tx_iov<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+        self.tx.queue.slices(iov)
     }
 
     /// `n` bytes were written; a drained ring goes back to the pool.
     pub fn consume_tx(&mut self, n: usize, pool: &mut BufPool) {
         self.tx.tail_pong = 0;
-        if let Some(r) = self.tx.ring.as_mut() {
-            r.consume(n);
-            if r.is_empty() {
-                if let Some(r) = self.tx.ring.take() {
-                    pool.give(r);
-                }
-            }
+        self.tx.queue.consume(n, pool);
+    }
+
+    /// Queue a frame encoded once for many connections (a publish). Returns false, queuing
+    /// nothing, unless the WebSocket is open.
+    pub fn push_shared(&mut self, frame: SharedFrame) -> bool {
+        if self.tx.state != State::Open {
+            return false;
         }
+        self.tx.tail_pong = 0;
+        self.tx.queue.push_shared(frame);
+        true
     }
 
     /// Everything is said and written: the reactor should send FIN (shutdown write) and
     /// call `start_draining`.
     pub fn wants_shutdown(&self) -> bool {
-        self.tx.state == State::Closing && self.tx_len() == 0
+        self.tx.state == State::Closing && self.tx.queue.is_empty()
     }
 
     /// Our FIN is out; read and discard until the peer's.
@@ -302,20 +312,12 @@ impl Conn {
         if let Some(r) = self.rx.ring.take() {
             pool.give(r);
         }
-        if let Some(r) = self.tx.ring.take() {
-            pool.give(r);
-        }
+        self.tx.queue.release(pool);
     }
 }
 
 impl RxSide {
-    fn step<'s>(
-        &'s mut self,
-        cfg: &Config,
-        out: &mut Outbox<'_>,
-        times: &mut Deadlines,
-        now: Tick,
-    ) -> Step<'s> {
+    fn step<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>, now: Tick) -> Step<'s> {
         match out.state() {
             State::Handshake => self.handshake(cfg, out),
             State::Upgrading => {
@@ -324,7 +326,7 @@ impl RxSide {
                 out.reject(500, "upgrade not answered");
                 Step::Again
             }
-            State::Open | State::CloseSent => self.frames(cfg, out, times, now),
+            State::Open | State::CloseSent => self.frames(cfg, out, now),
             State::Closing | State::Draining | State::Closed => {
                 // §4.2.1/§7.1.1: after a rejection or the close handshake nothing the peer
                 // sends is processed.
@@ -381,13 +383,7 @@ impl RxSide {
     }
 
     /// Decode frames: control frames are answered here, data frames become messages.
-    fn frames<'s>(
-        &'s mut self,
-        cfg: &Config,
-        out: &mut Outbox<'_>,
-        times: &mut Deadlines,
-        now: Tick,
-    ) -> Step<'s> {
+    fn frames<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>, now: Tick) -> Step<'s> {
         let Some(ring) = self.ring.as_mut() else {
             return Step::Idle;
         };
@@ -416,9 +412,7 @@ impl RxSide {
             // §7.1.2 / §1.4: after our close, data frames are read and discarded.
             return Step::Again;
         }
-        let starts = piece.first && piece.opcode != OpCode::Continuation;
-        times.message_piece(starts, piece.last && piece.fin, now);
-        match self.asm.feed(piece, &cfg.ws) {
+        match self.asm.feed(piece, &cfg.ws, now) {
             Ok(Some(msg)) => Step::Event(Event::Message(msg)),
             Ok(None) => Step::Again,
             // The partial message is freed on the next step (state is no longer Open).

@@ -3,7 +3,7 @@
 //! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
 
 use super::{State, TxSide};
-use crate::buf::{BufPool, Ring};
+use crate::buf::BufPool;
 use crate::http::upgrade::{self, WsUpgrade};
 use crate::ws::close::encode_close_payload;
 use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
@@ -39,7 +39,7 @@ impl<'a> Outbox<'a> {
 
     /// Bytes queued for this connection.
     pub fn queued(&self) -> usize {
-        self.tx.ring.as_ref().map_or(0, |r| r.len())
+        self.tx.queue.len()
     }
 
     /// Accept the upgrade (§4.2.2): queue the 101 and open the WebSocket. `route` names the
@@ -119,9 +119,7 @@ impl<'a> Outbox<'a> {
     /// does not read costs one pending pong.
     pub(crate) fn pong(&mut self, payload: &[u8]) {
         if self.tx.tail_pong > 0 && self.queued() > self.limit {
-            if let Some(r) = self.tx.ring.as_mut() {
-                r.truncate_back(self.tx.tail_pong as usize);
-            }
+            self.tx.queue.truncate_back(self.tx.tail_pong as usize);
         }
         let n = self.frame(OpCode::Pong, payload);
         self.tx.tail_pong = n as u8;
@@ -154,28 +152,15 @@ impl<'a> Outbox<'a> {
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let n = encode_header(&h, &mut head);
-        let ring = self.reserve(n + payload.len());
-        ring.push(&head[..n]);
-        ring.push(payload);
+        // Growth is bounded: the reactor stops reading from a connection whose queue is over
+        // its limit, and publishes close a subscriber over the slow-consumer limit.
+        self.tx.queue.push(self.pool, &[&head[..n], payload]);
         self.tx.tail_pong = 0;
         n + payload.len()
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        self.reserve(bytes.len()).push(bytes);
+        self.tx.queue.push(self.pool, &[bytes]);
         self.tx.tail_pong = 0;
-    }
-
-    /// The tx ring with room for `n` more bytes: taken from the pool, grown past the pool
-    /// size only for a message larger than a pooled ring (such a ring is freed, not pooled,
-    /// when it drains). Growth is bounded because the reactor stops reading from a
-    /// connection whose queue is over its limit.
-    fn reserve(&mut self, n: usize) -> &mut Ring {
-        let pool = &mut *self.pool;
-        let ring = self.tx.ring.get_or_insert_with(|| pool.take());
-        if ring.free() < n {
-            ring.grow(ring.len() + n);
-        }
-        ring
     }
 }

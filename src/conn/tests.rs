@@ -84,8 +84,9 @@ impl Harness {
     }
 
     fn output(&mut self) -> Vec<u8> {
-        let (a, b) = self.conn.tx_slices();
-        let v = [a, b].concat();
+        let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+        let n = self.conn.tx_iov(&mut iov);
+        let v: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
         self.conn.consume_tx(v.len(), &mut self.pool);
         v
     }

@@ -33,7 +33,7 @@ use slab::Slab;
 use crate::app::{ConnId, Ctx, Decision, Router};
 use crate::buf::BufPool;
 use crate::config::Config;
-use crate::conn::{Conn, Event, Outbox, State, Step};
+use crate::conn::{Conn, Event, Outbox, State, Step, MAX_IOV};
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::timer::{Tick, TimerKey, Wheel};
@@ -482,9 +482,10 @@ impl Reactor {
     fn flush(&mut self, idx: usize) {
         let e = &mut self.conns[idx];
         while e.conn.tx_len() > 0 {
-            let (a, b) = e.conn.tx_slices();
-            let want = a.len() + b.len();
-            match (&e.sock).write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let used = e.conn.tx_iov(&mut iov);
+            let want: usize = iov[..used].iter().map(|s| s.len()).sum();
+            match (&e.sock).write_vectored(&iov[..used]) {
                 Ok(n) => {
                     e.conn.consume_tx(n, &mut self.pool);
                     if n < want {

@@ -9,6 +9,7 @@ use super::frame::OpCode;
 use super::utf8::Utf8Validator;
 use super::ProtocolError;
 use crate::config::WsLimits;
+use crate::timer::Tick;
 
 /// A complete message, borrowed from the rx ring or from the reassembly buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,8 @@ impl<'a> Message<'a> {
 /// A message in progress: only exists between its first frame and its last.
 #[derive(Debug)]
 struct Partial {
+    /// When its first frame arrived: the message-completion deadline runs from here.
+    started: Tick,
     text: bool,
     fragments: u32,
     /// Declared bytes so far (frames are counted whole when their header arrives).
@@ -59,6 +62,14 @@ impl Assembler {
         self.partial.as_ref().is_some_and(|p| !p.delivered)
     }
 
+    /// When the message in progress began, if one is.
+    pub fn started_at(&self) -> Option<Tick> {
+        self.partial
+            .as_ref()
+            .filter(|p| !p.delivered)
+            .map(|p| p.started)
+    }
+
     /// Free the buffer of a message already delivered (the connection went idle).
     pub fn shed(&mut self) {
         if self.partial.as_ref().is_some_and(|p| p.delivered) {
@@ -71,11 +82,13 @@ impl Assembler {
         self.partial = None;
     }
 
-    /// Feed one data-frame piece; returns the message when its last byte has arrived.
+    /// Feed one data-frame piece that arrived at `now`; returns the message when its last
+    /// byte has arrived.
     pub fn feed<'a>(
         &'a mut self,
         p: Piece<'a>,
         limits: &WsLimits,
+        now: Tick,
     ) -> Result<Option<Message<'a>>, ProtocolError> {
         if self.partial.as_ref().is_some_and(|p| p.delivered) {
             self.partial = None; // the last message's buffer is no longer borrowed
@@ -94,6 +107,7 @@ impl Assembler {
         }
         let partial = self.partial.get_or_insert_with(|| {
             Box::new(Partial {
+                started: now,
                 text: p.opcode == OpCode::Text,
                 fragments: 1,
                 size: p.frame_len,
