@@ -53,6 +53,54 @@ impl Default for WsLimits {
     }
 }
 
+/// Limits of the pub/sub hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubLimits {
+    /// Most topics one connection may subscribe to. Default 128.
+    pub max_topics_per_conn: usize,
+    /// Longest topic name in bytes. Default 255.
+    pub max_topic_len: usize,
+    /// Messages each topic keeps for resumption (SSE, polling). Default 100.
+    pub history_len: usize,
+}
+
+impl Default for PubSubLimits {
+    fn default() -> Self {
+        PubSubLimits {
+            max_topics_per_conn: 128,
+            max_topic_len: 255,
+            history_len: 100,
+        }
+    }
+}
+
+/// Slow consumers (the Redis `client-output-buffer-limit` model): what a connection may have
+/// queued before it is closed with 1008.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowConsumer {
+    /// Queued bytes that close a connection at once. Default 1 MiB.
+    pub hard_limit: usize,
+    /// Queued bytes that close a connection if it stays over them for `soft_for`. Default
+    /// 256 KiB.
+    pub soft_limit: usize,
+    /// Default 10 s.
+    pub soft_for: Duration,
+    /// Queued bytes over all connections of the process beyond which a publish closes every
+    /// subscriber that is over the soft limit. Default 256 MiB.
+    pub process_limit: usize,
+}
+
+impl Default for SlowConsumer {
+    fn default() -> Self {
+        SlowConsumer {
+            hard_limit: 1 << 20,
+            soft_limit: 256 << 10,
+            soft_for: Duration::from_secs(10),
+            process_limit: 256 << 20,
+        }
+    }
+}
+
 /// Every deadline the reactor's timer wheel enforces (DESIGN §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
@@ -118,6 +166,11 @@ pub struct Config {
     pub http: HttpLimits,
     pub ws: WsLimits,
     pub timeouts: Timeouts,
+    pub pubsub: PubSubLimits,
+    pub slow: SlowConsumer,
+    /// Reactors (threads), each with its own SO_REUSEPORT listener. Default: the number of
+    /// cores.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -133,6 +186,9 @@ impl Default for Config {
             http: HttpLimits::default(),
             ws: WsLimits::default(),
             timeouts: Timeouts::default(),
+            pubsub: PubSubLimits::default(),
+            slow: SlowConsumer::default(),
+            workers: 1,
         }
     }
 }

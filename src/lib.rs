@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod pubsub;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod reactor;
 pub mod timer;

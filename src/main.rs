@@ -4,7 +4,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use wsloop::app::{Echo, Router};
 use wsloop::cli::Cli;
 use wsloop::reactor::Reactor;
 
@@ -17,10 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let echo = Echo {
-        subprotocols: cfg.subprotocols.clone(),
-    };
-    let router = Router::new().mount("/echo", echo).alias("/", "/echo");
+    let router = wsloop::app::default_routes(cfg.subprotocols.clone());
     let mut reactor = match Reactor::bind(cfg.clone(), router) {
         Ok(r) => r,
         Err(e) => {

@@ -1,9 +1,8 @@
 //! Owns `Echo`: the echo application — every message goes back to its sender unchanged, as
 //! the Autobahn|Testsuite expects of a server under test.
 
-use super::{Ctx, Decision, Handler};
-use crate::http::request::Request;
-use crate::http::upgrade::{select_protocol, WsUpgrade};
+use super::{Ctx, Decision, Handler, Upgrade};
+use crate::http::upgrade::select_protocol;
 use crate::ws::Message;
 
 /// Echoes every message. Accepts the first subprotocol of `subprotocols` that the client
@@ -14,8 +13,8 @@ pub struct Echo {
 }
 
 impl Handler for Echo {
-    fn on_upgrade(&mut self, _req: &Request<'_>, ws: &WsUpgrade<'_>) -> Decision {
-        let protocol = select_protocol(&ws.protocols, &self.subprotocols).map(str::to_string);
+    fn on_upgrade(&mut self, up: &Upgrade<'_, '_>) -> Decision {
+        let protocol = select_protocol(&up.ws.protocols, &self.subprotocols).map(str::to_string);
         Decision::Accept { protocol }
     }
 

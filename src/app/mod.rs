@@ -1,11 +1,20 @@
 //! Owns the application API: the `Handler` trait users implement, the `Ctx` through which a
-//! handler acts on its connection, and the `Router` that mounts handlers on paths. Layer L3:
-//! no sockets, no clock; a handler's actions land in its connection's outbox and the reactor
-//! performs the I/O.
+//! handler acts, and the `Router` that mounts handlers on path patterns. Layer L3: no sockets,
+//! no clock. A handler's sends land in its own connection's outbox at once; what reaches
+//! other connections (publish, subscribe) is recorded as a `Command` and applied by the
+//! reactor after the handler returns.
 
+mod chat;
+mod clock;
 mod echo;
+mod topic;
 
+pub use chat::Chat;
+pub use clock::Clock;
 pub use echo::Echo;
+pub use topic::TopicApp;
+
+use std::time::Duration;
 
 use crate::conn::Outbox;
 use crate::http::request::Request;
@@ -13,7 +22,7 @@ use crate::http::upgrade::WsUpgrade;
 use crate::ws::Message;
 
 /// Identifies a connection for the life of the server (slab index and generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
 /// A handler's answer to an upgrade request.
@@ -25,42 +34,146 @@ pub enum Decision {
     Reject { status: u16, reason: &'static str },
 }
 
-/// What a handler may do to its connection while handling an event.
+/// What a handler recorded for the reactor to apply after it returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Subscribe {
+        conn: ConnId,
+        topic: String,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        topic: String,
+    },
+    /// Publish to every subscriber of `topic` (on every worker), encoded once.
+    Publish {
+        topic: String,
+        text: bool,
+        payload: Vec<u8>,
+    },
+}
+
+/// A matched route: the request, its WebSocket headers and the path parameters.
+pub struct Upgrade<'r, 'a> {
+    pub req: &'r Request<'a>,
+    pub ws: &'r WsUpgrade<'a>,
+    pub params: &'r Params<'a>,
+}
+
+/// Path parameters captured by `{name}` segments of a route pattern.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params<'a> {
+    pairs: Vec<(&'static str, &'a str)>,
+}
+
+impl<'a> Params<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+}
+
+/// What a handler may do while handling an event.
 pub struct Ctx<'o, 'a> {
-    id: ConnId,
-    out: &'o mut Outbox<'a>,
+    id: Option<ConnId>,
+    out: Option<&'o mut Outbox<'a>>,
+    cmds: &'o mut Vec<Command>,
+    unix_ms: Option<u64>,
 }
 
 impl<'o, 'a> Ctx<'o, 'a> {
-    pub fn new(id: ConnId, out: &'o mut Outbox<'a>) -> Ctx<'o, 'a> {
-        Ctx { id, out }
+    /// A context for a connection's event.
+    pub fn new(id: ConnId, out: &'o mut Outbox<'a>, cmds: &'o mut Vec<Command>) -> Self {
+        Ctx {
+            id: Some(id),
+            out: Some(out),
+            cmds,
+            unix_ms: None,
+        }
     }
 
-    pub fn id(&self) -> ConnId {
+    /// A context with no connection of its own (a tick, or a connection already closed):
+    /// `send` and `close` do nothing; `publish` works.
+    pub fn detached(id: Option<ConnId>, cmds: &'o mut Vec<Command>) -> Self {
+        Ctx {
+            id,
+            out: None,
+            cmds,
+            unix_ms: None,
+        }
+    }
+
+    /// A context for a tick at wall-clock time `unix_ms` (the reactor reads the clock).
+    pub fn tick(unix_ms: u64, cmds: &'o mut Vec<Command>) -> Self {
+        Ctx {
+            id: None,
+            out: None,
+            cmds,
+            unix_ms: Some(unix_ms),
+        }
+    }
+
+    /// Wall-clock time of a tick, in milliseconds since the Unix epoch.
+    pub fn unix_ms(&self) -> Option<u64> {
+        self.unix_ms
+    }
+
+    /// The connection this event is about (None for ticks).
+    pub fn id(&self) -> Option<ConnId> {
         self.id
     }
 
-    /// Queue a message to this connection (false if it is no longer open).
+    /// Queue a message to this connection (false if there is none or it is not open).
     pub fn send(&mut self, msg: Message<'_>) -> bool {
-        self.out.send(msg)
+        self.out.as_mut().is_some_and(|o| o.send(msg))
     }
 
     pub fn send_text(&mut self, text: &str) -> bool {
-        self.out.send_text(text)
+        self.send(Message::Text(text))
     }
 
     pub fn send_binary(&mut self, data: &[u8]) -> bool {
-        self.out.send_binary(data)
+        self.send(Message::Binary(data))
     }
 
     /// Start the closing handshake with `code` (1000, or 3000–4999 for applications).
     pub fn close(&mut self, code: u16, reason: &str) {
-        self.out.close(code, reason)
+        if let Some(o) = self.out.as_mut() {
+            o.close(code, reason);
+        }
     }
 
     /// Bytes queued to this connection and not yet written.
     pub fn queued(&self) -> usize {
-        self.out.queued()
+        self.out.as_ref().map_or(0, |o| o.queued())
+    }
+
+    /// Subscribe this connection to `topic` (applied after the handler returns).
+    pub fn subscribe(&mut self, topic: &str) {
+        if let Some(conn) = self.id {
+            self.cmds.push(Command::Subscribe {
+                conn,
+                topic: topic.to_string(),
+            });
+        }
+    }
+
+    pub fn unsubscribe(&mut self, topic: &str) {
+        if let Some(conn) = self.id {
+            self.cmds.push(Command::Unsubscribe {
+                conn,
+                topic: topic.to_string(),
+            });
+        }
+    }
+
+    /// Publish a message to every subscriber of `topic`, this connection included if it
+    /// subscribes.
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) {
+        self.cmds.push(Command::Publish {
+            topic: topic.to_string(),
+            text: msg.is_text(),
+            payload: msg.as_bytes().to_vec(),
+        });
     }
 }
 
@@ -68,14 +181,15 @@ impl<'o, 'a> Ctx<'o, 'a> {
 /// state lives in the handler, keyed by `ConnId`.
 pub trait Handler {
     /// Decide on an upgrade request before the 101 is sent. Default: accept, no subprotocol.
-    fn on_upgrade(&mut self, req: &Request<'_>, ws: &WsUpgrade<'_>) -> Decision {
-        let _ = (req, ws);
+    fn on_upgrade(&mut self, up: &Upgrade<'_, '_>) -> Decision {
+        let _ = up;
         Decision::Accept { protocol: None }
     }
 
-    /// The WebSocket is open (the 101 is queued).
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_>) {
-        let _ = ctx;
+    /// The WebSocket is open (the 101 is queued): the request and path parameters are
+    /// still at hand.
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, up: &Upgrade<'_, '_>) {
+        let _ = (ctx, up);
     }
 
     /// A complete message arrived. `msg` borrows the connection's buffers: copy what must
@@ -83,19 +197,38 @@ pub trait Handler {
     fn on_message(&mut self, ctx: &mut Ctx<'_, '_>, msg: Message<'_>);
 
     /// The connection is finished: the peer's code (1005 none sent, 1006 dropped without a
-    /// close frame) or the code the server failed it with. Called once.
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
-        let _ = (id, code, reason);
+    /// close frame) or the code the server closed it with. Called once; `ctx` can publish but
+    /// not send.
+    fn on_close(&mut self, ctx: &mut Ctx<'_, '_>, code: u16, reason: &str) {
+        let _ = (ctx, code, reason);
+    }
+
+    /// How often `on_tick` runs (one timer per handler, not per connection). Default: never.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A tick: `ctx` is detached (no connection), for publishing.
+    fn on_tick(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let _ = ctx;
     }
 }
 
 /// Index of a mounted handler.
 pub type RouteId = u16;
 
-/// Handlers mounted on exact paths; several paths may share one handler.
+/// One segment of a route pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(String),
+    Param(&'static str),
+}
+
+/// Handlers mounted on path patterns (`/echo`, `/chat/{room}`); several patterns may share a
+/// handler. Patterns are tried in mounting order.
 #[derive(Default)]
 pub struct Router {
-    paths: Vec<(String, RouteId)>,
+    patterns: Vec<(Vec<Seg>, RouteId)>,
     handlers: Vec<Box<dyn Handler>>,
 }
 
@@ -104,31 +237,104 @@ impl Router {
         Router::default()
     }
 
-    /// Mount `handler` at `path` (exact match, e.g. "/echo").
-    pub fn mount(mut self, path: &str, handler: impl Handler + 'static) -> Router {
+    /// Mount `handler` at `pattern`: literal segments and `{name}` parameters, e.g.
+    /// "/chat/{room}". A parameter matches one non-empty segment.
+    pub fn mount(mut self, pattern: &'static str, handler: impl Handler + 'static) -> Router {
         let id = self.handlers.len() as RouteId;
         self.handlers.push(Box::new(handler));
-        self.paths.push((path.to_string(), id));
+        self.patterns.push((parse_pattern(pattern), id));
         self
     }
 
-    /// Serve `path` with the handler already mounted at `target` (no-op if none is).
-    pub fn alias(mut self, path: &str, target: &str) -> Router {
-        if let Some(id) = self.find(target) {
-            self.paths.push((path.to_string(), id));
+    /// Serve `pattern` with the handler already mounted at `target` (no-op if none is).
+    pub fn alias(mut self, pattern: &'static str, target: &'static str) -> Router {
+        let target = parse_pattern(target);
+        if let Some(&(_, id)) = self.patterns.iter().find(|(p, _)| *p == target) {
+            self.patterns.push((parse_pattern(pattern), id));
         }
         self
     }
 
-    /// The handler for a request path (query already stripped).
-    pub fn find(&self, path: &str) -> Option<RouteId> {
-        self.paths
-            .iter()
-            .find(|(p, _)| p == path)
-            .map(|&(_, id)| id)
+    /// The handler for a request path (query already stripped) and its parameters.
+    pub fn find<'a>(&self, path: &'a str) -> Option<(RouteId, Params<'a>)> {
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        'patterns: for (pattern, id) in &self.patterns {
+            if pattern.len() != segs.len() {
+                continue;
+            }
+            let mut params = Params::default();
+            for (p, s) in pattern.iter().zip(&segs) {
+                match p {
+                    Seg::Lit(l) if l == s => {}
+                    Seg::Param(name) if !s.is_empty() => params.pairs.push((name, s)),
+                    _ => continue 'patterns,
+                }
+            }
+            return Some((*id, params));
+        }
+        None
     }
 
     pub fn handler(&mut self, id: RouteId) -> &mut dyn Handler {
         self.handlers[id as usize].as_mut()
+    }
+
+    /// Every mounted handler with its tick interval, for the reactor's timers.
+    pub fn tick_intervals(&self) -> Vec<(RouteId, Duration)> {
+        let ticking = self.handlers.iter().enumerate();
+        ticking
+            .filter_map(|(i, h)| Some((i as RouteId, h.tick_interval()?)))
+            .collect()
+    }
+}
+
+fn parse_pattern(pattern: &'static str) -> Vec<Seg> {
+    pattern
+        .trim_start_matches('/')
+        .split('/')
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Seg::Param(name),
+                None => Seg::Lit(s.to_string()),
+            },
+        )
+        .collect()
+}
+
+/// The demo server's routes: echo on `/echo` and `/`, chat rooms, the clock, generic topics.
+pub fn default_routes(subprotocols: Vec<String>) -> Router {
+    Router::new()
+        .mount("/echo", Echo { subprotocols })
+        .alias("/", "/echo")
+        .mount("/chat/{room}", Chat::default())
+        .mount("/clock", Clock)
+        .mount("/topic/{name}", TopicApp::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nop;
+    impl Handler for Nop {
+        fn on_message(&mut self, _: &mut Ctx<'_, '_>, _: Message<'_>) {}
+    }
+
+    #[test]
+    fn patterns_match_segments_and_capture_params() {
+        let r = Router::new()
+            .mount("/echo", Nop)
+            .alias("/", "/echo")
+            .mount("/chat/{room}", Nop)
+            .mount("/a/{x}/b/{y}", Nop);
+        assert_eq!(r.find("/echo").map(|m| m.0), Some(0));
+        assert_eq!(r.find("/").map(|m| m.0), Some(0));
+        let (id, p) = r.find("/chat/lobby").unwrap();
+        assert_eq!((id, p.get("room")), (1, Some("lobby")));
+        let (_, p) = r.find("/a/1/b/2").unwrap();
+        assert_eq!((p.get("x"), p.get("y")), (Some("1"), Some("2")));
+        assert!(r.find("/chat/").is_none(), "a parameter is never empty");
+        assert!(r.find("/chat/a/b").is_none());
+        assert!(r.find("/nope").is_none());
     }
 }

@@ -20,7 +20,7 @@ mod txqueue;
 
 pub use deadline::Expiry;
 pub use outbox::Outbox;
-pub use txqueue::{SharedFrame, MAX_IOV};
+pub use txqueue::{queued_in_process, SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
 use std::io::IoSlice;
@@ -270,6 +270,36 @@ impl Conn {
     pub fn consume_tx(&mut self, n: usize, pool: &mut BufPool) {
         self.tx.tail_pong = 0;
         self.tx.queue.consume(n, pool);
+    }
+
+    /// Slow-consumer check after a publish: `Some(reason)` if this connection must be
+    /// closed — over the hard limit, over the soft limit for longer than allowed, or over
+    /// the soft limit while the whole process is over its cap.
+    pub fn slow_consumer(&mut self, cfg: &Config, now: Tick) -> Option<&'static str> {
+        let s = &cfg.slow;
+        if self.tx_len() > s.hard_limit {
+            return Some("slow consumer: queue over the hard limit");
+        }
+        let since = self.tx.queue.over_soft_since(s.soft_limit, now)?;
+        if now.saturating_sub(since) >= s.soft_for.as_millis() as Tick {
+            return Some("slow consumer: queue over the soft limit for too long");
+        }
+        if txqueue::queued_in_process() > s.process_limit {
+            return Some("slow consumer: server queues full");
+        }
+        None
+    }
+
+    /// Close with 1008 (policy violation) and a reason, e.g. a slow consumer. The close frame
+    /// queues behind the backlog; the linger deadline drops a peer that never drains it.
+    /// Returns the code to report.
+    pub fn close_policy(&mut self, cfg: &Config, pool: &mut BufPool, reason: &str) -> Option<u16> {
+        if self.tx.state != State::Open {
+            return None;
+        }
+        Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes).fail(1008, reason);
+        self.rx.asm.clear();
+        Some(1008)
     }
 
     /// Queue a frame encoded once for many connections (a publish). Returns false, queuing

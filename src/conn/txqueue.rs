@@ -7,8 +7,19 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::buf::{BufPool, Ring};
+use crate::timer::Tick;
+
+/// Bytes queued on every connection of the process (all workers): the gauge behind the
+/// process-wide slow-consumer cap and the `queued bytes` metric.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes queued on every connection of the process.
+pub fn queued_in_process() -> usize {
+    QUEUED.load(Ordering::Relaxed)
+}
 
 /// A complete frame (header and payload) encoded once and queued on many connections.
 pub type SharedFrame = Rc<[u8]>;
@@ -30,6 +41,8 @@ struct Segs {
     list: VecDeque<Seg>,
     /// Unwritten bytes in shared frames.
     shared_len: usize,
+    /// Since when the queue has been over the slow-consumer soft limit.
+    over_soft_since: Option<Tick>,
 }
 
 /// 16 bytes: two pointers, both null while nothing is queued.
@@ -61,6 +74,7 @@ impl TxQueue {
         for p in parts {
             ring.push(p);
         }
+        QUEUED.fetch_add(n, Ordering::Relaxed);
         if let Some(segs) = self.segs.as_mut() {
             match segs.list.back_mut() {
                 Some(Seg::Ring(k)) => *k += n,
@@ -80,6 +94,7 @@ impl TxQueue {
             Box::new(segs)
         });
         segs.shared_len += frame.len();
+        QUEUED.fetch_add(frame.len(), Ordering::Relaxed);
         segs.list.push_back(Seg::Shared(frame, 0));
     }
 
@@ -94,7 +109,21 @@ impl TxQueue {
             Some(_) => return false,
         }
         ring.truncate_back(n);
+        QUEUED.fetch_sub(n, Ordering::Relaxed);
         true
+    }
+
+    /// Slow-consumer bookkeeping: since when this queue has been over `soft` bytes of
+    /// backlog that includes shared frames (a connection's own replies are throttled by
+    /// reading less, not by this), or None.
+    pub fn over_soft_since(&mut self, soft: usize, now: Tick) -> Option<Tick> {
+        let len = self.len();
+        let segs = self.segs.as_mut()?;
+        if len <= soft {
+            segs.over_soft_since = None;
+            return None;
+        }
+        Some(*segs.over_soft_since.get_or_insert(now))
     }
 
     /// Fill `iov` with the queued bytes in order; returns how many slices were used.
@@ -132,6 +161,7 @@ impl TxQueue {
 
     /// `n` bytes were written: drop them; a drained ring goes back to the pool.
     pub fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
+        QUEUED.fetch_sub(n.min(self.len()), Ordering::Relaxed);
         if let Some(segs) = self.segs.as_mut() {
             while n > 0 {
                 let Some(front) = segs.list.front_mut() else {
@@ -175,6 +205,7 @@ impl TxQueue {
 
     /// Give every buffer back (the connection is being freed).
     pub fn release(&mut self, pool: &mut BufPool) {
+        QUEUED.fetch_sub(self.len(), Ordering::Relaxed);
         self.segs = None;
         if let Some(r) = self.ring.take() {
             pool.give(r);

@@ -17,7 +17,9 @@
 //! at once.
 
 mod clock;
+mod dispatch;
 mod listener;
+mod timers;
 mod token;
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
@@ -30,15 +32,15 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::app::{ConnId, Ctx, Decision, Router};
+use crate::app::{Command, Router};
 use crate::buf::BufPool;
 use crate::config::Config;
-use crate::conn::{Conn, Event, Outbox, State, Step, MAX_IOV};
-use crate::http::request::Request;
-use crate::http::upgrade::WsUpgrade;
+use crate::conn::{Conn, State, MAX_IOV};
+use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerKey, Wheel};
 use clock::Clock;
 use listener::ReserveFd;
+use timers::TimerOwner;
 use token::{LISTENER, SIGNALS};
 
 /// A slab slot: the socket and the connection's protocol state.
@@ -79,6 +81,13 @@ impl Entry {
     }
 }
 
+/// Counters the reactor keeps (exported as metrics later).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Connections closed for falling behind on publishes.
+    pub slow_closes: u64,
+}
+
 /// A single-threaded event loop serving one listening socket.
 pub struct Reactor {
     poll: Poll,
@@ -89,8 +98,13 @@ pub struct Reactor {
     clock: Clock,
     /// The time of this iteration, read once after `poll` returns.
     now: Tick,
-    /// One timer per connection, valued by the connection's token.
-    wheel: Wheel<Token>,
+    /// One timer per connection and one per ticking handler.
+    wheel: Wheel<TimerOwner>,
+    /// The topics of this reactor.
+    hub: Hub,
+    /// Commands recorded by handlers, applied after each hand-off.
+    cmds: Vec<Command>,
+    pub(crate) stats: Stats,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
     conns: Slab<Entry>,
@@ -125,6 +139,9 @@ impl Reactor {
             clock,
             now,
             wheel: Wheel::new(now),
+            hub: Hub::new(cfg.pubsub.clone()),
+            cmds: Vec::new(),
+            stats: Stats::default(),
             draining_until: None,
             conns: Slab::with_capacity(1024),
             pool: BufPool::new(cfg.buffer_size, cfg.pool_max_free),
@@ -155,6 +172,7 @@ impl Reactor {
     /// Run until a graceful shutdown completes, or an unrecoverable error of the poller.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.start_ticks();
         loop {
             if let Some(until) = self.draining_until {
                 // A connection that has sent its FIN after the closing handshake has nothing
@@ -186,12 +204,12 @@ impl Reactor {
                     token => self.conn_event(token, ev),
                 }
             }
+            self.expire_timers();
             for idx in std::mem::take(&mut self.resume) {
                 if self.conns.get(idx).is_some_and(|e| !e.has(CLOSING)) {
                     self.read(idx);
                 }
             }
-            self.expire_timers();
             self.flush_dirty();
             self.free_closed();
         }
@@ -250,57 +268,13 @@ impl Reactor {
         self.draining_until = Some(self.now + self.cfg.timeouts.drain.as_millis() as Tick);
         let ids: Vec<usize> = self.conns.iter().map(|(idx, _)| idx).collect();
         for idx in ids {
-            let e = &mut self.conns[idx];
-            if let Some(code) = e.conn.going_away(&self.cfg, &mut self.pool) {
-                let id = ConnId(token::encode(idx, e.generation).0 as u64);
-                self.router.handler(e.conn.route()).on_close(id, code, "");
+            if let Some(code) = self.conns[idx].conn.going_away(&self.cfg, &mut self.pool) {
+                self.told_closed(idx, code, "");
             }
             self.mark_dirty(idx);
         }
+        self.apply_commands();
         false
-    }
-
-    /// Fire every timer that is due. A connection whose deadline moved later since its timer
-    /// was armed does nothing here and is re-armed by `flush` (lazy re-arm: a busy connection
-    /// never touches the wheel per frame).
-    fn expire_timers(&mut self) {
-        while let Some((_key, _at, token)) = self.wheel.poll(self.now) {
-            let (idx, generation) = token::decode(token);
-            let Some(e) = self
-                .conns
-                .get_mut(idx)
-                .filter(|e| e.generation == generation)
-            else {
-                continue;
-            };
-            e.timer = None;
-            if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.pool, self.now) {
-                let id = ConnId(token.0 as u64);
-                self.router.handler(e.conn.route()).on_close(id, code, "");
-            }
-            self.mark_dirty(idx);
-        }
-    }
-
-    /// Make sure the wheel holds a timer at or before the connection's next deadline.
-    fn arm(&mut self, idx: usize) {
-        let e = &mut self.conns[idx];
-        let want = e.conn.deadline(&self.cfg, self.now);
-        let armed = e.timer.and_then(|k| self.wheel.deadline(k));
-        match (want, armed) {
-            (Some(d), Some(at)) if at <= d => {} // fires early, re-arms then
-            (Some(d), _) => {
-                if let Some(k) = e.timer.take() {
-                    self.wheel.cancel(k);
-                }
-                e.timer = Some(self.wheel.insert(d, token::encode(idx, e.generation)));
-            }
-            (None, _) => {
-                if let Some(k) = e.timer.take() {
-                    self.wheel.cancel(k);
-                }
-            }
-        }
     }
 
     /// Accept until WouldBlock (edge-triggered: one event may stand for many connections).
@@ -406,54 +380,21 @@ impl Reactor {
         self.mark_dirty(idx);
     }
 
-    /// Run one connection's state machine over its buffered input, dispatching events.
-    fn process(&mut self, idx: usize) {
-        let now = self.now;
-        let Reactor {
-            conns,
-            pool,
-            router,
-            cfg,
-            ..
-        } = self;
-        let e = &mut conns[idx];
-        let id = ConnId(token::encode(idx, e.generation).0 as u64);
-        loop {
-            let route = e.conn.route();
-            let (step, mut out) = e.conn.poll_event(cfg, pool, now);
-            match step {
-                Step::Idle => break,
-                Step::Again => {}
-                Step::Event(Event::Upgrade(req, up)) => upgrade(router, id, &req, &up, &mut out),
-                Step::Event(Event::Request(req)) => plain_request(router, &req, &mut out),
-                Step::Event(Event::Message(msg)) => router
-                    .handler(route)
-                    .on_message(&mut Ctx::new(id, &mut out), msg),
-                Step::Event(Event::Closed { code, reason }) => {
-                    router.handler(route).on_close(id, code, reason)
-                }
-            }
-        }
-    }
-
     /// The peer's FIN: report the close to the app if it was not told, then let the flush
     /// finish what is queued and free the connection.
     fn peer_closed(&mut self, idx: usize) {
         let e = &mut self.conns[idx];
         e.set(EOF, true);
-        let id = ConnId(token::encode(idx, e.generation).0 as u64);
         if let Some(code) = e.conn.on_eof() {
-            self.router.handler(e.conn.route()).on_close(id, code, "");
+            self.told_closed(idx, code, "");
         }
         self.mark_dirty(idx);
     }
 
     /// An I/O error: drop the connection now.
     fn abort(&mut self, idx: usize) {
-        let e = &mut self.conns[idx];
-        let id = ConnId(token::encode(idx, e.generation).0 as u64);
-        if let Some(code) = e.conn.abort() {
-            self.router.handler(e.conn.route()).on_close(id, code, "");
+        if let Some(code) = self.conns[idx].conn.abort() {
+            self.told_closed(idx, code, "");
         }
         self.mark_dirty(idx);
     }
@@ -545,6 +486,8 @@ impl Reactor {
     /// batch, so no event in the batch can refer to a slot reused meanwhile.
     fn free_closed(&mut self) {
         for idx in std::mem::take(&mut self.closing) {
+            let id = self.conn_id(idx);
+            self.hub.unsubscribe_all(id);
             let mut e = self.conns.remove(idx);
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);
@@ -552,38 +495,6 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut e.sock);
             e.conn.release(&mut self.pool);
         }
-    }
-}
-
-/// Answer an upgrade request: route it, let the handler decide, queue the 101 or the error.
-fn upgrade(
-    router: &mut Router,
-    id: ConnId,
-    req: &Request<'_>,
-    up: &WsUpgrade<'_>,
-    out: &mut Outbox<'_>,
-) {
-    let Some(route) = router.find(req.path) else {
-        out.reject(404, "no WebSocket endpoint at this path");
-        return;
-    };
-    match router.handler(route).on_upgrade(req, up) {
-        Decision::Accept { protocol } => {
-            // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
-            let protocol = protocol.filter(|p| up.protocols.contains(&p.as_str()));
-            out.accept(up, route, protocol.as_deref());
-            router.handler(route).on_open(&mut Ctx::new(id, out));
-        }
-        Decision::Reject { status, reason } => out.reject(status, reason),
-    }
-}
-
-/// A plain HTTP request: only WebSocket endpoints exist for now.
-fn plain_request(router: &Router, req: &Request<'_>, out: &mut Outbox<'_>) {
-    if router.find(req.path).is_some() {
-        out.reject(426, "this endpoint speaks WebSocket");
-    } else {
-        out.reject(404, "not found");
     }
 }
 

@@ -1,0 +1,71 @@
+//! Owns `Clock`: `/clock` pushes the time every second. One timer publishes to one topic,
+//! `clock`, however many clients listen — not one timer per client.
+
+use std::time::Duration;
+
+use super::{Ctx, Handler, Upgrade};
+use crate::ws::Message;
+
+/// The topic the clock publishes to.
+pub const CLOCK_TOPIC: &str = "clock";
+
+#[derive(Debug, Default)]
+pub struct Clock;
+
+impl Handler for Clock {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, _up: &Upgrade<'_, '_>) {
+        ctx.subscribe(CLOCK_TOPIC);
+    }
+
+    /// Clients have nothing to say to a clock; their messages are ignored.
+    fn on_message(&mut self, _ctx: &mut Ctx<'_, '_>, _msg: Message<'_>) {}
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    fn on_tick(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let Some(unix_ms) = ctx.unix_ms() else { return };
+        let tick = format!(
+            r#"{{"type":"tick","time":"{}","unix_ms":{unix_ms}}}"#,
+            iso8601(unix_ms)
+        );
+        ctx.publish(CLOCK_TOPIC, Message::Text(&tick));
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDThh:mm:ssZ` (UTC, proleptic Gregorian).
+pub fn iso8601(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01, counting in 400-year eras that start on
+    // March 1st so the leap day falls at the end of a year.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(iso8601(4_107_542_399_000), "2100-02-28T23:59:59Z");
+    }
+}

@@ -1,0 +1,44 @@
+//! Owns `TopicApp`: generic topics at `/topic/{name}`. A client subscribes to `name` on open
+//! and everything it sends is published to `name`, to every subscriber on every transport.
+
+use std::collections::HashMap;
+
+use super::{ConnId, Ctx, Decision, Handler, Upgrade};
+use crate::ws::Message;
+
+#[derive(Debug, Default)]
+pub struct TopicApp {
+    topics: HashMap<ConnId, String>,
+}
+
+impl Handler for TopicApp {
+    fn on_upgrade(&mut self, up: &Upgrade<'_, '_>) -> Decision {
+        match up.params.get("name") {
+            Some(name) if name.len() <= 255 => Decision::Accept { protocol: None },
+            _ => Decision::Reject {
+                status: 400,
+                reason: "topic name of 1 to 255 bytes",
+            },
+        }
+    }
+
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, up: &Upgrade<'_, '_>) {
+        let (Some(id), Some(name)) = (ctx.id(), up.params.get("name")) else {
+            return;
+        };
+        ctx.subscribe(name);
+        self.topics.insert(id, name.to_string());
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_>, msg: Message<'_>) {
+        if let Some(topic) = ctx.id().and_then(|id| self.topics.get(&id)) {
+            ctx.publish(topic, msg);
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_, '_>, _code: u16, _reason: &str) {
+        if let Some(id) = ctx.id() {
+            self.topics.remove(&id);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Owns the hand-off between connections and applications: running a connection's state
+//! machine and giving its events to the handlers, answering upgrade requests, applying the
+//! commands handlers record (subscribe, unsubscribe, publish), and delivering a publish —
+//! encoded once — to every subscriber, closing the ones that fall too far behind.
+
+use std::rc::Rc;
+
+use super::{token, Reactor};
+use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
+use crate::conn::{Event, Outbox, Step};
+use crate::http::request::Request;
+use crate::http::upgrade::WsUpgrade;
+use crate::pubsub::Published;
+
+impl Reactor {
+    pub(super) fn conn_id(&self, idx: usize) -> ConnId {
+        ConnId(token::encode(idx, self.conns[idx].generation).0 as u64)
+    }
+
+    /// Run one connection's state machine over its buffered input, dispatching events.
+    pub(super) fn process(&mut self, idx: usize) {
+        let now = self.now;
+        let id = self.conn_id(idx);
+        let Reactor {
+            conns,
+            pool,
+            router,
+            cfg,
+            cmds,
+            ..
+        } = self;
+        let e = &mut conns[idx];
+        loop {
+            let route = e.conn.route();
+            let (step, mut out) = e.conn.poll_event(cfg, pool, now);
+            match step {
+                Step::Idle => break,
+                Step::Again => {}
+                Step::Event(Event::Upgrade(req, up)) => {
+                    upgrade(router, id, &req, &up, &mut out, cmds)
+                }
+                Step::Event(Event::Request(req)) => plain_request(router, &req, &mut out),
+                Step::Event(Event::Message(msg)) => router
+                    .handler(route)
+                    .on_message(&mut Ctx::new(id, &mut out, cmds), msg),
+                Step::Event(Event::Closed { code, reason }) => {
+                    let ctx = &mut Ctx::detached(Some(id), cmds);
+                    router.handler(route).on_close(ctx, code, reason)
+                }
+            }
+        }
+        self.apply_commands();
+    }
+
+    /// Tell a connection's handler that it closed (once; the caller checked).
+    pub(super) fn told_closed(&mut self, idx: usize, code: u16, reason: &str) {
+        let id = self.conn_id(idx);
+        let route = self.conns[idx].conn.route();
+        let ctx = &mut Ctx::detached(Some(id), &mut self.cmds);
+        self.router.handler(route).on_close(ctx, code, reason);
+    }
+
+    /// Apply what handlers recorded, in order.
+    pub(super) fn apply_commands(&mut self) {
+        while !self.cmds.is_empty() {
+            for cmd in std::mem::take(&mut self.cmds) {
+                match cmd {
+                    Command::Subscribe { conn, topic } => self.subscribe(conn, &topic),
+                    Command::Unsubscribe { conn, topic } => self.hub.unsubscribe(conn, &topic),
+                    Command::Publish {
+                        topic,
+                        text,
+                        payload,
+                    } => {
+                        let (published, _) = self.hub.publish(&topic, text, &payload);
+                        self.deliver(&topic, published);
+                    }
+                }
+            }
+        }
+    }
+
+    fn subscribe(&mut self, conn: ConnId, topic: &str) {
+        if let Err(e) = self.hub.subscribe(conn, topic) {
+            log::debug!("subscribe {topic:?}: {e}");
+            let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
+            if self
+                .conns
+                .get(idx)
+                .is_some_and(|e| e.generation == generation)
+            {
+                let reason = "subscription refused";
+                if let Some(code) =
+                    self.conns[idx]
+                        .conn
+                        .close_policy(&self.cfg, &mut self.pool, reason)
+                {
+                    self.told_closed(idx, code, reason);
+                }
+                self.mark_dirty(idx);
+            }
+        }
+    }
+
+    /// Queue a published frame on every subscriber of `topic`: a reference each, no copy.
+    /// A subscriber that falls too far behind is closed with 1008; the others never wait.
+    pub(super) fn deliver(&mut self, topic: &str, published: Rc<Published>) {
+        let subs = self.hub.subscribers(topic);
+        for conn in subs {
+            let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
+            let Some(e) = self
+                .conns
+                .get_mut(idx)
+                .filter(|e| e.generation == generation)
+            else {
+                continue;
+            };
+            if !e.conn.push_shared(published.frame.clone()) {
+                continue;
+            }
+            if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
+                log::info!("closing {conn:?}: {reason}");
+                self.stats.slow_closes += 1;
+                if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
+                    self.told_closed(idx, code, reason);
+                }
+            }
+            self.mark_dirty(idx);
+        }
+    }
+}
+
+/// Answer an upgrade request: route it, let the handler decide, queue the 101 or the error.
+fn upgrade(
+    router: &mut Router,
+    id: ConnId,
+    req: &Request<'_>,
+    ws: &WsUpgrade<'_>,
+    out: &mut Outbox<'_>,
+    cmds: &mut Vec<Command>,
+) {
+    let Some((route, params)) = router.find(req.path) else {
+        out.reject(404, "no WebSocket endpoint at this path");
+        return;
+    };
+    let up = Upgrade {
+        req,
+        ws,
+        params: &params,
+    };
+    match router.handler(route).on_upgrade(&up) {
+        Decision::Accept { protocol } => {
+            // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
+            let protocol = protocol.filter(|p| ws.protocols.contains(&p.as_str()));
+            out.accept(ws, route, protocol.as_deref());
+            router
+                .handler(route)
+                .on_open(&mut Ctx::new(id, out, cmds), &up);
+        }
+        Decision::Reject { status, reason } => out.reject(status, reason),
+    }
+}
+
+/// A plain HTTP request: only WebSocket endpoints exist for now.
+fn plain_request(router: &Router, req: &Request<'_>, out: &mut Outbox<'_>) {
+    if router.find(req.path).is_some() {
+        out.reject(426, "this endpoint speaks WebSocket");
+    } else {
+        out.reject(404, "not found");
+    }
+}

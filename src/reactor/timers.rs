@@ -1,0 +1,93 @@
+//! Owns the reactor's use of the timer wheel: one entry per connection, armed at or before
+//! its next deadline and re-armed lazily (a busy connection never touches the wheel per
+//! frame), plus one entry per ticking handler (the clock publishes once a second for all its
+//! clients, not once per client).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mio::Token;
+
+use super::{token, Reactor};
+use crate::app::{Ctx, RouteId};
+use crate::timer::Tick;
+
+/// What a wheel entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TimerOwner {
+    Conn(Token),
+    Tick(RouteId),
+}
+
+impl Reactor {
+    /// Schedule every handler that asked for ticks.
+    pub(super) fn start_ticks(&mut self) {
+        for (route, every) in self.router.tick_intervals() {
+            let at = self.now + every.as_millis() as Tick;
+            self.wheel.insert(at, TimerOwner::Tick(route));
+        }
+    }
+
+    /// Fire every timer that is due. A connection whose deadline moved later since its timer
+    /// was armed does nothing here and is re-armed by `flush`.
+    pub(super) fn expire_timers(&mut self) {
+        while let Some((_key, at, owner)) = self.wheel.poll(self.now) {
+            match owner {
+                TimerOwner::Conn(token) => self.conn_timer(token),
+                TimerOwner::Tick(route) => self.tick(route, at),
+            }
+        }
+        self.apply_commands();
+    }
+
+    fn conn_timer(&mut self, token: Token) {
+        let (idx, generation) = token::decode(token);
+        let Some(e) = self
+            .conns
+            .get_mut(idx)
+            .filter(|e| e.generation == generation)
+        else {
+            return;
+        };
+        e.timer = None;
+        if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.pool, self.now) {
+            self.told_closed(idx, code, "");
+        }
+        self.mark_dirty(idx);
+    }
+
+    fn tick(&mut self, route: RouteId, at: Tick) {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.router
+            .handler(route)
+            .on_tick(&mut Ctx::tick(unix_ms, &mut self.cmds));
+        if let Some(every) = self.router.handler(route).tick_interval() {
+            // Keep the cadence (no drift), but never schedule into the past after a stall.
+            let next = (at + every.as_millis().max(1) as Tick).max(self.now + 1);
+            self.wheel.insert(next, TimerOwner::Tick(route));
+        }
+    }
+
+    /// Make sure the wheel holds a timer at or before the connection's next deadline.
+    pub(super) fn arm(&mut self, idx: usize) {
+        let e = &mut self.conns[idx];
+        let want = e.conn.deadline(&self.cfg, self.now);
+        let armed = e.timer.and_then(|k| self.wheel.deadline(k));
+        match (want, armed) {
+            (Some(d), Some(at)) if at <= d => {} // fires early, re-arms then
+            (Some(d), _) => {
+                if let Some(k) = e.timer.take() {
+                    self.wheel.cancel(k);
+                }
+                let owner = TimerOwner::Conn(token::encode(idx, e.generation));
+                e.timer = Some(self.wheel.insert(d, owner));
+            }
+            (None, _) => {
+                if let Some(k) = e.timer.take() {
+                    self.wheel.cancel(k);
+                }
+            }
+        }
+    }
+}
