@@ -84,6 +84,39 @@ pub struct Cli {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Reactors (threads), each with its own SO_REUSEPORT listener. Default: one per core.
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Messages each topic keeps for resumption by SSE and polling clients.
+    #[arg(long, default_value_t = 100)]
+    pub history_len: usize,
+
+    /// Most topics one connection may subscribe to.
+    #[arg(long, default_value_t = 128)]
+    pub max_topics_per_conn: usize,
+
+    /// Longest topic name in bytes.
+    #[arg(long, default_value_t = 255)]
+    pub max_topic_len: usize,
+
+    /// A subscriber with more queued bytes than this is closed at once (1008).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub slow_hard_limit: usize,
+
+    /// A subscriber over this many queued bytes for --slow-soft-for is closed (1008).
+    #[arg(long, default_value_t = 256 << 10)]
+    pub slow_soft_limit: usize,
+
+    /// How long a subscriber may stay over --slow-soft-limit.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub slow_soft_for: Duration,
+
+    /// Queued bytes over the whole process beyond which subscribers over the soft limit are
+    /// closed at once.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_queued_total: usize,
+
     /// Allow upgrades only from this Origin (repeat for several). Default: any origin.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
@@ -118,6 +151,18 @@ impl Cli {
         cfg.timeouts.close_linger = self.close_linger;
         cfg.timeouts.message = self.message_timeout;
         cfg.timeouts.drain = self.drain_timeout;
+        cfg.workers = match self.workers {
+            Some(0) => return Err("--workers: must be at least 1".into()),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        cfg.pubsub.history_len = self.history_len;
+        cfg.pubsub.max_topics_per_conn = self.max_topics_per_conn;
+        cfg.pubsub.max_topic_len = self.max_topic_len;
+        cfg.slow.hard_limit = self.slow_hard_limit;
+        cfg.slow.soft_limit = self.slow_soft_limit;
+        cfg.slow.soft_for = self.slow_soft_for;
+        cfg.slow.process_limit = self.max_queued_total;
         if self.ping_margin >= self.idle_timeout {
             return Err("--ping-margin: must be shorter than --idle-timeout".into());
         }

@@ -71,12 +71,34 @@ impl Reactor {
                         topic,
                         text,
                         payload,
-                    } => {
-                        let (published, _) = self.hub.publish(&topic, text, &payload);
-                        self.deliver(&topic, published);
-                    }
+                    } => self.publish(&topic, text, &payload),
                 }
             }
+        }
+    }
+
+    /// Publish here, and through the bus on every other worker with the same sequence number.
+    fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
+        let Some(end) = self.bus.as_ref() else {
+            let (published, _) = self.hub.publish(topic, text, payload);
+            self.deliver(topic, published);
+            return;
+        };
+        let seq = end.bus.next_seq(topic);
+        end.bus.broadcast(end.me, topic, seq, text, payload);
+        let published = Rc::new(Published::encode(seq, text, payload));
+        let (published, _) = self.hub.publish_numbered(topic, published);
+        self.deliver(topic, published);
+    }
+
+    /// Publishes from other workers: encode each once here and deliver.
+    pub(super) fn receive_from_workers(&mut self) {
+        let Some(end) = self.bus.as_ref() else { return };
+        let envelopes: Vec<_> = end.inbox.try_iter().collect();
+        for env in envelopes {
+            let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
+            let (published, _) = self.hub.publish_numbered(&env.topic, published);
+            self.deliver(&env.topic, published);
         }
     }
 

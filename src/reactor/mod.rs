@@ -21,9 +21,11 @@ mod dispatch;
 mod listener;
 mod timers;
 mod token;
+pub mod workers;
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
@@ -41,7 +43,7 @@ use crate::timer::{Tick, TimerKey, Wheel};
 use clock::Clock;
 use listener::ReserveFd;
 use timers::TimerOwner;
-use token::{LISTENER, SIGNALS};
+use token::{LISTENER, SIGNALS, WAKER};
 
 /// A slab slot: the socket and the connection's protocol state.
 struct Entry {
@@ -81,6 +83,9 @@ impl Entry {
     }
 }
 
+/// Open client connections over all workers of the process.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
 /// Counters the reactor keeps (exported as metrics later).
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -104,6 +109,8 @@ pub struct Reactor {
     hub: Hub,
     /// Commands recorded by handlers, applied after each hand-off.
     cmds: Vec<Command>,
+    /// The link to the other workers (None with one worker).
+    bus: Option<workers::BusEnd>,
     pub(crate) stats: Stats,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
@@ -125,10 +132,21 @@ impl Reactor {
     /// Bind `cfg.listen` and set up the loop.
     pub fn bind(cfg: Config, router: Router) -> io::Result<Reactor> {
         let mut listener = listener::bind(cfg.listen, false)?;
-        let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Reactor::from_parts(cfg, router, poll, listener, None)
+    }
+
+    /// A reactor around a registered listener; `bus` links it to other workers.
+    fn from_parts(
+        cfg: Config,
+        router: Router,
+        poll: Poll,
+        listener: TcpListener,
+        bus: Option<workers::BusEnd>,
+    ) -> io::Result<Reactor> {
+        let local_addr = listener.local_addr()?;
         let clock = Clock::new();
         let now = clock.now();
         Ok(Reactor {
@@ -141,6 +159,7 @@ impl Reactor {
             wheel: Wheel::new(now),
             hub: Hub::new(cfg.pubsub.clone()),
             cmds: Vec::new(),
+            bus,
             stats: Stats::default(),
             draining_until: None,
             conns: Slab::with_capacity(1024),
@@ -196,6 +215,7 @@ impl Reactor {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
+                    WAKER => self.receive_from_workers(),
                     SIGNALS => {
                         if self.on_signal() {
                             return Ok(());
@@ -305,7 +325,9 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut sock: TcpStream) {
-        if self.conns.len() >= self.cfg.max_connections {
+        // The limit is process-wide: workers share one count.
+        if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
             // Best effort: a full server says so rather than leaving the client guessing.
             let _ = sock.write(
                 b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
@@ -324,6 +346,7 @@ impl Reactor {
             .register(&mut sock, token, Interest::READABLE)
         {
             log::warn!("register: {e}");
+            OPEN.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         entry.insert(Entry {
@@ -488,6 +511,7 @@ impl Reactor {
         for idx in std::mem::take(&mut self.closing) {
             let id = self.conn_id(idx);
             self.hub.unsubscribe_all(id);
+            OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);

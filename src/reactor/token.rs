@@ -7,10 +7,8 @@ use mio::Token;
 /// The listening socket.
 pub const LISTENER: Token = Token(usize::MAX);
 /// The waker other threads and signal handlers use to interrupt `poll`.
-#[allow(dead_code)] // used once workers and signals land
 pub const WAKER: Token = Token(usize::MAX - 1);
 /// The signal pipe (SIGTERM/SIGINT).
-#[allow(dead_code)]
 pub const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// Pack a slab index (low 32 bits) and a generation (high 32 bits).

@@ -1,0 +1,131 @@
+//! Owns "one reactor per core": N threads, each a complete single-threaded reactor with its
+//! own SO_REUSEPORT listener (the kernel spreads connections), and the `Bus` that carries a
+//! publish from the worker where it happened to every other worker — the payload crosses as
+//! an `Arc` and each worker encodes it once for all its subscribers. Sequence numbers come
+//! from one process-wide sequencer so every worker numbers a topic's messages alike.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use mio::{Interest, Poll, Waker};
+
+use super::{listener, token, Reactor};
+use crate::app::Router;
+use crate::config::Config;
+
+/// A publish travelling between workers.
+#[derive(Debug)]
+pub struct Envelope {
+    pub topic: Arc<str>,
+    pub seq: u64,
+    pub text: bool,
+    pub payload: Arc<[u8]>,
+}
+
+/// What all workers share: a sender and a waker per worker, and the sequencer.
+pub struct Bus {
+    peers: Vec<(Mutex<Sender<Envelope>>, Waker)>,
+    seqs: Mutex<HashMap<Box<str>, u64>>,
+}
+
+/// One worker's end of the bus.
+pub struct BusEnd {
+    pub me: usize,
+    pub bus: Arc<Bus>,
+    pub inbox: Receiver<Envelope>,
+}
+
+impl Bus {
+    /// The next sequence number of `topic`, process-wide.
+    pub fn next_seq(&self, topic: &str) -> u64 {
+        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = seqs.entry(topic.into()).or_insert(0);
+        *seq += 1;
+        *seq
+    }
+
+    /// Hand a publish to every worker but `from`.
+    pub fn broadcast(&self, from: usize, topic: &str, seq: u64, text: bool, payload: &[u8]) {
+        let (topic, payload): (Arc<str>, Arc<[u8]>) = (topic.into(), payload.into());
+        for (i, (tx, waker)) in self.peers.iter().enumerate() {
+            if i == from {
+                continue;
+            }
+            let env = Envelope {
+                topic: topic.clone(),
+                seq,
+                text,
+                payload: payload.clone(),
+            };
+            let sent = tx.lock().map(|tx| tx.send(env).is_ok()).unwrap_or(false);
+            if sent {
+                let _ = waker.wake();
+            }
+        }
+    }
+}
+
+/// Run `n` reactors on `cfg.listen`; `make_router` builds each worker's handlers (handlers
+/// are per worker: no locks on the hot path). `on_bound` learns the address once all are
+/// listening. Returns when every worker has stopped.
+pub fn run(
+    cfg: Config,
+    n: usize,
+    make_router: impl Fn() -> Router + Send + Sync + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> io::Result<()> {
+    let n = n.max(1);
+    // The first listener fixes the port (cfg.listen may say :0); the others share it.
+    let first = listener::bind(cfg.listen, n > 1)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..n {
+        listeners.push(listener::bind(addr, true)?);
+    }
+    let mut polls = Vec::new();
+    let mut peers = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..n {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), token::WAKER)?;
+        let (tx, rx) = channel();
+        polls.push(poll);
+        peers.push((Mutex::new(tx), waker));
+        inboxes.push(rx);
+    }
+    let bus = Arc::new(Bus {
+        peers,
+        seqs: Mutex::new(HashMap::new()),
+    });
+    let make_router = Arc::new(make_router);
+    let mut threads = Vec::new();
+    let parts = polls.into_iter().zip(listeners).zip(inboxes).enumerate();
+    for (me, ((poll, mut listener), inbox)) in parts {
+        poll.registry()
+            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let (cfg, bus, make_router) = (cfg.clone(), bus.clone(), make_router.clone());
+        let end = (n > 1).then_some(BusEnd { me, bus, inbox });
+        let spawned = thread::Builder::new()
+            .name(format!("wsloop-{me}"))
+            .spawn(move || {
+                let mut reactor = Reactor::from_parts(cfg, make_router(), poll, listener, end)?;
+                reactor.handle_signals()?;
+                reactor.run()
+            });
+        threads.push(spawned?);
+    }
+    on_bound(addr);
+    let mut result = Ok(());
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(io::Error::other("a worker panicked")),
+        }
+    }
+    result
+}
