@@ -30,11 +30,28 @@ impl Client {
 
     /// Connect and complete the upgrade on /echo.
     pub fn open(addr: SocketAddr) -> Client {
+        Client::open_path(addr, "/echo")
+    }
+
+    /// Connect and complete the upgrade on `path`.
+    pub fn open_path(addr: SocketAddr, path: &str) -> Client {
         let mut c = Client::connect(addr);
-        c.send_raw(UPGRADE.as_bytes());
+        c.send_raw(UPGRADE.replacen("/echo", path, 1).as_bytes());
         let head = c.read_head();
-        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert!(head.starts_with("HTTP/1.1 101 "), "{path}: {head}");
         c
+    }
+
+    /// Read frames until a text message arrives; returns it (panics on EOF).
+    pub fn next_text(&mut self) -> String {
+        loop {
+            match self.read_frame() {
+                Some((0x81, p)) => return String::from_utf8(p).expect("UTF-8"),
+                Some((0x89, p)) => self.send_frame(0x8A, &p),
+                Some(_) => {}
+                None => panic!("connection closed while waiting for a message"),
+            }
+        }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
