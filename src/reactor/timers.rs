@@ -19,8 +19,12 @@ pub(super) enum TimerOwner {
 }
 
 impl Reactor {
-    /// Schedule every handler that asked for ticks.
+        /// Schedule every handler that asked for ticks. With several workers only the first
+    /// ticks: a tick publishes, and publishes reach every worker through the bus.
     pub(super) fn start_ticks(&mut self) {
+        if self.bus.as_ref().is_some_and(|end| end.me != 0) {
+            return;
+        }
         for (route, every) in self.router.tick_intervals() {
             let at = self.now + every.as_millis() as Tick;
             self.wheel.insert(at, TimerOwner::Tick(route));
