@@ -1,7 +1,8 @@
 //! wsloop: a WebSocket server built as a hand-written, single-threaded, epoll-based event loop.
 //!
 //! Layers (imports point down only; see docs/architecture.md):
-//! L0 `buf`, `timer`, `config` · L1 `http`, `ws` (sans-IO codecs) · L2 `conn` (one
+//! L0 `buf`, `timer`, `config`, `text` · L1 `http`, `ws`, `sse`, `poll` (sans-IO codecs) ·
+//! L2 `conn` (one
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
 //! that touches sockets and the clock).
 
@@ -11,8 +12,11 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod poll;
 pub mod pubsub;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod reactor;
+pub mod sse;
+pub mod text;
 pub mod timer;
 pub mod ws;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::{ConnId, Ctx, Decision, Handler, Upgrade};
+pub use crate::text::json_string;
 use crate::ws::Message;
 
 #[derive(Debug, Default)]
@@ -74,34 +75,5 @@ impl Handler for Chat {
             );
             ctx.publish(&room_topic(&room), Message::Text(&notice));
         }
-    }
-}
-
-/// A JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}é"), r#""a\"b\\c\nd\u0001é""#);
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Ctx, Handler, Upgrade};
+use crate::text::Civil;
 use crate::ws::Message;
 
 /// The topic the clock publishes to.
@@ -34,27 +35,9 @@ impl Handler for Clock {
     }
 }
 
-/// Milliseconds since the Unix epoch as `YYYY-MM-DDThh:mm:ssZ` (UTC, proleptic Gregorian).
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDThh:mm:ssZ` (UTC).
 pub fn iso8601(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01, counting in 400-year eras that start on
-    // March 1st so the leap day falls at the end of a year.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    Civil::from_unix_ms(unix_ms).iso8601()
 }
 
 #[cfg(test)]
