@@ -117,6 +117,31 @@ pub struct Cli {
     #[arg(long, default_value_t = 256 << 20)]
     pub max_queued_total: usize,
 
+    /// Largest HTTP request body (POST /publish); larger → 413 before it is read.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_body: usize,
+
+    /// How long a long poll is held waiting for a message before 204.
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    pub poll_hold: Duration,
+
+    /// Interval of keep-alive comments on SSE and streaming responses.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub stream_keepalive: Duration,
+
+    /// SSE `retry:` sent to EventSource clients.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub sse_retry: Duration,
+
+    /// Origin allowed to use the HTTP push endpoints from a browser (CORS); `*` for any
+    /// (repeatable).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+
+    /// Refuse SSE, streaming and polling for unknown topics (SSE gets 204).
+    #[arg(long)]
+    pub topics_must_exist: bool,
+
     /// Allow upgrades only from this Origin (repeat for several). Default: any origin.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
@@ -156,6 +181,12 @@ impl Cli {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        cfg.http.max_body = self.max_body;
+        cfg.timeouts.poll_hold = self.poll_hold;
+        cfg.timeouts.stream_keepalive = self.stream_keepalive;
+        cfg.sse_retry = self.sse_retry;
+        cfg.cors_origins = self.cors_origins;
+        cfg.topics_must_exist = self.topics_must_exist;
         cfg.pubsub.history_len = self.history_len;
         cfg.pubsub.max_topics_per_conn = self.max_topics_per_conn;
         cfg.pubsub.max_topic_len = self.max_topic_len;

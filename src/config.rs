@@ -14,6 +14,9 @@ pub struct HttpLimits {
     pub max_headers: usize,
     /// Longest request line. Longer → 414. Default 8 KiB.
     pub max_request_line: usize,
+    /// Largest request body (`POST /publish`), refused with 413 before it is read. Default
+    /// 64 KiB.
+    pub max_body: usize,
     /// Most reads a request head may arrive in (a head dribbled in tiny pieces costs a
     /// syscall and a scan per piece). More → 400. Default 64.
     pub max_head_reads: u32,
@@ -26,6 +29,7 @@ impl Default for HttpLimits {
             max_headers: 100,
             max_request_line: 8 * 1024,
             max_head_reads: 64,
+            max_body: 64 * 1024,
         }
     }
 }
@@ -121,6 +125,12 @@ pub struct Timeouts {
     pub message: Duration,
     /// On SIGTERM/SIGINT, how long to wait for closing handshakes before exiting. Default 10 s.
     pub drain: Duration,
+    /// How long a long poll is held waiting for a message before 204. Default 25 s (under
+    /// the 30 s that browsers and proxies commonly allow an idle request).
+    pub poll_hold: Duration,
+    /// Interval of keep-alive comments on SSE and streaming responses, so proxies (nginx's
+    /// 60 s `proxy_read_timeout`) never cut a quiet stream. Default 15 s.
+    pub stream_keepalive: Duration,
 }
 
 impl Default for Timeouts {
@@ -132,6 +142,8 @@ impl Default for Timeouts {
             close_linger: Duration::from_secs(5),
             message: Duration::from_secs(60),
             drain: Duration::from_secs(10),
+            poll_hold: Duration::from_secs(25),
+            stream_keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -171,6 +183,15 @@ pub struct Config {
     /// Reactors (threads), each with its own SO_REUSEPORT listener. Default: the number of
     /// cores.
     pub workers: usize,
+    /// Origins allowed to read the HTTP push endpoints from a browser (CORS); `*` allows any.
+    /// Default none (same-origin only).
+    pub cors_origins: Vec<String>,
+    /// SSE `retry:` — how long a disconnected EventSource waits before reconnecting.
+    /// Default 3 s.
+    pub sse_retry: Duration,
+    /// Refuse SSE, streaming and polling for topics that have no subscribers and no history
+    /// (SSE gets 204, which tells EventSource to stop reconnecting). Default false.
+    pub topics_must_exist: bool,
 }
 
 impl Default for Config {
@@ -189,6 +210,9 @@ impl Default for Config {
             pubsub: PubSubLimits::default(),
             slow: SlowConsumer::default(),
             workers: 1,
+            cors_origins: Vec::new(),
+            sse_retry: Duration::from_secs(3),
+            topics_must_exist: false,
         }
     }
 }

@@ -17,8 +17,10 @@ fn status_of(srv: &Server, raw: &[u8]) -> (u16, String) {
     c.send_raw(raw);
     let head = c.read_head();
     let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    if status != 101 {
-        // Every rejection ends the connection: the server sends FIN after the response.
+    // A rejected upgrade ends the connection (plain HTTP requests, without `Upgrade`, may
+    // keep theirs alive): the server sends FIN after the response.
+    let upgrade = String::from_utf8_lossy(raw).contains("Upgrade: websocket");
+    if status != 101 && upgrade {
         let rest = c.read_to_end();
         assert!(head.contains("Connection: close"), "{head}");
         let body_len: usize = head

@@ -7,6 +7,7 @@
 mod chat;
 mod clock;
 mod echo;
+pub mod http;
 mod topic;
 
 pub use chat::Chat;

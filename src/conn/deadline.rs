@@ -14,6 +14,10 @@ use crate::timer::Tick;
 pub enum Expiry {
     /// The request head did not arrive in time → 408 and close.
     Handshake,
+    /// A long poll was held for `poll_hold` with nothing to send → 204.
+    Hold,
+    /// A streaming response was quiet for `stream_keepalive` → a keep-alive comment.
+    KeepAlive,
     /// Silence for `idle - ping_margin` → send a heartbeat ping.
     Ping,
     /// Still silent `ping_margin` after the ping → drop; the app sees 1006.
@@ -32,6 +36,8 @@ pub(crate) struct Deadlines {
     since: Tick,
     /// The state `since` belongs to; a different state restarts the phase clock.
     phase: State,
+    /// The connection's request cycle `since` belongs to (see `TxSide::cycle`).
+    cycle: u8,
     /// A heartbeat ping is out and unanswered.
     pinged: bool,
 }
@@ -45,26 +51,35 @@ impl Deadlines {
         Deadlines {
             since: now,
             phase: State::Handshake,
+            cycle: 0,
             pinged: false,
         }
     }
 
-    /// Restart the phase clock when the state has changed since it was last observed.
-    pub(crate) fn observe(&mut self, state: State, now: Tick) {
-        // Handshake → Upgrading is one phase: the handshake deadline runs from accept.
-        let same =
-            state == self.phase || (self.phase, state) == (State::Handshake, State::Upgrading);
-        if !same {
+    /// Restart the phase clock when the state or the request cycle has changed since it was
+    /// last observed.
+    pub(crate) fn observe(&mut self, state: State, cycle: u8, now: Tick) {
+        // Reading a head, its body and waiting for the answer are one phase: the request
+        // deadline runs from accept, or from the previous response on a keep-alive connection.
+        let request = |s| matches!(s, State::Handshake | State::Body | State::Upgrading);
+        let same = state == self.phase || (request(state) && request(self.phase));
+        if !same || cycle != self.cycle {
             self.phase = state;
+            self.cycle = cycle;
             self.since = now;
             self.pinged = false;
         }
     }
 
+    /// Restart the phase clock (a keep-alive comment went out).
+    pub(crate) fn restart(&mut self, now: Tick) {
+        self.since = now;
+    }
+
     /// Bytes arrived. While open, silence ends: any inbound frame resets the heartbeat.
-    pub(crate) fn input(&mut self, state: State, now: Tick) {
+    pub(crate) fn input(&mut self, state: State, cycle: u8, now: Tick) {
         if state == State::Open {
-            self.observe(state, now);
+            self.observe(state, cycle, now);
             self.since = now;
             self.pinged = false;
         }
@@ -96,7 +111,11 @@ impl Deadlines {
     fn due(&self, state: State, msg: Option<Tick>, t: &Timeouts) -> Option<(Tick, Expiry)> {
         let after = |d| self.since.saturating_add(ms(d));
         match state {
-            State::Handshake | State::Upgrading => Some((after(t.handshake), Expiry::Handshake)),
+            State::Handshake | State::Body | State::Upgrading => {
+                Some((after(t.handshake), Expiry::Handshake))
+            }
+            State::Held => Some((after(t.poll_hold), Expiry::Hold)),
+            State::Streaming => Some((after(t.stream_keepalive), Expiry::KeepAlive)),
             State::Open => {
                 let beat = if self.pinged {
                     (after(t.idle), Expiry::Silent)

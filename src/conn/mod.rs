@@ -40,10 +40,18 @@ use crate::ws::ProtocolError;
 /// Where a connection is in its life. Transitions only move down this list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// Reading the HTTP request head.
+    /// Reading an HTTP request head (the first, or the next on a keep-alive connection).
     Handshake,
-    /// The request was handed to the caller, which must `accept` or `reject` it.
+    /// Reading a request body announced by `Content-Length`.
+    Body,
+    /// The request was handed to the caller, which must answer it (accept, reject, respond,
+    /// start a stream, or hold it).
     Upgrading,
+    /// A long poll is held until a message arrives or its deadline passes; pipelined
+    /// requests wait in rx.
+    Held,
+    /// A streaming response (SSE or chunked) is open: messages are pushed, input ignored.
+    Streaming,
     /// WebSocket open in both directions.
     Open,
     /// We sent a close frame; waiting for the peer's (§7.1.2), discarding data frames.
@@ -61,9 +69,9 @@ pub enum State {
 pub enum Event<'a> {
     /// A valid WebSocket upgrade request: answer with `Outbox::accept` or `Outbox::reject`.
     Upgrade(Request<'a>, WsUpgrade<'a>),
-    /// A complete HTTP request that is not an upgrade: answer with `Outbox::reject` (a
-    /// response and close) for now.
-    Request(Request<'a>),
+    /// A complete HTTP request that is not an upgrade, with its body: answer with
+    /// `Outbox::respond`, `start_stream`, `hold` or `reject`.
+    Request(Request<'a>, &'a [u8]),
     /// A complete message.
     Message(Message<'a>),
     /// The WebSocket is finished: the peer's close code (1005 if it sent none, 1006 if the
@@ -92,6 +100,8 @@ struct RxSide {
     head_scanned: u32,
     /// Length of the request head, dropped once the caller has answered the upgrade.
     head_len: u32,
+    /// Length of the request body that follows the head.
+    body_len: u32,
     /// Reads the request head has arrived in so far.
     head_reads: u32,
 }
@@ -107,7 +117,28 @@ pub(crate) struct TxSide {
     tail_pong: u8,
     /// Index of the handler serving this connection (set on accept).
     route: u16,
+    /// What the connection carries, for the reactor to pick a message's encoding.
+    mode: Mode,
+    /// Requests answered on this connection (wrapping): a new one restarts the keep-alive
+    /// deadline.
+    cycle: u8,
+    /// The held request asked to keep the connection alive after its response.
+    held_keep_alive: bool,
     queue: TxQueue,
+}
+
+/// What a connection carries once its first request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain HTTP requests and responses (and, before that, the handshake).
+    Http,
+    WebSocket,
+    /// A Server-Sent Events response.
+    Sse,
+    /// A chunked streaming response (one chunk per message).
+    Stream,
+    /// A held long poll.
+    Poll,
 }
 
 /// One connection's protocol state: the socket lives in the reactor, everything else here.
@@ -129,6 +160,9 @@ impl Conn {
                 reported: false,
                 tail_pong: 0,
                 route: 0,
+                mode: Mode::Http,
+                cycle: 0,
+                held_keep_alive: true,
                 queue: TxQueue::default(),
             },
         }
@@ -143,6 +177,10 @@ impl Conn {
         self.tx.route
     }
 
+    pub fn mode(&self) -> Mode {
+        self.tx.mode
+    }
+
     /// Is reading from the socket useful now? Not once the peer has nothing more to tell us,
     /// not while rx is full, and not while tx holds more than `max_queued` bytes (a client
     /// that does not read its replies is throttled by TCP, not buffered without bound).
@@ -152,6 +190,11 @@ impl Conn {
             State::Draining => true,
             _ => self.tx_len() <= max_queued && self.rx.ring.as_ref().is_none_or(|r| !r.is_full()),
         }
+    }
+
+    /// Are unprocessed bytes buffered?
+    pub fn has_input(&self) -> bool {
+        self.rx.ring.as_ref().is_some_and(|r| !r.is_empty())
     }
 
     /// The rx ring to read into, taken from the pool on first use.
@@ -185,12 +228,12 @@ impl Conn {
 
     /// Bytes arrived at `now` (call once per read that returned data).
     pub fn on_input(&mut self, now: Tick) {
-        self.times.input(self.tx.state, now);
+        self.times.input(self.tx.state, self.tx.cycle, now);
     }
 
     /// The connection's next deadline, after noting any state change made at `now`.
     pub fn deadline(&mut self, cfg: &Config, now: Tick) -> Option<Tick> {
-        self.times.observe(self.tx.state, now);
+        self.times.observe(self.tx.state, self.tx.cycle, now);
         let msg = self.rx.asm.started_at();
         self.times.next(self.tx.state, msg, &cfg.timeouts)
     }
@@ -198,14 +241,43 @@ impl Conn {
     /// A timer fired at `now`: act on whichever deadline passed. Returns the close code to
     /// report to the application, if it must be told now.
     pub fn on_timeout(&mut self, cfg: &Config, pool: &mut BufPool, now: Tick) -> Option<u16> {
-        self.times.observe(self.tx.state, now);
+        self.times.observe(self.tx.state, self.tx.cycle, now);
         let msg = self.rx.asm.started_at();
         let expiry = self.times.expired(self.tx.state, msg, &cfg.timeouts, now)?;
         log::debug!("deadline passed: {expiry:?}");
+        let (cycle_started, mode) = (self.tx.cycle != 0, self.tx.mode);
         let mut out = Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes);
         match expiry {
             Expiry::Handshake => {
-                out.reject(408, "request head not received in time");
+                let pending = self.rx.ring.as_ref().is_some_and(|r| !r.is_empty());
+                if out.state() == State::Handshake && cycle_started && !pending {
+                    // An idle keep-alive connection simply closes (RFC 9112 §9.5).
+                    out.set_state(State::Closing);
+                } else {
+                    out.reject(408, "request not received in time");
+                }
+                None
+            }
+            Expiry::Hold => {
+                // The documented answer to a long poll that saw no message: 204, keep-alive.
+                let keep_alive = out.held_keep_alive();
+                let close = if keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                };
+                let resp =
+                    format!("HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n{close}\r\n");
+                out.respond(resp.as_bytes(), keep_alive);
+                None
+            }
+            Expiry::KeepAlive => {
+                let ka: &[u8] = match mode {
+                    Mode::Sse => b": keep-alive\n\n",
+                    _ => b"1\r\n\n\r\n", // one chunk holding an empty line
+                };
+                out.push_bytes(ka);
+                self.times.restart(now);
                 None
             }
             Expiry::Ping => {
@@ -272,6 +344,22 @@ impl Conn {
         self.tx.queue.consume(n, pool);
     }
 
+    /// Did the held request ask to keep the connection open after its response?
+    pub fn held_keep_alive(&self) -> bool {
+        self.tx.held_keep_alive
+    }
+
+    /// Answer a held long poll with a complete response; the connection goes back to reading
+    /// requests (pipelined ones may already wait in rx). False if nothing was held.
+    pub fn complete_held(&mut self, response: &[u8], pool: &mut BufPool, cfg: &Config) -> bool {
+        if self.tx.state != State::Held {
+            return false;
+        }
+        let keep_alive = self.tx.held_keep_alive;
+        Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes).respond(response, keep_alive);
+        true
+    }
+
     /// Slow-consumer check after a publish: `Some(reason)` if this connection must be
     /// closed — over the hard limit, over the soft limit for longer than allowed, or over
     /// the soft limit while the whole process is over its cap.
@@ -302,10 +390,11 @@ impl Conn {
         Some(1008)
     }
 
-    /// Queue a frame encoded once for many connections (a publish). Returns false, queuing
-    /// nothing, unless the WebSocket is open.
+    /// Queue bytes encoded once for many connections (a publish: a WebSocket frame, an SSE
+    /// event or a chunk). Returns false, queuing nothing, unless a WebSocket or a streaming
+    /// response is open.
     pub fn push_shared(&mut self, frame: SharedFrame) -> bool {
-        if self.tx.state != State::Open {
+        if !matches!(self.tx.state, State::Open | State::Streaming) {
             return false;
         }
         self.tx.tail_pong = 0;
@@ -350,6 +439,16 @@ impl RxSide {
     fn step<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>, now: Tick) -> Step<'s> {
         match out.state() {
             State::Handshake => self.handshake(cfg, out),
+            State::Body => self.body(cfg, out),
+            // Pipelined requests wait until the held one is answered.
+            State::Held => Step::Idle,
+            State::Streaming => {
+                // Nothing a client sends on a streaming response is meaningful.
+                if let Some(r) = self.ring.as_mut() {
+                    r.consume(r.len());
+                }
+                Step::Idle
+            }
             State::Upgrading => {
                 // The caller must answer an upgrade before asking for more; not answering is
                 // a bug in the caller, answered safely.
@@ -374,6 +473,19 @@ impl RxSide {
         let Some(ring) = self.ring.as_mut() else {
             return Step::Idle;
         };
+        if self.head_len > 0 {
+            // The previous request on this keep-alive connection was answered.
+            ring.consume((self.head_len + self.body_len) as usize);
+            (
+                self.head_len,
+                self.body_len,
+                self.head_scanned,
+                self.head_reads,
+            ) = (0, 0, 0, 0);
+        }
+        if ring.is_empty() {
+            return Step::Idle;
+        }
         let full = ring.is_full();
         let buf = ring.make_contiguous();
         let Some(head_len) = request::find_head_end(buf, self.head_scanned as usize) else {
@@ -399,14 +511,56 @@ impl RxSide {
                 return Step::Again;
             }
         };
-        out.set_state(State::Upgrading);
         if !upgrade::wants_websocket(&req) {
-            return Step::Event(Event::Request(req));
+            let body_len = match request_body_len(&req, cfg) {
+                Ok(n) => n,
+                Err((status, reason)) => {
+                    out.reject(status, reason);
+                    return Step::Again;
+                }
+            };
+            self.body_len = body_len as u32;
+            if body_len > 0 {
+                out.set_state(State::Body);
+                return Step::Again;
+            }
+            out.set_state(State::Upgrading);
+            return Step::Event(Event::Request(req, &[]));
         }
+        out.set_state(State::Upgrading);
         match upgrade::validate(&req, &cfg.allowed_origins) {
             Ok(up) => Step::Event(Event::Upgrade(req, up)),
             Err(rej) => {
                 out.reject(rej.status, rej.reason);
+                Step::Again
+            }
+        }
+    }
+
+    /// Wait for the whole body (bounded by `max_body`, checked before reading it), then hand
+    /// the request over with it.
+    fn body<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Step::Idle;
+        };
+        let (head_len, total) = (
+            self.head_len as usize,
+            (self.head_len + self.body_len) as usize,
+        );
+        if ring.len() < total {
+            if ring.capacity() < total {
+                ring.grow(total);
+            }
+            return Step::Idle;
+        }
+        let buf: &'s [u8] = ring.make_contiguous();
+        match request::parse(&buf[..head_len], &cfg.http) {
+            Ok(req) => {
+                out.set_state(State::Upgrading);
+                Step::Event(Event::Request(req, &buf[head_len..total]))
+            }
+            Err(e) => {
+                out.reject(e.status(), e.reason());
                 Step::Again
             }
         }
@@ -448,6 +602,33 @@ impl RxSide {
             // The partial message is freed on the next step (state is no longer Open).
             Err(e) => fail(e, out),
         }
+    }
+}
+
+/// The length of a plain request's body (RFC 9112 §6): `Content-Length`, at most
+/// `max_body` (413 before reading it); bodies of unknown length are refused with 411.
+fn request_body_len(req: &Request<'_>, cfg: &Config) -> Result<usize, (u16, &'static str)> {
+    if req.header("transfer-encoding").is_some() {
+        return Err((
+            411,
+            "chunked request bodies are not accepted; send Content-Length",
+        ));
+    }
+    let mut lengths = req.headers_named("content-length");
+    let Some(value) = lengths.next() else {
+        return match req.method {
+            "POST" | "PUT" | "PATCH" => Err((411, "Content-Length required")),
+            _ => Ok(0),
+        };
+    };
+    let parsed = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    // Repeated Content-Length headers must agree (RFC 9112 §6.3); we require a single one.
+    match (parsed, lengths.next()) {
+        (Some(n), None) if n > cfg.http.max_body => Err((413, "request body too large")),
+        (Some(n), None) => Ok(n),
+        _ => Err((400, "invalid Content-Length")),
     }
 }
 

@@ -2,7 +2,7 @@
 //! response, data frames, pongs and close frames — and the state changes they imply. It
 //! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
 
-use super::{State, TxSide};
+use super::{Mode, State, TxSide};
 use crate::buf::BufPool;
 use crate::http::upgrade::{self, WsUpgrade};
 use crate::ws::close::encode_close_payload;
@@ -50,7 +50,47 @@ impl<'a> Outbox<'a> {
         upgrade::write_accept(up.key, protocol, None, &mut head);
         self.push(&head);
         self.tx.route = route;
+        self.tx.mode = Mode::WebSocket;
         self.tx.state = State::Open;
+    }
+
+    /// Answer a plain HTTP request with a complete response (`response` holds status line,
+    /// headers and body). With `keep_alive` the connection reads the next request (RFC 9112
+    /// §9.3); otherwise it closes after the response.
+    pub fn respond(&mut self, response: &[u8], keep_alive: bool) {
+        self.push(response);
+        self.tx.mode = Mode::Http;
+        self.tx.cycle = self.tx.cycle.wrapping_add(1);
+        self.tx.state = if keep_alive {
+            State::Handshake
+        } else {
+            State::Closing
+        };
+        self.tx.reported = true;
+    }
+
+    /// Start a streaming response: `head` is the response head and any first bytes of the
+    /// body (e.g. SSE `retry:` and replayed events). Messages then arrive as shared bytes
+    /// (`Conn::push_shared`) until the client goes away.
+    pub fn start_stream(&mut self, mode: Mode, head: &[u8]) {
+        debug_assert!(matches!(mode, Mode::Sse | Mode::Stream));
+        self.push(head);
+        self.tx.mode = mode;
+        self.tx.reported = true;
+        self.tx.state = State::Streaming;
+    }
+
+    /// Hold the request (a long poll) until `Conn::complete_held` or the hold deadline;
+    /// `keep_alive` is the request's choice for after the response.
+    pub fn hold(&mut self, keep_alive: bool) {
+        self.tx.held_keep_alive = keep_alive;
+        self.tx.mode = Mode::Poll;
+        self.tx.reported = true;
+        self.tx.state = State::Held;
+    }
+
+    pub(crate) fn held_keep_alive(&self) -> bool {
+        self.tx.held_keep_alive
     }
 
     /// Refuse the request with an HTTP status and `Connection: close`; nothing more the
@@ -157,6 +197,11 @@ impl<'a> Outbox<'a> {
         self.tx.queue.push(self.pool, &[&head[..n], payload]);
         self.tx.tail_pong = 0;
         n + payload.len()
+    }
+
+    /// Queue raw bytes for this connection only (a keep-alive comment, a replayed event).
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        self.push(bytes);
     }
 
     fn push(&mut self, bytes: &[u8]) {

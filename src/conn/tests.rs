@@ -70,7 +70,7 @@ impl Harness {
                 Step::Idle => break,
                 Step::Again => {}
                 Step::Event(Event::Upgrade(_, up)) => out.accept(&up, 0, None),
-                Step::Event(Event::Request(_)) => out.reject(404, "not found"),
+                Step::Event(Event::Request(..)) => out.reject(404, "not found"),
                 Step::Event(Event::Message(m)) => {
                     self.seen
                         .push(Seen::Message(m.is_text(), m.as_bytes().to_vec()));

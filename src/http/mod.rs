@@ -3,4 +3,5 @@
 //! byte slices only, with no sockets, no clock and no imports from `ws`, `conn` or `reactor`.
 
 pub mod request;
+pub mod response;
 pub mod upgrade;

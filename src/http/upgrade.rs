@@ -266,6 +266,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        202 => "Accepted",
+        304 => "Not Modified",
         204 => "No Content",
         400 => "Bad Request",
         403 => "Forbidden",

@@ -3,6 +3,7 @@
 //! "who gets it" and remembers it for resumption (SSE `Last-Event-ID`, polling `after=`).
 //! Layer L3: no sockets, no clock; the reactor delivers.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
@@ -21,6 +22,10 @@ pub struct Published {
     /// The complete server frame (header + payload), shared by every subscriber's queue.
     pub frame: SharedFrame,
     header_len: u8,
+    /// The same message as an SSE event, encoded on first use for all SSE subscribers.
+    sse: OnceCell<SharedFrame>,
+    /// The same message as one chunk of a streaming response.
+    chunk: OnceCell<SharedFrame>,
 }
 
 impl Published {
@@ -43,11 +48,48 @@ impl Published {
             text,
             frame,
             header_len: n as u8,
+            sse: OnceCell::new(),
+            chunk: OnceCell::new(),
         }
     }
 
     pub fn payload(&self) -> &[u8] {
         &self.frame[self.header_len as usize..]
+    }
+
+    /// The payload as text for text transports: itself, or base64 for a binary message.
+    fn as_text(&self) -> String {
+        match (self.text, std::str::from_utf8(self.payload())) {
+            (true, Ok(s)) => s.to_string(),
+            _ => crate::text::base64(self.payload()),
+        }
+    }
+
+    /// The message as an SSE event (`id:` = sequence number; binary messages are base64 with
+    /// `event: binary`), encoded once however many SSE clients receive it.
+    pub fn sse_event(&self) -> SharedFrame {
+        self.sse
+            .get_or_init(|| {
+                let mut out = Vec::new();
+                let event = (!self.text).then_some("binary");
+                crate::sse::push_event(&mut out, self.seq, event, &self.as_text());
+                out.into()
+            })
+            .clone()
+    }
+
+    /// The message as one chunk of a streaming response: the text (binary: base64) and a
+    /// newline, encoded once.
+    pub fn stream_chunk(&self) -> SharedFrame {
+        self.chunk
+            .get_or_init(|| {
+                let mut line = self.as_text().into_bytes();
+                line.push(b'\n');
+                let mut out = Vec::new();
+                crate::http::response::push_chunk(&mut out, &line);
+                out.into()
+            })
+            .clone()
     }
 }
 
@@ -115,6 +157,8 @@ pub struct Hub {
     topics: HashMap<Box<str>, Topic>,
     /// The topics each connection subscribes to (for the per-connection limit and cleanup).
     by_conn: HashMap<ConnId, Vec<Box<str>>>,
+    /// Held long polls: the topic and the sequence number each waits to see past.
+    waiting: HashMap<ConnId, (Box<str>, u64)>,
 }
 
 impl Hub {
@@ -123,7 +167,25 @@ impl Hub {
             limits,
             topics: HashMap::new(),
             by_conn: HashMap::new(),
+            waiting: HashMap::new(),
         }
+    }
+
+    /// Remember that `id` holds a long poll on `topic` for messages after `after`.
+    pub fn wait(&mut self, id: ConnId, topic: &str, after: u64) {
+        self.waiting.insert(id, (topic.into(), after));
+    }
+
+    /// Forget a held poll (answered, timed out or gone) and its subscription.
+    pub fn take_waiting(&mut self, id: ConnId) -> Option<(Box<str>, u64)> {
+        let w = self.waiting.remove(&id)?;
+        self.unsubscribe(id, &w.0);
+        Some(w)
+    }
+
+    /// Does the topic exist (subscribers or history)?
+    pub fn exists(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
     }
 
     /// Check a topic name against the limits.
@@ -168,6 +230,7 @@ impl Hub {
 
     /// Remove a connection from every topic (it closed).
     pub fn unsubscribe_all(&mut self, id: ConnId) {
+        self.waiting.remove(&id);
         for topic in self.by_conn.remove(&id).unwrap_or_default() {
             self.leave(id, &topic);
         }

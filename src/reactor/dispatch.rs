@@ -6,8 +6,9 @@
 use std::rc::Rc;
 
 use super::{token, Reactor};
+use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
-use crate::conn::{Event, Outbox, Step};
+use crate::conn::{Event, Mode, Outbox, Step};
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::pubsub::Published;
@@ -21,12 +22,15 @@ impl Reactor {
     pub(super) fn process(&mut self, idx: usize) {
         let now = self.now;
         let id = self.conn_id(idx);
+        let metrics = self.metrics_text();
         let Reactor {
             conns,
             pool,
             router,
             cfg,
             cmds,
+            hub,
+            date,
             ..
         } = self;
         let e = &mut conns[idx];
@@ -39,7 +43,18 @@ impl Reactor {
                 Step::Event(Event::Upgrade(req, up)) => {
                     upgrade(router, id, &req, &up, &mut out, cmds)
                 }
-                Step::Event(Event::Request(req)) => plain_request(router, &req, &mut out),
+                Step::Event(Event::Request(req, body)) => {
+                    let metrics = || metrics.clone();
+                    let env = &mut HttpEnv {
+                        router,
+                        hub,
+                        cfg,
+                        cmds,
+                        date,
+                        metrics: &metrics,
+                    };
+                    http::answer(env, id, &req, body, &mut out)
+                }
                 Step::Event(Event::Message(msg)) => router
                     .handler(route)
                     .on_message(&mut Ctx::new(id, &mut out, cmds), msg),
@@ -137,7 +152,27 @@ impl Reactor {
             else {
                 continue;
             };
-            if !e.conn.push_shared(published.frame.clone()) {
+            let bytes = match e.conn.mode() {
+                Mode::WebSocket => published.frame.clone(),
+                Mode::Sse => published.sse_event(),
+                Mode::Stream => published.stream_chunk(),
+                Mode::Poll | Mode::Http => {
+                    // A held long poll is answered with the batch and goes back to reading
+                    // requests; one that is no longer held just stops listening.
+                    if let Some((topic, after)) = self.hub.take_waiting(conn) {
+                        let keep_alive = e.conn.held_keep_alive();
+                        let resp = http::poll_release(
+                            &self.hub, &topic, after, &published, &self.date, keep_alive,
+                        );
+                        if e.conn.complete_held(&resp, &mut self.pool, &self.cfg) {
+                            self.resume.push(idx); // pipelined requests may be waiting
+                        }
+                    }
+                    self.mark_dirty(idx);
+                    continue;
+                }
+            };
+            if !e.conn.push_shared(bytes) {
                 continue;
             }
             if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
@@ -180,14 +215,5 @@ fn upgrade(
                 .on_open(&mut Ctx::new(id, out, cmds), &up);
         }
         Decision::Reject { status, reason } => out.reject(status, reason),
-    }
-}
-
-/// A plain HTTP request: only WebSocket endpoints exist for now.
-fn plain_request(router: &Router, req: &Request<'_>, out: &mut Outbox<'_>) {
-    if router.find(req.path).is_some() {
-        out.reject(426, "this endpoint speaks WebSocket");
-    } else {
-        out.reject(404, "not found");
     }
 }

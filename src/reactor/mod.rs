@@ -26,7 +26,7 @@ pub mod workers;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -109,6 +109,9 @@ pub struct Reactor {
     hub: Hub,
     /// Commands recorded by handlers, applied after each hand-off.
     cmds: Vec<Command>,
+    /// The HTTP `Date` header value, refreshed when the second changes.
+    date: String,
+    date_second: u64,
     /// The link to the other workers (None with one worker).
     bus: Option<workers::BusEnd>,
     pub(crate) stats: Stats,
@@ -159,6 +162,8 @@ impl Reactor {
             wheel: Wheel::new(now),
             hub: Hub::new(cfg.pubsub.clone()),
             cmds: Vec::new(),
+            date: String::new(),
+            date_second: u64::MAX,
             bus,
             stats: Stats::default(),
             draining_until: None,
@@ -212,6 +217,7 @@ impl Reactor {
                 return Err(e);
             }
             self.now = self.clock.now();
+            self.refresh_date();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
@@ -233,6 +239,56 @@ impl Reactor {
             self.flush_dirty();
             self.free_closed();
         }
+    }
+
+    /// Keep the `Date` header value current (formatted once a second, not per response).
+    fn refresh_date(&mut self) {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if unix_ms / 1000 != self.date_second {
+            self.date_second = unix_ms / 1000;
+            self.date = crate::text::Civil::from_unix_ms(unix_ms).http_date();
+        }
+    }
+
+    /// Prometheus text for `/metrics` (a first set of gauges; see docs/deployment.md).
+    pub(crate) fn metrics_text(&self) -> String {
+        let mut m = String::new();
+        let mut gauge = |name: &str, help: &str, v: u64| {
+            m.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+            ));
+        };
+        gauge(
+            "wsloop_connections",
+            "Open client connections in the process.",
+            OPEN.load(Ordering::Relaxed) as u64,
+        );
+        gauge(
+            "wsloop_queued_bytes",
+            "Bytes queued for clients in the process.",
+            crate::conn::queued_in_process() as u64,
+        );
+        gauge(
+            "wsloop_topics",
+            "Topics on this worker.",
+            self.hub.topic_count() as u64,
+        );
+        gauge(
+            "wsloop_timers",
+            "Timers in this worker's wheel.",
+            self.wheel.len() as u64,
+        );
+        m.push_str(
+            "# HELP wsloop_slow_consumer_closes_total Subscribers closed for falling behind.\n",
+        );
+        m.push_str("# TYPE wsloop_slow_consumer_closes_total counter\n");
+        m.push_str(&format!(
+            "wsloop_slow_consumer_closes_total {}\n",
+            self.stats.slow_closes
+        ));
+        m
     }
 
     /// Sleep until the next timer, or not at all when reads must resume without an event.
@@ -363,6 +419,10 @@ impl Reactor {
     /// Read until WouldBlock, a short read, or backpressure; run the state machine after
     /// every read so the rx ring keeps room.
     fn read(&mut self, idx: usize) {
+        // Bytes already buffered (pipelined requests behind one just answered) go first.
+        if self.conns[idx].conn.has_input() {
+            self.process(idx);
+        }
         loop {
             let e = &mut self.conns[idx];
             if !e.conn.wants_read(self.cfg.max_queued_bytes) {

@@ -9,6 +9,7 @@ use mio::Token;
 
 use super::{token, Reactor};
 use crate::app::{Ctx, RouteId};
+use crate::conn::State;
 use crate::timer::Tick;
 
 /// What a wheel entry belongs to.
@@ -53,8 +54,15 @@ impl Reactor {
             return;
         };
         e.timer = None;
+        let was_held = e.conn.state() == State::Held;
         if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.pool, self.now) {
             self.told_closed(idx, code, "");
+        }
+        if was_held && self.conns[idx].conn.state() != State::Held {
+            // The hold ran out (204): stop listening, and serve any pipelined request.
+            let id = self.conn_id(idx);
+            self.hub.take_waiting(id);
+            self.resume.push(idx);
         }
         self.mark_dirty(idx);
     }

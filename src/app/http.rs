@@ -1,0 +1,354 @@
+//! Owns the plain-HTTP endpoints that share the WebSocket port and its topics: the demo page,
+//! Server-Sent Events (`/sse/{topic}`), HTTP streaming (`/stream/{topic}`), long and short
+//! polling (`/poll/{topic}`), publishing (`POST /publish/{topic}`), `/healthz`, `/metrics`,
+//! and CORS. Layer L3: it decides and formats; the connection's outbox queues the bytes and
+//! the reactor delivers later publishes.
+
+use super::{Command, ConnId, Router};
+use crate::config::Config;
+use crate::conn::{Mode, Outbox};
+use crate::http::request::Request;
+use crate::http::response;
+use crate::poll;
+use crate::pubsub::{Hub, Published};
+use crate::sse;
+
+/// What the endpoints need from the reactor.
+pub struct HttpEnv<'e> {
+    pub router: &'e Router,
+    pub hub: &'e mut Hub,
+    pub cfg: &'e Config,
+    pub cmds: &'e mut Vec<Command>,
+    /// The current `Date` header value.
+    pub date: &'e str,
+    /// Prometheus text for `/metrics`.
+    pub metrics: &'e dyn Fn() -> String,
+}
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const DEMO_JS: &str = include_str!("../../web/demo.js");
+
+/// Answer one plain HTTP request.
+pub fn answer(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    body: &[u8],
+    out: &mut Outbox<'_>,
+) {
+    let keep_alive = keep_alive(req);
+    let head_only = req.method == "HEAD";
+    let cors = cors_origin(env.cfg, req);
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(origin) = cors.as_deref() {
+        headers.push(("Access-Control-Allow-Origin", origin));
+        headers.push(("Vary", "Origin"));
+    }
+    let (endpoint, topic) = split_endpoint(req.path);
+    let allowed = match endpoint {
+        "/" | "/index.html" | "/demo.js" | "/healthz" | "/metrics" | "sse" | "stream" | "poll" => {
+            "GET, HEAD"
+        }
+        "publish" => "POST",
+        _ => "",
+    };
+    let respond = |out: &mut Outbox<'_>, status: u16, hs: &[(&str, &str)], body: &[u8]| {
+        let mut all = headers.clone();
+        all.extend_from_slice(hs);
+        out.respond(
+            &response::full(status, &all, body, env.date, keep_alive, head_only),
+            keep_alive,
+        );
+    };
+    if req.method == "OPTIONS" && !allowed.is_empty() {
+        // A CORS preflight (Fetch standard §3.2): what a cross-origin page may send.
+        let hs = [
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            (
+                "Access-Control-Allow-Headers",
+                "Content-Type, Last-Event-ID",
+            ),
+            ("Access-Control-Max-Age", "600"),
+            ("Allow", "GET, HEAD, POST, OPTIONS"),
+        ];
+        return respond(out, 204, &hs, b"");
+    }
+    let method_ok = allowed.split(", ").any(|m| m == req.method);
+    if !allowed.is_empty() && !method_ok {
+        return respond(out, 405, &[("Allow", allowed)], b"method not allowed\n");
+    }
+    if topic.is_some_and(|t| env.hub.check_name(t).is_err()) {
+        return respond(out, 400, &[], b"topic names are 1 to 255 bytes\n");
+    }
+    match (endpoint, topic) {
+        ("/" | "/index.html", _) => respond(
+            out,
+            200,
+            &[("Content-Type", "text/html; charset=utf-8")],
+            INDEX_HTML.as_bytes(),
+        ),
+        ("/demo.js", _) => respond(
+            out,
+            200,
+            &[("Content-Type", "text/javascript; charset=utf-8")],
+            DEMO_JS.as_bytes(),
+        ),
+        ("/healthz", _) => respond(out, 200, &[("Content-Type", "text/plain")], b"ok\n"),
+        ("/metrics", _) => {
+            let text = (env.metrics)();
+            respond(
+                out,
+                200,
+                &[("Content-Type", "text/plain; version=0.0.4")],
+                text.as_bytes(),
+            )
+        }
+        ("sse", Some(topic)) => sse_start(env, id, req, topic, &headers, out),
+        ("stream", Some(topic)) => stream_start(env, id, req, topic, &headers, out),
+        ("poll", Some(topic)) => {
+            let (status, body) = poll_start(env, id, req, topic, out);
+            if let Some(body) = body {
+                respond(
+                    out,
+                    status,
+                    &[
+                        ("Content-Type", "application/json"),
+                        ("Cache-Control", "no-store"),
+                    ],
+                    body.as_bytes(),
+                )
+            }
+        }
+        ("publish", Some(topic)) => {
+            let binary = req
+                .header("content-type")
+                .is_some_and(|v| v.starts_with(b"application/octet-stream"));
+            if !binary && std::str::from_utf8(body).is_err() {
+                return respond(
+                    out,
+                    400,
+                    &[],
+                    b"text bodies must be UTF-8 (or send application/octet-stream)\n",
+                );
+            }
+            env.cmds.push(Command::Publish {
+                topic: topic.to_string(),
+                text: !binary,
+                payload: body.to_vec(),
+            });
+            let ack = format!("{{\"topic\":{}}}", crate::text::json_string(topic));
+            respond(
+                out,
+                202,
+                &[("Content-Type", "application/json")],
+                ack.as_bytes(),
+            )
+        }
+        _ if env.router.find(req.path).is_some() => respond(
+            out,
+            426,
+            &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+            b"this endpoint speaks WebSocket\n",
+        ),
+        _ => respond(out, 404, &[("Content-Type", "text/plain")], b"not found\n"),
+    }
+}
+
+/// `/sse/x` → ("sse", Some("x")); other paths → (path, None).
+fn split_endpoint(path: &str) -> (&str, Option<&str>) {
+    for prefix in ["sse", "stream", "poll", "publish"] {
+        if let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(prefix)) {
+            if let Some(topic) = rest.strip_prefix('/') {
+                return (prefix, Some(topic));
+            }
+        }
+    }
+    (path, None)
+}
+
+/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 closes unless
+/// `Connection: keep-alive` (RFC 9112 §9.3).
+fn keep_alive(req: &Request<'_>) -> bool {
+    let has = |token: &str| {
+        req.headers_named("connection").any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if req.version == 0 {
+        has("keep-alive")
+    } else {
+        !has("close")
+    }
+}
+
+/// The `Access-Control-Allow-Origin` value for this request, if CORS allows it.
+fn cors_origin(cfg: &Config, req: &Request<'_>) -> Option<String> {
+    let origin = std::str::from_utf8(req.header("origin")?).ok()?;
+    if cfg.cors_origins.iter().any(|o| o == "*") {
+        return Some("*".into());
+    }
+    cfg.cors_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(origin))
+        .then(|| origin.to_string())
+}
+
+/// A query parameter (no percent-decoding: the values used here are numbers).
+fn query<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
+    req.query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn num(v: Option<&str>) -> Option<u64> {
+    v.and_then(|v| v.trim().parse().ok())
+}
+
+/// `GET /sse/{topic}`: a `text/event-stream` that replays what the client missed (after
+/// `Last-Event-ID`, header or `?lastEventId=`) and then carries every new message.
+fn sse_start(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    topic: &str,
+    cors: &[(&str, &str)],
+    out: &mut Outbox<'_>,
+) {
+    if env.cfg.topics_must_exist && !env.hub.exists(topic) {
+        // 204 tells EventSource to stop reconnecting (WHATWG HTML §9.2.3).
+        let r = response::full(204, cors, b"", env.date, keep_alive(req), false);
+        return out.respond(&r, keep_alive(req));
+    }
+    let mut hs = cors.to_vec();
+    hs.extend([
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-store"),
+        ("X-Accel-Buffering", "no"), // nginx: do not buffer this response
+    ]);
+    let mut head = response::stream_head(200, &hs, env.date, false);
+    sse::push_retry(&mut head, env.cfg.sse_retry.as_millis() as u64);
+    let last = req
+        .header("last-event-id")
+        .and_then(|v| std::str::from_utf8(v).ok());
+    if let Some(last) = num(last.or_else(|| query(req, "lastEventId"))) {
+        let (missed, gap) = env.hub.history_after(topic, last);
+        if gap {
+            let first = missed
+                .first()
+                .map_or(env.hub.last_seq(topic) + 1, |p| p.seq);
+            let note = format!(
+                r#"{{"topic":{},"after":{last},"resumed_at":{first}}}"#,
+                crate::text::json_string(topic)
+            );
+            sse::push_event(&mut head, last, Some("gap"), &note);
+        }
+        for p in missed {
+            head.extend_from_slice(&p.sse_event());
+        }
+    }
+    out.start_stream(Mode::Sse, &head);
+    // Subscribe now, not as a command: a publish queued by an earlier pipelined request
+    // must find this subscriber when it is applied.
+    let _ = env.hub.subscribe(id, topic);
+}
+
+/// `GET /stream/{topic}`: a chunked response, one chunk per message (the XHR `readyState 3`
+/// technique); `?after=N` replays from the history first.
+fn stream_start(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    topic: &str,
+    cors: &[(&str, &str)],
+    out: &mut Outbox<'_>,
+) {
+    if env.cfg.topics_must_exist && !env.hub.exists(topic) {
+        let r = response::full(
+            404,
+            cors,
+            b"no such topic\n",
+            env.date,
+            keep_alive(req),
+            false,
+        );
+        return out.respond(&r, keep_alive(req));
+    }
+    let mut hs = cors.to_vec();
+    hs.extend([
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("X-Accel-Buffering", "no"),
+    ]);
+    let mut head = response::stream_head(200, &hs, env.date, true);
+    if let Some(after) = num(query(req, "after")) {
+        for p in env.hub.history_after(topic, after).0 {
+            head.extend_from_slice(&p.stream_chunk());
+        }
+    }
+    out.start_stream(Mode::Stream, &head);
+    // Subscribe now, not as a command: a publish queued by an earlier pipelined request
+    // must find this subscriber when it is applied.
+    let _ = env.hub.subscribe(id, topic);
+}
+
+/// `GET /poll/{topic}?after=N[&wait=0]`: every message after `N` at once if there are any;
+/// otherwise (long poll) hold the request until one arrives or `--poll-hold` passes (then
+/// 204), or (short poll, `wait=0`) answer an empty batch now. Without `after`, only messages
+/// published from now on count. Returns the status and body to send now, or no body when
+/// the request is held.
+fn poll_start(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    topic: &str,
+    out: &mut Outbox<'_>,
+) -> (u16, Option<String>) {
+    if env.cfg.topics_must_exist && !env.hub.exists(topic) {
+        return (404, Some(r#"{"error":"no such topic"}"#.into()));
+    }
+    let after = num(query(req, "after")).unwrap_or_else(|| env.hub.last_seq(topic));
+    let wait = query(req, "wait") != Some("0");
+    let (msgs, gap) = env.hub.history_after(topic, after);
+    if !msgs.is_empty() || gap || !wait {
+        return (200, Some(batch(env.hub, topic, &msgs, gap)));
+    }
+    env.hub.wait(id, topic, after);
+    // Subscribe now, not as a command: a publish queued by an earlier pipelined request
+    // must find this subscriber when it is applied.
+    let _ = env.hub.subscribe(id, topic);
+    out.hold(keep_alive(req));
+    (200, None)
+}
+
+/// The JSON batch of `msgs`.
+pub fn batch(hub: &Hub, topic: &str, msgs: &[std::rc::Rc<Published>], gap: bool) -> String {
+    let items = msgs.iter().map(|p| poll::Item {
+        seq: p.seq,
+        text: p.text,
+        payload: p.payload(),
+    });
+    poll::batch(topic, hub.last_seq(topic), gap, items)
+}
+
+/// The response that completes a held poll when `published` arrives.
+pub fn poll_release(
+    hub: &Hub,
+    topic: &str,
+    after: u64,
+    published: &std::rc::Rc<Published>,
+    date: &str,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let (mut msgs, gap) = hub.history_after(topic, after);
+    if msgs.is_empty() {
+        msgs.push(published.clone()); // a topic without history still delivers the message
+    }
+    let body = batch(hub, topic, &msgs, gap);
+    let hs = [
+        ("Content-Type", "application/json"),
+        ("Cache-Control", "no-store"),
+    ];
+    response::full(200, &hs, body.as_bytes(), date, keep_alive, false)
+}

@@ -1,0 +1,287 @@
+//! The HTTP push transports over raw HTTP on loopback: SSE framing byte for byte and resume
+//! with Last-Event-ID, long polls held then released or timed out, short polls, pipelined
+//! keep-alive requests answered in order, one publish reaching WebSocket, SSE, streaming and
+//! polling subscribers alike, and bad input refused (413, 414, 431, 411, 405) without
+//! disturbing anyone.
+
+// Tests are clients of the server: they use sockets and the clock freely.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[path = "support/client.rs"]
+mod client;
+#[path = "support/server.rs"]
+mod server;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use client::Client;
+use server::Server;
+
+/// Send raw bytes on a new connection.
+fn send(srv: &Server, raw: &str) -> TcpStream {
+    let mut s = TcpStream::connect(srv.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    s
+}
+
+/// Read until `needle` has appeared `count` times (or EOF); returns what was read.
+fn read_until(s: &mut TcpStream, needle: &str, count: usize) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while String::from_utf8_lossy(&got).matches(needle).count() < count {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}; so far: {}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn publish(srv: &Server, topic: &str, body: &str) {
+    let mut s = send(
+        srv,
+        &format!(
+            "POST /publish/{topic} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let resp = read_until(&mut s, "\r\n\r\n", 1);
+    assert!(resp.starts_with("HTTP/1.1 202 Accepted\r\n"), "{resp}");
+}
+
+fn body_of(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[test]
+fn sse_framing_byte_for_byte_and_resume_with_last_event_id() {
+    let srv = Server::start(&["--workers", "1", "--sse-retry", "2500ms"]);
+    let mut sse = send(&srv, "GET /sse/news HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = read_until(&mut sse, "retry: 2500\n\n", 1);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for h in [
+        "Content-Type: text/event-stream\r\n",
+        "Cache-Control: no-store\r\n",
+        "X-Accel-Buffering: no\r\n",
+    ] {
+        assert!(head.contains(h), "missing {h:?} in {head}");
+    }
+    assert!(head.ends_with("\r\n\r\nretry: 2500\n\n"), "{head:?}");
+    publish(&srv, "news", "one");
+    publish(&srv, "news", "two\nlines\r\nhere");
+    publish(&srv, "news", "three");
+    let events = read_until(&mut sse, "\n\n", 3);
+    assert_eq!(
+        events,
+        "id: 1\ndata: one\n\nid: 2\ndata: two\ndata: lines\ndata: here\n\nid: 3\ndata: three\n\n"
+    );
+    // A client that saw id 1 reconnects: it gets exactly 2 and 3, then new ones.
+    let mut again = send(
+        &srv,
+        "GET /sse/news HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1\r\n\r\n",
+    );
+    let replay = read_until(&mut again, "id: 3", 1);
+    let body = body_of(&replay);
+    assert_eq!(
+        body,
+        "retry: 2500\n\nid: 2\ndata: two\ndata: lines\ndata: here\n\nid: 3\ndata: three\n\n"
+    );
+    publish(&srv, "news", "four");
+    assert_eq!(read_until(&mut again, "\n\n", 1), "id: 4\ndata: four\n\n");
+    // The same through the query string (EventSource polyfills).
+    let mut q = send(
+        &srv,
+        "GET /sse/news?lastEventId=3 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert!(body_of(&read_until(&mut q, "id: 4", 1)).ends_with("id: 4\ndata: four\n\n"));
+}
+
+#[test]
+fn a_resume_past_the_history_is_told_about_the_gap() {
+    let srv = Server::start(&["--workers", "1", "--history-len", "2"]);
+    for i in 1..=5 {
+        publish(&srv, "g", &format!("m{i}"));
+    }
+    let mut sse = send(
+        &srv,
+        "GET /sse/g HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1\r\n\r\n",
+    );
+    let got = read_until(&mut sse, "data: m5", 1);
+    assert!(
+        got.contains("event: gap\ndata: {\"topic\":\"g\",\"after\":1,\"resumed_at\":4}\n\n"),
+        "{got}"
+    );
+    assert!(
+        got.ends_with("id: 4\ndata: m4\n\nid: 5\ndata: m5\n\n"),
+        "{got}"
+    );
+}
+
+#[test]
+fn long_poll_is_held_then_released_by_a_publish() {
+    let srv = Server::start(&["--workers", "1"]);
+    let start = Instant::now();
+    let mut poll = send(&srv, "GET /poll/lp HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    publish(&srv, "lp", "wake up");
+    let resp = read_until(&mut poll, "]}", 1);
+    assert!(start.elapsed() >= Duration::from_millis(300), "it was held");
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert_eq!(
+        body_of(&resp),
+        r#"{"topic":"lp","last_seq":1,"gap":false,"messages":[{"seq":1,"text":"wake up"}]}"#
+    );
+}
+
+#[test]
+fn long_poll_times_out_with_204_and_short_poll_answers_at_once() {
+    let srv = Server::start(&["--workers", "1", "--poll-hold", "500ms"]);
+    let start = Instant::now();
+    let mut poll = send(&srv, "GET /poll/quiet?after=0 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let resp = read_until(&mut poll, "\r\n\r\n", 1);
+    let waited = start.elapsed();
+    assert!(resp.starts_with("HTTP/1.1 204 No Content\r\n"), "{resp}");
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Short poll: wait=0 answers now, empty or not.
+    poll.write_all(b"GET /poll/quiet?after=0&wait=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let resp = read_until(&mut poll, "]}", 1);
+    assert_eq!(
+        body_of(&resp),
+        r#"{"topic":"quiet","last_seq":0,"gap":false,"messages":[]}"#
+    );
+    publish(&srv, "quiet", "now");
+    poll.write_all(b"GET /poll/quiet?after=0&wait=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let resp = read_until(&mut poll, "]}", 1);
+    assert!(
+        body_of(&resp).contains(r#"[{"seq":1,"text":"now"}]"#),
+        "{resp}"
+    );
+}
+
+#[test]
+fn pipelined_keep_alive_requests_are_answered_in_order() {
+    let srv = Server::start(&["--workers", "1"]);
+    publish(&srv, "p", "x");
+    let mut s = send(
+        &srv,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /poll/p?after=0 HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /nope HTTP/1.1\r\nHost: t\r\n\r\n\
+         POST /publish/p HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\ny\
+         GET /poll/p?after=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let all = read_until(&mut s, "\r\n\r\n", 99);
+    let statuses: Vec<&str> = all
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &all[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, vec!["200", "200", "404", "202", "200"], "{all}");
+    assert!(
+        all.contains(r#""messages":[{"seq":2,"text":"y"}]"#),
+        "{all}"
+    );
+}
+
+#[test]
+fn one_publish_reaches_websocket_sse_stream_and_poll_subscribers() {
+    let srv = Server::start(&["--workers", "1"]);
+    let mut ws = Client::open_path(srv.addr(), "/topic/all");
+    let mut sse = send(&srv, "GET /sse/all HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut sse, "retry:", 1);
+    let mut stream = send(&srv, "GET /stream/all HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut stream, "\r\n\r\n", 1);
+    let mut poll = send(&srv, "GET /poll/all HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    publish(&srv, "all", "everyone");
+    assert_eq!(ws.next_text(), "everyone");
+    assert_eq!(read_until(&mut sse, "\n\n", 1), "id: 1\ndata: everyone\n\n");
+    assert_eq!(read_until(&mut stream, "\r\n", 2), "9\r\neveryone\n\r\n");
+    assert!(read_until(&mut poll, "]}", 1).ends_with(r#"[{"seq":1,"text":"everyone"}]}"#));
+    // And a WebSocket publish reaches the HTTP subscribers too.
+    ws.send_frame(0x81, b"from ws");
+    assert_eq!(read_until(&mut sse, "\n\n", 1), "id: 2\ndata: from ws\n\n");
+}
+
+#[test]
+fn bad_http_input_is_refused_and_disturbs_no_one() {
+    let srv = Server::start(&["--workers", "1", "--max-body", "1000"]);
+    let mut ws = Client::open(srv.addr());
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "oversized body, refused before it is read",
+            "POST /publish/t HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n".into(),
+            "413",
+        ),
+        (
+            "request line over 8 KiB",
+            format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000)),
+            "414",
+        ),
+        (
+            "header flood",
+            format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(200)),
+            "431",
+        ),
+        (
+            "chunked body",
+            "POST /publish/t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+            "411",
+        ),
+        (
+            "POST without length",
+            "POST /publish/t HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            "411",
+        ),
+        (
+            "wrong method",
+            "DELETE /sse/t HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            "405",
+        ),
+        (
+            "GET on publish",
+            "GET /publish/t HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            "405",
+        ),
+        (
+            "topic name too long",
+            format!("GET /poll/{} HTTP/1.1\r\nHost: t\r\n\r\n", "t".repeat(300)),
+            "400",
+        ),
+        ("garbage", "\u{1}\u{2}\u{3} nonsense\r\n\r\n".into(), "400"),
+    ];
+    for (name, raw, want) in cases {
+        let mut s = send(&srv, &raw);
+        let resp = read_until(&mut s, "\r\n\r\n", 1);
+        assert_eq!(resp.get(9..12), Some(want), "{name}: {resp}");
+        ws.echo("still fine");
+    }
+    srv.pid();
+}
+
+#[test]
+fn the_demo_page_and_health_are_served() {
+    let srv = Server::start(&["--workers", "1"]);
+    let mut s = send(
+        &srv,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let page = read_until(&mut s, "</html>", 1);
+    assert!(
+        page.starts_with("HTTP/1.1 200 OK\r\n") && page.contains("text/html"),
+        "{page}"
+    );
+    let mut s = send(
+        &srv,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(body_of(&read_until(&mut s, "ok\n", 1)) == "ok\n");
+}
