@@ -285,3 +285,39 @@ fn the_demo_page_and_health_are_served() {
     );
     assert!(body_of(&read_until(&mut s, "ok\n", 1)) == "ok\n");
 }
+
+#[test]
+fn a_stalled_sse_client_is_cut_off_and_others_keep_receiving() {
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--slow-hard-limit",
+        "65536",
+        "--close-linger",
+        "300ms",
+    ]);
+    let stalled = send(&srv, "GET /sse/flood HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut reader = send(&srv, "GET /sse/flood HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut reader, "retry:", 1);
+    let mut ws = Client::open_path(srv.addr(), "/topic/flood");
+    let payload = "z".repeat(8000);
+    for i in 0..2000 {
+        ws.send_frame(0x81, payload.as_bytes()); // 16 MB in all
+        assert_eq!(ws.next_text().len(), 8000);
+        let ev = read_until(&mut reader, "\n\n", 1);
+        assert!(
+            ev.starts_with(&format!("id: {}\n", i + 1)),
+            "reader missed {i}"
+        );
+    }
+    // The stalled client's stream ended: reading drains what the kernel held, then EOF.
+    let mut stalled = stalled;
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let got = read_until(&mut stalled, "never appears", 1);
+    assert!(
+        got.matches("\n\n").count() < 2000,
+        "it was cut off, not fed everything"
+    );
+}

@@ -382,6 +382,12 @@ impl Conn {
     /// queues behind the backlog; the linger deadline drops a peer that never drains it.
     /// Returns the code to report.
     pub fn close_policy(&mut self, cfg: &Config, pool: &mut BufPool, reason: &str) -> Option<u16> {
+        if self.tx.state == State::Streaming {
+            // An SSE or streaming response has no close frame: it just ends (EventSource will
+            // reconnect and resume with Last-Event-ID).
+            self.tx.state = State::Closing;
+            return None;
+        }
         if self.tx.state != State::Open {
             return None;
         }
