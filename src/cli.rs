@@ -138,6 +138,14 @@ pub struct Cli {
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
 
+    /// PEM certificate chain: serve wss:// and https:// (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Refuse SSE, streaming and polling for unknown topics (SSE gets 204).
     #[arg(long)]
     pub topics_must_exist: bool,
@@ -187,6 +195,8 @@ impl Cli {
         cfg.sse_retry = self.sse_retry;
         cfg.cors_origins = self.cors_origins;
         cfg.topics_must_exist = self.topics_must_exist;
+        cfg.tls_cert = self.tls_cert;
+        cfg.tls_key = self.tls_key;
         cfg.pubsub.history_len = self.history_len;
         cfg.pubsub.max_topics_per_conn = self.max_topics_per_conn;
         cfg.pubsub.max_topic_len = self.max_topic_len;

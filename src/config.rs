@@ -189,6 +189,10 @@ pub struct Config {
     /// SSE `retry:` — how long a disconnected EventSource waits before reconnecting.
     /// Default 3 s.
     pub sse_retry: Duration,
+    /// PEM certificate chain and private key: serve `wss://` and `https://` on the listener.
+    /// Default none (plain `ws://`/`http://`).
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
     /// Refuse SSE, streaming and polling for topics that have no subscribers and no history
     /// (SSE gets 204, which tells EventSource to stop reconnecting). Default false.
     pub topics_must_exist: bool,
@@ -213,6 +217,8 @@ impl Default for Config {
             cors_origins: Vec::new(),
             sse_retry: Duration::from_secs(3),
             topics_must_exist: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -19,4 +19,6 @@ pub mod reactor;
 pub mod sse;
 pub mod text;
 pub mod timer;
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+pub mod tls;
 pub mod ws;

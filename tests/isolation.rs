@@ -86,3 +86,18 @@ fn the_connection_limit_answers_503() {
     assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
     a.echo("a still works");
 }
+
+#[test]
+fn data_and_fin_in_one_segment_are_both_seen() {
+    // A frame immediately followed by the client's FIN: the server must read the frame, then
+    // notice the FIN and close, never keep the connection open (13 in 20 leaked before).
+    let srv = Server::start(&["--workers", "1"]);
+    for _ in 0..20 {
+        let mut c = Client::open(srv.addr());
+        c.send_raw(&client::frame(0x81, b"bye"));
+        c.sock.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(c.read_frame(), Some((0x81, b"bye".to_vec())));
+        // After our FIN the server ends the connection too (1006 for the app, FIN for us).
+        assert_eq!(c.read_to_end(), b"", "the server closed its side");
+    }
+}

@@ -90,20 +90,39 @@ pub enum Step<'a> {
     Event(Event<'a>),
 }
 
-/// The rx side: bytes in, decoder state.
+/// The rx side: bytes in, parser state.
 #[derive(Debug, Default)]
 struct RxSide {
     ring: Option<Box<Ring>>,
-    decoder: Decoder,
+    /// HTTP request state until the connection becomes a WebSocket, then the frame decoder:
+    /// never both, so they share the space.
+    parser: Parser,
     asm: Assembler,
+}
+
+#[derive(Debug)]
+enum Parser {
+    Http(Head),
+    Ws(Decoder),
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser::Http(Head::default())
+    }
+}
+
+/// Where the current HTTP request stands.
+#[derive(Debug, Default, Clone, Copy)]
+struct Head {
     /// Bytes of the request head already searched for CRLFCRLF (linear parsing).
-    head_scanned: u32,
-    /// Length of the request head, dropped once the caller has answered the upgrade.
-    head_len: u32,
+    scanned: u32,
+    /// Length of the request head, dropped once the request is answered.
+    len: u32,
     /// Length of the request body that follows the head.
-    body_len: u32,
+    body: u32,
     /// Reads the request head has arrived in so far.
-    head_reads: u32,
+    reads: u32,
 }
 
 /// The tx side: state, bytes out. `Outbox` is a window onto it.
@@ -205,7 +224,10 @@ impl Conn {
     /// Give back an rx ring that holds nothing (the connection is idle between frames).
     pub fn shed_rx(&mut self, pool: &mut BufPool) {
         self.rx.asm.shed();
-        let idle = self.rx.decoder.at_frame_boundary() && self.rx.head_len == 0;
+        let idle = match &self.rx.parser {
+            Parser::Http(h) => h.len == 0,
+            Parser::Ws(d) => d.at_frame_boundary(),
+        };
         if idle && self.rx.ring.as_ref().is_some_and(|r| r.is_empty()) {
             if let Some(r) = self.rx.ring.take() {
                 pool.give(r);
@@ -476,31 +498,26 @@ impl RxSide {
 
     /// Gather the request head; parse it once, when CRLFCRLF has arrived.
     fn handshake<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
-        let Some(ring) = self.ring.as_mut() else {
+        let (Some(ring), Parser::Http(head)) = (self.ring.as_mut(), &mut self.parser) else {
             return Step::Idle;
         };
-        if self.head_len > 0 {
+        if head.len > 0 {
             // The previous request on this keep-alive connection was answered.
-            ring.consume((self.head_len + self.body_len) as usize);
-            (
-                self.head_len,
-                self.body_len,
-                self.head_scanned,
-                self.head_reads,
-            ) = (0, 0, 0, 0);
+            ring.consume((head.len + head.body) as usize);
+            *head = Head::default();
         }
         if ring.is_empty() {
             return Step::Idle;
         }
         let full = ring.is_full();
         let buf = ring.make_contiguous();
-        let Some(head_len) = request::find_head_end(buf, self.head_scanned as usize) else {
-            self.head_scanned = buf.len() as u32;
+        let Some(head_len) = request::find_head_end(buf, head.scanned as usize) else {
+            head.scanned = buf.len() as u32;
             // Each call follows a read that brought bytes (tungstenite's AttackCheck).
-            self.head_reads += 1;
+            head.reads += 1;
             if let Err(e) = request::check_partial(buf, &cfg.http) {
                 out.reject(e.status(), e.reason());
-            } else if self.head_reads >= cfg.http.max_head_reads {
+            } else if head.reads >= cfg.http.max_head_reads {
                 out.reject(400, "request head arrived in too many pieces");
             } else if full {
                 // The head limit is larger than the ring: the ring binds.
@@ -508,9 +525,9 @@ impl RxSide {
             }
             return Step::Idle;
         };
-        self.head_len = head_len as u32;
-        let head: &'s [u8] = &buf[..head_len];
-        let req = match request::parse(head, &cfg.http) {
+        head.len = head_len as u32;
+        let head_bytes: &'s [u8] = &buf[..head_len];
+        let req = match request::parse(head_bytes, &cfg.http) {
             Ok(req) => req,
             Err(e) => {
                 out.reject(e.status(), e.reason());
@@ -525,7 +542,7 @@ impl RxSide {
                     return Step::Again;
                 }
             };
-            self.body_len = body_len as u32;
+            head.body = body_len as u32;
             if body_len > 0 {
                 out.set_state(State::Body);
                 return Step::Again;
@@ -546,13 +563,10 @@ impl RxSide {
     /// Wait for the whole body (bounded by `max_body`, checked before reading it), then hand
     /// the request over with it.
     fn body<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
-        let Some(ring) = self.ring.as_mut() else {
+        let (Some(ring), Parser::Http(head)) = (self.ring.as_mut(), &self.parser) else {
             return Step::Idle;
         };
-        let (head_len, total) = (
-            self.head_len as usize,
-            (self.head_len + self.body_len) as usize,
-        );
+        let (head_len, total) = (head.len as usize, (head.len + head.body) as usize);
         if ring.len() < total {
             if ring.capacity() < total {
                 ring.grow(total);
@@ -580,17 +594,20 @@ impl RxSide {
         if out.state() != State::Open && self.asm.in_message() {
             self.asm.clear();
         }
-        if self.head_len > 0 {
+        if let Parser::Http(head) = &self.parser {
             // The request head stayed in place while the caller looked at it; bytes that
             // followed it are the first frames (tungstenite's `tail`).
-            ring.consume(self.head_len as usize);
-            self.head_len = 0;
+            ring.consume(head.len as usize);
+            self.parser = Parser::Ws(Decoder::new());
         }
+        let Parser::Ws(decoder) = &mut self.parser else {
+            unreachable!("bug: parser switched to frames above");
+        };
         let rules = DecodeRules {
             max_frame_size: cfg.ws.max_frame_size,
             allowed_rsv: 0,
         };
-        let piece = match self.decoder.next(ring, &rules) {
+        let piece = match decoder.next(ring, &rules) {
             Ok(Some(p)) => p,
             Ok(None) => return Step::Idle,
             Err(e) => return fail(e, out),

@@ -26,6 +26,7 @@ pub mod workers;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream};
@@ -56,6 +57,8 @@ struct Entry {
     flags: u8,
     /// This connection's one entry in the timer wheel, armed at or before its next deadline.
     timer: Option<TimerKey>,
+    /// The TLS session of a `wss://`/`https://` connection.
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 /// Already in `dirty` for this iteration.
@@ -68,6 +71,8 @@ const READ_BLOCKED: u8 = 2;
 const EOF: u8 = 4;
 /// Already in `closing`.
 const CLOSING: u8 = 8;
+/// epoll reported RDHUP/HUP/ERR: read to the end, no short-read shortcut.
+const PEER_DONE: u8 = 16;
 
 impl Entry {
     fn has(&self, flag: u8) -> bool {
@@ -80,6 +85,16 @@ impl Entry {
         } else {
             self.flags &= !flag;
         }
+    }
+}
+
+/// The TLS configuration `cfg` asks for, loaded from its PEM files.
+pub fn tls_config(cfg: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => crate::tls::load(cert, key)
+            .map(Some)
+            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e)),
+        _ => Ok(None),
     }
 }
 
@@ -114,6 +129,8 @@ pub struct Reactor {
     date_second: u64,
     /// The link to the other workers (None with one worker).
     bus: Option<workers::BusEnd>,
+    /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
+    tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) stats: Stats,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
@@ -138,7 +155,8 @@ impl Reactor {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        Reactor::from_parts(cfg, router, poll, listener, None)
+        let tls = tls_config(&cfg)?;
+        Reactor::from_parts(cfg, router, poll, listener, None, tls)
     }
 
     /// A reactor around a registered listener; `bus` links it to other workers.
@@ -148,6 +166,7 @@ impl Reactor {
         poll: Poll,
         listener: TcpListener,
         bus: Option<workers::BusEnd>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
         let clock = Clock::new();
@@ -165,6 +184,7 @@ impl Reactor {
             date: String::new(),
             date_second: u64::MAX,
             bus,
+            tls,
             stats: Stats::default(),
             draining_until: None,
             conns: Slab::with_capacity(1024),
@@ -316,6 +336,11 @@ impl Reactor {
         // RDHUP, HUP and ERR are handled by reading: the read reports EOF or the error, so
         // none of them can make the loop spin.
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            // With the peer's FIN in the same event, a short read must not end reading:
+            // the EOF behind the data would raise no further edge.
+            if ev.is_read_closed() || ev.is_error() {
+                self.conns[idx].set(PEER_DONE, true);
+            }
             self.read(idx);
         }
         if ev.is_writable() {
@@ -392,6 +417,15 @@ impl Reactor {
         }
         // Frames are batched by the loop itself; Nagle would only add latency.
         let _ = sock.set_nodelay(true);
+        let tls = match self.tls.as_ref().map(crate::tls::session) {
+            None => None,
+            Some(Ok(session)) => Some(session),
+            Some(Err(e)) => {
+                log::warn!("tls session: {e}");
+                OPEN.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let idx = entry.key();
@@ -412,6 +446,7 @@ impl Reactor {
             interest: Interest::READABLE,
             flags: 0,
             timer: None,
+            tls,
         });
         self.arm(idx);
     }
@@ -430,10 +465,17 @@ impl Reactor {
                 e.set(READ_BLOCKED, blocked);
                 break;
             }
+            // Under TLS a short read of plaintext says nothing about the socket (records
+            // may still wait there), and after RDHUP the FIN waits behind the data: keep
+            // reading until WouldBlock or EOF.
+            let plain = e.tls.is_none() && !e.has(PEER_DONE);
             let ring = e.conn.rx_ring(&mut self.pool);
             let (a, b) = ring.free_slices_mut();
             let room = a.len() + b.len();
-            let res = (&e.sock).read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]);
+            let res = match e.tls.as_mut() {
+                None => (&e.sock).read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
+                Some(tls) => crate::tls::read(&mut e.sock, tls, a, b),
+            };
             match res {
                 Ok(0) => {
                     self.peer_closed(idx);
@@ -444,7 +486,7 @@ impl Reactor {
                     e.conn.on_input(self.now);
                     self.process(idx);
                     // A short read drained the socket: epoll will report the next bytes.
-                    if n < room {
+                    if n < room && plain {
                         break;
                     }
                 }
@@ -509,11 +551,18 @@ impl Reactor {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let used = e.conn.tx_iov(&mut iov);
             let want: usize = iov[..used].iter().map(|s| s.len()).sum();
-            match (&e.sock).write_vectored(&iov[..used]) {
+            let res = match e.tls.as_mut() {
+                None => (&e.sock).write_vectored(&iov[..used]),
+                Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
+            };
+            match res {
                 Ok(n) => {
                     e.conn.consume_tx(n, &mut self.pool);
-                    if n < want {
-                        break; // the send buffer is full; WRITABLE will tell us
+                    // A short plain write means the send buffer is full (WRITABLE will tell
+                    // us); under TLS it only means the session's buffer was, and that has
+                    // been flushed: go on until WouldBlock.
+                    if n == 0 || (n < want && e.tls.is_none()) {
+                        break;
                     }
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
@@ -527,14 +576,36 @@ impl Reactor {
             }
         }
         let e = &mut self.conns[idx];
-        if e.conn.wants_shutdown() {
+        // TLS records the socket could not take yet (the plaintext left tx already).
+        let tls_pending = match e
+            .tls
+            .as_mut()
+            .map(|tls| crate::tls::flush(&mut e.sock, tls))
+        {
+            None | Some(Ok(true)) => false,
+            Some(Ok(false)) => true,
+            Some(Err(err)) => {
+                log::debug!("tls write: {err}");
+                if let Some(code) = e.conn.abort() {
+                    self.told_closed(idx, code, "");
+                }
+                false
+            }
+        };
+        let e = &mut self.conns[idx];
+        if e.conn.wants_shutdown() && !tls_pending {
             if e.has(EOF) {
                 e.conn.abort();
             } else {
                 // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
                 // the TCP connection first); reading on until its FIN avoids a reset that
                 // could destroy the last bytes we sent.
-                let _ = e.sock.shutdown(Shutdown::Write);
+                match e.tls.as_mut() {
+                    Some(tls) => crate::tls::shutdown(&mut e.sock, tls),
+                    None => {
+                        let _ = e.sock.shutdown(Shutdown::Write);
+                    }
+                }
                 e.conn.start_draining();
                 self.resume.push(idx);
             }
@@ -546,7 +617,7 @@ impl Reactor {
             }
             return;
         }
-        let want = if e.conn.tx_len() > 0 {
+        let want = if e.conn.tx_len() > 0 || tls_pending {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
@@ -595,7 +666,7 @@ mod tests {
         // mio's TcpStream carries a selector id in debug builds only.
         let debug_extra = if cfg!(debug_assertions) { 16 } else { 0 };
         assert!(
-            entry <= 120 + debug_extra,
+            entry <= 112 + debug_extra,
             "slab entry is {entry} bytes (Conn {conn})"
         );
     }

@@ -79,6 +79,7 @@ pub fn run(
     on_bound: impl FnOnce(SocketAddr),
 ) -> io::Result<()> {
     let n = n.max(1);
+    let tls = super::tls_config(&cfg)?;
     // The first listener fixes the port (cfg.listen may say :0); the others share it.
     let first = listener::bind(cfg.listen, n > 1)?;
     let addr = first.local_addr()?;
@@ -107,12 +108,14 @@ pub fn run(
     for (me, ((poll, mut listener), inbox)) in parts {
         poll.registry()
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
-        let (cfg, bus, make_router) = (cfg.clone(), bus.clone(), make_router.clone());
+        let (cfg, bus, make_router, tls) =
+            (cfg.clone(), bus.clone(), make_router.clone(), tls.clone());
         let end = (n > 1).then_some(BusEnd { me, bus, inbox });
         let spawned = thread::Builder::new()
             .name(format!("wsloop-{me}"))
             .spawn(move || {
-                let mut reactor = Reactor::from_parts(cfg, make_router(), poll, listener, end)?;
+                let mut reactor =
+                    Reactor::from_parts(cfg, make_router(), poll, listener, end, tls)?;
                 reactor.handle_signals()?;
                 reactor.run()
             });
