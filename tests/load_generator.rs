@@ -16,10 +16,12 @@ use server::Server;
 
 const LOAD: &str = env!("CARGO_BIN_EXE_wsloop-load");
 
-/// Run the generator to completion (it bounds its own run time; the test bounds it again).
-fn load(args: &[&str]) -> Output {
+/// Run the generator with `line` (split on whitespace) to completion (it bounds its own run
+/// time; the test bounds it again).
+fn load(line: &str) -> Output {
+    let args: Vec<&str> = line.split_whitespace().collect();
     let mut child = Command::new(LOAD)
-        .args(args)
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -81,20 +83,11 @@ fn per_conn(json: &str) -> Vec<u64> {
 fn echo_counts_add_up() {
     let server = Server::start(&[]);
     let url = server.url("/echo");
-    let out = load(&[
-        "echo",
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "-d",
-        "1",
-        "-w",
-        "0.2",
-        "--json",
-        "--per-conn",
-        "-q",
-    ]);
+    // Any live process will do to check the CPU sampling; this test's own is at hand.
+    let pid = std::process::id();
+    let out = load(&format!(
+        "echo --url {url} -c 4 -d 1 -w 0.2 --json --per-conn -q --server-pid {pid}"
+    ));
     assert!(out.status.success(), "{}", text(&out));
     let j = json_line(&out);
     let messages = num(&j, "messages") as u64;
@@ -114,31 +107,20 @@ fn echo_counts_add_up() {
         messages as f64,
         "one latency sample per message"
     );
+    assert!(num(&j, "completed") >= messages as f64, "{j}");
+    assert!(
+        num(&j, "server_cpu_s") >= 0.0 && num(&j, "client_cpu_s") > 0.0,
+        "{j}"
+    );
 }
 
 #[test]
 fn echo_text_across_processes() {
     let server = Server::start(&[]);
     let url = server.url("/echo");
-    let out = load(&[
-        "echo",
-        "--url",
-        &url,
-        "-c",
-        "5",
-        "--procs",
-        "2",
-        "-s",
-        "1KiB",
-        "--text",
-        "-d",
-        "1",
-        "-w",
-        "0",
-        "--json",
-        "--per-conn",
-        "-q",
-    ]);
+    let out = load(&format!(
+        "echo --url {url} -c 5 --procs 2 -s 1KiB --text -d 1 -w 0 --json --per-conn -q"
+    ));
     assert!(out.status.success(), "{}", text(&out));
     let j = json_line(&out);
     let conns = per_conn(&j);
@@ -153,9 +135,9 @@ fn echo_text_across_processes() {
 fn rate_sends_exactly_the_schedule() {
     let server = Server::start(&[]);
     let url = server.url("/echo");
-    let out = load(&[
-        "rate", "--url", &url, "-c", "4", "-r", "2000", "-d", "1", "-w", "0.2", "--json", "-q",
-    ]);
+    let out = load(&format!(
+        "rate --url {url} -c 4 -r 2000 -d 1 -w 0.2 --json -q"
+    ));
     assert!(out.status.success(), "{}", text(&out));
     let j = json_line(&out);
     // 2000/s for 1 s: message j is due at j/2000 s, so the window holds exactly 2000.
@@ -172,9 +154,7 @@ fn rate_sends_exactly_the_schedule() {
 fn connect_counts_handshakes() {
     let server = Server::start(&[]);
     let url = server.url("/echo");
-    let out = load(&[
-        "connect", "--url", &url, "-c", "2", "-d", "1", "--json", "-q",
-    ]);
+    let out = load(&format!("connect --url {url} -c 2 -d 1 --json -q"));
     assert!(out.status.success(), "{}", text(&out));
     let j = json_line(&out);
     assert!(num(&j, "messages") > 10.0, "{j}");
@@ -229,9 +209,7 @@ fn idle_opens_exactly_n() {
     assert_eq!(seen, 50, "server-side established connections");
 
     // And with a duration it ends by itself and says how many were up.
-    let out = load(&[
-        "idle", "--url", &url, "-c", "50", "-d", "0.3", "--json", "-q",
-    ]);
+    let out = load(&format!("idle --url {url} -c 50 -d 0.3 --json -q"));
     assert!(out.status.success(), "{}", text(&out));
     let j = json_line(&out);
     assert_eq!(num(&j, "up"), 50.0, "{j}");
@@ -257,23 +235,9 @@ fn raw_mode_echoes_bytes() {
         }
     });
     let url = format!("tcp://127.0.0.1:{port}");
-    let out = load(&[
-        "echo",
-        "--raw",
-        "--url",
-        &url,
-        "-c",
-        "3",
-        "-s",
-        "100000",
-        "-d",
-        "0.5",
-        "-w",
-        "0",
-        "--json",
-        "--per-conn",
-        "-q",
-    ]);
+    let out = load(&format!(
+        "echo --raw --url {url} -c 3 -s 100000 -d 0.5 -w 0 --json --per-conn -q"
+    ));
     assert!(out.status.success(), "{}", text(&out));
     let j = json_line(&out);
     assert!(num(&j, "messages") > 0.0, "{j}");
@@ -286,9 +250,7 @@ fn server_errors_are_reported_not_panicked() {
     // Messages over the server's limit: it closes with 1009 and the generator says so.
     let server = Server::start(&["--max-message-size", "1024"]);
     let url = server.url("/echo");
-    let out = load(&[
-        "echo", "--url", &url, "-c", "2", "-s", "4096", "-d", "0.5", "-q",
-    ]);
+    let out = load(&format!("echo --url {url} -c 2 -s 4096 -d 0.5 -q"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     assert!(all.contains("1009"), "{all}");
@@ -300,40 +262,32 @@ fn server_errors_are_reported_not_panicked() {
         l.local_addr().expect("addr").port()
     };
     let url = format!("ws://127.0.0.1:{port}/");
-    let out = load(&["echo", "--url", &url, "-c", "2", "-d", "0.5", "-q"]);
+    let out = load(&format!("echo --url {url} -c 2 -d 0.5 -q"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("refused"), "{}", text(&out));
 
     // A path the server does not serve: the 404 is shown.
-    let out = load(&[
-        "idle",
-        "--url",
-        &server.url("/nope"),
-        "-c",
-        "1",
-        "-d",
-        "0.2",
-        "-q",
-    ]);
+    let out = load(&format!(
+        "idle --url {} -c 1 -d 0.2 -q",
+        server.url("/nope")
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("404"), "{}", text(&out));
 }
 
 #[test]
 fn refuses_impossible_configurations() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["echo", "-c", "0"], "--connections"),
-        (&["echo", "-c", "1000000"], "--procs"),
-        (&["echo", "-d", "0"], "--duration"),
-        (&["echo", "-s", "65MiB"], "64 MiB"),
-        (&["echo", "--raw", "-s", "0"], "nothing to echo"),
-        (&["rate", "-r", "0"], "--rate"),
-        (&["echo", "--url", "ws://192.0.2.1:80/"], "loopback only"),
-        (&["echo", "-c", "2", "--procs", "3"], "--procs"),
-        (
-            &["idle", "--source-ips", "10.0.0.1-10.0.0.5"],
-            "127.0.0.0/8",
-        ),
+    let cases = [
+        ("echo -c 0", "--connections"),
+        ("echo -c 1000000", "--procs"),
+        ("echo -d 0", "--duration"),
+        ("echo -s 65MiB", "64 MiB"),
+        ("echo --raw -s 0", "nothing to echo"),
+        ("rate -r 0", "--rate"),
+        ("echo --url ws://192.0.2.1:80/", "loopback only"),
+        ("echo -c 2 --procs 3", "--procs"),
+        ("idle --source-ips 10.0.0.1-10.0.0.5", "127.0.0.0/8"),
+        ("echo --server-pid 999999999", "no such process"),
     ];
     for (args, want) in cases {
         let out = load(args);

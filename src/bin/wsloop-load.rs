@@ -90,6 +90,11 @@ struct Common {
     #[arg(long)]
     per_conn: bool,
 
+    /// Report the CPU time (/proc/PID/stat utime+stime) this process, the server, used
+    /// during the measured window, per message; and the generator's own.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+
     /// Internal: run as a --procs child (machine-readable lines on stdout).
     #[arg(long, hide = true)]
     child: bool,
@@ -169,6 +174,9 @@ struct IdleArgs {
     /// Connections to open and hold.
     #[arg(short = 'c', long, default_value_t = 100)]
     connections: usize,
+    /// Plain TCP connections, no WebSocket handshake (for raw-mio-echo).
+    #[arg(long)]
+    raw: bool,
     /// How long to hold them once all are up; without it, until killed.
     #[arg(short, long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -253,7 +261,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
             Mode::Idle,
             a.connections,
             None,
-            false,
+            a.raw,
             a.duration,
             Duration::ZERO,
             a.common,
@@ -267,7 +275,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
     if duration.is_some_and(|d| d.is_zero()) {
         return Err("--duration: must be more than 0".into());
     }
-    if raw && size == 0 {
+    if raw && size == 0 && mode == Mode::Echo {
         return Err("--raw with --size 0: there would be nothing to echo".into());
     }
     if size > MAX_SIZE {
@@ -354,7 +362,18 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
         output,
         quiet: common.quiet,
         per_conn: common.per_conn,
+        server_pid: common.server_pid,
     };
+    if plan.server_pid.is_some() && common.procs > 1 {
+        return Err("--server-pid works with one process only (no --procs)".into());
+    }
+    if let Some(pid) = plan.server_pid {
+        if sys::cpu_seconds(pid).is_none() {
+            return Err(format!(
+                "--server-pid {pid}: no such process (cannot read /proc/{pid}/stat)"
+            ));
+        }
+    }
     Ok((plan, common.procs))
 }
 

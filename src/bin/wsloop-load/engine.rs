@@ -88,6 +88,8 @@ pub struct Plan {
     pub output: Output,
     pub quiet: bool,
     pub per_conn: bool,
+    /// Sample this process's CPU time (and our own) at the start and end of the window.
+    pub server_pid: Option<u32>,
 }
 
 impl Plan {
@@ -277,6 +279,10 @@ struct Engine<'p> {
     next_tick: u64,
     tick_no: u64,
     last_completed: u64,
+
+    /// CPU seconds (server, ours) when the window opened, and used during it.
+    cpu_at_warm: Option<(f64, f64)>,
+    cpu_used: Option<(f64, f64)>,
 }
 
 /// Run the plan in this process and report.
@@ -373,6 +379,8 @@ impl<'p> Engine<'p> {
             next_tick: now + SEC,
             tick_no: 0,
             last_completed: 0,
+            cpu_at_warm: None,
+            cpu_used: None,
         };
         if plan.mode == Mode::Connect {
             // Every slot starts at once; the measurement window starts now.
@@ -422,6 +430,9 @@ impl<'p> Engine<'p> {
                 }
             }
             Stage::Running => {
+                if self.cpu_at_warm.is_none() && now >= self.t_warm {
+                    self.cpu_at_warm = self.cpu_sample();
+                }
                 if let Mode::Rate { per_sec, .. } = self.plan.mode {
                     self.schedule_sends(now, per_sec);
                 }
@@ -431,6 +442,10 @@ impl<'p> Engine<'p> {
                     }
                 }
                 if now >= self.t_end {
+                    if let (Some((s0, c0)), Some((s1, c1))) = (self.cpu_at_warm, self.cpu_sample())
+                    {
+                        self.cpu_used = Some((s1 - s0, c1 - c0));
+                    }
                     match self.plan.mode {
                         Mode::Rate { drain, .. } => {
                             self.stage = Stage::Draining;
@@ -459,6 +474,13 @@ impl<'p> Engine<'p> {
         if now >= self.next_tick && self.stage != Stage::Finished {
             self.tick_progress(now);
         }
+    }
+
+    /// (server, own) CPU seconds, when a server PID was given.
+    fn cpu_sample(&self) -> Option<(f64, f64)> {
+        let server = sys::cpu_seconds(self.plan.server_pid?)?;
+        let own = sys::cpu_seconds(std::process::id())?;
+        Some((server, own))
     }
 
     fn start_running(&mut self, now: u64) {
@@ -501,6 +523,9 @@ impl<'p> Engine<'p> {
             Stage::Connecting | Stage::Draining | Stage::Closing => d = d.min(self.stage_deadline),
             Stage::Running => {
                 d = d.min(self.t_end);
+                if self.cpu_at_warm.is_none() && self.plan.server_pid.is_some() {
+                    d = d.min(self.t_warm);
+                }
                 if let Mode::Rate { per_sec, .. } = self.plan.mode {
                     d = d.min(self.next_due(per_sec));
                 }
@@ -1112,6 +1137,9 @@ impl<'p> Engine<'p> {
                 _ => None,
             },
             messages: self.measured,
+            completed: self.completed,
+            server_cpu_s: self.cpu_used.map(|c| c.0),
+            client_cpu_s: self.cpu_used.map(|c| c.1),
             sent: self.sent,
             unanswered: self.unanswered,
             skipped: self.skipped,

@@ -215,6 +215,10 @@ fn merge(plan: &Plan, k: usize, results: &[ChildResult], failed: u64) -> Report 
             _ => None,
         },
         messages: sum("messages"),
+        completed: sum("completed"),
+        // Children sample their own CPU only when asked; a --procs run does not pass it on.
+        server_cpu_s: None,
+        client_cpu_s: None,
         sent: sum("sent"),
         unanswered: sum("unanswered"),
         skipped: sum("skipped"),
@@ -263,6 +267,9 @@ fn child_args(plan: &Plan, share: usize, offset: usize) -> Vec<String> {
         if plan.raw {
             a.push("--raw".into());
         }
+    }
+    if plan.raw && plan.mode == Mode::Idle {
+        a.push("--raw".into());
     }
     if let Mode::Rate { per_sec, drain } = plan.mode {
         let share_rate = per_sec * share as f64 / plan.connections as f64;

@@ -34,6 +34,11 @@ pub struct Report {
     pub rate: Option<f64>,
     /// echo/rate: echoes counted in the window; connect: handshakes completed in it.
     pub messages: u64,
+    /// Everything that completed, warm-up and all (e.g. to divide a syscall count by).
+    pub completed: u64,
+    /// CPU seconds the server (--server-pid) and this generator used during the window.
+    pub server_cpu_s: Option<f64>,
+    pub client_cpu_s: Option<f64>,
     /// rate: messages whose intended send time fell in the window.
     pub sent: u64,
     /// rate: of those, echoes that had not come back when the drain time ran out.
@@ -142,6 +147,14 @@ impl Report {
         } else {
             s += &format!("  all up after {:.2} s\n", self.setup_s);
         }
+        if let (Some(srv), Some(own)) = (self.server_cpu_s, self.client_cpu_s) {
+            s += &format!(
+                "  server CPU {srv:.2} s ({:.2} us/{}), generator CPU {own:.2} s ({:.0}% of the window)\n",
+                per_msg_us(srv, self.messages),
+                if self.mode == "connect" { "handshake" } else { "msg" },
+                100.0 * own / self.duration_s.max(1e-9)
+            );
+        }
         if let Some(rate) = self.rate {
             s += &format!(
                 "  requested {rate:.0} msgs/s; sent {} in window, {} unanswered, {} skipped\n",
@@ -206,6 +219,18 @@ impl Report {
             self.q_us(0.999),
             self.max_us()
         );
+        let opt = |v: Option<f64>, scale: f64| {
+            v.map_or("null".to_string(), |v| format!("{:.4}", v * scale))
+        };
+        s += &format!(
+            "\"completed\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\
+             \"client_cpu_s\":{},\"client_cpu_us_per_msg\":{},",
+            self.completed,
+            opt(self.server_cpu_s, 1.0),
+            opt(self.server_cpu_s.map(|c| per_msg_us(c, self.messages)), 1.0),
+            opt(self.client_cpu_s, 1.0),
+            opt(self.client_cpu_s.map(|c| per_msg_us(c, self.messages)), 1.0),
+        );
         s += &format!(
             "\"errors\":{},\"close_errors\":{},\"first_error\":{}",
             self.errors,
@@ -226,12 +251,13 @@ impl Report {
     /// `error TEXT`, one per line.
     pub fn child_lines(&self) -> String {
         let mut s = format!(
-            "result up={} setup_ns={} duration_ns={} messages={} sent={} unanswered={} skipped={} \
-             errors={} close_errors={}\n",
+            "result up={} setup_ns={} duration_ns={} messages={} completed={} sent={} unanswered={} \
+             skipped={} errors={} close_errors={}\n",
             self.up,
             (self.setup_s * 1e9) as u64,
             (self.duration_s * 1e9) as u64,
             self.messages,
+            self.completed,
             self.sent,
             self.unanswered,
             self.skipped,
@@ -250,6 +276,15 @@ impl Report {
             s += &format!("error {}\n", e.replace('\n', " "));
         }
         s
+    }
+}
+
+/// CPU microseconds per message (0 when there were none).
+fn per_msg_us(cpu_s: f64, messages: u64) -> f64 {
+    if messages == 0 {
+        0.0
+    } else {
+        cpu_s * 1e6 / messages as f64
     }
 }
 

@@ -1,7 +1,7 @@
 //! Owns the few Linux facilities that std and mio do not wrap, each behind a safe function:
 //! the monotonic clock in nanoseconds, a timerfd for sub-millisecond wake-ups, the
 //! file-descriptor limit, `IP_BIND_ADDRESS_NO_PORT`, the parent-death signal, the ephemeral
-//! port range and a random seed. All `unsafe` of the load generator lives here.
+//! port range, a random seed and a process's CPU time from /proc. All `unsafe` of the load generator lives here.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -154,4 +154,20 @@ pub fn random_seed() -> u64 {
         return u64::from_ne_bytes(b);
     }
     now_ns() ^ (u64::from(std::process::id()) << 32)
+}
+
+/// User + system CPU time of process `pid` (all its threads) in seconds, from
+/// /proc/PID/stat fields 14 and 15 (clock ticks; 10 ms resolution at the usual 100 Hz).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields resume after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state), so field 14 (utime) is index 11.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((utime + stime) as f64 / hz)
 }
