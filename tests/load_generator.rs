@@ -180,11 +180,11 @@ fn established_on(port: u16) -> usize {
 fn idle_opens_exactly_n() {
     let server = Server::start(&[]);
     let url = server.url("/echo");
-    // Without a duration it holds until killed: check the server's side while it holds.
+    // Without a duration it holds until stopped: check the server's side while it holds.
     let mut child = Command::new(LOAD)
-        .args(["idle", "--url", &url, "-c", "50", "-q"])
+        .args(["idle", "--url", &url, "-c", "50", "-q", "--json"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -202,11 +202,19 @@ fn idle_opens_exactly_n() {
         String::from_utf8_lossy(&got).into_owned()
     });
     let line = reader.join().expect("reader");
-    assert!(line.contains("50/50 connections up"), "{line}");
     let seen = established_on(server.port);
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM ends the hold: the generator closes its connections and still reports.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("wait");
+    assert!(line.contains("50/50 connections up"), "{line}");
     assert_eq!(seen, 50, "server-side established connections");
+    assert!(term.is_ok_and(|s| s.success()), "kill -TERM");
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json_line(&out);
+    assert_eq!(num(&j, "up"), 50.0, "{j}");
+    assert_eq!(num(&j, "close_errors"), 0.0, "{j}");
 
     // And with a duration it ends by itself and says how many were up.
     let out = load(&format!("idle --url {url} -c 50 -d 0.3 --json -q"));

@@ -31,8 +31,8 @@ const FD_RESERVE: u64 = 64;
 /// wsloop-load — WebSocket load generator for wsloop and its comparison peers.
 ///
 /// Loopback only. Progress goes to stderr once a second; the result goes to stdout (one JSON
-/// line with --json). Exit status: 0 ok, 1 a connection failed or the server misbehaved,
-/// 2 impossible configuration.
+/// line with --json). SIGINT/SIGTERM end the run early, still closing and reporting. Exit
+/// status: 0 ok, 1 a connection failed or the server misbehaved, 2 impossible configuration.
 #[derive(Debug, Parser)]
 #[command(name = "wsloop-load", version, about, long_about)]
 struct Cli {
@@ -196,6 +196,8 @@ fn main() -> ExitCode {
     if plan.output == Output::Child {
         sys::die_with_parent();
     }
+    // Ctrl-C or kill: stop early but still close connections and report.
+    sys::catch_stop_signals();
     if procs > 1 {
         return procs::run(&plan, procs);
     }

@@ -248,6 +248,8 @@ struct Engine<'p> {
     t_end: u64,
     /// End of the current connect, drain or close stage.
     stage_deadline: u64,
+    /// When the closing stage began.
+    t_closed: u64,
     setup_ns: u64,
 
     next_open: usize,
@@ -358,6 +360,7 @@ impl<'p> Engine<'p> {
             t_warm: now,
             t_end: u64::MAX,
             stage_deadline: now.saturating_add(plan.connect_timeout.as_nanos() as u64),
+            t_closed: u64::MAX,
             setup_ns: 0,
             next_open: 0,
             pending: 0,
@@ -396,6 +399,9 @@ impl<'p> Engine<'p> {
     // ---- timeline -------------------------------------------------------------------------
 
     fn tick(&mut self, now: u64) {
+        if sys::stop_requested() {
+            self.stop_early(now);
+        }
         match self.stage {
             Stage::Connecting => {
                 while self.pending < self.plan.connect_concurrency
@@ -481,6 +487,18 @@ impl<'p> Engine<'p> {
         let server = sys::cpu_seconds(self.plan.server_pid?)?;
         let own = sys::cpu_seconds(std::process::id())?;
         Some((server, own))
+    }
+
+    /// SIGINT/SIGTERM: cut the window short here and wind down as if it had ended.
+    fn stop_early(&mut self, now: u64) {
+        match self.stage {
+            Stage::Connecting => {
+                self.setup_ns = now - self.t_start;
+                self.begin_close(now);
+            }
+            Stage::Running if self.t_end > now => self.t_end = now.max(self.t_warm),
+            _ => {}
+        }
     }
 
     fn start_running(&mut self, now: u64) {
@@ -604,6 +622,7 @@ impl<'p> Engine<'p> {
     /// closing handshake (close frame; FIN for raw), half-open ones are dropped.
     fn begin_close(&mut self, now: u64) {
         self.stage = Stage::Closing;
+        self.t_closed = now;
         self.stage_deadline = now + CLOSE_GRACE;
         for idx in 0..self.conns.len() {
             let c = &mut self.conns[idx];
@@ -1108,11 +1127,12 @@ impl<'p> Engine<'p> {
     }
 
     fn report(&self) -> Report {
-        let measured_ns = match self.plan.duration {
-            // Every connection failed before the run began: nothing was measured.
-            _ if !self.ran => 0,
-            Some(d) => d.as_nanos() as u64,
-            None => sys::now_ns().saturating_sub(self.t_warm),
+        // The window ran from t_warm to t_end, or to the close if that came first (idle
+        // without a duration, a stop signal); nothing if every connection failed first.
+        let measured_ns = if self.ran {
+            self.t_end.min(self.t_closed).saturating_sub(self.t_warm)
+        } else {
+            0
         };
         let up = if self.plan.mode == Mode::Connect {
             self.conns.iter().filter(|c| c.count > 0).count()

@@ -8,9 +8,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use crate::engine::{Mode, Plan};
 use crate::report::{new_histogram, Output, Progress, Report};
+use crate::sys;
 
 /// A child's final lines, parsed.
 #[derive(Default)]
@@ -84,8 +86,20 @@ pub fn run(plan: &Plan, k: usize) -> ExitCode {
     let (mut up_reports, mut up_total) = (0, 0);
     let started = std::time::Instant::now();
     let mut open = k;
+    let mut forwarded = false;
     while open > 0 {
-        let Ok((i, line)) = rx.recv() else { break };
+        let (i, line) = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(msg) => msg,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A stop request for the parent stops every child (each still reports).
+                if sys::stop_requested() && !forwarded {
+                    forwarded = true;
+                    children.iter().for_each(|c| sys::terminate(c.id()));
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let Some(line) = line else {
             open -= 1;
             continue;

@@ -1,11 +1,13 @@
 //! Owns the few Linux facilities that std and mio do not wrap, each behind a safe function:
 //! the monotonic clock in nanoseconds, a timerfd for sub-millisecond wake-ups, the
 //! file-descriptor limit, `IP_BIND_ADDRESS_NO_PORT`, the parent-death signal, the ephemeral
-//! port range, a random seed and a process's CPU time from /proc. All `unsafe` of the load generator lives here.
+//! port range, a random seed, a process's CPU time from /proc, and SIGINT/SIGTERM as a
+//! request to stop. All `unsafe` of the load generator lives here.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Nanoseconds on CLOCK_MONOTONIC: the clock timerfd deadlines are expressed in, so the
 /// schedule and the wake-ups agree without conversion.
@@ -170,4 +172,39 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as f64 } else { 100.0 };
     Some((utime + stime) as f64 / hz)
+}
+
+/// Set by SIGINT/SIGTERM: finish the run early, closing connections and still reporting.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Route SIGINT and SIGTERM to `stop_requested` instead of killing the process. epoll_wait
+/// is never restarted after a handler (signal(7)), so the event loop sees EINTR at once.
+pub fn catch_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a valid handler and an empty mask is well formed;
+        // the handler only stores to an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Pass a stop request on to a `--procs` child.
+pub fn terminate(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: plain syscall on a child we started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
 }
