@@ -325,20 +325,25 @@ def main():
         md.append("## Memory per idle connection")
         md.append("")
         md.append("Server VmRSS before and after opening the idle connections with `wsloop-load idle` "
-                  "(raw: plain TCP connections). User-space memory only: kernel socket buffers are not in RSS. "
+                  "(raw: plain TCP connections), in two halves. *Per connection* is (after − before) / N; "
+                  "*marginal* is the growth over the second half divided by its size, which leaves out "
+                  "one-off allocations made during the first burst of handshakes (buffer pools, tables "
+                  "sized once). User-space memory only: kernel socket buffers are not in RSS. "
                   "Target for wsloop: ≤ 128 bytes per idle WebSocket connection.")
         md.append("")
-        md.append("| Server | connections up | RSS before (KiB) | RSS after (KiB) | bytes per connection |")
-        md.append("|---|--:|--:|--:|--:|")
+        md.append("| Server | connections up | RSS before (KiB) | after N/2 (KiB) | after N (KiB) | bytes per connection | marginal bytes per connection |")
+        md.append("|---|--:|--:|--:|--:|--:|--:|")
         for s in servers:
             for r in idle:
                 if r["server"] != s:
                     continue
-                up = (r.get("result") or {}).get("up")
-                b, a = r.get("rss_before_kb"), r.get("rss_after_kb")
-                per = (a - b) * 1024 / r["conns"] if (a is not None and b is not None) else None
-                md.append(f"| {LABELS[s]} | {fmt_num(up) if up is not None else 'failed'} of {r['conns']:,} | "
-                          f"{fmt_num(b)} | {fmt_num(a)} | {fmt_num(per)} |")
+                b, m, a = r.get("rss_before_kb"), r.get("rss_half_kb"), r.get("rss_after_kb")
+                n, half = r["conns"], r.get("half", r["conns"])
+                per = (a - b) * 1024 / n if None not in (a, b) else None
+                marg = (a - m) * 1024 / (n - half) if None not in (a, m) and n > half else None
+                up = r.get("up")
+                md.append(f"| {LABELS[s]} | {fmt_num(up) if up is not None else 'failed'} of {n:,} | "
+                          f"{fmt_num(b)} | {fmt_num(m)} | {fmt_num(a)} | {fmt_num(per)} | {fmt_num(marg)} |")
         md.append("")
 
     # Syscalls.
