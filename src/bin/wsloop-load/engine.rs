@@ -269,6 +269,8 @@ struct Engine<'p> {
     in_flight_total: u64,
 
     completed: u64,
+    /// Echoes that arrived inside the window (rate: the throughput actually sustained).
+    received: u64,
     measured: u64,
     sent: u64,
     unanswered: u64,
@@ -371,6 +373,7 @@ impl<'p> Engine<'p> {
             next_msg: 0,
             in_flight_total: 0,
             completed: 0,
+            received: 0,
             measured: 0,
             sent: 0,
             unanswered: 0,
@@ -977,6 +980,9 @@ impl<'p> Engine<'p> {
         };
         self.in_flight_total -= 1;
         self.completed += 1;
+        if now >= self.t_warm && now < self.t_end {
+            self.received += 1;
+        }
         let counted = match self.plan.mode {
             // Closed loop: what completes inside the window counts.
             Mode::Echo => now >= self.t_warm && now < self.t_end,
@@ -1158,6 +1164,7 @@ impl<'p> Engine<'p> {
             },
             messages: self.measured,
             completed: self.completed,
+            received: self.received,
             server_cpu_s: self.cpu_used.map(|c| c.0),
             client_cpu_s: self.cpu_used.map(|c| c.1),
             sent: self.sent,

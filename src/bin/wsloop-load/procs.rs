@@ -230,6 +230,7 @@ fn merge(plan: &Plan, k: usize, results: &[ChildResult], failed: u64) -> Report 
         },
         messages: sum("messages"),
         completed: sum("completed"),
+        received: sum("received"),
         // Children sample their own CPU only when asked; a --procs run does not pass it on.
         server_cpu_s: None,
         client_cpu_s: None,

@@ -36,6 +36,8 @@ pub struct Report {
     pub messages: u64,
     /// Everything that completed, warm-up and all (e.g. to divide a syscall count by).
     pub completed: u64,
+    /// Echoes that arrived inside the window, whenever they were sent.
+    pub received: u64,
     /// CPU seconds the server (--server-pid) and this generator used during the window.
     pub server_cpu_s: Option<f64>,
     pub client_cpu_s: Option<f64>,
@@ -67,9 +69,17 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 impl Report {
+    /// Throughput: echo, connect: what completed in the window. rate: echoes received in the
+    /// window (what the server sustained; `messages` counts the window's sends answered,
+    /// however late, and is the latency sample).
     pub fn per_sec(&self) -> f64 {
+        let n = if self.mode == "rate" {
+            self.received
+        } else {
+            self.messages
+        };
         if self.duration_s > 0.0 {
-            self.messages as f64 / self.duration_s
+            n as f64 / self.duration_s
         } else {
             0.0
         }
@@ -136,7 +146,11 @@ impl Report {
                 "  {:.0} {}/s ({} in {:.1} s)",
                 self.per_sec(),
                 self.unit(),
-                self.messages,
+                if self.mode == "rate" {
+                    self.received
+                } else {
+                    self.messages
+                },
                 self.duration_s
             );
             if self.size > 0 && self.mode != "connect" {
@@ -157,8 +171,9 @@ impl Report {
         }
         if let Some(rate) = self.rate {
             s += &format!(
-                "  requested {rate:.0} msgs/s; sent {} in window, {} unanswered, {} skipped\n",
-                self.sent, self.unanswered, self.skipped
+                "  requested {rate:.0} msgs/s; {} due in the window: {} answered, {} unanswered, \
+                 {} skipped\n",
+                self.sent, self.messages, self.unanswered, self.skipped
             );
         }
         if !self.hist.is_empty() {
@@ -223,9 +238,10 @@ impl Report {
             v.map_or("null".to_string(), |v| format!("{:.4}", v * scale))
         };
         s += &format!(
-            "\"completed\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\
+            "\"completed\":{},\"received\":{},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\
              \"client_cpu_s\":{},\"client_cpu_us_per_msg\":{},",
             self.completed,
+            self.received,
             opt(self.server_cpu_s, 1.0),
             opt(self.server_cpu_s.map(|c| per_msg_us(c, self.messages)), 1.0),
             opt(self.client_cpu_s, 1.0),
@@ -251,13 +267,14 @@ impl Report {
     /// `error TEXT`, one per line.
     pub fn child_lines(&self) -> String {
         let mut s = format!(
-            "result up={} setup_ns={} duration_ns={} messages={} completed={} sent={} unanswered={} \
+            "result up={} setup_ns={} duration_ns={} messages={} completed={} received={} sent={} unanswered={} \
              skipped={} errors={} close_errors={}\n",
             self.up,
             (self.setup_s * 1e9) as u64,
             (self.duration_s * 1e9) as u64,
             self.messages,
             self.completed,
+            self.received,
             self.sent,
             self.unanswered,
             self.skipped,
