@@ -4,11 +4,13 @@
 //! L0 `buf`, `timer`, `config`, `text` · L1 `http`, `ws`, `sse`, `poll` (sans-IO codecs) ·
 //! L2 `conn` (one
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
-//! that touches sockets and the clock).
+//! that touches sockets and the clock). `client` (L1–L2) is the sans-IO client side used by
+//! the load generator `wsloop-load`; the server never imports it.
 
 pub mod app;
 pub mod buf;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod http;

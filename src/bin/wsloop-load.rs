@@ -1,0 +1,550 @@
+//! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle), their
+//! flags, turning them into a validated `Plan` (refusing impossible configurations with exit
+//! code 2), and dispatching to the event loop (`engine`) or to `--procs` children (`procs`).
+
+// The load generator is a client with its own event loop: it owns sockets and the clock, like
+// the server's reactor (clippy.toml keeps them out of the server's lower layers).
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+// The modules live in src/bin/wsloop-load/ (a crate root looks beside itself by default).
+#[path = "wsloop-load/engine.rs"]
+mod engine;
+#[path = "wsloop-load/procs.rs"]
+mod procs;
+#[path = "wsloop-load/report.rs"]
+mod report;
+#[path = "wsloop-load/sys.rs"]
+mod sys;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use engine::{Mode, Plan};
+use report::Output;
+
+/// Largest message the generator sends (the issue's bound; servers limit far lower).
+const MAX_SIZE: usize = 64 << 20;
+/// Pre-masked frames are kept per connection; cap the total so a typo cannot eat the RAM.
+const MAX_FRAME_BYTES: u64 = 4 << 30;
+/// Descriptors a process needs besides its connections (stdio, epoll, timerfd, slack).
+const FD_RESERVE: u64 = 64;
+
+/// wsloop-load — WebSocket load generator for wsloop and its comparison peers.
+///
+/// Loopback only. Progress goes to stderr once a second; the result goes to stdout (one JSON
+/// line with --json). SIGINT/SIGTERM end the run early, still closing and reporting. Exit
+/// status: 0 ok, 1 a connection failed or the server misbehaved, 2 impossible configuration.
+#[derive(Debug, Parser)]
+#[command(name = "wsloop-load", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Closed loop: each connection sends a message, waits for its echo, repeats.
+    Echo(EchoArgs),
+    /// Open loop at a fixed total rate, with latency percentiles measured from each
+    /// message's intended send time (no coordinated omission).
+    Rate(RateArgs),
+    /// Handshakes per second: open, upgrade, close, repeat, on N concurrent slots.
+    Connect(ConnectArgs),
+    /// Open N connections and hold them (for measuring server memory per connection).
+    Idle(IdleArgs),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Server URL: ws://HOST:PORT/PATH (HOST in 127.0.0.0/8 or localhost). With --raw the
+    /// path is ignored (tcp://HOST:PORT is accepted too).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
+    url: String,
+
+    /// Bind client sockets to these loopback source addresses, round robin: a range
+    /// A-B (127.0.0.2-127.0.0.20) or a comma list. Needed beyond ~28,000 connections.
+    #[arg(long, value_name = "IPS")]
+    source_ips: Option<String>,
+
+    /// Run K processes of the generator (connections and rate split evenly) and aggregate
+    /// their results; needed when connections exceed one process's descriptor limit.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    procs: usize,
+
+    /// Most connections being opened at the same time.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    connect_concurrency: usize,
+
+    /// Give up on connections not up this long after the start.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+
+    /// Print the result as one JSON line on stdout.
+    #[arg(long)]
+    json: bool,
+
+    /// No per-second progress lines.
+    #[arg(long, short)]
+    quiet: bool,
+
+    /// Include per-connection counts in the JSON output.
+    #[arg(long)]
+    per_conn: bool,
+
+    /// Report the CPU time (/proc/PID/stat utime+stime) this process, the server, used
+    /// during the measured window, per message; and the generator's own.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+
+    /// Internal: run as a --procs child (machine-readable lines on stdout).
+    #[arg(long, hide = true)]
+    child: bool,
+
+    /// Internal: index of this process's first connection among all processes.
+    #[arg(long, hide = true, default_value_t = 0)]
+    conn_offset: usize,
+}
+
+#[derive(Debug, Args)]
+struct Message {
+    /// Message size: bytes, or with a suffix (K/KiB = 1024, M/MiB = 1024²), at most 64 MiB.
+    #[arg(short, long, value_name = "SIZE", default_value = "16", value_parser = parse_size)]
+    size: usize,
+
+    /// Send text messages (ASCII) instead of binary.
+    #[arg(long)]
+    text: bool,
+}
+
+#[derive(Debug, Args)]
+struct EchoArgs {
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    connections: usize,
+    #[command(flatten)]
+    msg: Message,
+    /// No WebSocket: write SIZE bytes, read SIZE bytes back (for raw-mio-echo).
+    #[arg(long, conflicts_with = "text")]
+    raw: bool,
+    /// Measured time (after the warm-up): 5, 5s, 500ms, 1m.
+    #[arg(short, long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up before measuring.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct RateArgs {
+    /// Connections the rate is spread over (round robin).
+    #[arg(short = 'c', long, default_value_t = 10)]
+    connections: usize,
+    /// Total messages per second.
+    #[arg(short, long)]
+    rate: f64,
+    #[command(flatten)]
+    msg: Message,
+    #[arg(short, long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// After the window, wait this long for missing echoes before counting them unanswered.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    drain: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// Concurrent connection slots.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    connections: usize,
+    #[arg(short, long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(short, long, default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct IdleArgs {
+    /// Connections to open and hold.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// Plain TCP connections, no WebSocket handshake (for raw-mio-echo).
+    #[arg(long)]
+    raw: bool,
+    /// How long to hold them once all are up; without it, until killed.
+    #[arg(short, long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (plan, procs) = match plan(cli) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("wsloop-load: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    if plan.output == Output::Child {
+        sys::die_with_parent();
+    }
+    // Ctrl-C or kill: stop early but still close connections and report.
+    sys::catch_stop_signals();
+    if procs > 1 {
+        return procs::run(&plan, procs);
+    }
+    match engine::run(&plan) {
+        Ok(report) => {
+            report.print(plan.output, plan.per_conn);
+            if report.errors > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("wsloop-load: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Turn the command line into a plan and a process count, or say why it cannot run.
+fn plan(cli: Cli) -> Result<(Plan, usize), String> {
+    let (mode, connections, msg, raw, duration, warmup, common) = match cli.cmd {
+        Cmd::Echo(a) => (
+            Mode::Echo,
+            a.connections,
+            Some(a.msg),
+            a.raw,
+            Some(a.duration),
+            a.warmup,
+            a.common,
+        ),
+        Cmd::Rate(a) => {
+            if !(a.rate.is_finite() && a.rate > 0.0) {
+                return Err(format!("--rate {}: must be a positive number", a.rate));
+            }
+            if a.rate > 10_000_000.0 {
+                return Err(format!("--rate {}: at most 10,000,000 msgs/s", a.rate));
+            }
+            let mode = Mode::Rate {
+                per_sec: a.rate,
+                drain: a.drain,
+            };
+            (
+                mode,
+                a.connections,
+                Some(a.msg),
+                false,
+                Some(a.duration),
+                a.warmup,
+                a.common,
+            )
+        }
+        Cmd::Connect(a) => (
+            Mode::Connect,
+            a.connections,
+            None,
+            false,
+            Some(a.duration),
+            a.warmup,
+            a.common,
+        ),
+        Cmd::Idle(a) => (
+            Mode::Idle,
+            a.connections,
+            None,
+            a.raw,
+            a.duration,
+            Duration::ZERO,
+            a.common,
+        ),
+    };
+    let (size, text) = msg.map_or((0, false), |m| (m.size, m.text));
+
+    if connections == 0 {
+        return Err("--connections: must be at least 1".into());
+    }
+    if duration.is_some_and(|d| d.is_zero()) {
+        return Err("--duration: must be more than 0".into());
+    }
+    if raw && size == 0 && mode == Mode::Echo {
+        return Err("--raw with --size 0: there would be nothing to echo".into());
+    }
+    if size > MAX_SIZE {
+        return Err(format!("--size {size}: at most 64 MiB ({MAX_SIZE})"));
+    }
+    if mode != Mode::Idle && mode != Mode::Connect {
+        let frames = connections as u64 * (size as u64 + 14);
+        if frames > MAX_FRAME_BYTES {
+            return Err(format!(
+                "{connections} connections x {size} B needs {} MiB of pre-masked frames \
+                 (limit {} MiB); use fewer connections or smaller messages",
+                frames >> 20,
+                MAX_FRAME_BYTES >> 20
+            ));
+        }
+    }
+    if common.procs == 0 {
+        return Err("--procs: must be at least 1".into());
+    }
+    if common.procs > connections {
+        return Err(format!(
+            "--procs {} with {connections} connection(s): each process needs at least one",
+            common.procs
+        ));
+    }
+    if common.connect_concurrency == 0 {
+        return Err("--connect-concurrency: must be at least 1".into());
+    }
+    if common.connect_timeout.is_zero() {
+        return Err("--connect-timeout: must be more than 0".into());
+    }
+
+    let (addr, host, path) = parse_url(&common.url, raw)?;
+    let source_ips = match &common.source_ips {
+        Some(s) => parse_source_ips(s)?,
+        None => Vec::new(),
+    };
+
+    // Descriptors: one per connection in each process.
+    let fd_limit = sys::raise_fd_limit();
+    let per_proc = connections.div_ceil(common.procs) as u64;
+    if per_proc + FD_RESERVE > fd_limit {
+        let per = fd_limit.saturating_sub(FD_RESERVE).max(1);
+        let need = (connections as u64).div_ceil(per);
+        return Err(format!(
+            "{per_proc} connections in one process need about {} file descriptors, but the \
+             limit (ulimit -n) is {fd_limit}; use --procs {need} (or more), or raise the limit",
+            per_proc + FD_RESERVE
+        ));
+    }
+    // Ports: each source address reaches one server address through one ephemeral range.
+    let ports = sys::ephemeral_ports();
+    let sources = source_ips.len().max(1) as u64;
+    if connections as u64 > ports * sources {
+        return Err(format!(
+            "{connections} connections to one address need more than the {ports} ephemeral \
+             ports of {sources} source address(es); add --source-ips 127.0.0.2-127.0.0.{}",
+            (connections as u64).div_ceil(ports) + 2
+        ));
+    }
+
+    let output = if common.child {
+        Output::Child
+    } else if common.json {
+        Output::Json
+    } else {
+        Output::Human
+    };
+    let plan = Plan {
+        mode,
+        addr,
+        host,
+        path,
+        connections,
+        size,
+        text,
+        raw,
+        duration,
+        warmup,
+        source_ips,
+        conn_offset: common.conn_offset,
+        connect_concurrency: common.connect_concurrency,
+        connect_timeout: common.connect_timeout,
+        output,
+        quiet: common.quiet,
+        per_conn: common.per_conn,
+        server_pid: common.server_pid,
+    };
+    if plan.server_pid.is_some() && common.procs > 1 {
+        return Err("--server-pid works with one process only (no --procs)".into());
+    }
+    if let Some(pid) = plan.server_pid {
+        if sys::cpu_seconds(pid).is_none() {
+            return Err(format!(
+                "--server-pid {pid}: no such process (cannot read /proc/{pid}/stat)"
+            ));
+        }
+    }
+    Ok((plan, common.procs))
+}
+
+/// `ws://HOST[:PORT][/PATH]` → (address, Host header, path). Loopback IPv4 only.
+fn parse_url(url: &str, raw: bool) -> Result<(SocketAddrV4, String, String), String> {
+    let rest = if let Some(r) = url.strip_prefix("ws://") {
+        r
+    } else if let Some(r) = url.strip_prefix("tcp://").filter(|_| raw) {
+        r
+    } else if url.contains("://") {
+        return Err(format!(
+            "--url {url}: only ws:// is supported{}",
+            if raw { " (or tcp:// with --raw)" } else { "" }
+        ));
+    } else {
+        url
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("--url {url}: bad port {p:?}"))?;
+            (h, port)
+        }
+        None => (authority, 80),
+    };
+    let ip: Ipv4Addr = if host.eq_ignore_ascii_case("localhost") {
+        Ipv4Addr::LOCALHOST
+    } else {
+        host.parse()
+            .map_err(|_| format!("--url {url}: host must be an IPv4 address or localhost"))?
+    };
+    if !ip.is_loopback() {
+        return Err(format!(
+            "--url {url}: loopback only (127.0.0.0/8); the generator is not for other hosts"
+        ));
+    }
+    if port == 0 {
+        return Err(format!("--url {url}: port 0"));
+    }
+    if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!(
+            "--url {url}: the path must not contain spaces or controls"
+        ));
+    }
+    Ok((
+        SocketAddrV4::new(ip, port),
+        authority.to_string(),
+        path.to_string(),
+    ))
+}
+
+/// `A-B` (same /24, last octet ascending) or `A,B,C`; every address loopback.
+fn parse_source_ips(s: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let ip = |v: &str| -> Result<Ipv4Addr, String> {
+        let ip: Ipv4Addr = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("--source-ips: {v:?} is not an IPv4 address"))?;
+        if !ip.is_loopback() {
+            return Err(format!("--source-ips: {ip} is not in 127.0.0.0/8"));
+        }
+        Ok(ip)
+    };
+    let ips = if let Some((a, b)) = s.split_once('-') {
+        let (a, b) = (u32::from(ip(a)?), u32::from(ip(b)?));
+        if b < a || b - a >= 65_536 {
+            return Err(format!(
+                "--source-ips {s}: want A-B with A <= B, at most 65536"
+            ));
+        }
+        (a..=b).map(Ipv4Addr::from).collect()
+    } else {
+        s.split(',').map(ip).collect::<Result<Vec<_>, _>>()?
+    };
+    if ips.is_empty() {
+        return Err("--source-ips: no address".into());
+    }
+    Ok(ips)
+}
+
+/// `5`, `5s`, `1.5s`, `500ms`, `2m`: seconds unless a unit says otherwise.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 5, 5s, 500ms, 2m)"))?;
+    if !(v.is_finite() && v >= 0.0) || v * scale > 86_400.0 * 365.0 {
+        return Err(format!("{s:?}: out of range"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// `16`, `1K`, `1KiB`, `64k`, `1M`, `1MiB` (binary multiples).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [
+        ("kib", 1usize << 10),
+        ("k", 1 << 10),
+        ("mib", 1 << 20),
+        ("m", 1 << 20),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| lower.strip_suffix(suffix).map(|n| (n.to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
+    let v: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{t:?} is not a size (e.g. 16, 1KiB, 64K, 1MiB)"))?;
+    v.checked_mul(mult)
+        .ok_or_else(|| format!("{t:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("16"), Ok(16));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("x").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn urls_are_loopback_only() {
+        let (a, h, p) = parse_url("ws://127.0.0.1:9000/echo", false).unwrap();
+        assert_eq!(
+            (a.port(), h.as_str(), p.as_str()),
+            (9000, "127.0.0.1:9000", "/echo")
+        );
+        let (a, _, p) = parse_url("localhost:81", false).unwrap();
+        assert_eq!((a.port(), p.as_str()), (81, "/"));
+        assert!(parse_url("ws://10.0.0.1:80/", false).is_err());
+        assert!(parse_url("wss://127.0.0.1/", false).is_err());
+        assert!(parse_url("tcp://127.0.0.1:5", true).is_ok());
+    }
+
+    #[test]
+    fn source_ip_ranges() {
+        assert_eq!(parse_source_ips("127.0.0.2-127.0.0.4").unwrap().len(), 3);
+        assert_eq!(parse_source_ips("127.0.0.2,127.0.0.9").unwrap().len(), 2);
+        assert!(parse_source_ips("10.0.0.1").is_err());
+        assert!(parse_source_ips("127.0.0.4-127.0.0.2").is_err());
+    }
+}
