@@ -4,6 +4,7 @@
 //! other connections (publish, subscribe) is recorded as a `Command` and applied by the
 //! reactor after the handler returns.
 
+mod bye;
 mod chat;
 mod clock;
 mod echo;
@@ -310,6 +311,7 @@ pub fn default_routes(subprotocols: Vec<String>) -> Router {
         .mount("/chat/{room}", Chat::default())
         .mount("/clock", Clock)
         .mount("/topic/{name}", TopicApp::default())
+        .mount("/bye", bye::Bye)
 }
 
 #[cfg(test)]

@@ -1,0 +1,642 @@
+// tests/browser/e2e.mjs: the browser end-to-end scenarios — Debian's Chromium, driven by
+// playwright-core, against a running wsloop serving its demo page.
+//
+// usage: node tests/browser/e2e.mjs SCENARIO http://127.0.0.1:PORT
+//   env WSLOOP_CHROMIUM    the browser (default /usr/bin/chromium)
+//   env WSLOOP_SERVER_PID  the server's pid (scenario "shutdown" sends it SIGTERM)
+//   env WSLOOP_SCREENSHOT  where scenario "screenshot" writes its PNG
+// Prints "PASS SCENARIO ..." and exits 0, or prints "FAIL SCENARIO: why" and exits non-zero.
+// tests/browser.rs starts one server per scenario and runs this once per scenario.
+//
+// Why playwright-core rather than a page that reports its own results to the server: the
+// driver sees the browser from outside, so a page that hangs, throws or never loads fails
+// with a bounded timeout and a reason instead of silence; it can type and click like a user,
+// open two independent browser contexts for the chat room, take the screenshot, and close
+// Chromium for certain at the end. A self-reporting page would need an extra results
+// endpoint in the server under test, a second way to launch and kill Chromium, and could
+// not tell "the check failed" from "the page never ran". playwright-core is pinned to 1.64.1,
+// the release built for Chromium 156 (Debian's chromium here); it downloads no browser.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import net from "node:net";
+
+const [scenario, base] = process.argv.slice(2);
+const CHROMIUM = process.env.WSLOOP_CHROMIUM || "/usr/bin/chromium";
+// Bound on one wait (a page load, a message to arrive).
+const WAIT_MS = 5000;
+// Bound on a whole scenario, browser start and stop included; tests/browser.rs has its own.
+const SCENARIO_MS = 45000;
+// The flags this machine's Chromium needs (no sandbox as root; no calls to Google's hosts,
+// which this network refuses). Playwright adds --headless and a fresh --user-data-dir.
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+// WebSocket readyState values (there is no WebSocket global in Node to read them from).
+const WebSocket_CONNECTING = 0;
+const WebSocket_OPEN = 1;
+const WebSocket_CLOSING = 2;
+const WebSocket_CLOSED = 3;
+
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+
+// `promise`, or a rejection naming `what` after `ms` (page.evaluate has no timeout of its own).
+function bounded(promise, what, ms = WAIT_MS) {
+  let timer;
+  const timeout = new Promise((_, rej) => {
+    timer = setTimeout(() => rej(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// What a page's `window.demo` holds now (for failure messages); channels are objects with
+// sockets, so only their names and states are shown.
+async function demoState(page) {
+  try {
+    return await bounded(
+      page.evaluate(() => {
+        const d = window.demo || {};
+        const channels = {};
+        for (const [k, v] of Object.entries(d.channels || {})) {
+          channels[k] = v.ws ? `ws ${v.ws.readyState}` : v.es ? `es ${v.es.readyState}` : "poll";
+        }
+        return JSON.stringify({ ...d, channels });
+      }),
+      "reading window.demo",
+      2000,
+    );
+  } catch (e) {
+    return `(unreadable: ${e.message})`;
+  }
+}
+
+// Wait until `fn(arg)` is truthy in `page`, at most `ms`; the error says `what` and shows
+// the page's state.
+async function until(page, what, fn, arg, ms = WAIT_MS) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: ms, polling: 50 });
+  } catch (e) {
+    throw new Error(`${what} (waited ${ms} ms)\n  page ${page.url()}\n  window.demo = ${await demoState(page)}`);
+  }
+}
+
+const consoleLog = [];
+
+// Open the demo page at `base` + `query` in a new page of `context`.
+async function openDemo(context, query, root = base) {
+  const page = await context.newPage();
+  const tag = `[${query}]`;
+  page.on("console", (m) => consoleLog.push(`${tag} console.${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleLog.push(`${tag} page error: ${e.message}`));
+  page.on("response", (r) => r.status() >= 400 && consoleLog.push(`${tag} ${r.status()} ${r.request().method()} ${r.url()}`));
+  const res = await page.goto(`${root}/${query}`, { timeout: WAIT_MS, waitUntil: "load" });
+  assert.equal(res.status(), 200, `GET /${query}`);
+  await until(page, "window.demo exists", () => window.demo && window.demo.channels);
+  return page;
+}
+
+// Wait until every channel of the page is open (WebSocket or EventSource readyState 1).
+async function channelsOpen(page, kind) {
+  await until(
+    page,
+    `every ${kind} channel is open`,
+    (kind) => {
+      const chans = Object.values(window.demo.channels);
+      return (
+        chans.length === 3 &&
+        chans.every((c) => (kind === "websocket" ? c.ws && c.ws.readyState === 1 : c.es && c.es.readyState === 1))
+      );
+    },
+    kind,
+  );
+}
+
+// POST /publish/{topic} straight to the server (not through the page).
+async function publish(topic, body, root = base) {
+  const r = await fetch(`${root}/publish/${topic}`, { method: "POST", body, signal: AbortSignal.timeout(WAIT_MS) });
+  assert.equal(r.status, 202, `POST /publish/${topic}`);
+}
+
+// Type `text` into the form `formId` of `page` and click its Send button, as a user would.
+async function typeAndSend(page, formId, text) {
+  await page.fill(`#${formId} input`, text, { timeout: WAIT_MS });
+  await page.click(`#${formId} button`, { timeout: WAIT_MS });
+}
+
+const chatTexts = (page) => page.evaluate(() => window.demo.chat.filter((m) => m.type === "message").map((m) => m.text));
+const uniqueRoom = (what) => `${what}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+// The long-polling channel's first request only sees what is published after it arrives
+// (there is no `after` yet), so a message sent before it is held would be lost. Publish
+// warm-up messages to `topic` until one reaches `demo[list]`: from then on every poll
+// carries `after` and nothing is lost.
+async function warmUpPoll(page, topic, list) {
+  for (let i = 0; i < 40; i++) {
+    const body = list === "chat" ? JSON.stringify({ type: "message", from: "warm-up", text: `warm-up ${i}` }) : `warm-up ${i}`;
+    await publish(topic, body);
+    const got = await page.evaluate((list) => window.demo[list].length, list);
+    if (got > 0) return;
+    await sleep(150);
+  }
+  throw new Error(`the long poll on ${topic} received none of 40 warm-up messages in 6 s`);
+}
+
+// --- the SSE relay --------------------------------------------------------------------------
+
+// A TCP relay on loopback between the browser and the server that the test can cut, so that
+// EventSource loses its connection while the server (and the topic's history) lives on.
+// While down it still accepts connections and reads their requests, but forwards nothing
+// until `restore()`. It records every request head it relays (method, path, headers).
+class Relay {
+  constructor(port) {
+    this.port = port;
+    this.up = true;
+    this.conns = new Set();
+    this.heads = [];
+  }
+
+  async start() {
+    this.server = net.createServer((c) => this.accept(c));
+    await new Promise((res) => this.server.listen(0, "127.0.0.1", res));
+    return `http://127.0.0.1:${this.server.address().port}`;
+  }
+
+  accept(client) {
+    const conn = { client, upstream: null, pending: [], text: "", parsed: 0 };
+    this.conns.add(conn);
+    client.on("data", (d) => {
+      this.sniff(conn, d);
+      if (conn.upstream) conn.upstream.write(d);
+      else conn.pending.push(d);
+    });
+    client.on("error", () => {});
+    client.on("close", () => {
+      if (conn.upstream) conn.upstream.destroy();
+      this.conns.delete(conn);
+    });
+    if (this.up) this.connect(conn);
+  }
+
+  connect(conn) {
+    const up = net.connect(this.port, "127.0.0.1");
+    conn.upstream = up;
+    for (const d of conn.pending) up.write(d);
+    conn.pending = [];
+    up.on("data", (d) => conn.client.write(d));
+    up.on("end", () => conn.client.end());
+    up.on("error", () => conn.client.destroy());
+  }
+
+  // Record the request heads in the client's bytes (bodies skipped by Content-Length).
+  sniff(conn, d) {
+    conn.text += d.toString("latin1");
+    for (;;) {
+      const end = conn.text.indexOf("\r\n\r\n", conn.parsed);
+      if (end < 0) return;
+      const lines = conn.text.slice(conn.parsed, end).split("\r\n");
+      const [method, path] = lines[0].split(" ");
+      const headers = {};
+      for (const l of lines.slice(1)) {
+        const i = l.indexOf(":");
+        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      this.heads.push({ method, path, headers, whileDown: !this.up });
+      conn.parsed = end + 4 + Number(headers["content-length"] || 0);
+    }
+  }
+
+  // Drop every relayed connection: the server side is closed, the browser gets a FIN.
+  cut() {
+    this.up = false;
+    for (const c of this.conns) {
+      if (c.upstream) c.upstream.destroy();
+      c.client.end();
+    }
+  }
+
+  // Forward again, first the connections that arrived while down.
+  restore() {
+    this.up = true;
+    for (const c of this.conns) if (!c.upstream && !c.client.destroyed) this.connect(c);
+  }
+
+  close() {
+    for (const c of this.conns) {
+      if (c.upstream) c.upstream.destroy();
+      c.client.destroy();
+    }
+    this.server.close();
+  }
+}
+
+// --- scenarios ------------------------------------------------------------------------------
+
+const scenarios = {
+  // WebSocket echo from the page: text (UTF-8) and binary with binaryType "arraybuffer", at
+  // the sizes where the frame length encoding changes; then the demo's echo form.
+  async echo(browser) {
+    const page = await openDemo(await browser.newContext(), "?transport=websocket");
+    const sizes = [0, 1, 125, 126, 65535, 65536, 300000];
+    const r = await bounded(
+      page.evaluate(async (sizes) => {
+        const ws = new WebSocket(`ws://${location.host}/echo`);
+        ws.binaryType = "arraybuffer";
+        const inbox = [];
+        let wake = () => {};
+        ws.onmessage = (e) => {
+          inbox.push(e.data);
+          wake();
+        };
+        await new Promise((res, rej) => {
+          ws.onopen = res;
+          ws.onerror = () => rej(new Error("WebSocket error before open"));
+        });
+        const next = () =>
+          inbox.length
+            ? Promise.resolve(inbox.shift())
+            : new Promise((res) => (wake = () => res(inbox.shift())));
+        const out = { texts: [], binaries: [] };
+        for (const t of ["hello", "héllo, wsloop ✓ 🚀", "x".repeat(70000)]) {
+          ws.send(t);
+          const back = await next();
+          out.texts.push({ type: typeof back, same: back === t, len: back.length });
+        }
+        for (const n of sizes) {
+          const sent = new Uint8Array(n);
+          for (let i = 0; i < n; i++) sent[i] = (i * 31 + 7) & 255;
+          ws.send(sent.buffer);
+          const back = await next();
+          const got = back instanceof ArrayBuffer ? new Uint8Array(back) : null;
+          out.binaries.push({
+            n,
+            arrayBuffer: back instanceof ArrayBuffer,
+            len: got ? got.length : -1,
+            same: got !== null && got.length === n && got.every((b, i) => b === sent[i]),
+          });
+        }
+        ws.close(1000);
+        return out;
+      }, sizes),
+      "echo of text and binary messages",
+      15000,
+    );
+    for (const t of r.texts) assert.deepEqual([t.type, t.same], ["string", true], `text echo ${JSON.stringify(t)}`);
+    assert.equal(r.binaries.length, sizes.length);
+    for (const b of r.binaries) assert.deepEqual(b, { n: b.n, arrayBuffer: true, len: b.n, same: true }, "binary echo");
+
+    await channelsOpen(page, "websocket");
+    await typeAndSend(page, "echo-form", "typed into the page");
+    await until(page, "the typed echo comes back", () => window.demo.echo.includes("typed into the page"));
+    const log = await page.textContent("#echo-log");
+    assert.ok(log.includes("← typed into the page"), `echo log shows the answer: ${log}`);
+    return `${r.texts.length} texts and ${sizes.length} binaries (0..300000 bytes) echoed`;
+  },
+
+  // readyState of a page's own WebSocket: CONNECTING at construction, OPEN in onopen,
+  // CLOSING after close(), CLOSED in onclose with the code the server echoed.
+  async readystate(browser) {
+    const page = await openDemo(await browser.newContext(), "?transport=websocket");
+    const r = await bounded(
+      page.evaluate(async () => {
+        const seen = [];
+        const ws = new WebSocket(`ws://${location.host}/echo`);
+        seen.push(["constructed", ws.readyState]);
+        await new Promise((res, rej) => {
+          ws.onopen = () => {
+            seen.push(["open", ws.readyState]);
+            res();
+          };
+          ws.onerror = () => rej(new Error("WebSocket error before open"));
+        });
+        const ev = await new Promise((res) => {
+          ws.onclose = (e) => {
+            seen.push(["close", ws.readyState]);
+            res({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+          };
+          ws.close(1000, "client done");
+          seen.push(["close() called", ws.readyState]);
+        });
+        return { seen, ev };
+      }),
+      "a WebSocket opened and closed",
+    );
+    assert.deepEqual(r.seen, [
+      ["constructed", WebSocket_CONNECTING],
+      ["open", WebSocket_OPEN],
+      ["close() called", WebSocket_CLOSING],
+      ["close", WebSocket_CLOSED],
+    ]);
+    // The server echoes the status code of the client's close (RFC 6455 §5.5.1).
+    assert.deepEqual(r.ev, { code: 1000, reason: "", wasClean: true }, "onclose");
+    return `readyState ${r.seen.map((s) => s[1]).join(" → ")}, onclose ${JSON.stringify(r.ev)}`;
+  },
+
+  // Two users (two browser contexts) in one room: join notices, a message typed in one
+  // appears in the other, and a leave notice when one goes.
+  async chat(browser) {
+    const room = uniqueRoom("chat");
+    const alice = await openDemo(await browser.newContext(), `?transport=websocket&room=${room}`);
+    await until(alice, "alice sees her own join", () => window.demo.chat.some((m) => m.type === "join"));
+    const aliceId = await alice.evaluate(() => window.demo.chat.find((m) => m.type === "join").id);
+    const bob = await openDemo(await browser.newContext(), `?transport=websocket&room=${room}`);
+    await until(bob, "bob sees his own join", () => window.demo.chat.some((m) => m.type === "join"));
+    const bobId = await bob.evaluate(() => window.demo.chat.find((m) => m.type === "join").id);
+    assert.notEqual(aliceId, bobId, "two connections, two ids");
+    await until(alice, "alice sees bob join", (id) => window.demo.chat.some((m) => m.type === "join" && m.id === id), bobId);
+    const joins = await alice.evaluate(() => window.demo.chat.filter((m) => m.type === "join").map((m) => m.room));
+    assert.deepEqual(joins, [room, room], "alice saw exactly two joins, both in the room");
+
+    await typeAndSend(alice, "chat-form", "hello from alice");
+    const fromAlice = { type: "message", from: aliceId, text: "hello from alice" };
+    await until(bob, "bob receives alice's message", (m) => window.demo.chat.some((c) => c.type === m.type && c.from === m.from && c.text === m.text), fromAlice);
+    await until(alice, "alice receives her own copy", (m) => window.demo.chat.some((c) => c.from === m.from && c.text === m.text), fromAlice);
+    const bobLog = await bob.textContent("#chat-log");
+    assert.ok(bobLog.includes(`${aliceId}: hello from alice`), `bob's chat log shows it: ${bobLog}`);
+    assert.equal(await alice.inputValue("#chat-input"), "", "the input is cleared after Send");
+
+    await typeAndSend(bob, "chat-form", "hi alice");
+    await until(alice, "alice receives bob's answer", (id) => window.demo.chat.some((c) => c.from === id && c.text === "hi alice"), bobId);
+    assert.deepEqual(await chatTexts(alice), ["hello from alice", "hi alice"], "alice's messages, in order");
+    assert.deepEqual(await chatTexts(bob), ["hello from alice", "hi alice"], "bob's messages, in order");
+
+    await bob.close();
+    await until(alice, "alice sees bob leave", (id) => window.demo.chat.some((m) => m.type === "leave" && m.id === id), bobId);
+    return `ids ${aliceId} and ${bobId}: joins, messages both ways, leave`;
+  },
+
+  // The clock ticks at least twice within 3 s, about a second apart, and the page shows it.
+  async clock(browser) {
+    const page = await openDemo(await browser.newContext(), "?transport=websocket");
+    await channelsOpen(page, "websocket");
+    const before = await page.evaluate(() => window.demo.ticks.length);
+    await until(page, "two more ticks within 3 s", (n) => window.demo.ticks.length >= n + 2, before, 3000);
+    const ticks = await page.evaluate(() => window.demo.ticks);
+    for (let i = 1; i < ticks.length; i++) {
+      const dt = ticks[i].unix_ms - ticks[i - 1].unix_ms;
+      assert.ok(dt >= 500 && dt <= 1500, `ticks about a second apart: ${dt} ms`);
+    }
+    const last = ticks[ticks.length - 1];
+    assert.match(last.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.ok(Math.abs(Date.parse(last.time) - last.unix_ms) < 1000, "time and unix_ms agree");
+    await until(page, "the clock face shows a tick", () => /^\d\d:\d\d:\d\d UTC$/.test(document.getElementById("clock").textContent));
+    return `${ticks.length} ticks`;
+  },
+
+  // /bye closes with 1000 "goodbye" on the first message: the browser's onclose sees the
+  // server's code and reason, and a clean close.
+  async bye(browser) {
+    const page = await openDemo(await browser.newContext(), "?transport=websocket");
+    const ev = await bounded(
+      page.evaluate(async () => {
+        const ws = new WebSocket(`ws://${location.host}/bye`);
+        await new Promise((res, rej) => {
+          ws.onopen = res;
+          ws.onerror = () => rej(new Error("WebSocket error before open"));
+        });
+        return new Promise((res) => {
+          ws.onclose = (e) => res({ code: e.code, reason: e.reason, wasClean: e.wasClean, readyState: ws.readyState });
+          ws.send("hi");
+        });
+      }),
+      "the close after a message to /bye",
+    );
+    assert.deepEqual(ev, { code: 1000, reason: "goodbye", wasClean: true, readyState: 3 }, "onclose");
+    return `onclose ${JSON.stringify(ev)}`;
+  },
+
+  // SIGTERM to the server while the demo page is connected: each of its three WebSockets
+  // sees 1001 in onclose; the page's readyState went CONNECTING → OPEN → CLOSED.
+  async shutdown(browser) {
+    const pid = Number(process.env.WSLOOP_SERVER_PID);
+    assert.ok(pid > 0, "WSLOOP_SERVER_PID is the server's pid");
+    const context = await browser.newContext();
+    // Record every value the page's readyState pill takes, from before the page's script runs.
+    await context.addInitScript(() => {
+      window.__ready = [];
+      new MutationObserver((records) => {
+        for (const r of records)
+          if (r.target.id === "ready") for (const n of r.addedNodes) window.__ready.push(n.textContent);
+      }).observe(document, { childList: true, subtree: true });
+    });
+    const page = await openDemo(context, "?transport=websocket");
+    await channelsOpen(page, "websocket");
+    await page.evaluate(() => {
+      window.__clean = [];
+      for (const c of Object.values(window.demo.channels)) c.ws.addEventListener("close", (e) => window.__clean.push(e.wasClean));
+    });
+    process.kill(pid, "SIGTERM");
+    await until(page, "three closes", () => window.demo.closes.length >= 3 && window.__clean.length >= 3);
+    const r = await page.evaluate(() => ({
+      closes: window.demo.closes,
+      clean: window.__clean,
+      states: Object.values(window.demo.channels).map((c) => c.ws.readyState),
+      ready: window.__ready.filter((t) => /\(\d\)$/.test(t)),
+      pill: document.getElementById("closecode").textContent,
+    }));
+    assert.deepEqual(r.closes.map((c) => c.code), [1001, 1001, 1001], `onclose codes: ${JSON.stringify(r.closes)}`);
+    assert.deepEqual(r.clean, [true, true, true], "closing handshakes completed (wasClean)");
+    assert.deepEqual(r.states, [3, 3, 3], "every WebSocket is CLOSED");
+    assert.match(r.pill, /^1001\b/, "the page shows the close code");
+    const transitions = r.ready.filter((t, i) => i === 0 || t !== r.ready[i - 1]);
+    assert.deepEqual(transitions, ["CONNECTING (0)", "OPEN (1)", "CLOSED (3)"], `readyState pill history ${JSON.stringify(r.ready)}`);
+    return `closes ${JSON.stringify(r.closes)}; readyState ${transitions.join(" → ")}`;
+  },
+
+  // permessage-deflate offered by Chromium and accepted by the server (tests/browser.rs
+  // skips this until the extension lands).
+  async deflate(browser) {
+    const page = await openDemo(await browser.newContext(), "?transport=websocket");
+    const r = await bounded(
+      page.evaluate(async () => {
+        const ws = new WebSocket(`ws://${location.host}/echo`);
+        await new Promise((res, rej) => {
+          ws.onopen = res;
+          ws.onerror = () => rej(new Error("WebSocket error before open"));
+        });
+        const text = "compress me ".repeat(5000);
+        const back = await new Promise((res) => {
+          ws.onmessage = (e) => res(e.data);
+          ws.send(text);
+        });
+        ws.close();
+        return { extensions: ws.extensions, same: back === text };
+      }),
+      "a deflated echo",
+    );
+    assert.match(r.extensions, /^permessage-deflate/, "the server accepted Chromium's permessage-deflate offer");
+    assert.ok(r.same, "a compressed message echoes intact");
+    return `extensions "${r.extensions}"`;
+  },
+
+  // The SSE transport: EventSource channels, the clock, echo through POST + SSE, and chat
+  // with a WebSocket member of the same room, both ways.
+  async sse(browser) {
+    const room = uniqueRoom("sse");
+    const page = await openDemo(await browser.newContext(), `?transport=sse&room=${room}`);
+    await channelsOpen(page, "sse");
+    assert.equal(await page.evaluate(() => window.demo.transport), "sse");
+    const ticks = await page.evaluate(() => window.demo.ticks.length);
+    await until(page, "two ticks over SSE within 3 s", (n) => window.demo.ticks.length >= n + 2, ticks, 3000);
+
+    await typeAndSend(page, "echo-form", "echo over sse");
+    await until(page, "the echo comes back over SSE", () => window.demo.echo.includes("echo over sse"));
+
+    const ws = await openDemo(await browser.newContext(), `?transport=websocket&room=${room}`);
+    await until(ws, "the WebSocket member joins", () => window.demo.chat.some((m) => m.type === "join"));
+    const wsId = await ws.evaluate(() => window.demo.chat.find((m) => m.type === "join").id);
+    await until(page, "the SSE page sees the join", (id) => window.demo.chat.some((m) => m.type === "join" && m.id === id), wsId);
+    await typeAndSend(ws, "chat-form", "to the sse page");
+    await until(page, "the SSE page receives it", (id) => window.demo.chat.some((m) => m.from === id && m.text === "to the sse page"), wsId);
+    await typeAndSend(page, "chat-form", "from the sse page");
+    await until(ws, "the WebSocket page receives the SSE page's message", () => window.demo.chat.some((m) => m.text === "from the sse page"));
+    const lastEventId = await page.evaluate(() => window.demo.lastEventId);
+    assert.match(String(lastEventId), /^\d+$/, "events carry numeric ids");
+    return `transport sse: ticks, echo, chat both ways with a WebSocket member`;
+  },
+
+  // EventSource reconnects with Last-Event-ID after its connection drops, and the server
+  // replays exactly what was published meanwhile. The page goes through a relay that the
+  // test cuts; the server and the topic's history stay up. Needs the server's --sse-retry
+  // short (tests/browser.rs passes 250ms).
+  async "sse-resume"(browser) {
+    const room = uniqueRoom("resume");
+    const topic = `chat.${room}`;
+    const relay = new Relay(Number(new URL(base).port));
+    const via = await relay.start();
+    try {
+      const page = await openDemo(await browser.newContext(), `?transport=sse&room=${room}`, via);
+      await channelsOpen(page, "sse");
+      await page.evaluate((topic) => {
+        window.__ids = [];
+        window.demo.channels[topic].es.addEventListener("message", (e) => window.__ids.push(e.lastEventId));
+      }, topic);
+      const msg = (i) => JSON.stringify({ type: "message", from: "test", text: `m${i}` });
+      for (const i of [1, 2, 3]) await publish(topic, msg(i));
+      await until(page, "m1..m3 arrive", () => window.demo.chat.length >= 3);
+
+      relay.cut();
+      await until(page, "EventSource notices the drop", (t) => window.demo.channels[t].es.readyState === 0, topic);
+      for (const i of [4, 5, 6]) await publish(topic, msg(i));
+      const deadline = Date.now() + WAIT_MS;
+      const reconnect = () => relay.heads.find((h) => h.whileDown && h.path === `/sse/${topic}`);
+      while (!reconnect() && Date.now() < deadline) await sleep(50);
+      assert.ok(reconnect(), `EventSource tried to reconnect to /sse/${topic} within ${WAIT_MS} ms`);
+      assert.deepEqual(await chatTexts(page), ["m1", "m2", "m3"], "nothing arrives while the relay is down");
+
+      relay.restore();
+      await until(page, "m4..m6 arrive after the reconnection", () => window.demo.chat.length >= 6);
+      await sleep(500); // a duplicate would arrive right behind
+      const texts = await chatTexts(page);
+      const ids = await page.evaluate(() => window.__ids.map(Number));
+      assert.deepEqual(texts, ["m1", "m2", "m3", "m4", "m5", "m6"], "each message exactly once, in order");
+      assert.equal(ids.length, 6, "six events");
+      for (let i = 1; i < ids.length; i++) assert.ok(ids[i] > ids[i - 1], `event ids increase: ${ids}`);
+      assert.equal(reconnect().headers["last-event-id"], String(ids[2]), "the reconnection carries Last-Event-ID of m3");
+      assert.equal(await page.evaluate((t) => window.demo.channels[t].es.readyState, topic), 1, "open again");
+      return `reconnected with Last-Event-ID ${ids[2]}; received ${texts.join(",")} (ids ${ids.join(",")})`;
+    } finally {
+      relay.close();
+    }
+  },
+
+  // The long-polling transport: chat with a WebSocket member of the same room both ways,
+  // echo through POST + poll, and the clock.
+  async poll(browser) {
+    const room = uniqueRoom("poll");
+    const page = await openDemo(await browser.newContext(), `?transport=poll&room=${room}`);
+    assert.equal(await page.evaluate(() => window.demo.transport), "poll");
+    await warmUpPoll(page, `chat.${room}`, "chat");
+    const echoTopic = await page.evaluate(() => Object.keys(window.demo.channels).find((k) => k.startsWith("echo.")));
+    await warmUpPoll(page, echoTopic, "echo");
+
+    const ws = await openDemo(await browser.newContext(), `?transport=websocket&room=${room}`);
+    await until(ws, "the WebSocket member joins", () => window.demo.chat.some((m) => m.type === "join"));
+    const wsId = await ws.evaluate(() => window.demo.chat.find((m) => m.type === "join").id);
+    await until(page, "the polling page sees the join", (id) => window.demo.chat.some((m) => m.type === "join" && m.id === id), wsId);
+    await typeAndSend(ws, "chat-form", "to the polling page");
+    await until(page, "the polling page receives it", (id) => window.demo.chat.some((m) => m.from === id && m.text === "to the polling page"), wsId);
+    await typeAndSend(page, "chat-form", "from the polling page");
+    await until(ws, "the WebSocket page receives the polling page's message", () => window.demo.chat.some((m) => m.text === "from the polling page"));
+    const texts = (await chatTexts(page)).filter((t) => !t.startsWith("warm-up"));
+    assert.deepEqual(texts, ["to the polling page", "from the polling page"], "each message once, in order");
+
+    await typeAndSend(page, "echo-form", "echo over polling");
+    await until(page, "the echo comes back over polling", () => window.demo.echo.includes("echo over polling"));
+    const ticks = await page.evaluate(() => window.demo.ticks.length);
+    await until(page, "two ticks over polling within 3.5 s", (n) => window.demo.ticks.length >= n + 2, ticks, 3500);
+    return "transport poll: chat both ways with a WebSocket member, echo, ticks";
+  },
+
+  // A 1200×800 screenshot of the demo page with a little traffic, for docs/demo.png.
+  async screenshot(browser) {
+    const path = process.env.WSLOOP_SCREENSHOT;
+    assert.ok(path, "WSLOOP_SCREENSHOT names the output file");
+    const room = "lobby";
+    const opts = { viewport: { width: 1200, height: 800 } };
+    const page = await openDemo(await browser.newContext(opts), `?transport=websocket&room=${room}`);
+    await channelsOpen(page, "websocket");
+    const other = await openDemo(await browser.newContext(opts), `?transport=websocket&room=${room}`);
+    await channelsOpen(other, "websocket");
+    await typeAndSend(page, "echo-form", "hello, wsloop");
+    await typeAndSend(page, "echo-form", "one reactor, many sockets");
+    await typeAndSend(other, "chat-form", "hi! anyone here?");
+    await typeAndSend(page, "chat-form", "yes, over WebSocket");
+    await until(page, "the traffic shows", () => window.demo.echo.length >= 2 && window.demo.chat.filter((m) => m.type === "message").length >= 2);
+    await until(page, "three ticks", () => window.demo.ticks.length >= 3, null, 4000);
+    await page.screenshot({ path, timeout: WAIT_MS });
+    return `wrote ${path} (${fs.statSync(path).size} bytes)`;
+  },
+};
+
+// --- main -----------------------------------------------------------------------------------
+
+async function main() {
+  if (!scenarios[scenario] || !/^http:\/\/127\.0\.0\.1:\d+$/.test(base || "")) {
+    console.error(`usage: node e2e.mjs (${Object.keys(scenarios).join("|")}) http://127.0.0.1:PORT`);
+    return 2;
+  }
+  if (!fs.existsSync(CHROMIUM)) {
+    console.error(`FAIL ${scenario}: no Chromium at ${CHROMIUM}; scripts/test installs it (Debian package chromium)`);
+    return 1;
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch (e) {
+    console.error(`FAIL ${scenario}: playwright-core is missing (${e.message}); scripts/test installs it (npm ci --prefix tests/browser)`);
+    return 1;
+  }
+  const started = Date.now();
+  let browser = null;
+  const watchdog = setTimeout(() => {
+    console.error(`FAIL ${scenario}: not finished after ${SCENARIO_MS} ms`);
+    // Exiting makes playwright kill the Chromium it launched.
+    process.exit(3);
+  }, SCENARIO_MS);
+  let code = 1;
+  try {
+    browser = await bounded(
+      chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 15000 }),
+      `launching ${CHROMIUM}`,
+      20000,
+    );
+    const detail = await scenarios[scenario](browser);
+    console.log(`PASS ${scenario} in ${Date.now() - started} ms (Chromium ${browser.version()}): ${detail}`);
+    code = 0;
+  } catch (e) {
+    console.error(`FAIL ${scenario} after ${Date.now() - started} ms: ${e.stack || e}`);
+    if (consoleLog.length) console.error(`browser console:\n  ${consoleLog.join("\n  ")}`);
+  } finally {
+    if (browser) await bounded(browser.close(), "closing Chromium").catch((e) => console.error(e.message));
+    clearTimeout(watchdog);
+  }
+  return code;
+}
+
+process.exit(await main());
