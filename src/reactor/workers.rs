@@ -104,6 +104,9 @@ pub fn run(
     });
     let make_router = Arc::new(make_router);
     let mut threads = Vec::new();
+    // Each worker reports once its signal handler is installed; the server is announced only
+    // after all have, so a SIGTERM right after start-up reaches every worker.
+    let (ready_tx, ready_rx) = channel::<()>();
     let parts = polls.into_iter().zip(listeners).zip(inboxes).enumerate();
     for (me, ((poll, mut listener), inbox)) in parts {
         poll.registry()
@@ -111,17 +114,24 @@ pub fn run(
         let (cfg, bus, make_router, tls) =
             (cfg.clone(), bus.clone(), make_router.clone(), tls.clone());
         let end = (n > 1).then_some(BusEnd { me, bus, inbox });
+        let ready = ready_tx.clone();
         let spawned = thread::Builder::new()
             .name(format!("wsloop-{me}"))
             .spawn(move || {
                 let mut reactor =
                     Reactor::from_parts(cfg, make_router(), poll, listener, end, tls)?;
                 reactor.handle_signals()?;
+                let _ = ready.send(());
                 reactor.run()
             });
         threads.push(spawned?);
     }
-    on_bound(addr);
+    drop(ready_tx);
+    // A worker that failed before it was ready drops its sender: stop waiting then.
+    let readied = ready_rx.iter().take(n).count();
+    if readied == n {
+        on_bound(addr);
+    }
     let mut result = Ok(());
     for t in threads {
         match t.join() {
