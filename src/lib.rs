@@ -1,7 +1,7 @@
 //! wsloop: a WebSocket server built as a hand-written, single-threaded, epoll-based event loop.
 //!
 //! Layers (imports point down only; see docs/architecture.md):
-//! L0 `buf`, `timer`, `config` · L1 `http`, `ws` (sans-IO codecs) · L2 `conn` (one
+//! L0 `buf`, `timer`, `config`, `metrics` · L1 `http`, `ws` (sans-IO codecs) · L2 `conn` (one
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
 //! that touches sockets and the clock).
 
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod metrics;
 pub mod pubsub;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub mod reactor;
