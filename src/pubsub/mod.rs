@@ -115,6 +115,8 @@ pub struct Hub {
     topics: HashMap<Box<str>, Topic>,
     /// The topics each connection subscribes to (for the per-connection limit and cleanup).
     by_conn: HashMap<ConnId, Vec<Box<str>>>,
+    /// (connection, topic) pairs, for the subscriptions gauge.
+    subscriptions: usize,
 }
 
 impl Hub {
@@ -123,6 +125,7 @@ impl Hub {
             limits,
             topics: HashMap::new(),
             by_conn: HashMap::new(),
+            subscriptions: 0,
         }
     }
 
@@ -152,7 +155,9 @@ impl Hub {
             });
         }
         mine.push(topic.into());
-        self.topics.entry(topic.into()).or_default().subs.insert(id);
+        if self.topics.entry(topic.into()).or_default().subs.insert(id) {
+            self.subscriptions += 1;
+        }
         Ok(())
     }
 
@@ -175,7 +180,9 @@ impl Hub {
 
     fn leave(&mut self, id: ConnId, topic: &str) {
         if let Some(t) = self.topics.get_mut(topic) {
-            t.subs.remove(id);
+            if t.subs.remove(id) {
+                self.subscriptions -= 1;
+            }
             // A topic with no subscribers and no history costs nothing; drop it.
             if t.subs.list.is_empty() && t.history.is_empty() {
                 self.topics.remove(topic);
@@ -258,6 +265,11 @@ impl Hub {
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }
+
+    /// (connection, topic) subscriptions over all topics.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions
+    }
 }
 
 #[cfg(test)]
@@ -333,8 +345,15 @@ mod tests {
             ..PubSubLimits::default()
         });
         h.subscribe(ConnId(1), "x").unwrap();
-        assert_eq!(h.topic_count(), 1);
+        h.subscribe(ConnId(1), "x").unwrap();
+        h.subscribe(ConnId(2), "x").unwrap();
+        h.subscribe(ConnId(2), "y").unwrap();
+        assert_eq!((h.topic_count(), h.subscription_count()), (2, 3));
+        h.unsubscribe(ConnId(2), "y");
+        h.unsubscribe(ConnId(2), "nope");
+        assert_eq!((h.topic_count(), h.subscription_count()), (1, 2));
         h.unsubscribe_all(ConnId(1));
-        assert_eq!(h.topic_count(), 0);
+        h.unsubscribe_all(ConnId(2));
+        assert_eq!((h.topic_count(), h.subscription_count()), (0, 0));
     }
 }

@@ -27,12 +27,16 @@ impl Reactor {
             router,
             cfg,
             cmds,
+            metrics,
             ..
         } = self;
         let e = &mut conns[idx];
         loop {
             let route = e.conn.route();
             let (step, mut out) = e.conn.poll_event(cfg, pool, now);
+            if let Step::Event(Event::Message(_)) = step {
+                metrics.messages_in.inc();
+            }
             match step {
                 Step::Idle => break,
                 Step::Again => {}
@@ -48,6 +52,7 @@ impl Reactor {
                     router.handler(route).on_close(ctx, code, reason)
                 }
             }
+            metrics.messages_out.add(out.messages_sent());
         }
         self.apply_commands();
     }
@@ -140,9 +145,10 @@ impl Reactor {
             if !e.conn.push_shared(published.frame.clone()) {
                 continue;
             }
+            self.metrics.messages_out.inc();
             if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
                 log::info!("closing {conn:?}: {reason}");
-                self.stats.slow_closes += 1;
+                self.metrics.slow_closes.inc();
                 if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
                     self.told_closed(idx, code, reason);
                 }

@@ -19,6 +19,7 @@
 mod clock;
 mod dispatch;
 mod listener;
+mod observe;
 mod timers;
 mod token;
 pub mod workers;
@@ -26,7 +27,8 @@ pub mod workers;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -38,6 +40,7 @@ use crate::app::{Command, Router};
 use crate::buf::BufPool;
 use crate::config::Config;
 use crate::conn::{Conn, State, MAX_IOV};
+use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerKey, Wheel};
 use clock::Clock;
@@ -56,6 +59,8 @@ struct Entry {
     flags: u8,
     /// This connection's one entry in the timer wheel, armed at or before its next deadline.
     timer: Option<TimerKey>,
+    /// The connections gauge that counts it (`observe.rs::track`).
+    class: ConnClass,
 }
 
 /// Already in `dirty` for this iteration.
@@ -86,13 +91,6 @@ impl Entry {
 /// Open client connections over all workers of the process.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Counters the reactor keeps (exported as metrics later).
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// Connections closed for falling behind on publishes.
-    pub slow_closes: u64,
-}
-
 /// A single-threaded event loop serving one listening socket.
 pub struct Reactor {
     poll: Poll,
@@ -111,7 +109,8 @@ pub struct Reactor {
     cmds: Vec<Command>,
     /// The link to the other workers (None with one worker).
     bus: Option<workers::BusEnd>,
-    pub(crate) stats: Stats,
+    /// This worker's slot in the process's metrics (`render_metrics` renders them all).
+    metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
     conns: Slab<Entry>,
@@ -135,7 +134,8 @@ impl Reactor {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        Reactor::from_parts(cfg, router, poll, listener, None)
+        let metrics = Arc::new(Metrics::new(1)).handle(0);
+        Reactor::from_parts(cfg, router, poll, listener, None, metrics)
     }
 
     /// A reactor around a registered listener; `bus` links it to other workers.
@@ -145,6 +145,7 @@ impl Reactor {
         poll: Poll,
         listener: TcpListener,
         bus: Option<workers::BusEnd>,
+        metrics: metrics::Worker,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
         let clock = Clock::new();
@@ -160,7 +161,7 @@ impl Reactor {
             hub: Hub::new(cfg.pubsub.clone()),
             cmds: Vec::new(),
             bus,
-            stats: Stats::default(),
+            metrics,
             draining_until: None,
             conns: Slab::with_capacity(1024),
             pool: BufPool::new(cfg.buffer_size, cfg.pool_max_free),
@@ -205,12 +206,14 @@ impl Reactor {
                     return Ok(());
                 }
             }
+            let polled = Instant::now();
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
+            self.after_poll(polled);
             self.now = self.clock.now();
             for ev in events.iter() {
                 match ev.token() {
@@ -325,9 +328,11 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut sock: TcpStream) {
+        self.metrics.accepted.inc();
         // The limit is process-wide: workers share one count.
         if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
             OPEN.fetch_sub(1, Ordering::Relaxed);
+            metrics::OUTCOMES.answered(503);
             // Best effort: a full server says so rather than leaving the client guessing.
             let _ = sock.write(
                 b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
@@ -356,7 +361,9 @@ impl Reactor {
             interest: Interest::READABLE,
             flags: 0,
             timer: None,
+            class: ConnClass::NONE,
         });
+        self.track(idx);
         self.arm(idx);
     }
 
@@ -380,6 +387,7 @@ impl Reactor {
                     break;
                 }
                 Ok(n) => {
+                    self.metrics.bytes_in.add(n as u64);
                     ring.commit(n);
                     e.conn.on_input(self.now);
                     self.process(idx);
@@ -444,6 +452,7 @@ impl Reactor {
     }
 
     fn flush(&mut self, idx: usize) {
+        self.track(idx);
         let e = &mut self.conns[idx];
         while e.conn.tx_len() > 0 {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -451,6 +460,7 @@ impl Reactor {
             let want: usize = iov[..used].iter().map(|s| s.len()).sum();
             match (&e.sock).write_vectored(&iov[..used]) {
                 Ok(n) => {
+                    self.metrics.bytes_out.add(n as u64);
                     e.conn.consume_tx(n, &mut self.pool);
                     if n < want {
                         break; // the send buffer is full; WRITABLE will tell us
@@ -513,6 +523,7 @@ impl Reactor {
             self.hub.unsubscribe_all(id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
+            self.metrics.move_conn(e.class, ConnClass::NONE);
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);
             }

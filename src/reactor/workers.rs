@@ -16,6 +16,7 @@ use mio::{Interest, Poll, Waker};
 use super::{listener, token, Reactor};
 use crate::app::Router;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// A publish travelling between workers.
 #[derive(Debug)]
@@ -102,6 +103,8 @@ pub fn run(
         seqs: Mutex::new(HashMap::new()),
     });
     let make_router = Arc::new(make_router);
+    // One registry, a slot per worker: any worker can render the sum (metrics.rs).
+    let metrics = Arc::new(Metrics::new(n));
     let mut threads = Vec::new();
     let parts = polls.into_iter().zip(listeners).zip(inboxes).enumerate();
     for (me, ((poll, mut listener), inbox)) in parts {
@@ -109,10 +112,12 @@ pub fn run(
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
         let (cfg, bus, make_router) = (cfg.clone(), bus.clone(), make_router.clone());
         let end = (n > 1).then_some(BusEnd { me, bus, inbox });
+        let slot = metrics.handle(me);
         let spawned = thread::Builder::new()
             .name(format!("wsloop-{me}"))
             .spawn(move || {
-                let mut reactor = Reactor::from_parts(cfg, make_router(), poll, listener, end)?;
+                let mut reactor =
+                    Reactor::from_parts(cfg, make_router(), poll, listener, end, slot)?;
                 reactor.handle_signals()?;
                 reactor.run()
             });
