@@ -1,5 +1,7 @@
 //! Owns `Config`: every limit and setting of the server, with its documented default, in one
-//! place. Plain data; it parses nothing (cli.rs fills it) and performs nothing.
+//! place. Plain data; it parses nothing (cli.rs fills it from flags, `WSLOOP_*` variables and
+//! a config file; `cli/keys.rs` maps each setting name to its field here) and performs
+//! nothing.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -161,8 +163,9 @@ impl Timeouts {
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// Most open client connections per worker; further ones are accepted and closed at once.
-    /// Default 100,000 (the fd limit usually binds first).
+    /// Most open client connections over all workers (one process-wide count); further ones
+    /// are accepted, answered 503 and closed at once. Default 100,000 (the fd limit usually
+    /// binds first).
     pub max_connections: usize,
     /// Size of each pooled rx/tx ring buffer; a power of two. Default 16 KiB.
     pub buffer_size: usize,
@@ -181,7 +184,8 @@ pub struct Config {
     pub pubsub: PubSubLimits,
     pub slow: SlowConsumer,
     /// Reactors (threads), each with its own SO_REUSEPORT listener. Default: the number of
-    /// cores.
+    /// cores (setting `workers = "auto"`); `Config::default()` itself says 1, for embedders
+    /// and tests that run one reactor.
     pub workers: usize,
     /// Origins allowed to read the HTTP push endpoints from a browser (CORS); `*` allows any.
     /// Default none (same-origin only).

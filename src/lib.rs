@@ -1,8 +1,8 @@
 //! wsloop: a WebSocket server built as a hand-written, single-threaded, epoll-based event loop.
 //!
 //! Layers (imports point down only; see docs/architecture.md):
-//! L0 `buf`, `timer`, `config`, `text` · L1 `http`, `ws`, `sse`, `poll` (sans-IO codecs) ·
-//! L2 `conn` (one
+//! L0 `buf`, `timer`, `config`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO
+//! codecs) · L2 `conn` (one
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
 //! that touches sockets and the clock). `client` (L1–L2) is the sans-IO client side used by
 //! the load generator `wsloop-load`; the server never imports it.
@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod metrics;
 pub mod poll;
 pub mod pubsub;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]

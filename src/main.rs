@@ -1,23 +1,33 @@
-//! Owns process start-up: parse flags, set up logging, raise the descriptor limit, mount the
-//! apps, and run one reactor per worker until a graceful shutdown.
+//! Owns process start-up: resolve the configuration (flags, environment, config file), set up
+//! logging, raise the descriptor limit, mount the apps, and run one reactor per worker until a
+//! graceful shutdown.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use wsloop::app::default_routes;
-use wsloop::cli::Cli;
+use wsloop::cli::{self, Cli};
 use wsloop::reactor::workers;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cfg = match Cli::parse().into_config() {
-        Ok(cfg) => cfg,
-        Err(msg) => {
-            eprintln!("wsloop: {msg}");
+    let cli = Cli::parse();
+    let effective = match cli.load(&cli::process_env()) {
+        Ok(effective) => effective,
+        Err(e) => {
+            // Exit status 2, like a usage error from clap: the configuration is unusable.
+            eprintln!("wsloop: {e}");
             return ExitCode::from(2);
         }
     };
+    for warning in &effective.warnings {
+        log::warn!("{warning}");
+    }
+    if cli.print_config() {
+        print!("{}", effective.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let cfg = effective.config;
     raise_fd_limit();
     let subprotocols = cfg.subprotocols.clone();
     let listen = cfg.listen;

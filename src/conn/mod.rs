@@ -702,6 +702,7 @@ fn close_received<'s>(payload: &'s [u8], out: &mut Outbox<'_>) -> Step<'s> {
         }
         Ok(status) => {
             let (code, reason) = status.unwrap_or((1005, ""));
+            crate::metrics::OUTCOMES.close_received.record(code);
             if was_open {
                 // Echo the status code (§5.5.1); a close without one is echoed without one,
                 // since 1005 must never appear on the wire (§7.4.1).

@@ -5,6 +5,7 @@
 use super::{Mode, State, TxSide};
 use crate::buf::BufPool;
 use crate::http::upgrade::{self, WsUpgrade};
+use crate::metrics::OUTCOMES;
 use crate::ws::close::encode_close_payload;
 use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::ws::message::Message;
@@ -17,11 +18,23 @@ pub struct Outbox<'a> {
     pool: &'a mut BufPool,
     /// Queue size past which the peer counts as not reading (`Config::max_queued_bytes`).
     limit: usize,
+    /// Messages sent through this window, for the reactor's messages-out count.
+    sent: u64,
 }
 
 impl<'a> Outbox<'a> {
     pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, limit: usize) -> Outbox<'a> {
-        Outbox { tx, pool, limit }
+        Outbox {
+            tx,
+            pool,
+            limit,
+            sent: 0,
+        }
+    }
+
+    /// Messages sent through this outbox so far.
+    pub fn messages_sent(&self) -> u64 {
+        self.sent
     }
 
     pub fn state(&self) -> State {
@@ -48,6 +61,7 @@ impl<'a> Outbox<'a> {
         debug_assert!(protocol.is_none_or(|p| up.protocols.contains(&p)));
         let mut head = Vec::with_capacity(160);
         upgrade::write_accept(up.key, protocol, None, &mut head);
+        OUTCOMES.answered(101);
         self.push(&head);
         self.tx.route = route;
         self.tx.mode = Mode::WebSocket;
@@ -98,6 +112,7 @@ impl<'a> Outbox<'a> {
     pub fn reject(&mut self, status: u16, reason: &str) {
         let mut resp = Vec::with_capacity(192);
         upgrade::write_status(status, reason, &mut resp);
+        OUTCOMES.answered(status);
         self.push(&resp);
         self.tx.reported = true;
         self.tx.state = State::Closing;
@@ -112,6 +127,7 @@ impl<'a> Outbox<'a> {
         };
         self.is_open() && {
             self.frame(opcode, msg.as_bytes());
+            self.sent += 1;
             true
         }
     }
@@ -150,6 +166,8 @@ impl<'a> Outbox<'a> {
             Some(code) => encode_close_payload(code, reason, &mut payload),
             None => 0,
         };
+        // Once per connection: a process-wide count is cheap here (metrics.rs).
+        OUTCOMES.close_sent.record(code.unwrap_or(1005));
         self.frame(OpCode::Close, &payload[..n]);
     }
 

@@ -159,6 +159,8 @@ pub struct Hub {
     by_conn: HashMap<ConnId, Vec<Box<str>>>,
     /// Held long polls: the topic and the sequence number each waits to see past.
     waiting: HashMap<ConnId, (Box<str>, u64)>,
+    /// (connection, topic) pairs, for the subscriptions gauge.
+    subscriptions: usize,
 }
 
 impl Hub {
@@ -168,6 +170,7 @@ impl Hub {
             topics: HashMap::new(),
             by_conn: HashMap::new(),
             waiting: HashMap::new(),
+            subscriptions: 0,
         }
     }
 
@@ -214,7 +217,9 @@ impl Hub {
             });
         }
         mine.push(topic.into());
-        self.topics.entry(topic.into()).or_default().subs.insert(id);
+        if self.topics.entry(topic.into()).or_default().subs.insert(id) {
+            self.subscriptions += 1;
+        }
         Ok(())
     }
 
@@ -238,7 +243,9 @@ impl Hub {
 
     fn leave(&mut self, id: ConnId, topic: &str) {
         if let Some(t) = self.topics.get_mut(topic) {
-            t.subs.remove(id);
+            if t.subs.remove(id) {
+                self.subscriptions -= 1;
+            }
             // A topic with no subscribers and no history costs nothing; drop it.
             if t.subs.list.is_empty() && t.history.is_empty() {
                 self.topics.remove(topic);
@@ -321,6 +328,11 @@ impl Hub {
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }
+
+    /// (connection, topic) subscriptions over all topics.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions
+    }
 }
 
 #[cfg(test)]
@@ -396,8 +408,15 @@ mod tests {
             ..PubSubLimits::default()
         });
         h.subscribe(ConnId(1), "x").unwrap();
-        assert_eq!(h.topic_count(), 1);
+        h.subscribe(ConnId(1), "x").unwrap();
+        h.subscribe(ConnId(2), "x").unwrap();
+        h.subscribe(ConnId(2), "y").unwrap();
+        assert_eq!((h.topic_count(), h.subscription_count()), (2, 3));
+        h.unsubscribe(ConnId(2), "y");
+        h.unsubscribe(ConnId(2), "nope");
+        assert_eq!((h.topic_count(), h.subscription_count()), (1, 2));
         h.unsubscribe_all(ConnId(1));
-        assert_eq!(h.topic_count(), 0);
+        h.unsubscribe_all(ConnId(2));
+        assert_eq!((h.topic_count(), h.subscription_count()), (0, 0));
     }
 }

@@ -22,7 +22,6 @@ impl Reactor {
     pub(super) fn process(&mut self, idx: usize) {
         let now = self.now;
         let id = self.conn_id(idx);
-        let metrics = self.metrics_text();
         let Reactor {
             conns,
             pool,
@@ -31,12 +30,16 @@ impl Reactor {
             cmds,
             hub,
             date,
+            metrics,
             ..
         } = self;
         let e = &mut conns[idx];
         loop {
             let route = e.conn.route();
             let (step, mut out) = e.conn.poll_event(cfg, pool, now);
+            if let Step::Event(Event::Message(_)) = step {
+                metrics.messages_in.inc();
+            }
             match step {
                 Step::Idle => break,
                 Step::Again => {}
@@ -44,14 +47,21 @@ impl Reactor {
                     upgrade(router, id, &req, &up, &mut out, cmds)
                 }
                 Step::Event(Event::Request(req, body)) => {
-                    let metrics = || metrics.clone();
+                    // Rendered only when `/metrics` is asked for.
+                    let render = || {
+                        let all = metrics.all();
+                        all.set_queued_bytes(crate::conn::queued_in_process());
+                        let mut text = String::with_capacity(8 * 1024);
+                        all.render(&mut text);
+                        text
+                    };
                     let env = &mut HttpEnv {
                         router,
                         hub,
                         cfg,
                         cmds,
                         date,
-                        metrics: &metrics,
+                        metrics: &render,
                     };
                     http::answer(env, id, &req, body, &mut out)
                 }
@@ -63,6 +73,7 @@ impl Reactor {
                     router.handler(route).on_close(ctx, code, reason)
                 }
             }
+            metrics.messages_out.add(out.messages_sent());
         }
         self.apply_commands();
     }
@@ -175,9 +186,10 @@ impl Reactor {
             if !e.conn.push_shared(bytes) {
                 continue;
             }
+            self.metrics.messages_out.inc();
             if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
                 log::info!("closing {conn:?}: {reason}");
-                self.stats.slow_closes += 1;
+                self.metrics.slow_closes.inc();
                 if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
                     self.told_closed(idx, code, reason);
                 }

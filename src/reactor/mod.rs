@@ -19,6 +19,7 @@
 mod clock;
 mod dispatch;
 mod listener;
+mod observe;
 mod timers;
 mod token;
 pub mod workers;
@@ -27,7 +28,7 @@ use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -39,6 +40,7 @@ use crate::app::{Command, Router};
 use crate::buf::BufPool;
 use crate::config::Config;
 use crate::conn::{Conn, State, MAX_IOV};
+use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerKey, Wheel};
 use clock::Clock;
@@ -59,6 +61,8 @@ struct Entry {
     timer: Option<TimerKey>,
     /// The TLS session of a `wss://`/`https://` connection.
     tls: Option<Box<rustls::ServerConnection>>,
+    /// The connections gauge that counts it (`observe.rs::track`).
+    class: ConnClass,
 }
 
 /// Already in `dirty` for this iteration.
@@ -101,13 +105,6 @@ pub fn tls_config(cfg: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>>
 /// Open client connections over all workers of the process.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Counters the reactor keeps (exported as metrics later).
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// Connections closed for falling behind on publishes.
-    pub slow_closes: u64,
-}
-
 /// A single-threaded event loop serving one listening socket.
 pub struct Reactor {
     poll: Poll,
@@ -131,7 +128,8 @@ pub struct Reactor {
     bus: Option<workers::BusEnd>,
     /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
     tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) stats: Stats,
+    /// This worker's slot in the process's metrics (`render_metrics` renders them all).
+    metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
     conns: Slab<Entry>,
@@ -156,7 +154,8 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let tls = tls_config(&cfg)?;
-        Reactor::from_parts(cfg, router, poll, listener, None, tls)
+        let metrics = Arc::new(Metrics::new(1)).handle(0);
+        Reactor::from_parts(cfg, router, poll, listener, None, tls, metrics)
     }
 
     /// A reactor around a registered listener; `bus` links it to other workers.
@@ -167,6 +166,7 @@ impl Reactor {
         listener: TcpListener,
         bus: Option<workers::BusEnd>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        metrics: metrics::Worker,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
         let clock = Clock::new();
@@ -185,7 +185,7 @@ impl Reactor {
             date_second: u64::MAX,
             bus,
             tls,
-            stats: Stats::default(),
+            metrics,
             draining_until: None,
             conns: Slab::with_capacity(1024),
             pool: BufPool::new(cfg.buffer_size, cfg.pool_max_free),
@@ -230,12 +230,14 @@ impl Reactor {
                     return Ok(());
                 }
             }
+            let polled = Instant::now();
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
+            self.after_poll(polled);
             self.now = self.clock.now();
             self.refresh_date();
             for ev in events.iter() {
@@ -270,45 +272,6 @@ impl Reactor {
             self.date_second = unix_ms / 1000;
             self.date = crate::text::Civil::from_unix_ms(unix_ms).http_date();
         }
-    }
-
-    /// Prometheus text for `/metrics` (a first set of gauges; see docs/deployment.md).
-    pub(crate) fn metrics_text(&self) -> String {
-        let mut m = String::new();
-        let mut gauge = |name: &str, help: &str, v: u64| {
-            m.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
-            ));
-        };
-        gauge(
-            "wsloop_connections",
-            "Open client connections in the process.",
-            OPEN.load(Ordering::Relaxed) as u64,
-        );
-        gauge(
-            "wsloop_queued_bytes",
-            "Bytes queued for clients in the process.",
-            crate::conn::queued_in_process() as u64,
-        );
-        gauge(
-            "wsloop_topics",
-            "Topics on this worker.",
-            self.hub.topic_count() as u64,
-        );
-        gauge(
-            "wsloop_timers",
-            "Timers in this worker's wheel.",
-            self.wheel.len() as u64,
-        );
-        m.push_str(
-            "# HELP wsloop_slow_consumer_closes_total Subscribers closed for falling behind.\n",
-        );
-        m.push_str("# TYPE wsloop_slow_consumer_closes_total counter\n");
-        m.push_str(&format!(
-            "wsloop_slow_consumer_closes_total {}\n",
-            self.stats.slow_closes
-        ));
-        m
     }
 
     /// Sleep until the next timer, or not at all when reads must resume without an event.
@@ -406,9 +369,11 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut sock: TcpStream) {
+        self.metrics.accepted.inc();
         // The limit is process-wide: workers share one count.
         if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
             OPEN.fetch_sub(1, Ordering::Relaxed);
+            metrics::OUTCOMES.answered(503);
             // Best effort: a full server says so rather than leaving the client guessing.
             let _ = sock.write(
                 b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
@@ -447,7 +412,9 @@ impl Reactor {
             flags: 0,
             timer: None,
             tls,
+            class: ConnClass::NONE,
         });
+        self.track(idx);
         self.arm(idx);
     }
 
@@ -482,6 +449,7 @@ impl Reactor {
                     break;
                 }
                 Ok(n) => {
+                    self.metrics.bytes_in.add(n as u64);
                     ring.commit(n);
                     e.conn.on_input(self.now);
                     self.process(idx);
@@ -546,6 +514,7 @@ impl Reactor {
     }
 
     fn flush(&mut self, idx: usize) {
+        self.track(idx);
         let e = &mut self.conns[idx];
         while e.conn.tx_len() > 0 {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -557,6 +526,7 @@ impl Reactor {
             };
             match res {
                 Ok(n) => {
+                    self.metrics.bytes_out.add(n as u64);
                     e.conn.consume_tx(n, &mut self.pool);
                     // A short plain write means the send buffer is full (WRITABLE will tell
                     // us); under TLS it only means the session's buffer was, and that has
@@ -644,6 +614,7 @@ impl Reactor {
             self.hub.unsubscribe_all(id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
+            self.metrics.move_conn(e.class, ConnClass::NONE);
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);
             }

@@ -16,6 +16,7 @@ use mio::{Interest, Poll, Waker};
 use super::{listener, token, Reactor};
 use crate::app::Router;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// A publish travelling between workers.
 #[derive(Debug)]
@@ -103,6 +104,8 @@ pub fn run(
         seqs: Mutex::new(HashMap::new()),
     });
     let make_router = Arc::new(make_router);
+    // One registry, a slot per worker: any worker can render the sum (metrics.rs).
+    let metrics = Arc::new(Metrics::new(n));
     let mut threads = Vec::new();
     // Each worker reports once its signal handler is installed; the server is announced only
     // after all have, so a SIGTERM right after start-up reaches every worker.
@@ -115,11 +118,12 @@ pub fn run(
             (cfg.clone(), bus.clone(), make_router.clone(), tls.clone());
         let end = (n > 1).then_some(BusEnd { me, bus, inbox });
         let ready = ready_tx.clone();
+        let slot = metrics.handle(me);
         let spawned = thread::Builder::new()
             .name(format!("wsloop-{me}"))
             .spawn(move || {
                 let mut reactor =
-                    Reactor::from_parts(cfg, make_router(), poll, listener, end, tls)?;
+                    Reactor::from_parts(cfg, make_router(), poll, listener, end, tls, slot)?;
                 reactor.handle_signals()?;
                 let _ = ready.send(());
                 reactor.run()
