@@ -383,7 +383,13 @@ def main():
     md.append("scripts/bench --help   # options: repetitions, durations, cases, servers")
     md.append("```")
     md.append("")
-    os.makedirs(docs, exist_ok=True)
+        os.makedirs(docs, exist_ok=True)
+    # Measurements made by other tools (timer wheel, fan-out, slow consumers, deflate, soak)
+    # live in their own files and are appended, so regenerating this report keeps them.
+    for extra in ("benchmarks-extra.md", "benchmarks-deflate.md", "benchmarks-soak.md"):
+        path = os.path.join(docs, extra)
+        if os.path.exists(path):
+            md.append(open(path, encoding="utf-8").read())
     with open(os.path.join(docs, "benchmarks.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(md))
     with open(os.path.join(docs, "bench-throughput.svg"), "w", encoding="utf-8") as f:
