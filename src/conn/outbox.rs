@@ -212,7 +212,14 @@ impl<'a> Outbox<'a> {
         let n = encode_header(&h, &mut head);
         // Growth is bounded: the reactor stops reading from a connection whose queue is over
         // its limit, and publishes close a subscriber over the slow-consumer limit.
-        self.tx.queue.push(self.pool, &[&head[..n], payload]);
+        if payload.len() > self.pool.buffer_size() {
+            // A payload larger than a pooled ring goes out as its own writev segment: one
+            // allocation and one copy, instead of growing (and zero-filling) a ring for it.
+            self.tx.queue.push(self.pool, &[&head[..n]]);
+            self.tx.queue.push_shared(payload.into());
+        } else {
+            self.tx.queue.push(self.pool, &[&head[..n], payload]);
+        }
         self.tx.tail_pong = 0;
         n + payload.len()
     }

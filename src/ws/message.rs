@@ -113,7 +113,9 @@ impl Assembler {
                 size: p.frame_len,
                 utf8: Utf8Validator::new(),
                 delivered: false,
-                buf: Vec::new(),
+                // The frame's declared length (already within the limits) is allocated once,
+                // not grown by doubling as pieces arrive; untouched pages cost nothing.
+                buf: Vec::with_capacity(p.frame_len as usize),
             })
         });
         if partial.text {
@@ -155,6 +157,7 @@ impl Assembler {
                     });
                 }
                 partial.size += p.frame_len;
+                partial.buf.reserve(p.frame_len as usize);
                 if partial.size > limits.max_message_size {
                     return Err(ProtocolError::MessageTooLarge {
                         size: partial.size,
