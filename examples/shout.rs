@@ -24,23 +24,34 @@ struct Shout {
 impl Handler for Shout {
     fn on_upgrade(&mut self, up: &Upgrade<'_, '_>) -> Decision {
         if up.ws.protocols.contains(&"shout.v1") {
-            Decision::Accept { protocol: Some("shout.v1".into()) }
+            Decision::Accept {
+                protocol: Some("shout.v1".into()),
+            }
         } else {
-            Decision::Reject { status: 400, reason: "offer the shout.v1 subprotocol" }
+            Decision::Reject {
+                status: 400,
+                reason: "offer the shout.v1 subprotocol",
+            }
         }
     }
 
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, up: &Upgrade<'_, '_>) {
-        let (Some(id), Some(room)) = (ctx.id(), up.params.get("room")) else { return };
+        let (Some(id), Some(room)) = (ctx.id(), up.params.get("room")) else {
+            return;
+        };
         ctx.send_text(&format!("welcome to {room}"));
         ctx.subscribe(&format!("shout.{room}"));
         self.rooms.insert(id, room.to_string());
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, '_>, msg: Message<'_>) {
-        let Some(room) = ctx.id().and_then(|id| self.rooms.get(&id)).cloned() else { return };
+        let Some(room) = ctx.id().and_then(|id| self.rooms.get(&id)).cloned() else {
+            return;
+        };
         match msg {
-            Message::Text(t) => ctx.publish(&format!("shout.{room}"), Message::Text(&t.to_uppercase())),
+            Message::Text(t) => {
+                ctx.publish(&format!("shout.{room}"), Message::Text(&t.to_uppercase()))
+            }
             Message::Binary(_) => ctx.close(1003, "text only"),
         }
     }
@@ -58,7 +69,12 @@ fn main() -> std::io::Result<()> {
     if let Some(addr) = std::env::args().nth(1) {
         cfg.listen = addr.parse().map_err(std::io::Error::other)?;
     }
-    workers::run(cfg, 1, || Router::new().mount("/shout/{room}", Shout::default()), |addr| {
-        println!("shouting on ws://{addr}/shout/{{room}}");
-    })
+    workers::run(
+        cfg,
+        1,
+        || Router::new().mount("/shout/{room}", Shout::default()),
+        |addr| {
+            println!("shouting on ws://{addr}/shout/{{room}}");
+        },
+    )
 }

@@ -19,7 +19,7 @@ pub(super) enum TimerOwner {
 }
 
 impl Reactor {
-        /// Schedule every handler that asked for ticks. With several workers only the first
+    /// Schedule every handler that asked for ticks. With several workers only the first
     /// ticks: a tick publishes, and publishes reach every worker through the bus.
     pub(super) fn start_ticks(&mut self) {
         if self.bus.as_ref().is_some_and(|end| end.me != 0) {
