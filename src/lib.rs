@@ -10,6 +10,8 @@ pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod pubsub;
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
