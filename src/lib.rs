@@ -13,6 +13,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod poll;

@@ -85,12 +85,6 @@ impl ParseError {
     }
 }
 
-#[cfg(test)]
-thread_local! {
-    /// Bytes examined by `find_head_end`, so tests can check total work stays linear.
-    static EXAMINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// Find the end of the request head (`\r\n\r\n`, RFC 9112 §2.1).
 ///
 /// `scanned` is how many bytes of `buf` an earlier call already examined; scanning resumes at
@@ -103,12 +97,19 @@ thread_local! {
 /// since such a head would never end in CRLFCRLF we stop at the first bare LF instead of waiting
 /// for the timeout: the returned head then fails `parse` with 400.
 pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    find_head_end_counted(buf, scanned, &mut 0)
+}
+
+/// [`find_head_end`], adding the number of bytes it examined to `work` (the fuzz target and
+/// tests check that total work stays linear in the head's length however it is chunked).
+#[doc(hidden)]
+#[inline]
+pub fn find_head_end_counted(buf: &[u8], scanned: usize, work: &mut usize) -> Option<usize> {
     let start = scanned.saturating_sub(3).min(buf.len());
     let mut i = start;
     while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
         let lf = i + off;
-        #[cfg(test)]
-        EXAMINED.with(|c| c.set(c.get() + off + 1));
+        *work += off + 1;
         if lf == 0 || buf[lf - 1] != b'\r' {
             // Bare LF: the head can never be valid, end it here so `parse` rejects it.
             return Some(lf + 1);
@@ -118,15 +119,15 @@ pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
         }
         i = lf + 1;
     }
-    #[cfg(test)]
-    EXAMINED.with(|c| c.set(c.get() + (buf.len() - i)));
+    *work += buf.len() - i;
     None
 }
 
 /// True if the request line (excluding its CRLF) is, or is bound to become, longer than
 /// `max_request_line`. Looks at no more than `max_request_line + 2` bytes, so the cost per call
-/// is bounded by the limit rather than by how much has been buffered.
-fn request_line_too_long(buf: &[u8], limits: &HttpLimits) -> bool {
+/// is bounded by the limit rather than by how much has been buffered; adds the bytes it looked
+/// at to `work`.
+fn request_line_too_long(buf: &[u8], limits: &HttpLimits, work: &mut usize) -> bool {
     let max = limits.max_request_line;
     let w = &buf[..buf.len().min(max.saturating_add(2))];
     let line_len = match w.iter().position(|&b| b == b'\n') {
@@ -135,6 +136,7 @@ fn request_line_too_long(buf: &[u8], limits: &HttpLimits) -> bool {
         // start the CRLF.
         None => w.len(),
     };
+    *work += (line_len + 1).min(w.len());
     let line = &w[..line_len];
     let len = line_len - usize::from(line.last() == Some(&b'\r'));
     len > max
@@ -145,7 +147,18 @@ fn request_line_too_long(buf: &[u8], limits: &HttpLimits) -> bool {
 ///
 /// Work is bounded by `max_request_line`, not by `buf.len()`.
 pub fn check_partial(buf: &[u8], limits: &HttpLimits) -> Result<(), ParseError> {
-    if request_line_too_long(buf, limits) {
+    check_partial_counted(buf, limits, &mut 0)
+}
+
+/// [`check_partial`], adding the number of bytes it examined to `work`.
+#[doc(hidden)]
+#[inline]
+pub fn check_partial_counted(
+    buf: &[u8],
+    limits: &HttpLimits,
+    work: &mut usize,
+) -> Result<(), ParseError> {
+    if request_line_too_long(buf, limits, work) {
         return Err(ParseError::RequestLineTooLong);
     }
     if buf.len() >= limits.max_header_bytes {
@@ -179,7 +192,7 @@ fn version_error(head: &[u8]) -> ParseError {
 /// Limits are checked first so an oversized head is refused with the right status before any
 /// parsing work (414 for the request line, 431 for the head or header count).
 pub fn parse<'a>(head: &'a [u8], limits: &HttpLimits) -> Result<Request<'a>, ParseError> {
-    if request_line_too_long(head, limits) {
+    if request_line_too_long(head, limits, &mut 0) {
         return Err(ParseError::RequestLineTooLong);
     }
     if head.len() > limits.max_header_bytes {
@@ -248,10 +261,6 @@ mod tests {
 
     const REQ: &[u8] = b"GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-    fn examined() -> usize {
-        EXAMINED.with(|c| c.get())
-    }
-
     #[test]
     fn head_end_found_at_every_split_point() {
         let full = [REQ, b"\x81\x05hello".as_slice()].concat();
@@ -291,18 +300,17 @@ mod tests {
             head.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        let before = examined();
+        let mut work = 0;
         let mut scanned = 0;
         let mut found = None;
         for end in 1..=head.len() {
-            found = find_head_end(&head[..end], scanned);
+            found = find_head_end_counted(&head[..end], scanned, &mut work);
             if found.is_some() {
                 break;
             }
             scanned = end;
         }
         assert_eq!(found, Some(head.len()));
-        let work = examined() - before;
         // Each call re-examines at most 3 old bytes plus the new one.
         assert!(
             work <= 4 * head.len(),

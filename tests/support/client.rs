@@ -28,6 +28,17 @@ impl Client {
         }
     }
 
+    /// Wrap a connected stream (e.g. one with socket options set before connecting).
+    pub fn from_stream(sock: TcpStream) -> Client {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sock.set_nodelay(true).unwrap();
+        Client {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connect and complete the upgrade on /echo.
     pub fn open(addr: SocketAddr) -> Client {
         Client::open_path(addr, "/echo")

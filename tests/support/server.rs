@@ -24,14 +24,44 @@ impl Server {
     /// Starts the server with the extra command-line `args` (e.g. `["--max-message-size", "1024"]`)
     /// and waits for its startup line to learn the port. Panics if it does not come up.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with(args, |_| {})
+    }
+
+    /// Like `start`, with the open-file limit (RLIMIT_NOFILE, soft and hard: wsloop raises its
+    /// soft limit to the hard one) set to `nofile` in the child before it runs.
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Server {
+        use std::os::unix::process::CommandExt;
+        Server::start_with(args, move |cmd| {
+            let lim = libc::rlimit {
+                rlim_cur: nofile as libc::rlim_t,
+                rlim_max: nofile as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `lim`; between fork and
+            // exec nothing else runs in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        })
+    }
+
+    /// Like `start`, letting `configure` adjust the command before it is spawned.
+    pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let bin = env!("CARGO_BIN_EXE_wsloop");
-        let mut child = Command::new(bin)
-            .arg("--listen")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        configure(&mut cmd);
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {bin}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
@@ -70,7 +100,7 @@ impl Server {
         format!("ws://127.0.0.1:{}{}", self.port, path)
     }
 
-    /// `127.0.0.1:PORT`, for raw TCP tests.
+    /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -82,6 +112,37 @@ impl Server {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// Open file descriptors of the server process (Linux /proc).
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) the server has used, in clock ticks (/proc/PID/stat fields
+    /// 14 and 15; see `ticks_per_second`).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The command name (field 2) may contain spaces; fields are counted after its ')'.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // `after` starts at field 3, so fields 14 and 15 are at indices 11 and 12.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Wait up to `timeout` for the fd count to drop to `want` or below; returns the last count.
+    pub fn wait_fds_at_most(&self, want: usize, timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let n = self.fd_count();
+            if n <= want || std::time::Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `127.0.0.1:PORT`, for raw TCP tests.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }

@@ -1,0 +1,148 @@
+//! Replays the fuzz corpora through the fuzz targets' properties (`wsloop::fuzzing`) in the
+//! ordinary test run: the committed seeds (fuzz/corpus/<target>/) and every input that once
+//! crashed or hung a target (fuzz/regressions/<target>/), so a crash found once stays fixed
+//! without nightly or cargo-fuzz. Inputs of bugs still open live in fuzz/regressions/open/
+//! and are replayed by the `#[ignore]`d tests at the end, each naming its bug.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The files directly under `dir`, sorted (a missing directory has none).
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = entries
+        .map(|e| e.expect("read_dir entry").path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Run `check` on every seed and regression input of `target`; fail naming every input that
+/// panicked. Returns how many inputs ran.
+fn replay(target: &str, check: fn(&[u8])) -> usize {
+    let dirs = [
+        Path::new(ROOT).join("fuzz/corpus").join(target),
+        Path::new(ROOT).join("fuzz/regressions").join(target),
+    ];
+    let inputs: Vec<PathBuf> = dirs.iter().flat_map(|d| files(d)).collect();
+    let mut failed = Vec::new();
+    for path in &inputs {
+        let data = std::fs::read(path).expect("read input");
+        if catch_unwind(AssertUnwindSafe(|| check(&data))).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    assert!(failed.is_empty(), "{target}: failing inputs: {failed:?}");
+    inputs.len()
+}
+
+/// Each target has its seeds committed (a target with an empty corpus would replay nothing).
+fn replay_with_seeds(target: &str) {
+    let check = wsloop::fuzzing::TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .map(|&(_, f)| f)
+        .unwrap_or_else(|| panic!("no fuzz target {target}"));
+    let n = replay(target, check);
+    assert!(n >= 3, "{target}: only {n} corpus files");
+}
+
+#[test]
+fn ws_decode() {
+    replay_with_seeds("ws_decode");
+}
+
+#[test]
+fn http_request() {
+    replay_with_seeds("http_request");
+}
+
+#[test]
+fn utf8() {
+    replay_with_seeds("utf8");
+}
+
+#[test]
+fn close_payload() {
+    replay_with_seeds("close_payload");
+}
+
+#[test]
+fn pubsub_registry() {
+    replay_with_seeds("pubsub_registry");
+}
+
+#[test]
+fn conn() {
+    replay_with_seeds("conn");
+}
+
+#[test]
+fn every_target_is_replayed_here() {
+    let here = [
+        "ws_decode",
+        "http_request",
+        "utf8",
+        "close_payload",
+        "pubsub_registry",
+        "conn",
+    ];
+    let names: Vec<&str> = wsloop::fuzzing::TARGETS.iter().map(|t| t.0).collect();
+    assert_eq!(names, here, "add a #[test] for the new target");
+    for t in here {
+        let bin = Path::new(ROOT).join(format!("fuzz/fuzz_targets/{t}.rs"));
+        assert!(bin.is_file(), "{} missing", bin.display());
+    }
+}
+
+#[test]
+fn a_failing_check_fails_the_replay() {
+    // The replay must surface a check's panic rather than swallow it.
+    fn always_panics(_: &[u8]) {
+        panic!("planted");
+    }
+    let r = catch_unwind(|| replay("ws_decode", always_panics));
+    assert!(r.is_err(), "replay swallowed a failing check");
+}
+
+/// Replay one input of an open bug through `check`.
+fn replay_open(name: &str, check: fn(&[u8])) {
+    let path = Path::new(ROOT).join("fuzz/regressions/open").join(name);
+    check(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+}
+
+/// Open bug, found by the `pubsub_registry` model. With `--history-len 0`, `Hub::leave` drops a
+/// topic left with no subscribers and no history, and its sequence number with it, so the next
+/// message on that topic is numbered 1 again (docs/protocol.md: "Each topic numbers its messages
+/// (1, 2, 3, …)"). Input: history 0; conn 0 subscribes to "a"; publish "hi" (seq 1); conn 0
+/// unsubscribes → `last_seq("a")` is 0, expected 1; publish "hi" → seq 1, expected 2. (Reachable
+/// on /topic/{name} with `--history-len 0`; harmless to WebSocket clients today, which never see
+/// the numbers, but SSE/polling resumption will.) The fuzz target checks the contract minus this
+/// deviation (`pubsub_registry`); once fixed, run this test, move the input to
+/// fuzz/regressions/pubsub_registry/, and make the target use `pubsub_registry_strict`.
+#[test]
+#[ignore = "open bug: a topic's sequence numbers restart with --history-len 0"]
+fn open_bug_topic_sequence_restarts_without_history() {
+    replay_open(
+        "pubsub_registry/seq-restart-history-len-0",
+        wsloop::fuzzing::pubsub_registry_strict,
+    );
+}
+
+#[test]
+fn the_open_bug_inputs_pass_the_tolerant_checks() {
+    // The fuzz targets tolerate the open bugs so fuzzing can go on past them.
+    replay_open(
+        "pubsub_registry/seq-restart-history-len-0",
+        wsloop::fuzzing::pubsub_registry,
+    );
+}
