@@ -184,7 +184,7 @@ impl Driver<'_> {
                 Step::Idle => return,
                 Step::Again => {}
                 Step::Event(Event::Upgrade(_, up)) => out.accept(&up, 0, None),
-                Step::Event(Event::Request(_)) => out.reject(404, "not found"),
+                Step::Event(Event::Request(..)) => out.reject(404, "not found"),
                 Step::Event(Event::Message(m)) => {
                     let bytes = m.as_bytes().to_vec();
                     // A binary message starting with 0 asks the app to close (CloseSent).

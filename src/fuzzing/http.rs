@@ -22,6 +22,7 @@ pub fn http_request(data: &[u8]) {
         max_headers: [1, 4, 16, 100][usize::from((l >> 2) & 3)],
         max_request_line: [16, 128, 1024, 8192][usize::from((l >> 4) & 3)],
         max_head_reads: 64,
+        ..HttpLimits::default()
     };
     let origins: Vec<String> = if flags & 1 != 0 {
         vec!["http://a.example".into()]
