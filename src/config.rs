@@ -53,6 +53,39 @@ impl Default for WsLimits {
     }
 }
 
+/// Whether and how permessage-deflate (RFC 7692) is negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionMode {
+    /// Never negotiate: the 101 carries no `Sec-WebSocket-Extensions`.
+    Off,
+    /// Negotiate, always answering `server_no_context_takeover; client_no_context_takeover`:
+    /// no compression state outlives a message, so one compressor per window size and one
+    /// decompressor per reactor serve every connection. Default.
+    Shared,
+    /// Negotiate what the client offers, context takeover included: each connection that
+    /// keeps context owns its compressor and decompressor (better ratio, ~400 KiB each).
+    Dedicated,
+}
+
+/// permessage-deflate settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// Default `Shared`.
+    pub mode: CompressionMode,
+    /// Outgoing messages shorter than this are sent uncompressed (deflating a few bytes
+    /// rarely makes them shorter and costs a compressor reset). Default 128 bytes.
+    pub threshold: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            mode: CompressionMode::Shared,
+            threshold: 128,
+        }
+    }
+}
+
 /// Every deadline the reactor's timer wheel enforces (DESIGN §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
@@ -118,6 +151,7 @@ pub struct Config {
     pub http: HttpLimits,
     pub ws: WsLimits,
     pub timeouts: Timeouts,
+    pub compression: CompressionConfig,
 }
 
 impl Default for Config {
@@ -133,6 +167,7 @@ impl Default for Config {
             http: HttpLimits::default(),
             ws: WsLimits::default(),
             timeouts: Timeouts::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }
