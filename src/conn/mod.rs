@@ -29,6 +29,7 @@ use crate::http::upgrade::{self, WsUpgrade};
 use crate::timer::Tick;
 use crate::ws::close::parse_close_payload;
 use crate::ws::decode::{DecodeRules, Decoder, Piece};
+use crate::ws::deflate::{self, Agreement, Streams, RSV1};
 use crate::ws::frame::OpCode;
 use crate::ws::message::{Assembler, Message};
 use crate::ws::ProtocolError;
@@ -84,10 +85,10 @@ struct RxSide {
     ring: Option<Box<Ring>>,
     decoder: Decoder,
     asm: Assembler,
-    /// Bytes of the request head already searched for CRLFCRLF (linear parsing).
-    head_scanned: u32,
-    /// Length of the request head, dropped once the caller has answered the upgrade.
-    head_len: u32,
+    /// While the request head is incomplete, the bytes already searched for CRLFCRLF
+    /// (linear parsing); once it is complete, its length, dropped when frames begin. (One
+    /// field for both keeps `Conn` within its size budget.)
+    head: u32,
     /// Reads the request head has arrived in so far.
     head_reads: u32,
 }
@@ -103,7 +104,13 @@ pub(crate) struct TxSide {
     tail_pong: u8,
     /// Index of the handler serving this connection (set on accept).
     route: u16,
+    /// permessage-deflate as negotiated with the upgrade request (RFC 7692), answered in the
+    /// 101; `None` if not in use. 3 bytes, in what was padding.
+    deflate: Option<Agreement>,
     ring: Option<Box<Ring>>,
+    /// The compressor and decompressor of the directions that keep context
+    /// (`--compression dedicated`); `None` for every other connection.
+    streams: Option<Box<Streams>>,
 }
 
 /// One connection's protocol state: the socket lives in the reactor, everything else here.
@@ -125,7 +132,9 @@ impl Conn {
                 reported: false,
                 tail_pong: 0,
                 route: 0,
+                deflate: None,
                 ring: None,
+                streams: None,
             },
         }
     }
@@ -158,7 +167,7 @@ impl Conn {
     /// Give back an rx ring that holds nothing (the connection is idle between frames).
     pub fn shed_rx(&mut self, pool: &mut BufPool) {
         self.rx.asm.shed();
-        let idle = self.rx.decoder.at_frame_boundary() && self.rx.head_len == 0;
+        let idle = self.rx.decoder.at_frame_boundary() && self.rx.head == 0;
         if idle && self.rx.ring.as_ref().is_some_and(|r| r.is_empty()) {
             if let Some(r) = self.rx.ring.take() {
                 pool.give(r);
@@ -174,7 +183,7 @@ impl Conn {
         now: Tick,
     ) -> (Step<'s>, Outbox<'s>) {
         let Conn { rx, tx, times } = self;
-        let mut out = Outbox::new(tx, pool, cfg.max_queued_bytes);
+        let mut out = Outbox::new(tx, pool, cfg);
         let step = rx.step(cfg, &mut out, times, now);
         (step, out)
     }
@@ -196,7 +205,7 @@ impl Conn {
         self.times.observe(self.tx.state, now);
         let expiry = self.times.expired(self.tx.state, &cfg.timeouts, now)?;
         log::debug!("deadline passed: {expiry:?}");
-        let mut out = Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes);
+        let mut out = Outbox::new(&mut self.tx, pool, cfg);
         match expiry {
             Expiry::Handshake => {
                 out.reject(408, "request head not received in time");
@@ -241,8 +250,7 @@ impl Conn {
     pub fn going_away(&mut self, cfg: &Config, pool: &mut BufPool) -> Option<u16> {
         match self.tx.state {
             State::Open => {
-                Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes)
-                    .close(1001, "server shutting down");
+                Outbox::new(&mut self.tx, pool, cfg).close(1001, "server shutting down");
                 None
             }
             State::Handshake | State::Upgrading => self.abort(),
@@ -331,6 +339,7 @@ impl RxSide {
                 if let Some(r) = self.ring.as_mut() {
                     r.consume(r.len());
                 }
+                self.head = 0;
                 self.asm.clear();
                 Step::Idle
             }
@@ -344,8 +353,8 @@ impl RxSide {
         };
         let full = ring.is_full();
         let buf = ring.make_contiguous();
-        let Some(head_len) = request::find_head_end(buf, self.head_scanned as usize) else {
-            self.head_scanned = buf.len() as u32;
+        let Some(head_len) = request::find_head_end(buf, self.head as usize) else {
+            self.head = buf.len() as u32;
             // Each call follows a read that brought bytes (tungstenite's AttackCheck).
             self.head_reads += 1;
             if let Err(e) = request::check_partial(buf, &cfg.http) {
@@ -358,7 +367,7 @@ impl RxSide {
             }
             return Step::Idle;
         };
-        self.head_len = head_len as u32;
+        self.head = head_len as u32;
         let head: &'s [u8] = &buf[..head_len];
         let req = match request::parse(head, &cfg.http) {
             Ok(req) => req,
@@ -372,7 +381,11 @@ impl RxSide {
             return Step::Event(Event::Request(req));
         }
         match upgrade::validate(&req, &cfg.allowed_origins) {
-            Ok(up) => Step::Event(Event::Upgrade(req, up)),
+            Ok(up) => {
+                // RFC 7692 §5: choose the response now, so `Outbox::accept` can answer it.
+                out.set_deflate(deflate::negotiate(&up.extensions, cfg.compression.mode));
+                Step::Event(Event::Upgrade(req, up))
+            }
             Err(rej) => {
                 out.reject(rej.status, rej.reason);
                 Step::Again
@@ -394,15 +407,24 @@ impl RxSide {
         if out.state() != State::Open && self.asm.in_message() {
             self.asm.clear();
         }
-        if self.head_len > 0 {
+        if self.head > 0 {
             // The request head stayed in place while the caller looked at it; bytes that
             // followed it are the first frames (tungstenite's `tail`).
-            ring.consume(self.head_len as usize);
-            self.head_len = 0;
+            ring.consume(self.head as usize);
+            self.head = 0;
         }
-        let rules = DecodeRules {
-            max_frame_size: cfg.ws.max_frame_size,
-            allowed_rsv: 0,
+        // RFC 7692 §6: permessage-deflate claims RSV1 (first frames of data messages only; the
+        // decoder refuses it on control and continuation frames), and a compressed frame may
+        // be a little larger than the data it carries.
+        let rules = match out.deflate() {
+            None => DecodeRules {
+                max_frame_size: cfg.ws.max_frame_size,
+                allowed_rsv: 0,
+            },
+            Some(_) => DecodeRules {
+                max_frame_size: deflate::compressed_bound(cfg.ws.max_frame_size),
+                allowed_rsv: RSV1,
+            },
         };
         let piece = match self.decoder.next(ring, &rules) {
             Ok(Some(p)) => p,
@@ -418,7 +440,7 @@ impl RxSide {
         }
         let starts = piece.first && piece.opcode != OpCode::Continuation;
         times.message_piece(starts, piece.last && piece.fin, now);
-        match self.asm.feed(piece, &cfg.ws) {
+        match self.asm.feed(piece, &cfg.ws, out.deflate().as_mut()) {
             Ok(Some(msg)) => Step::Event(Event::Message(msg)),
             Ok(None) => Step::Again,
             // The partial message is freed on the next step (state is no longer Open).

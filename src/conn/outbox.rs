@@ -4,8 +4,10 @@
 
 use super::{State, TxSide};
 use crate::buf::{BufPool, Ring};
+use crate::config::Config;
 use crate::http::upgrade::{self, WsUpgrade};
 use crate::ws::close::encode_close_payload;
+use crate::ws::deflate::{self, Agreement, Codec, RSV1};
 use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::ws::message::Message;
 
@@ -17,11 +19,19 @@ pub struct Outbox<'a> {
     pool: &'a mut BufPool,
     /// Queue size past which the peer counts as not reading (`Config::max_queued_bytes`).
     limit: usize,
+    /// Shortest message compressed when permessage-deflate is in use
+    /// (`CompressionConfig::threshold`).
+    compress_min: usize,
 }
 
 impl<'a> Outbox<'a> {
-    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, limit: usize) -> Outbox<'a> {
-        Outbox { tx, pool, limit }
+    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, cfg: &Config) -> Outbox<'a> {
+        Outbox {
+            tx,
+            pool,
+            limit: cfg.max_queued_bytes,
+            compress_min: cfg.compression.threshold,
+        }
     }
 
     pub fn state(&self) -> State {
@@ -43,11 +53,16 @@ impl<'a> Outbox<'a> {
     }
 
     /// Accept the upgrade (§4.2.2): queue the 101 and open the WebSocket. `route` names the
-    /// handler that serves it; `protocol` must be one the client offered.
+    /// handler that serves it; `protocol` must be one the client offered. The 101 carries the
+    /// permessage-deflate response negotiated with the request, if any (RFC 7692 §5).
     pub fn accept(&mut self, up: &WsUpgrade<'_>, route: u16, protocol: Option<&str>) {
         debug_assert!(protocol.is_none_or(|p| up.protocols.contains(&p)));
         let mut head = Vec::with_capacity(160);
-        upgrade::write_accept(up.key, protocol, None, &mut head);
+        let extensions = self.tx.deflate.map(|a| a.response());
+        upgrade::write_accept(up.key, protocol, extensions.as_deref(), &mut head);
+        if self.tx.deflate.is_some_and(|a| a.keeps_context()) {
+            self.tx.streams = Some(Box::default());
+        }
         self.push(&head);
         self.tx.route = route;
         self.tx.state = State::Open;
@@ -71,7 +86,7 @@ impl<'a> Outbox<'a> {
             OpCode::Binary
         };
         self.is_open() && {
-            self.frame(opcode, msg.as_bytes());
+            self.data_frame(opcode, msg.as_bytes());
             true
         }
     }
@@ -145,9 +160,14 @@ impl<'a> Outbox<'a> {
 
     /// Queue one unmasked server frame (§5.1: servers never mask). Returns its length.
     fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        self.frame_rsv(opcode, 0, payload)
+    }
+
+    /// `frame` with RSV bits (RSV1: a compressed message, RFC 7692 §6).
+    fn frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> usize {
         let h = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask: None,
             payload_len: payload.len() as u64,
@@ -177,5 +197,34 @@ impl<'a> Outbox<'a> {
             ring.grow(ring.len() + n);
         }
         ring
+    }
+}
+
+/// permessage-deflate (RFC 7692).
+impl Outbox<'_> {
+    /// The connection's permessage-deflate codec, if it was negotiated.
+    pub(crate) fn deflate(&mut self) -> Option<Codec<'_>> {
+        let agreement = self.tx.deflate?;
+        Some(Codec::new(agreement, self.tx.streams.as_deref_mut()))
+    }
+
+    /// Record the agreement the 101 will answer with (before `accept`).
+    pub(crate) fn set_deflate(&mut self, agreement: Option<Agreement>) {
+        self.tx.deflate = agreement;
+    }
+
+    /// Queue a data message as one frame: compressed, with RSV1 (§6), when the extension is
+    /// in use and the codec chose to compress it; otherwise as it is.
+    fn data_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let min = self.compress_min;
+        match self.deflate().and_then(|mut c| c.compress(payload, min)) {
+            Some(z) => {
+                self.frame_rsv(opcode, RSV1, &z);
+                deflate::recycle(z);
+            }
+            None => {
+                self.frame(opcode, payload);
+            }
+        }
     }
 }

@@ -567,3 +567,5 @@ fn a_peer_that_ignores_our_close_is_dropped_after_the_linger() {
     assert_eq!(h.advance_to(1500), Some(1006));
     assert!(h.conn.is_done());
 }
+
+mod deflate;
