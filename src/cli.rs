@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-use crate::config::Config;
+use crate::config::{CompressionMode, Config};
 
 /// wsloop — a WebSocket server on a hand-written, single-threaded epoll event loop.
 ///
@@ -91,6 +91,25 @@ pub struct Cli {
     /// Subprotocol the echo app accepts, in order of preference (repeat for several).
     #[arg(long = "subprotocol", value_name = "NAME")]
     pub subprotocols: Vec<String>,
+
+    /// permessage-deflate (RFC 7692): `off` never negotiates it; `shared` negotiates it
+    /// without context takeover, so no compression state outlives a message (one compressor
+    /// and decompressor per reactor serve every connection); `dedicated` also allows context
+    /// takeover (better ratio, ~420 KiB of compressor and decompressor per such connection).
+    #[arg(long, value_enum, default_value_t = Compression::Shared)]
+    pub compression: Compression,
+
+    /// Outgoing messages shorter than this are sent uncompressed.
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    pub compression_threshold: usize,
+}
+
+/// `--compression` values (see `config::CompressionMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Off,
+    Shared,
+    Dedicated,
 }
 
 impl Cli {
@@ -118,6 +137,12 @@ impl Cli {
         cfg.timeouts.close_linger = self.close_linger;
         cfg.timeouts.message = self.message_timeout;
         cfg.timeouts.drain = self.drain_timeout;
+        cfg.compression.mode = match self.compression {
+            Compression::Off => CompressionMode::Off,
+            Compression::Shared => CompressionMode::Shared,
+            Compression::Dedicated => CompressionMode::Dedicated,
+        };
+        cfg.compression.threshold = self.compression_threshold;
         if self.ping_margin >= self.idle_timeout {
             return Err("--ping-margin: must be shorter than --idle-timeout".into());
         }
@@ -164,6 +189,33 @@ mod tests {
         assert!(parse_duration("1d").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn compression_flags() {
+        let cfg = Cli::try_parse_from(["wsloop"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(cfg.compression, crate::config::CompressionConfig::default());
+        let cfg = Cli::try_parse_from([
+            "wsloop",
+            "--compression",
+            "dedicated",
+            "--compression-threshold",
+            "0",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(cfg.compression.mode, CompressionMode::Dedicated);
+        assert_eq!(cfg.compression.threshold, 0);
+        let off = Cli::try_parse_from(["wsloop", "--compression", "off"]).unwrap();
+        assert_eq!(
+            off.into_config().unwrap().compression.mode,
+            CompressionMode::Off
+        );
+        assert!(Cli::try_parse_from(["wsloop", "--compression", "zstd"]).is_err());
     }
 
     #[test]

@@ -72,8 +72,10 @@ pub enum CompressionMode {
 pub struct CompressionConfig {
     /// Default `Shared`.
     pub mode: CompressionMode,
-    /// Outgoing messages shorter than this are sent uncompressed (deflating a few bytes
-    /// rarely makes them shorter and costs a compressor reset). Default 128 bytes.
+    /// Outgoing messages shorter than this are sent uncompressed: every compressed message
+    /// without context takeover costs a compressor reset (~7 µs, mostly clearing its 128 KiB
+    /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~55%
+    /// (docs/benchmarks-deflate.md). Default 256 bytes.
     pub threshold: usize,
 }
 
@@ -81,7 +83,7 @@ impl Default for CompressionConfig {
     fn default() -> Self {
         CompressionConfig {
             mode: CompressionMode::Shared,
-            threshold: 128,
+            threshold: 256,
         }
     }
 }
