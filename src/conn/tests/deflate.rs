@@ -149,7 +149,7 @@ fn a_fragmented_compressed_message_at_every_split() {
     let z = deflated(&msg);
     for split in [0, 1, z.len() / 2, z.len() - 1, z.len()] {
         let mut h = open_deflate(CompressionMode::Shared);
-        // RSV1 on the first frame only; continuation frames never carry it (§6.1).
+        // RSV1 on the first frame only; continuation frames never carry it (RFC 7692 §6).
         let bytes = [raw(0x41, &z[..split]), cont(true, &z[split..])].concat();
         for chunk in bytes.chunks(7) {
             h.feed(chunk);

@@ -262,7 +262,7 @@ fn round_trip_without_context_takeover() {
 #[test]
 fn the_empty_message() {
     let a = agreement(Shared, "permessage-deflate");
-    // An empty message compresses to one 0x00 byte (§7.2.3.6)...
+    // An empty message compresses to one 0x00 byte (what is left of an empty stored block)...
     let z = Codec::new(a, None).compress(b"", 0);
     assert_eq!(z, None, "output no smaller than the input: sent as is");
     let mut out = Vec::new();
