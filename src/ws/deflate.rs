@@ -585,7 +585,10 @@ impl<'s> Codec<'s> {
         max: u64,
         mut utf8: Option<&mut Utf8Validator>,
     ) -> Result<(), ProtocolError> {
-        let max = usize::try_from(max).unwrap_or(usize::MAX - 1);
+        // `max + 1` bytes is how "too large" is detected, so it must not overflow.
+        let max = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(usize::MAX - 1);
         let bits = self.agreement.client_max_window_bits();
         let own = match self.streams.as_deref_mut() {
             Some(s) if !self.agreement.client_no_context_takeover() => Some(s),

@@ -400,6 +400,11 @@ fn inflation_stops_one_byte_past_the_limit() {
         inflate_all(&mut Codec::new(a, None), &z, 0),
         Err(ProtocolError::MessageTooLarge { size: 1, max: 0 })
     );
+    // No limit at all (u64::MAX) must not overflow the "limit + 1" arithmetic.
+    assert_eq!(
+        inflate_all(&mut Codec::new(a, None), &z, u64::MAX).as_ref(),
+        Ok(&msg)
+    );
 }
 
 #[test]
