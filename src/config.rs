@@ -107,6 +107,41 @@ impl Default for SlowConsumer {
     }
 }
 
+/// Whether and how permessage-deflate (RFC 7692) is negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionMode {
+    /// Never negotiate: the 101 carries no `Sec-WebSocket-Extensions`.
+    Off,
+    /// Negotiate, always answering `server_no_context_takeover; client_no_context_takeover`:
+    /// no compression state outlives a message, so one compressor per window size and one
+    /// decompressor per reactor serve every connection. Default.
+    Shared,
+    /// Negotiate what the client offers, context takeover included: each connection that
+    /// keeps context owns its compressor and decompressor (better ratio, ~400 KiB each).
+    Dedicated,
+}
+
+/// permessage-deflate settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// Default `Shared`.
+    pub mode: CompressionMode,
+    /// Outgoing messages shorter than this are sent uncompressed: every compressed message
+    /// without context takeover costs a compressor reset (~7 µs, mostly clearing its 128 KiB
+    /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~55%
+    /// (docs/benchmarks-deflate.md). Default 256 bytes.
+    pub threshold: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            mode: CompressionMode::Shared,
+            threshold: 256,
+        }
+    }
+}
+
 /// Every deadline the reactor's timer wheel enforces (DESIGN §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
@@ -200,6 +235,7 @@ pub struct Config {
     /// Refuse SSE, streaming and polling for topics that have no subscribers and no history
     /// (SSE gets 204, which tells EventSource to stop reconnecting). Default false.
     pub topics_must_exist: bool,
+    pub compression: CompressionConfig,
 }
 
 impl Default for Config {
@@ -223,6 +259,7 @@ impl Default for Config {
             topics_must_exist: false,
             tls_cert: None,
             tls_key: None,
+            compression: CompressionConfig::default(),
         }
     }
 }

@@ -249,7 +249,6 @@ fn close_1001_reaches_onclose_when_the_server_shuts_down() {
 }
 
 #[test]
-#[ignore = "permessage-deflate is being built on another branch (deflate); enable this test when it lands"]
 fn permessage_deflate_negotiated_by_the_browser() {
     scenario("deflate", &[]);
 }

@@ -1,7 +1,8 @@
 // tests/interop.rs: interop of wsloop's echo endpoint with third-party clients (Python websockets, Node ws).
 //
 // Each test starts its own server and runs one client script from tests/interop/ against
-// ws://127.0.0.1:PORT/echo. The clients' dependencies are installed by `scripts/test`; if they are
+// ws://127.0.0.1:PORT/echo, once per `--compression` mode: both clients offer permessage-deflate
+// (RFC 7692) and check that the server's answer is the one expected. The clients' dependencies are installed by `scripts/test`; if they are
 // missing the tests FAIL (never skip). `WSLOOP_PYTHON` / `WSLOOP_NODE` override the interpreters.
 
 // Tests are clients of the server: they use sockets and the clock freely.
@@ -104,8 +105,15 @@ fn run_client(name: &str, mut cmd: Command, server: &mut Server) {
     server.assert_running();
 }
 
-#[test]
-fn python_websockets_client() {
+/// The 101's `Sec-WebSocket-Extensions` for the clients' default offers
+/// (`permessage-deflate; client_max_window_bits`) under each `--compression` mode.
+const SHARED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+const DEDICATED: &str = "permessage-deflate";
+const OFF: &str = "none";
+
+/// Runs py_client.py against a server started with `server_args`; the client checks that the
+/// server answered `extensions`.
+fn python_client(server_args: &[&str], extensions: &str) {
     let mut probe = Command::new(python());
     probe.args(["-c", "import websockets.asyncio.client"]);
     require(
@@ -113,15 +121,17 @@ fn python_websockets_client() {
         probe,
     );
 
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(server_args);
     let mut cmd = Command::new(python());
     cmd.arg(interop_dir().join("py_client.py"))
-        .arg(server.url("/echo"));
+        .arg(server.url("/echo"))
+        .arg(extensions);
     run_client("py_client.py", cmd, &mut server);
 }
 
-#[test]
-fn node_ws_client() {
+/// Runs node_client.js against a server started with `server_args`; the client checks that
+/// the server answered `extensions`.
+fn node_client(server_args: &[&str], extensions: &str) {
     let mut probe = Command::new(node());
     probe.args([
         "-e",
@@ -133,9 +143,42 @@ fn node_ws_client() {
         probe,
     );
 
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(server_args);
     let mut cmd = Command::new(node());
     cmd.arg(interop_dir().join("node_client.js"))
-        .arg(server.url("/echo"));
+        .arg(server.url("/echo"))
+        .arg(extensions);
     run_client("node_client.js", cmd, &mut server);
+}
+
+/// Default server: permessage-deflate without context takeover in either direction.
+#[test]
+fn python_websockets_client() {
+    python_client(&[], SHARED);
+}
+
+/// `--compression dedicated`: both directions keep their LZ77 window across messages.
+#[test]
+fn python_websockets_client_with_context_takeover() {
+    python_client(&["--compression", "dedicated"], DEDICATED);
+}
+
+#[test]
+fn python_websockets_client_without_compression() {
+    python_client(&["--compression", "off"], OFF);
+}
+
+#[test]
+fn node_ws_client() {
+    node_client(&[], SHARED);
+}
+
+#[test]
+fn node_ws_client_with_context_takeover() {
+    node_client(&["--compression", "dedicated"], DEDICATED);
+}
+
+#[test]
+fn node_ws_client_without_compression() {
+    node_client(&["--compression", "off"], OFF);
 }

@@ -41,6 +41,8 @@ pub enum Field {
     Flag(fn(&mut Config) -> &mut bool),
     /// A file path; empty means none.
     Path(fn(&mut Config) -> &mut Option<std::path::PathBuf>),
+    /// `off`, `shared` or `dedicated` (permessage-deflate).
+    Compression(fn(&mut Config) -> &mut crate::config::CompressionMode),
 }
 
 /// A value as a source supplies it.
@@ -80,6 +82,7 @@ impl Field {
             Field::Workers(_) => "a number of workers of at least 1, or \"auto\"",
             Field::Flag(_) => "true or false",
             Field::Path(_) => "a file path",
+            Field::Compression(_) => "off, shared or dedicated",
         }
     }
 
@@ -156,6 +159,18 @@ impl Field {
                     _ => return Err(wrong()),
                 };
             }
+            Field::Compression(f) => {
+                use crate::config::CompressionMode;
+                *f(cfg) = match input {
+                    Input::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                        "off" => CompressionMode::Off,
+                        "shared" => CompressionMode::Shared,
+                        "dedicated" => CompressionMode::Dedicated,
+                        _ => return Err(wrong()),
+                    },
+                    _ => return Err(wrong()),
+                }
+            }
             Field::Path(f) => match input {
                 Input::Text(t) if t.trim().is_empty() => *f(cfg) = None,
                 Input::Text(t) => *f(cfg) = Some(std::path::PathBuf::from(t)),
@@ -189,6 +204,15 @@ impl Field {
                 n => (n.to_string(), None),
             },
             Field::Flag(f) => (f(cfg).to_string(), None),
+            Field::Compression(f) => {
+                use crate::config::CompressionMode;
+                let name = match *f(cfg) {
+                    CompressionMode::Off => "off",
+                    CompressionMode::Shared => "shared",
+                    CompressionMode::Dedicated => "dedicated",
+                };
+                (value::toml_string(name), None)
+            }
             Field::Path(f) => match f(cfg) {
                 Some(p) => (value::toml_string(&p.display().to_string()), None),
                 None => (value::toml_string(""), Some("none".into())),
@@ -460,6 +484,21 @@ pub static SETTINGS: &[Setting] = &[
         value_name: "BOOL",
         help: "Refuse SSE, streaming and polling for unknown topics (SSE gets 204).",
         field: Field::Flag(|c| &mut c.topics_must_exist),
+    },
+    Setting {
+        name: "compression",
+        group: WS,
+        value_name: "MODE",
+        help: "permessage-deflate (RFC 7692): off; shared (no context takeover, no state \
+               kept between messages); dedicated (context takeover, ~400 KiB per connection).",
+        field: Field::Compression(|c| &mut c.compression.mode),
+    },
+    Setting {
+        name: "compression_threshold",
+        group: WS,
+        value_name: "BYTES",
+        help: "Outgoing messages shorter than this are sent uncompressed.",
+        field: Field::Bytes(|c| &mut c.compression.threshold),
     },
     Setting {
         name: "tls_cert",

@@ -33,6 +33,7 @@ use crate::http::upgrade::{self, WsUpgrade};
 use crate::timer::Tick;
 use crate::ws::close::parse_close_payload;
 use crate::ws::decode::{DecodeRules, Decoder, Piece};
+use crate::ws::deflate::{self, Agreement, Streams, RSV1};
 use crate::ws::frame::OpCode;
 use crate::ws::message::{Assembler, Message};
 use crate::ws::ProtocolError;
@@ -143,7 +144,24 @@ pub(crate) struct TxSide {
     cycle: u8,
     /// The held request asked to keep the connection alive after its response.
     held_keep_alive: bool,
+    /// permessage-deflate as negotiated with the upgrade request (RFC 7692), answered in the
+    /// 101; `None` (and no allocation) for connections that did not negotiate it.
+    deflate: Option<Box<DeflateState>>,
     queue: TxQueue,
+}
+
+/// A connection's permessage-deflate state, behind one pointer.
+pub(crate) struct DeflateState {
+    agreement: Agreement,
+    /// The compressor and decompressor of the directions that keep context
+    /// (`--compression dedicated`); `None` when no direction does.
+    streams: Option<Box<Streams>>,
+}
+
+impl std::fmt::Debug for DeflateState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.agreement.response())
+    }
 }
 
 /// What a connection carries once its first request is answered.
@@ -182,6 +200,7 @@ impl Conn {
                 mode: Mode::Http,
                 cycle: 0,
                 held_keep_alive: true,
+                deflate: None,
                 queue: TxQueue::default(),
             },
         }
@@ -243,7 +262,7 @@ impl Conn {
         now: Tick,
     ) -> (Step<'s>, Outbox<'s>) {
         let Conn { rx, tx, .. } = self;
-        let mut out = Outbox::new(tx, pool, cfg.max_queued_bytes);
+        let mut out = Outbox::new(tx, pool, cfg);
         let step = rx.step(cfg, &mut out, now);
         (step, out)
     }
@@ -268,7 +287,7 @@ impl Conn {
         let expiry = self.times.expired(self.tx.state, msg, &cfg.timeouts, now)?;
         log::debug!("deadline passed: {expiry:?}");
         let (cycle_started, mode) = (self.tx.cycle != 0, self.tx.mode);
-        let mut out = Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes);
+        let mut out = Outbox::new(&mut self.tx, pool, cfg);
         match expiry {
             Expiry::Handshake => {
                 let pending = self.rx.ring.as_ref().is_some_and(|r| !r.is_empty());
@@ -341,8 +360,7 @@ impl Conn {
     pub fn going_away(&mut self, cfg: &Config, pool: &mut BufPool) -> Option<u16> {
         match self.tx.state {
             State::Open => {
-                Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes)
-                    .close(1001, "server shutting down");
+                Outbox::new(&mut self.tx, pool, cfg).close(1001, "server shutting down");
                 None
             }
             State::Handshake | State::Upgrading => self.abort(),
@@ -378,7 +396,7 @@ impl Conn {
             return false;
         }
         let keep_alive = self.tx.held_keep_alive;
-        Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes).respond(response, keep_alive);
+        Outbox::new(&mut self.tx, pool, cfg).respond(response, keep_alive);
         true
     }
 
@@ -413,7 +431,7 @@ impl Conn {
         if self.tx.state != State::Open {
             return None;
         }
-        Outbox::new(&mut self.tx, pool, cfg.max_queued_bytes).fail(1008, reason);
+        Outbox::new(&mut self.tx, pool, cfg).fail(1008, reason);
         self.rx.asm.clear();
         Some(1008)
     }
@@ -490,6 +508,10 @@ impl RxSide {
                 if let Some(r) = self.ring.as_mut() {
                     r.consume(r.len());
                 }
+                // Nothing of the request is pending any more: the rx ring may go back.
+                if let Parser::Http(head) = &mut self.parser {
+                    *head = Head::default();
+                }
                 self.asm.clear();
                 Step::Idle
             }
@@ -552,7 +574,11 @@ impl RxSide {
         }
         out.set_state(State::Upgrading);
         match upgrade::validate(&req, &cfg.allowed_origins) {
-            Ok(up) => Step::Event(Event::Upgrade(req, up)),
+            Ok(up) => {
+                // RFC 7692 §5: choose the response now, so `Outbox::accept` can answer it.
+                out.set_deflate(deflate::negotiate(&up.extensions, cfg.compression.mode));
+                Step::Event(Event::Upgrade(req, up))
+            }
             Err(rej) => {
                 out.reject(rej.status, rej.reason);
                 Step::Again
@@ -603,9 +629,18 @@ impl RxSide {
         let Parser::Ws(decoder) = &mut self.parser else {
             unreachable!("bug: parser switched to frames above");
         };
-        let rules = DecodeRules {
-            max_frame_size: cfg.ws.max_frame_size,
-            allowed_rsv: 0,
+        // RFC 7692 §6: permessage-deflate claims RSV1 (first frames of data messages only; the
+        // decoder refuses it on control and continuation frames), and a compressed frame may
+        // be a little larger than the data it carries.
+        let rules = match out.deflate() {
+            None => DecodeRules {
+                max_frame_size: cfg.ws.max_frame_size,
+                allowed_rsv: 0,
+            },
+            Some(_) => DecodeRules {
+                max_frame_size: deflate::compressed_bound(cfg.ws.max_frame_size),
+                allowed_rsv: RSV1,
+            },
         };
         let piece = match decoder.next(ring, &rules) {
             Ok(Some(p)) => p,
@@ -619,7 +654,7 @@ impl RxSide {
             // §7.1.2 / §1.4: after our close, data frames are read and discarded.
             return Step::Again;
         }
-        match self.asm.feed(piece, &cfg.ws, now) {
+        match self.asm.feed(piece, &cfg.ws, now, out.deflate().as_mut()) {
             Ok(Some(msg)) => Step::Event(Event::Message(msg)),
             Ok(None) => Step::Again,
             // The partial message is freed on the next step (state is no longer Open).
@@ -711,5 +746,13 @@ fn close_received<'s>(payload: &'s [u8], out: &mut Outbox<'_>) -> Step<'s> {
             out.set_state(State::Closing);
             out.report(code, reason)
         }
+    }
+}
+
+#[cfg(test)]
+impl TxSide {
+    /// The context-keeping compression streams, if any (tests look at them).
+    fn streams(&self) -> Option<&Streams> {
+        self.deflate.as_ref()?.streams.as_deref()
     }
 }

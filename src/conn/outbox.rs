@@ -2,11 +2,13 @@
 //! response, data frames, pongs and close frames — and the state changes they imply. It
 //! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
 
-use super::{Mode, State, TxSide};
+use super::{DeflateState, Mode, State, TxSide};
 use crate::buf::BufPool;
+use crate::config::Config;
 use crate::http::upgrade::{self, WsUpgrade};
 use crate::metrics::OUTCOMES;
 use crate::ws::close::encode_close_payload;
+use crate::ws::deflate::{self, Agreement, Codec, RSV1};
 use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::ws::message::Message;
 
@@ -20,15 +22,19 @@ pub struct Outbox<'a> {
     limit: usize,
     /// Messages sent through this window, for the reactor's messages-out count.
     sent: u64,
+    /// Shortest message compressed when permessage-deflate is in use
+    /// (`CompressionConfig::threshold`).
+    compress_min: usize,
 }
 
 impl<'a> Outbox<'a> {
-    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, limit: usize) -> Outbox<'a> {
+    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, cfg: &Config) -> Outbox<'a> {
         Outbox {
             tx,
             pool,
-            limit,
+            limit: cfg.max_queued_bytes,
             sent: 0,
+            compress_min: cfg.compression.threshold,
         }
     }
 
@@ -56,11 +62,18 @@ impl<'a> Outbox<'a> {
     }
 
     /// Accept the upgrade (§4.2.2): queue the 101 and open the WebSocket. `route` names the
-    /// handler that serves it; `protocol` must be one the client offered.
+    /// handler that serves it; `protocol` must be one the client offered. The 101 carries the
+    /// permessage-deflate response negotiated with the request, if any (RFC 7692 §5).
     pub fn accept(&mut self, up: &WsUpgrade<'_>, route: u16, protocol: Option<&str>) {
         debug_assert!(protocol.is_none_or(|p| up.protocols.contains(&p)));
         let mut head = Vec::with_capacity(160);
-        upgrade::write_accept(up.key, protocol, None, &mut head);
+        let extensions = self.tx.deflate.as_ref().map(|d| d.agreement.response());
+        upgrade::write_accept(up.key, protocol, extensions.as_deref(), &mut head);
+        if let Some(d) = self.tx.deflate.as_mut() {
+            if d.agreement.keeps_context() {
+                d.streams = Some(Box::default());
+            }
+        }
         OUTCOMES.answered(101);
         self.push(&head);
         self.tx.route = route;
@@ -126,7 +139,7 @@ impl<'a> Outbox<'a> {
             OpCode::Binary
         };
         self.is_open() && {
-            self.frame(opcode, msg.as_bytes());
+            self.data_frame(opcode, msg.as_bytes());
             self.sent += 1;
             true
         }
@@ -201,9 +214,14 @@ impl<'a> Outbox<'a> {
 
     /// Queue one unmasked server frame (§5.1: servers never mask). Returns its length.
     fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> usize {
+        self.frame_rsv(opcode, 0, payload)
+    }
+
+    /// `frame` with RSV bits (RSV1: a compressed message, RFC 7692 §6).
+    fn frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> usize {
         let h = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask: None,
             payload_len: payload.len() as u64,
@@ -232,5 +250,39 @@ impl<'a> Outbox<'a> {
     fn push(&mut self, bytes: &[u8]) {
         self.tx.queue.push(self.pool, &[bytes]);
         self.tx.tail_pong = 0;
+    }
+}
+
+/// permessage-deflate (RFC 7692).
+impl Outbox<'_> {
+    /// The connection's permessage-deflate codec, if it was negotiated.
+    pub(crate) fn deflate(&mut self) -> Option<Codec<'_>> {
+        let d = self.tx.deflate.as_deref_mut()?;
+        Some(Codec::new(d.agreement, d.streams.as_deref_mut()))
+    }
+
+    /// Record the agreement the 101 will answer with (before `accept`).
+    pub(crate) fn set_deflate(&mut self, agreement: Option<Agreement>) {
+        self.tx.deflate = agreement.map(|agreement| {
+            Box::new(DeflateState {
+                agreement,
+                streams: None,
+            })
+        });
+    }
+
+    /// Queue a data message as one frame: compressed, with RSV1 (§6), when the extension is
+    /// in use and the codec chose to compress it; otherwise as it is.
+    fn data_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let min = self.compress_min;
+        match self.deflate().and_then(|mut c| c.compress(payload, min)) {
+            Some(z) => {
+                self.frame_rsv(opcode, RSV1, &z);
+                deflate::recycle(z);
+            }
+            None => {
+                self.frame(opcode, payload);
+            }
+        }
     }
 }

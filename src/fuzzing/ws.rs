@@ -117,7 +117,7 @@ fn run(
                 out.push(Ev::Control(piece.opcode as u8, piece.a.to_vec()));
                 continue;
             }
-            match asm.feed(piece, limits, 0) {
+            match asm.feed(piece, limits, 0, None) {
                 Ok(Some(m)) => out.push(Ev::Message(m.is_text(), m.as_bytes().to_vec())),
                 Ok(None) => {}
                 Err(e) => {

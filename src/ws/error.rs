@@ -37,13 +37,16 @@ pub enum ProtocolError {
     MessageTooLarge { size: u64, max: u64 },
     /// A message is split into more fragments than allowed (empty fragments count).
     TooManyFragments { max: u32 },
+    /// RFC 7692 §7.2.2: a compressed message is not a valid DEFLATE stream.
+    BadCompressedData,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer for this error (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => 1007,
+            // The payload is inconsistent with the message (§7.4.1), as for bad UTF-8.
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => 1007,
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => 1009,
             ProtocolError::TooManyFragments { .. } => 1008,
             _ => 1002,
@@ -67,6 +70,7 @@ impl ProtocolError {
             ProtocolError::FrameTooLarge { .. } => "frame too large",
             ProtocolError::MessageTooLarge { .. } => "message too large",
             ProtocolError::TooManyFragments { .. } => "too many fragments",
+            ProtocolError::BadCompressedData => "invalid compressed data",
         }
     }
 }

@@ -2,9 +2,11 @@
 //! fragmentation), enforcing the message-size and fragment-count limits and validating text
 //! as UTF-8 as it arrives (§8.1, fail-fast). A message that arrives as one whole frame is
 //! handed on in place, with no copy; only fragmented or partly-read messages are copied into
-//! a reassembly buffer, allocated then and freed on delivery. Sans-IO.
+//! a reassembly buffer, allocated then and freed on delivery. A compressed message (RFC 7692)
+//! is inflated once its last frame has arrived, into that buffer. Sans-IO.
 
 use super::decode::Piece;
+use super::deflate::{self, Codec, RSV1};
 use super::frame::OpCode;
 use super::utf8::Utf8Validator;
 use super::ProtocolError;
@@ -43,6 +45,9 @@ struct Partial {
     utf8: Utf8Validator,
     /// The message was delivered from `buf`; the box is freed on the next call.
     delivered: bool,
+    /// RSV1 on its first frame (RFC 7692 §6): `buf` collects compressed bytes, inflated
+    /// (and only then validated as UTF-8) when the message is complete.
+    compressed: bool,
     buf: Vec<u8>,
 }
 
@@ -83,12 +88,14 @@ impl Assembler {
     }
 
     /// Feed one data-frame piece that arrived at `now`; returns the message when its last
-    /// byte has arrived.
+    /// byte has arrived. `deflate` is the connection's permessage-deflate codec, if it was
+    /// negotiated.
     pub fn feed<'a>(
         &'a mut self,
         p: Piece<'a>,
         limits: &WsLimits,
         now: Tick,
+        deflate: Option<&mut Codec<'_>>,
     ) -> Result<Option<Message<'a>>, ProtocolError> {
         if self.partial.as_ref().is_some_and(|p| p.delivered) {
             self.partial = None; // the last message's buffer is no longer borrowed
@@ -96,8 +103,21 @@ impl Assembler {
         if p.first {
             self.start_frame(&p, limits)?;
         }
+        // The decoder lets RSV1 through only on a message's first frame, and only when the
+        // extension was negotiated (§6).
+        let compressed = p.rsv & RSV1 != 0;
+        if compressed && deflate.is_none() {
+            return Err(ProtocolError::ReservedBits(p.rsv));
+        }
+        let whole = p.first && p.last && p.fin && self.partial.is_none() && p.b.is_empty();
+        if whole && compressed {
+            // Inflated straight from the ring: the compressed bytes are never copied.
+            let partial = self.partial.insert(Partial::new(&p, true, now));
+            inflate(partial, p.a, limits, deflate)?;
+            return deliver(partial);
+        }
         // Fast path: a whole message in one frame, contiguous in the ring — no copy.
-        if p.first && p.last && p.fin && self.partial.is_none() && p.b.is_empty() {
+        if whole {
             return match p.opcode {
                 OpCode::Text => simdutf8::basic::from_utf8(p.a)
                     .map(|s| Some(Message::Text(s)))
@@ -105,20 +125,10 @@ impl Assembler {
                 _ => Ok(Some(Message::Binary(p.a))),
             };
         }
-        let partial = self.partial.get_or_insert_with(|| {
-            Box::new(Partial {
-                started: now,
-                text: p.opcode == OpCode::Text,
-                fragments: 1,
-                size: p.frame_len,
-                utf8: Utf8Validator::new(),
-                delivered: false,
-                // The frame's declared length (already within the limits) is allocated once,
-                // not grown by doubling as pieces arrive; untouched pages cost nothing.
-                buf: Vec::with_capacity(p.frame_len as usize),
-            })
-        });
-        if partial.text {
+        let partial = self
+            .partial
+            .get_or_insert_with(|| Partial::new(&p, compressed, now));
+        if partial.text && !partial.compressed {
             // §8.1 + Autobahn 6.4.x: fail as soon as the bytes cannot become valid UTF-8,
             // even while the rest of the frame is still on its way.
             partial.utf8.feed(p.a)?;
@@ -129,23 +139,19 @@ impl Assembler {
         if !(p.last && p.fin) {
             return Ok(None);
         }
+        if partial.compressed {
+            let data = std::mem::take(&mut partial.buf);
+            inflate(partial, &data, limits, deflate)?;
+        }
         if partial.text && !partial.utf8.is_complete() {
             return Err(ProtocolError::InvalidUtf8);
         }
-        partial.delivered = true;
-        let done = &**partial;
-        if done.text {
-            // Already validated piece by piece; this last check is the cheap SIMD pass that
-            // lets safe code hand out a `&str`.
-            simdutf8::basic::from_utf8(&done.buf)
-                .map(|s| Some(Message::Text(s)))
-                .map_err(|_| ProtocolError::InvalidUtf8)
-        } else {
-            Ok(Some(Message::Binary(&done.buf)))
-        }
+        deliver(partial)
     }
 
-    /// Rules checked on a frame's header, before its payload is read (§5.4, limits).
+    /// Rules checked on a frame's header, before its payload is read (§5.4, limits). A
+    /// compressed message is held to them by its compressed size, and to `max_message_size`
+    /// again once inflated.
     fn start_frame(&mut self, p: &Piece<'_>, limits: &WsLimits) -> Result<(), ProtocolError> {
         match (p.opcode, &mut self.partial) {
             (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation),
@@ -158,20 +164,22 @@ impl Assembler {
                 }
                 partial.size += p.frame_len;
                 partial.buf.reserve(p.frame_len as usize);
-                if partial.size > limits.max_message_size {
+                let max = wire_limit(limits, partial.compressed);
+                if partial.size > max {
                     return Err(ProtocolError::MessageTooLarge {
                         size: partial.size,
-                        max: limits.max_message_size,
+                        max,
                     });
                 }
                 Ok(())
             }
             (_, Some(_)) => Err(ProtocolError::ExpectedContinuation),
             (_, None) => {
-                if p.frame_len > limits.max_message_size {
+                let max = wire_limit(limits, p.rsv & RSV1 != 0);
+                if p.frame_len > max {
                     return Err(ProtocolError::MessageTooLarge {
                         size: p.frame_len,
-                        max: limits.max_message_size,
+                        max,
                     });
                 }
                 if limits.max_fragments == 0 {
@@ -180,5 +188,62 @@ impl Assembler {
                 Ok(())
             }
         }
+    }
+}
+
+impl Partial {
+    /// The state of a message starting with the piece `p`.
+    fn new(p: &Piece<'_>, compressed: bool, now: Tick) -> Box<Partial> {
+        Box::new(Partial {
+            started: now,
+            text: p.opcode == OpCode::Text,
+            fragments: 1,
+            size: p.frame_len,
+            utf8: Utf8Validator::new(),
+            delivered: false,
+            compressed,
+            // The frame's declared length (already within the limits) is allocated once,
+            // not grown by doubling as pieces arrive; untouched pages cost nothing.
+            buf: Vec::with_capacity(p.frame_len as usize),
+        })
+    }
+}
+
+/// Inflate a compressed message's bytes into `partial.buf` (RFC 7692 §7.2.2), within the
+/// message limit, validating text as it is inflated.
+fn inflate(
+    partial: &mut Partial,
+    data: &[u8],
+    limits: &WsLimits,
+    deflate: Option<&mut Codec<'_>>,
+) -> Result<(), ProtocolError> {
+    let codec = deflate.ok_or(ProtocolError::ReservedBits(RSV1))?;
+    let utf8 = partial.text.then_some(&mut partial.utf8);
+    codec.inflate(data, &mut partial.buf, limits.max_message_size, utf8)
+}
+
+/// Hand out a complete message from its reassembly buffer (freed on the next call).
+fn deliver(partial: &mut Partial) -> Result<Option<Message<'_>>, ProtocolError> {
+    partial.delivered = true;
+    let done = &*partial;
+    if done.text {
+        // Already validated piece by piece; this last check is the cheap SIMD pass that
+        // lets safe code hand out a `&str`.
+        simdutf8::basic::from_utf8(&done.buf)
+            .map(|s| Some(Message::Text(s)))
+            .map_err(|_| ProtocolError::InvalidUtf8)
+    } else {
+        Ok(Some(Message::Binary(&done.buf)))
+    }
+}
+
+/// The most bytes a message may occupy on the wire: compressed, it may exceed its inflated
+/// size by DEFLATE's worst-case expansion (RFC 7692 §7.2.3.3 stored blocks), checked against
+/// the limit again once inflated.
+fn wire_limit(limits: &WsLimits, compressed: bool) -> u64 {
+    if compressed {
+        deflate::compressed_bound(limits.max_message_size)
+    } else {
+        limits.max_message_size
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod close;
 pub mod decode;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod mask;

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // tests/interop/node_client.js: interop check of a wsloop echo endpoint with the Node `ws` client.
 //
-// usage: node node_client.js ws://127.0.0.1:PORT/echo
+// usage: node node_client.js ws://127.0.0.1:PORT/echo [EXTENSIONS]
 // Exchanges text and binary messages of edge-case sizes (0 .. 1 MiB), multi-byte UTF-8 text and
 // fragmented messages, checking every echo byte-for-byte; pings with a payload and awaits the
 // pong with the same payload; closes with 1000 + reason and checks the server answered 1000.
+// ws offers permessage-deflate (RFC 7692); this client compresses every message (threshold 0).
+// With EXTENSIONS, the server's Sec-WebSocket-Extensions response must be exactly that ("none":
+// absent), and ws must have enabled what it says; when deflate is on, a compressible 1 MiB echo
+// must arrive compressed.
 // Exit 0 on success, 1 on any mismatch/error (message on stderr), 2 on usage errors.
 'use strict';
 
@@ -27,8 +31,9 @@ const OVERALL_TIMEOUT_MS = 30000;
 const STEP_TIMEOUT_MS = 15000;
 
 const url = process.argv[2];
-if (process.argv.length !== 3 || !/^wss?:\/\//.test(url)) {
-  console.error('usage: node node_client.js ws://127.0.0.1:PORT/echo');
+const expectedExtensions = process.argv[3];
+if (process.argv.length < 3 || process.argv.length > 4 || !/^wss?:\/\//.test(url)) {
+  console.error('usage: node node_client.js ws://127.0.0.1:PORT/echo [EXTENSIONS]');
   process.exit(2);
 }
 
@@ -84,7 +89,32 @@ function asciiText(n) {
   return b.toString('latin1');
 }
 
-async function run(ws) {
+function checkExtensions(ws, answered) {
+  if (expectedExtensions !== undefined && (answered || 'none') !== expectedExtensions) {
+    fail(`Sec-WebSocket-Extensions: server answered ${JSON.stringify(answered)}, ` +
+      `expected ${JSON.stringify(expectedExtensions)}`);
+  }
+  const deflate = ws._extensions['permessage-deflate'];
+  if (Boolean(answered) !== Boolean(deflate)) {
+    fail(`server answered ${JSON.stringify(answered)} but ws.extensions is ${JSON.stringify(ws.extensions)}`);
+  }
+  if (deflate) {
+    const p = deflate.params;
+    console.log(`ok   permessage-deflate negotiated (${answered}): client context takeover ` +
+      `${!p.client_no_context_takeover}, server context takeover ${!p.server_no_context_takeover}`);
+  } else {
+    console.log('ok   no extension negotiated');
+  }
+  return Boolean(deflate);
+}
+
+function jsonLike(n) {
+  let s = '';
+  for (let i = 0; s.length < n; i++) s += `{"seq":${i},"topic":"prices","ok":true},`;
+  return s.slice(0, n);
+}
+
+async function run(ws, deflate) {
   for (const n of SIZES) {
     const text = asciiText(n);
     await send(ws, text, { binary: false });
@@ -92,6 +122,14 @@ async function run(ws) {
     const bin = crypto.randomBytes(n);
     await send(ws, bin, { binary: true });
     await expectEcho(`binary ${String(n).padStart(7)} bytes`, bin, true);
+    const json = jsonLike(n);
+    const before = ws._socket.bytesRead;
+    await send(ws, json, { binary: false });
+    await expectEcho(`json   ${String(n).padStart(7)} bytes`, Buffer.from(json), false);
+    const wire = ws._socket.bytesRead - before;
+    if (deflate && n === 1048576 && wire > n / 4) {
+      fail(`json 1 MiB: the echo took ${wire} bytes on the wire; the server did not compress it`);
+    }
   }
 
   for (const s of ['héllo wörld, Ελληνικά, русский, 日本語, emoji 🦀🎉, combining e\u0301, \u0000 nul',
@@ -136,7 +174,13 @@ async function run(ws) {
   console.log(`ok   close 1000: server replied ${closed.code} ${JSON.stringify(closed.reason)}`);
 }
 
-const ws = new WebSocket(url, { maxPayload: MAX_PAYLOAD, handshakeTimeout: CONNECT_TIMEOUT_MS });
+const ws = new WebSocket(url, {
+  maxPayload: MAX_PAYLOAD,
+  handshakeTimeout: CONNECT_TIMEOUT_MS,
+  perMessageDeflate: { threshold: 0 },
+});
+let answeredExtensions;
+ws.on('upgrade', (res) => { answeredExtensions = res.headers['sec-websocket-extensions']; });
 ws.on('error', (e) => fail(`${e.code || 'error'}: ${e.message}`));
 ws.on('unexpected-response', (req, res) => fail(`handshake rejected: HTTP ${res.statusCode} ${res.statusMessage}`));
 ws.on('message', (data, isBinary) => push({ type: 'message', data, isBinary }));
@@ -144,7 +188,8 @@ ws.on('pong', (data) => push({ type: 'pong', data }));
 ws.on('close', (code, reason) => push({ type: 'close', code, reason: reason.toString(), desc: `code ${code}` }));
 ws.on('open', () => {
   console.log(`connected to ${url} (ws ${require(path.join(__dirname, 'node_modules', 'ws', 'package.json')).version})`);
-  run(ws).then(() => {
+  const deflate = checkExtensions(ws, answeredExtensions);
+  run(ws, deflate).then(() => {
     clearTimeout(overall);
     console.log('node_client: all checks passed');
     process.exit(0);

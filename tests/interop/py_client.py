@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 # tests/interop/py_client.py: interop check of a wsloop echo endpoint with the Python `websockets` client.
-"""usage: py_client.py ws://127.0.0.1:PORT/echo
+"""usage: py_client.py ws://127.0.0.1:PORT/echo [EXTENSIONS]
 
 Exchanges text and binary messages of edge-case sizes (0 .. 1 MiB), multi-byte UTF-8 text and a
 fragmented message, checking every echo byte-for-byte; pings with a payload and awaits the pong;
 closes with 1000 + reason and checks the closing handshake completed cleanly.
+websockets offers permessage-deflate (RFC 7692) by default and compresses every message once it
+is negotiated. With EXTENSIONS, the server's Sec-WebSocket-Extensions response must be exactly
+that ("none": absent), and when it is permessage-deflate, websockets must have enabled it.
 Exit 0 on success, 1 on any mismatch/error (with a message on stderr), 2 on usage errors.
 """
 import asyncio
@@ -15,6 +18,7 @@ try:
     import websockets
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosedOK
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
     from websockets.protocol import State
 except ImportError as e:  # missing or too old (< 13) websockets
     print(f"py_client: cannot import websockets ({e}); run scripts/test "
@@ -49,16 +53,38 @@ async def roundtrip(ws, label, msg):
     print(f"ok   {label}")
 
 
-async def run(url):
+def check_extensions(ws, expected):
+    got = ws.response.headers.get("Sec-WebSocket-Extensions")
+    if expected is not None and (got or "none") != expected:
+        raise Mismatch(f"Sec-WebSocket-Extensions: server answered {got!r}, expected {expected!r}")
+    deflate = [e for e in ws.protocol.extensions if isinstance(e, PerMessageDeflate)]
+    if got and not deflate:
+        raise Mismatch(f"server answered {got!r} but websockets did not enable permessage-deflate")
+    if deflate:
+        d = deflate[0]
+        # websockets names the directions from its own side: local = client -> server.
+        print(f"ok   permessage-deflate negotiated ({got}): client context takeover "
+              f"{not d.local_no_context_takeover}, server context takeover "
+              f"{not d.remote_no_context_takeover}")
+    else:
+        print("ok   no extension negotiated")
+
+
+async def run(url, expected_extensions):
     rng = random.Random(6455)
     async with connect(url, open_timeout=CONNECT_TIMEOUT, close_timeout=10,
                        max_size=MAX_SIZE, ping_interval=None) as ws:
         print(f"connected to {url} (websockets {websockets.__version__})")
+        check_extensions(ws, expected_extensions)
         for n in SIZES:
             # printable ASCII so the text is n bytes of valid UTF-8
             text = "".join(chr(rng.randrange(0x20, 0x7F)) for _ in range(n))
             await roundtrip(ws, f"text   {n:>7} bytes", text)
             await roundtrip(ws, f"binary {n:>7} bytes", rng.randbytes(n))
+            # compressible payloads too: random bytes deflate to more than they are
+            json_like = "".join('{"seq":%d,"topic":"prices","ok":true},' % i
+                                for i in range(n // 30 + 1))[:n]
+            await roundtrip(ws, f"json   {n:>7} bytes", json_like)
 
         utf8 = "héllo wörld, Ελληνικά, русский, 日本語, emoji 🦀🎉, combining e\u0301, \u0000 nul"
         await roundtrip(ws, f"text   multi-byte UTF-8 ({len(utf8.encode())} bytes)", utf8)
@@ -114,12 +140,13 @@ async def run(url):
 
 
 def main():
-    if len(sys.argv) != 2 or not sys.argv[1].startswith(("ws://", "wss://")):
+    if len(sys.argv) not in (2, 3) or not sys.argv[1].startswith(("ws://", "wss://")):
         print(__doc__, file=sys.stderr)
         return 2
     url = sys.argv[1]
+    expected = sys.argv[2] if len(sys.argv) == 3 else None
     try:
-        asyncio.run(asyncio.wait_for(run(url), OVERALL_TIMEOUT))
+        asyncio.run(asyncio.wait_for(run(url, expected), OVERALL_TIMEOUT))
     except Mismatch as e:
         print(f"py_client: FAIL: {e}", file=sys.stderr)
         return 1
