@@ -95,7 +95,7 @@ pub struct Cli {
     /// permessage-deflate (RFC 7692): `off` never negotiates it; `shared` negotiates it
     /// without context takeover, so no compression state outlives a message (one compressor
     /// and decompressor per reactor serve every connection); `dedicated` also allows context
-    /// takeover (better ratio, ~420 KiB of compressor and decompressor per such connection).
+    /// takeover (better ratio, ~418 KiB of compressor and decompressor per such connection).
     #[arg(long, value_enum, default_value_t = Compression::Shared)]
     pub compression: Compression,
 

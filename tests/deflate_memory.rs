@@ -1,14 +1,15 @@
 //! Heap bytes per permessage-deflate connection, counted exactly by a counting global
 //! allocator: 1,000 `Conn`s driven in-process (sans-IO, no sockets), each upgraded with the
 //! offer Python `websockets` and Node `ws` send and then carrying one compressed 4 KiB message
-//! each way, under every `--compression` mode. Prints the table in docs/benchmarks-deflate.md
+//! each way, under every `--compression` mode; and what zlib-rs allocates for one compressor
+//! and one decompressor at each window size. Prints the tables in docs/benchmarks-deflate.md
 //! (`cargo test --release --test deflate_memory -- --nocapture`) and holds the budget: nothing
 //! per idle connection unless context takeover is in use.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use flate2::{Compress, Compression, FlushCompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use wsloop::buf::BufPool;
 use wsloop::config::{CompressionMode, Config};
 use wsloop::conn::{Conn, Event, Step};
@@ -147,8 +148,38 @@ fn measure(mode: CompressionMode) -> (usize, usize) {
     (first, total)
 }
 
+/// Live bytes `f` leaves allocated (it returns what it allocated, to keep it alive).
+fn allocated<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = LIVE.load(Relaxed);
+    let value = f();
+    (value, LIVE.load(Relaxed) - before)
+}
+
+fn zlib_rs_sizes() {
+    println!("| window bits | compressor | decompressor |");
+    println!("|---|---|---|");
+    for bits in 9..=15u8 {
+        let (mut c, c_bytes) =
+            allocated(|| Compress::new_with_window_bits(Compression::fast(), false, bits));
+        let (mut d, d_bytes) = allocated(|| Decompress::new_with_window_bits(false, bits));
+        // Use both once: nothing more is allocated on first use.
+        let mut z = Vec::with_capacity(1 << 16);
+        let mut out = Vec::with_capacity(1 << 16);
+        let ((), more) = allocated(|| {
+            c.compress_vec(&[7u8; 30000], &mut z, FlushCompress::Sync)
+                .unwrap();
+            d.decompress_vec(&z, &mut out, FlushDecompress::Sync)
+                .unwrap();
+        });
+        assert_eq!(more, 0);
+        println!("| {bits} | {c_bytes} B | {d_bytes} B |");
+    }
+}
+
 #[test]
 fn heap_per_connection_by_mode() {
+    zlib_rs_sizes();
+    println!();
     println!(
         "| --compression | first connection | each further connection (mean of {CONNECTIONS}) |"
     );
