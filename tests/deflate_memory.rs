@@ -6,6 +6,12 @@
 //! (`cargo test --release --test deflate_memory -- --nocapture`) and holds the budget: nothing
 //! per idle connection unless context takeover is in use.
 
+// The frame builder of the test support uses std sockets; this test opens none.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[path = "support/client.rs"]
+mod client;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -56,23 +62,6 @@ const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
 
-/// A masked client frame.
-fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1, 2, 3, 4];
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n => {
-            assert!(n < 65536);
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
-}
-
 /// A text frame of 4 KiB of JSON, compressed (RFC 7692 §7.2.1: sync flush, tail removed) or
 /// not.
 fn message(compressed: bool) -> Vec<u8> {
@@ -87,14 +76,14 @@ fn message(compressed: bool) -> Vec<u8> {
     }
     json.truncate(4096);
     if !compressed {
-        return frame(0x81, json.as_bytes());
+        return client::frame(0x81, json.as_bytes());
     }
     let mut c = Compress::new(Compression::default(), false);
     let mut z = Vec::with_capacity(8192);
     c.compress_vec(json.as_bytes(), &mut z, FlushCompress::Sync)
         .unwrap();
     z.truncate(z.len() - 4);
-    frame(0xC1, &z)
+    client::frame(0xC1, &z)
 }
 
 /// Feed `bytes` to `conn`, echo every message, drain what it queued.
