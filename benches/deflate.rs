@@ -1,11 +1,13 @@
 //! permessage-deflate cost per message through `ws::deflate::Codec` without context takeover
 //! (`--compression shared`): compress (compressor reset + deflate + sync flush) and inflate
-//! (reset + inflate) synthetic JSON of 64 B .. 128 KiB. Prints the compressed size of each
-//! first; docs/benchmarks-deflate.md has the figures.
+//! (reset + inflate) synthetic JSON of 64 B .. 128 KiB; and zlib level 1 (what wsloop uses)
+//! against level 6 (zlib's default) at 16 and 128 KiB. Prints the compressed sizes first;
+//! docs/benchmarks-deflate.md has the figures.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flate2::{Compress, Compression, FlushCompress};
 use wsloop::config::CompressionMode;
 use wsloop::ws::deflate::{self, negotiate, Codec};
 
@@ -75,5 +77,34 @@ fn codec_bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec_bench);
+/// One message through a reset raw-deflate compressor at `level` (15-bit window, sync flush).
+fn deflate_at(c: &mut Compress, msg: &[u8], out: &mut Vec<u8>) {
+    c.reset();
+    out.clear();
+    c.compress_vec(msg, out, FlushCompress::Sync).unwrap();
+}
+
+fn level_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate_level");
+    for n in [16384, 131072] {
+        let msg = json(n);
+        for level in [1, 6] {
+            let mut comp = Compress::new(Compression::new(level), false);
+            let mut out = Vec::with_capacity(2 * n + 64);
+            deflate_at(&mut comp, &msg, &mut out);
+            println!(
+                "level {level}: json {n:>6} B -> {:>6} B ({:.1}%)",
+                out.len() - 4,
+                100.0 * (out.len() - 4) as f64 / n as f64
+            );
+            group.throughput(Throughput::Bytes(n as u64));
+            group.bench_function(format!("level{level}/{n}"), |b| {
+                b.iter(|| deflate_at(&mut comp, black_box(&msg), &mut out))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec_bench, level_bench);
 criterion_main!(benches);

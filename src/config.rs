@@ -117,7 +117,7 @@ pub enum CompressionMode {
     /// decompressor per reactor serve every connection. Default.
     Shared,
     /// Negotiate what the client offers, context takeover included: each connection that
-    /// keeps context owns its compressor and decompressor (better ratio, ~400 KiB each).
+    /// keeps context owns its compressor and decompressor (better ratio, ~418 KiB).
     Dedicated,
 }
 
@@ -127,8 +127,8 @@ pub struct CompressionConfig {
     /// Default `Shared`.
     pub mode: CompressionMode,
     /// Outgoing messages shorter than this are sent uncompressed: every compressed message
-    /// without context takeover costs a compressor reset (~7 µs, mostly clearing its 128 KiB
-    /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~55%
+    /// without context takeover costs a compressor reset (~8 µs, mostly clearing its 128 KiB
+    /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~50%
     /// (docs/benchmarks-deflate.md). Default 256 bytes.
     pub threshold: usize,
 }

@@ -1,14 +1,21 @@
 //! Heap bytes per permessage-deflate connection, counted exactly by a counting global
 //! allocator: 1,000 `Conn`s driven in-process (sans-IO, no sockets), each upgraded with the
 //! offer Python `websockets` and Node `ws` send and then carrying one compressed 4 KiB message
-//! each way, under every `--compression` mode. Prints the table in docs/benchmarks-deflate.md
+//! each way, under every `--compression` mode; and what zlib-rs allocates for one compressor
+//! and one decompressor at each window size. Prints the tables in docs/benchmarks-deflate.md
 //! (`cargo test --release --test deflate_memory -- --nocapture`) and holds the budget: nothing
 //! per idle connection unless context takeover is in use.
+
+// The frame builder of the test support uses std sockets; this test opens none.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[path = "support/client.rs"]
+mod client;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use flate2::{Compress, Compression, FlushCompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use wsloop::buf::BufPool;
 use wsloop::config::{CompressionMode, Config};
 use wsloop::conn::{Conn, Event, Step};
@@ -55,23 +62,6 @@ const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
 
-/// A masked client frame.
-fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1, 2, 3, 4];
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n => {
-            assert!(n < 65536);
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
-}
-
 /// A text frame of 4 KiB of JSON, compressed (RFC 7692 §7.2.1: sync flush, tail removed) or
 /// not.
 fn message(compressed: bool) -> Vec<u8> {
@@ -86,14 +76,14 @@ fn message(compressed: bool) -> Vec<u8> {
     }
     json.truncate(4096);
     if !compressed {
-        return frame(0x81, json.as_bytes());
+        return client::frame(0x81, json.as_bytes());
     }
     let mut c = Compress::new(Compression::default(), false);
     let mut z = Vec::with_capacity(8192);
     c.compress_vec(json.as_bytes(), &mut z, FlushCompress::Sync)
         .unwrap();
     z.truncate(z.len() - 4);
-    frame(0xC1, &z)
+    client::frame(0xC1, &z)
 }
 
 /// Feed `bytes` to `conn`, echo every message, drain what it queued.
@@ -147,8 +137,38 @@ fn measure(mode: CompressionMode) -> (usize, usize) {
     (first, total)
 }
 
+/// Live bytes `f` leaves allocated (it returns what it allocated, to keep it alive).
+fn allocated<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = LIVE.load(Relaxed);
+    let value = f();
+    (value, LIVE.load(Relaxed) - before)
+}
+
+fn zlib_rs_sizes() {
+    println!("| window bits | compressor | decompressor |");
+    println!("|---|---|---|");
+    for bits in 9..=15u8 {
+        let (mut c, c_bytes) =
+            allocated(|| Compress::new_with_window_bits(Compression::fast(), false, bits));
+        let (mut d, d_bytes) = allocated(|| Decompress::new_with_window_bits(false, bits));
+        // Use both once: nothing more is allocated on first use.
+        let mut z = Vec::with_capacity(1 << 16);
+        let mut out = Vec::with_capacity(1 << 16);
+        let ((), more) = allocated(|| {
+            c.compress_vec(&[7u8; 30000], &mut z, FlushCompress::Sync)
+                .unwrap();
+            d.decompress_vec(&z, &mut out, FlushDecompress::Sync)
+                .unwrap();
+        });
+        assert_eq!(more, 0);
+        println!("| {bits} | {c_bytes} B | {d_bytes} B |");
+    }
+}
+
 #[test]
 fn heap_per_connection_by_mode() {
+    zlib_rs_sizes();
+    println!();
     println!(
         "| --compression | first connection | each further connection (mean of {CONNECTIONS}) |"
     );
@@ -164,7 +184,7 @@ fn heap_per_connection_by_mode() {
         println!("| {mode:?} | {first} B | {each} B |");
         per.push(each);
     }
-        // Off: an idle connection holds no heap at all (its `Conn` lives in the slab). Shared:
+    // Off: an idle connection holds no heap at all (its `Conn` lives in the slab). Shared:
     // only the 16-byte box holding the agreement (one pointer in `Conn` instead of inline
     // fields keeps every slab slot within 128 bytes). Dedicated: a compressor and a
     // decompressor of 15-bit windows.
