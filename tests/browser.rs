@@ -1,21 +1,21 @@
-// tests/browser.rs: browser end-to-end tests — Debian's Chromium, driven by playwright-core
-// from tests/browser/e2e.mjs, against the demo page and endpoints of a real wsloop.
-//
-// Each test starts its own server (tests/support/server.rs) and runs one scenario of
-// e2e.mjs against it (`node tests/browser/e2e.mjs SCENARIO http://127.0.0.1:PORT`), which
-// launches Chromium, checks what the page sees, and closes Chromium. Why playwright-core
-// and not a page reporting its own results: see the head of e2e.mjs.
-//
-// What they need is installed by `scripts/test`: the Debian packages `chromium` and
-// `fonts-dejavu-core`, and playwright-core (`npm ci --prefix tests/browser`). When any is
-// missing the tests FAIL, never skip. `WSLOOP_CHROMIUM` / `WSLOOP_NODE` override the
-// browser and Node. `WSLOOP_UPDATE_DEMO_PNG=1` makes the screenshot test refresh
-// docs/demo.png.
-//
-// Every wait is bounded: e2e.mjs bounds each wait (5 s) and each scenario (45 s); this file
-// kills it after 60 s. After each scenario, any process still running with the scenario's
-// private temporary directory on its command line (where Playwright puts Chromium's
-// profile) is killed, so no Chromium outlives its test; the server dies with its guard.
+//! tests/browser.rs: browser end-to-end tests — Debian's Chromium, driven by playwright-core
+//! from tests/browser/e2e.mjs, against the demo page and endpoints of a real wsloop.
+//!
+//! Each test starts its own server (tests/support/server.rs) and runs one scenario of
+//! e2e.mjs against it (`node tests/browser/e2e.mjs SCENARIO http://127.0.0.1:PORT`), which
+//! launches Chromium, checks what the page sees, and closes Chromium. Why playwright-core
+//! and not a page reporting its own results: see the head of e2e.mjs.
+//!
+//! What they need is installed by `scripts/test`: the Debian packages `chromium` and
+//! `fonts-dejavu-core`, and playwright-core (`npm ci --prefix tests/browser`). When any is
+//! missing the tests FAIL, never skip. `WSLOOP_CHROMIUM` / `WSLOOP_NODE` override the
+//! browser and Node. `WSLOOP_UPDATE_DEMO_PNG=1` makes the screenshot test refresh
+//! docs/demo.png.
+//!
+//! Every wait is bounded: e2e.mjs bounds each wait (5 s) and each scenario (45 s); this file
+//! kills it after 60 s. After each scenario, any process still running with the scenario's
+//! private temporary directory on its command line (where Playwright puts Chromium's
+//! profile) is killed, so no Chromium outlives its test; the server dies with its guard.
 
 // Tests are clients of the server: they use processes and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]

@@ -1,5 +1,5 @@
-// tests/bye.rs: the `/bye` endpoint over loopback — the first message is answered with a
-// normal close (1000 "goodbye") chosen by the server, and the closing handshake completes.
+//! tests/bye.rs: the `/bye` endpoint over loopback — the first message is answered with a
+//! normal close (1000 "goodbye") chosen by the server, and the closing handshake completes.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]

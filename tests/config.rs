@@ -1,6 +1,6 @@
-// tests/config.rs: the configuration sources through the real binary — --print-config, a
-// config file, WSLOOP_* variables and flags in one process, and exit status 2 with a message
-// naming the key and its source for a bad value in each.
+//! tests/config.rs: the configuration sources through the real binary — --print-config, a
+//! config file, WSLOOP_* variables and flags in one process, and exit status 2 with a message
+//! naming the key and its source for a bad value in each.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,9 +1,9 @@
-// tests/interop.rs: interop of wsloop's echo endpoint with third-party clients (Python websockets, Node ws).
-//
-// Each test starts its own server and runs one client script from tests/interop/ against
-// ws://127.0.0.1:PORT/echo, once per `--compression` mode: both clients offer permessage-deflate
-// (RFC 7692) and check that the server's answer is the one expected. The clients' dependencies are installed by `scripts/test`; if they are
-// missing the tests FAIL (never skip). `WSLOOP_PYTHON` / `WSLOOP_NODE` override the interpreters.
+//! tests/interop.rs: interop of wsloop's echo endpoint with third-party clients (Python websockets, Node ws).
+//!
+//! Each test starts its own server and runs one client script from tests/interop/ against
+//! ws://127.0.0.1:PORT/echo, once per `--compression` mode: both clients offer permessage-deflate
+//! (RFC 7692) and check that the server's answer is the one expected. The clients' dependencies are installed by `scripts/test`; if they are
+//! missing the tests FAIL (never skip). `WSLOOP_PYTHON` / `WSLOOP_NODE` override the interpreters.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]

@@ -1,7 +1,7 @@
-// tests/metrics_counting.rs: the reactor's counting, end to end over loopback — a reactor run
-// in a thread, real clients, and the rendered metrics checked after each step. One test
-// function, because the process-wide outcomes (upgrade answers, close codes) are shared by
-// every reactor of the process.
+//! tests/metrics_counting.rs: the reactor's counting, end to end over loopback — a reactor run
+//! in a thread, real clients, and the rendered metrics checked after each step. One test
+//! function, because the process-wide outcomes (upgrade answers, close codes) are shared by
+//! every reactor of the process.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 #[path = "support/client.rs"]

@@ -1,7 +1,7 @@
-// tests/metrics_format.rs: the /metrics text passes `promtool check metrics` (Prometheus's own
-// parser and linter for the text exposition format). promtool comes from the Debian package
-// `prometheus` (scripts/test installs it); without it this test fails, unless
-// WSLOOP_SKIP_PROMTOOL=1 says to skip it.
+//! tests/metrics_format.rs: the /metrics text passes `promtool check metrics` (Prometheus's own
+//! parser and linter for the text exposition format). promtool comes from the Debian package
+//! `prometheus` (scripts/test installs it); without it this test fails, unless
+//! WSLOOP_SKIP_PROMTOOL=1 says to skip it.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

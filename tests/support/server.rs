@@ -1,6 +1,6 @@
-// tests/support/server.rs: spawns the wsloop binary for integration tests and kills it on drop.
-//
-// Include from a test file with `#[path = "support/server.rs"] mod server;`.
+//! tests/support/server.rs: spawns the wsloop binary for integration tests and kills it on drop.
+//!
+//! Include from a test file with `#[path = "support/server.rs"] mod server;`.
 #![allow(dead_code)] // each test crate uses a different subset of these helpers
 
 use std::io::{self, BufRead, BufReader};
