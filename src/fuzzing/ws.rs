@@ -37,8 +37,10 @@ pub fn ws_decode(data: &[u8]) {
     };
     let rules = DecodeRules {
         max_frame_size: limits.max_frame_size,
-        // RSV1 as permessage-deflate would claim it.
-        allowed_rsv: if rules_byte & 0x40 != 0 { 0b100 } else { 0 },
+        // No extension: RSV1 now means a compressed message (permessage-deflate), which needs
+        // the codec and has its own tests (ws::deflate); this target checks the plain path,
+        // where any RSV bit is a protocol error.
+        allowed_rsv: 0,
     };
     // Control frames (≤ 125 bytes + a 14-byte header) must fit: real rings are ≥ 4 KiB.
     let cap = 256usize << (cfg & 3);
