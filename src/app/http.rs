@@ -221,12 +221,7 @@ fn sse_start(
         let r = response::full(204, cors, b"", env.date, keep_alive(req), false);
         return out.respond(&r, keep_alive(req));
     }
-    let mut hs = cors.to_vec();
-    hs.extend([
-        ("Content-Type", "text/event-stream"),
-        ("Cache-Control", "no-store"),
-        ("X-Accel-Buffering", "no"), // nginx: do not buffer this response
-    ]);
+    let hs = stream_headers(cors, "text/event-stream");
     let mut head = response::stream_head(200, &hs, env.date, false);
     sse::push_retry(&mut head, env.cfg.sse_retry.as_millis() as u64);
     let last = req
@@ -248,10 +243,7 @@ fn sse_start(
             head.extend_from_slice(&p.sse_event());
         }
     }
-    out.start_stream(Mode::Sse, &head);
-    // Subscribe now, not as a command: a publish queued by an earlier pipelined request
-    // must find this subscriber when it is applied.
-    let _ = env.hub.subscribe(id, topic);
+    open_stream(env, id, req, topic, Mode::Sse, &head, out);
 }
 
 /// `GET /stream/{topic}`: a chunked response, one chunk per message (the XHR `readyState 3`
@@ -275,22 +267,52 @@ fn stream_start(
         );
         return out.respond(&r, keep_alive(req));
     }
-    let mut hs = cors.to_vec();
-    hs.extend([
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Cache-Control", "no-store"),
-        ("X-Accel-Buffering", "no"),
-    ]);
+    let hs = stream_headers(cors, "text/plain; charset=utf-8");
     let mut head = response::stream_head(200, &hs, env.date, true);
     if let Some(after) = num(query(req, "after")) {
         for p in env.hub.history_after(topic, after).0 {
             head.extend_from_slice(&p.stream_chunk());
         }
     }
-    out.start_stream(Mode::Stream, &head);
-    // Subscribe now, not as a command: a publish queued by an earlier pipelined request
-    // must find this subscriber when it is applied.
-    let _ = env.hub.subscribe(id, topic);
+    open_stream(env, id, req, topic, Mode::Stream, &head, out);
+}
+
+/// The headers of a streaming response: CORS, then `content_type`, no caching, and no proxy
+/// buffering (nginx honours `X-Accel-Buffering`).
+fn stream_headers<'h>(
+    cors: &[(&'h str, &'h str)],
+    content_type: &'h str,
+) -> Vec<(&'h str, &'h str)> {
+    let mut hs = cors.to_vec();
+    hs.extend([
+        ("Content-Type", content_type),
+        ("Cache-Control", "no-store"),
+        ("X-Accel-Buffering", "no"),
+    ]);
+    hs
+}
+
+/// Subscribe, then start the stream with `head`. The subscription comes first and now, not as
+/// a command: a publish queued by an earlier pipelined request must find this subscriber, and
+/// a refused subscription must not leave a stream that never delivers.
+#[allow(clippy::too_many_arguments)]
+fn open_stream(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    topic: &str,
+    mode: Mode,
+    head: &[u8],
+    out: &mut Outbox<'_>,
+) {
+    match env.hub.subscribe(id, topic) {
+        Ok(()) => out.start_stream(mode, head),
+        Err(e) => {
+            let body = format!("{e}\n");
+            let r = response::full(400, &[], body.as_bytes(), env.date, keep_alive(req), false);
+            out.respond(&r, keep_alive(req));
+        }
+    }
 }
 
 /// `GET /poll/{topic}?after=N[&wait=0]`: every message after `N` at once if there are any;
@@ -314,10 +336,13 @@ fn poll_start(
     if !msgs.is_empty() || gap || !wait {
         return (200, Some(batch(env.hub, topic, &msgs, gap)));
     }
-    env.hub.wait(id, topic, after);
     // Subscribe now, not as a command: a publish queued by an earlier pipelined request
-    // must find this subscriber when it is applied.
-    let _ = env.hub.subscribe(id, topic);
+    // must find this subscriber when it is applied. A refused one is answered, not held.
+    if let Err(e) = env.hub.subscribe(id, topic) {
+        let error = crate::text::json_string(&e.to_string());
+        return (400, Some(format!("{{\"error\":{error}}}")));
+    }
+    env.hub.wait(id, topic, after);
     out.hold(keep_alive(req));
     (200, None)
 }
