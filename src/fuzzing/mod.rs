@@ -12,7 +12,7 @@ mod ws;
 
 pub use conn::conn;
 pub use http::http_request;
-pub use pubsub::{pubsub_registry, pubsub_registry_strict};
+pub use pubsub::pubsub_registry;
 pub use text::{close_payload, utf8};
 pub use ws::ws_decode;
 

@@ -3,6 +3,10 @@
 //! "who gets it" and remembers it for resumption (SSE `Last-Event-ID`, polling `after=`).
 //! Layer L3: no sockets, no clock; the reactor delivers.
 
+mod seqs;
+
+pub use seqs::SeqBook;
+
 use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -150,11 +154,18 @@ struct Topic {
     history: VecDeque<Rc<Published>>,
 }
 
+/// Dropped topics whose last sequence number is remembered exactly; beyond it the hub-wide
+/// floor of `SeqBook` keeps numbers from going backwards.
+const RETIRED_TOPICS: usize = 10_000;
+
 /// The topics of one reactor.
 #[derive(Debug)]
 pub struct Hub {
     limits: PubSubLimits,
     topics: HashMap<Box<str>, Topic>,
+    /// The last sequence numbers of dropped topics: a topic created again continues its
+    /// numbering (docs/protocol.md: a number is never reused).
+    retired: SeqBook,
     /// The topics each connection subscribes to (for the per-connection limit and cleanup).
     by_conn: HashMap<ConnId, Vec<Box<str>>>,
     /// Held long polls: the topic and the sequence number each waits to see past.
@@ -168,6 +179,7 @@ impl Hub {
         Hub {
             limits,
             topics: HashMap::new(),
+            retired: SeqBook::new(RETIRED_TOPICS),
             by_conn: HashMap::new(),
             waiting: HashMap::new(),
             subscriptions: 0,
@@ -217,7 +229,10 @@ impl Hub {
             });
         }
         mine.push(topic.into());
-        if self.topics.entry(topic.into()).or_default().subs.insert(id) {
+        if Self::topic_mut(&mut self.topics, &mut self.retired, topic)
+            .subs
+            .insert(id)
+        {
             self.subscriptions += 1;
         }
         Ok(())
@@ -246,9 +261,40 @@ impl Hub {
             if t.subs.remove(id) {
                 self.subscriptions -= 1;
             }
-            // A topic with no subscribers and no history costs nothing; drop it.
-            if t.subs.list.is_empty() && t.history.is_empty() {
-                self.topics.remove(topic);
+        }
+        self.drop_if_unused(topic);
+    }
+
+    /// The topic named `name`, created if needed, continuing the numbering it had if it was
+    /// dropped before.
+    fn topic_mut<'h>(
+        topics: &'h mut HashMap<Box<str>, Topic>,
+        retired: &mut SeqBook,
+        name: &str,
+    ) -> &'h mut Topic {
+        if !topics.contains_key(name) {
+            let seq = retired.take(name);
+            topics.insert(
+                name.into(),
+                Topic {
+                    seq,
+                    ..Topic::default()
+                },
+            );
+        }
+        topics.get_mut(name).expect("bug: topic just inserted")
+    }
+
+    /// A topic with no subscribers and no history costs only its number: keep that, drop
+    /// the rest.
+    fn drop_if_unused(&mut self, name: &str) {
+        let unused = self
+            .topics
+            .get(name)
+            .is_some_and(|t| t.subs.list.is_empty() && t.history.is_empty());
+        if unused {
+            if let Some(t) = self.topics.remove(name) {
+                self.retired.remember(name, t.seq);
             }
         }
     }
@@ -261,7 +307,7 @@ impl Hub {
         text: bool,
         payload: &[u8],
     ) -> (Rc<Published>, &[ConnId]) {
-        let t = self.topics.entry(topic.into()).or_default();
+        let t = Self::topic_mut(&mut self.topics, &mut self.retired, topic);
         t.seq += 1;
         let p = Rc::new(Published::encode(t.seq, text, payload));
         self.record(topic, p)
@@ -274,7 +320,7 @@ impl Hub {
         topic: &str,
         p: Rc<Published>,
     ) -> (Rc<Published>, &[ConnId]) {
-        let t = self.topics.entry(topic.into()).or_default();
+        let t = Self::topic_mut(&mut self.topics, &mut self.retired, topic);
         t.seq = t.seq.max(p.seq);
         self.record(topic, p)
     }
@@ -288,7 +334,10 @@ impl Hub {
             }
             t.history.push_back(p.clone());
         }
-        (p, &t.subs.list)
+        // With no history, a message nobody subscribes to leaves only its number behind.
+        self.drop_if_unused(topic);
+        let subs = self.topics.get(topic).map_or(&[][..], |t| &t.subs.list);
+        (p, subs)
     }
 
     /// The messages after `after` still in the topic's history, oldest first, and whether
@@ -308,9 +357,12 @@ impl Hub {
         (msgs, gap)
     }
 
-    /// The last sequence number of a topic (0 if nothing was published).
+    /// The last sequence number of a topic (0 if nothing was published), remembered after
+    /// the topic is dropped (see `SeqBook`).
     pub fn last_seq(&self, topic: &str) -> u64 {
-        self.topics.get(topic).map_or(0, |t| t.seq)
+        self.topics
+            .get(topic)
+            .map_or_else(|| self.retired.last(topic), |t| t.seq)
     }
 
     /// The subscribers of a topic, copied out so the caller can act on connections while it
@@ -418,5 +470,25 @@ mod tests {
         h.unsubscribe_all(ConnId(1));
         h.unsubscribe_all(ConnId(2));
         assert_eq!((h.topic_count(), h.subscription_count()), (0, 0));
+    }
+
+    #[test]
+    fn a_dropped_topic_continues_its_numbering() {
+        let mut h = Hub::new(PubSubLimits {
+            history_len: 0,
+            ..PubSubLimits::default()
+        });
+        // Nobody listens and nothing is kept: the topic is dropped at once, its number kept.
+        assert_eq!(h.publish("a", true, b"1").0.seq, 1);
+        assert_eq!((h.topic_count(), h.last_seq("a")), (0, 1));
+        h.subscribe(ConnId(1), "a").unwrap();
+        assert_eq!(h.publish("a", true, b"2").0.seq, 2);
+        h.unsubscribe(ConnId(1), "a");
+        assert_eq!((h.topic_count(), h.last_seq("a")), (0, 2));
+        assert_eq!(h.publish("a", true, b"3").0.seq, 3, "never 1 again");
+        let p = Rc::new(Published::encode(7, true, b"from another worker"));
+        assert_eq!(h.publish_numbered("a", p).0.seq, 7);
+        assert_eq!(h.publish("a", true, b"8").0.seq, 8);
+        assert_eq!(h.last_seq("never-used"), 0);
     }
 }
