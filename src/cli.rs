@@ -424,6 +424,10 @@ impl Layers {
             return Err(ConfigError(format!("{at}: at most 1 GiB")));
         }
         cfg.buffer_size = cfg.buffer_size.max(4096).next_power_of_two();
+        if cfg.pubsub.max_topics == 0 {
+            let at = self.blame("max_topics", "max_topics");
+            return Err(ConfigError(format!("{at}: must be at least 1")));
+        }
         if cfg.ws.max_fragments == 0 {
             let at = self.blame("max_fragments", "max_fragments");
             return Err(ConfigError(format!("{at}: must be at least 1")));

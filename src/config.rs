@@ -68,6 +68,14 @@ pub struct PubSubLimits {
     pub max_topic_len: usize,
     /// Messages each topic keeps for resumption (SSE, polling). Default 100.
     pub history_len: usize,
+    /// Most topics one worker's hub holds (with subscribers, or kept for their history).
+    /// When a new topic needs a slot, the idle topic published to least recently is evicted;
+    /// with none idle, the subscription or publish is refused. Default 10,000.
+    pub max_topics: usize,
+    /// Most bytes of kept messages (`Published::kept_cost`: frame + ~100 B) over every
+    /// topic's history in one worker's hub; past it the oldest messages go first, whatever
+    /// their topic. Default 16 MiB.
+    pub max_history_bytes: usize,
 }
 
 impl Default for PubSubLimits {
@@ -76,6 +84,8 @@ impl Default for PubSubLimits {
             max_topics_per_conn: 128,
             max_topic_len: 255,
             history_len: 100,
+            max_topics: 10_000,
+            max_history_bytes: 16 << 20,
         }
     }
 }

@@ -171,6 +171,12 @@ pub struct WorkerMetrics {
     pub poll_nanos: Counter,
     /// Topics in this worker's hub.
     pub topics: Gauge,
+    /// Idle topics this worker's hub evicted to make room for new ones.
+    pub topic_evictions: Counter,
+    /// Subscriptions and publishes refused because this worker's hub was full.
+    pub topic_refusals: Counter,
+    /// What the kept messages of this worker's topic histories cost (`Hub::history_bytes`).
+    pub history_bytes: Gauge,
     /// (connection, topic) subscriptions in this worker's hub.
     pub subscriptions: Gauge,
     /// Entries in this worker's timer wheel.
@@ -510,12 +516,32 @@ impl Metrics {
         let subs: i64 = w.iter().map(|m| m.subscriptions.get()).sum();
         r.sample("wsloop_pubsub_subscriptions", &[], subs);
 
-        let per_worker: [PerWorker; 4] = [
+        let per_worker: [PerWorker; 7] = [
             (
                 "wsloop_pubsub_topics",
                 "gauge",
                 "Topics per worker (a topic with subscribers on several workers exists on each).",
                 |m| Value::Int(m.topics.get()),
+            ),
+            (
+                "wsloop_pubsub_topics_evicted_total",
+                "counter",
+                "Idle topics (no subscribers) evicted with their history to make room for new \
+                 ones (--max-topics).",
+                |m| Value::Int(i64::try_from(m.topic_evictions.get()).unwrap_or(i64::MAX)),
+            ),
+            (
+                "wsloop_pubsub_topics_refused_total",
+                "counter",
+                "Subscriptions and publishes refused because the worker held --max-topics \
+                 topics, all with subscribers.",
+                |m| Value::Int(i64::try_from(m.topic_refusals.get()).unwrap_or(i64::MAX)),
+            ),
+            (
+                "wsloop_pubsub_history_bytes",
+                "gauge",
+                "Bytes of kept messages in each worker's topic histories (--max-history-bytes).",
+                |m| Value::Int(m.history_bytes.get()),
             ),
             (
                 "wsloop_timer_wheel_entries",
@@ -810,7 +836,7 @@ mod tests {
                 assert!(v.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(families.len(), 18, "{families:?}");
+        assert_eq!(families.len(), 21, "{families:?}");
     }
 
     #[test]

@@ -407,6 +407,23 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Count(|c| &mut c.pubsub.max_topics_per_conn),
     },
     Setting {
+        name: "max_topics",
+        group: PUBSUB,
+        value_name: "N",
+        help: "Most topics each worker holds; when full, the idle topic (no subscribers) \
+               published to least recently is evicted, and with none idle new topics are \
+               refused (close 1008, HTTP 503).",
+        field: Field::Count(|c| &mut c.pubsub.max_topics),
+    },
+    Setting {
+        name: "max_history_bytes",
+        group: PUBSUB,
+        value_name: "BYTES",
+        help: "Most bytes of kept messages over all topic histories of a worker; past it the \
+               oldest messages are dropped first.",
+        field: Field::Bytes(|c| &mut c.pubsub.max_history_bytes),
+    },
+    Setting {
         name: "max_topic_len",
         group: PUBSUB,
         value_name: "BYTES",

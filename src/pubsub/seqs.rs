@@ -48,6 +48,9 @@ impl SeqBook {
     /// Remember that `name` reached `seq` (never lowering what is known of it), as the most
     /// recently used name; forgets the least recently used beyond `cap`.
     pub fn remember(&mut self, name: &str, seq: u64) {
+        if seq <= self.floor && !self.entries.contains_key(name) {
+            return; // already what an unknown name reads
+        }
         let seq = seq.max(self.last(name));
         let stamp = self.stamp();
         let key: Arc<str> = match self.entries.get_key_value(name) {
@@ -131,7 +134,9 @@ mod tests {
             3,
             "forgotten: reads as the floor, its own number"
         );
-        b.remember("d", 1);
+        b.remember("d", 2); // at or below the floor, an unknown name needs no entry
+        assert_eq!((b.len(), b.last("a")), (2, 6));
+        b.remember("d", 4);
         // "a" (6) is forgotten: the floor rises to 6, and every forgotten or new name reads 6.
         assert_eq!((b.last("a"), b.last("b"), b.last("zzz")), (6, 6, 6));
         assert_eq!(b.last("c"), 1, "a remembered name keeps its own number");

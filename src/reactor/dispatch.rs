@@ -11,7 +11,7 @@ use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::conn::{Event, Mode, Outbox, Step};
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
-use crate::pubsub::Published;
+use crate::pubsub::{Published, TopicError};
 
 impl Reactor {
     pub(super) fn conn_id(&self, idx: usize) -> ConnId {
@@ -104,17 +104,28 @@ impl Reactor {
     }
 
     /// Publish here, and through the bus on every other worker with the same sequence number.
+    /// Refused (dropped, logged and counted) when this worker's hub has no room for a new
+    /// topic (`Hub::check_room`); a `POST /publish` was already answered 503 for that.
     fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
         let Some(end) = self.bus.as_ref() else {
-            let (published, _) = self.hub.publish(topic, text, payload);
-            self.deliver(topic, published);
+            match self.hub.publish(topic, text, payload) {
+                Ok((published, _)) => self.deliver(topic, published),
+                Err(e) => self.refused("publish", topic, e),
+            }
             return;
         };
+        if let Err(e) = self.hub.check_room(topic, payload.len()) {
+            return self.refused("publish", topic, e);
+        }
         let seq = end.bus.next_seq(topic);
         end.bus.broadcast(end.me, topic, seq, text, payload);
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
         self.deliver(topic, published);
+    }
+
+    fn refused(&self, what: &str, topic: &str, e: TopicError) {
+        log::debug!("{what} {topic:?} refused: {e}");
     }
 
     /// Publishes from other workers: encode each once here and deliver.
@@ -130,20 +141,21 @@ impl Reactor {
 
     fn subscribe(&mut self, conn: ConnId, topic: &str) {
         if let Err(e) = self.hub.subscribe(conn, topic) {
-            log::debug!("subscribe {topic:?}: {e}");
+            self.refused("subscribe", topic, e);
             let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
             if self
                 .conns
                 .get(idx)
                 .is_some_and(|e| e.generation == generation)
             {
-                let reason = "subscription refused";
+                // Close 1008 with the reason (cut to the 123 bytes a close frame allows).
+                let reason = format!("subscription refused: {e}");
                 if let Some(code) =
                     self.conns[idx]
                         .conn
-                        .close_policy(&self.cfg, &mut self.pool, reason)
+                        .close_policy(&self.cfg, &mut self.pool, &reason)
                 {
-                    self.told_closed(idx, code, reason);
+                    self.told_closed(idx, code, &reason);
                 }
                 self.mark_dirty(idx);
             }
