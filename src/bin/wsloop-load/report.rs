@@ -222,7 +222,7 @@ impl Report {
                 100.0 * own / self.duration_s.max(1e-9)
             );
         }
-        if let Some(rate) = self.rate {
+        if let (Some(rate), None) = (self.rate, self.fanout) {
             s += &format!(
                 "  requested {rate:.0} msgs/s; {} due in the window: {} answered, {} unanswered, \
                  {} skipped\n",
