@@ -131,6 +131,10 @@ pub struct CompressionConfig {
     /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~50%
     /// (docs/benchmarks-deflate.md). Default 256 bytes.
     pub threshold: usize,
+    /// With `Dedicated`: most connections owning compression state (~420 KiB each) in the
+    /// process; later ones negotiate as with `Shared`. The client chooses context takeover,
+    /// so without this cap it would choose the server's memory. Default 1024 (~420 MiB).
+    pub max_dedicated: usize,
 }
 
 impl Default for CompressionConfig {
@@ -138,6 +142,7 @@ impl Default for CompressionConfig {
         CompressionConfig {
             mode: CompressionMode::Shared,
             threshold: 256,
+            max_dedicated: 1024,
         }
     }
 }

@@ -501,6 +501,14 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Bytes(|c| &mut c.compression.threshold),
     },
     Setting {
+        name: "compression_max_dedicated",
+        group: WS,
+        value_name: "N",
+        help: "With --compression dedicated: most connections holding their own compression \
+               state; later ones get no context takeover (no state).",
+        field: Field::Count(|c| &mut c.compression.max_dedicated),
+    },
+    Setting {
         name: "tls_cert",
         group: TLS,
         value_name: "FILE",

@@ -20,6 +20,7 @@ mod txqueue;
 
 pub use deadline::Expiry;
 pub use outbox::Outbox;
+
 pub use txqueue::{queued_in_process, SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
@@ -162,6 +163,20 @@ impl std::fmt::Debug for DeflateState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.agreement.response())
     }
+}
+
+/// How a WebSocket subscriber takes a published message (`Conn::broadcast_form`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastForm {
+    /// No permessage-deflate: the shared uncompressed frame.
+    Plain,
+    /// The server compresses without context takeover, with a window of `bits`: the frame
+    /// compressed once for every such subscriber (`Published::deflated`).
+    Fresh { bits: u8 },
+    /// The server keeps its compression context across messages for this connection
+    /// (`--compression dedicated`): a frame shared with others would desynchronise the
+    /// client's window from ours, so the message goes through this connection's compressor.
+    OwnContext,
 }
 
 /// What a connection carries once its first request is answered.
@@ -436,6 +451,27 @@ impl Conn {
         Some(1008)
     }
 
+    /// How a published message must be framed for this WebSocket (RFC 7692 §7.2.1).
+    pub fn broadcast_form(&self) -> BroadcastForm {
+        match self.tx.deflate.as_deref() {
+            None => BroadcastForm::Plain,
+            // No server context: a message deflated from an empty window by anyone fits.
+            Some(d) if d.agreement.server_no_context_takeover() || d.streams.is_none() => {
+                BroadcastForm::Fresh {
+                    bits: d.agreement.server_max_window_bits(),
+                }
+            }
+            Some(_) => BroadcastForm::OwnContext,
+        }
+    }
+
+    /// Send one published message through this connection's own compressor (its
+    /// `BroadcastForm::OwnContext`): a copy for this connection alone. Returns false unless
+    /// the WebSocket is open.
+    pub fn send_own(&mut self, pool: &mut BufPool, cfg: &Config, text: bool, data: &[u8]) -> bool {
+        Outbox::new(&mut self.tx, pool, cfg).send_data(text, data)
+    }
+
     /// Queue bytes encoded once for many connections (a publish: a WebSocket frame, an SSE
     /// event or a chunk). Returns false, queuing nothing, unless a WebSocket or a streaming
     /// response is open.
@@ -576,7 +612,9 @@ impl RxSide {
         match upgrade::validate(&req, &cfg.allowed_origins) {
             Ok(up) => {
                 // RFC 7692 §5: choose the response now, so `Outbox::accept` can answer it.
-                out.set_deflate(deflate::negotiate(&up.extensions, cfg.compression.mode));
+                let mode =
+                    deflate::mode_for_new(cfg.compression.mode, cfg.compression.max_dedicated);
+                out.set_deflate(deflate::negotiate(&up.extensions, mode));
                 Step::Event(Event::Upgrade(req, up))
             }
             Err(rej) => {

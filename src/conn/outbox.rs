@@ -133,13 +133,14 @@ impl<'a> Outbox<'a> {
 
     /// Send a message. Returns false (and sends nothing) unless the connection is open.
     pub fn send(&mut self, msg: Message<'_>) -> bool {
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
+        self.send_data(msg.is_text(), msg.as_bytes())
+    }
+
+    /// `send` for a payload already known to be valid UTF-8 when `text` (a published one).
+    pub(crate) fn send_data(&mut self, text: bool, payload: &[u8]) -> bool {
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
         self.is_open() && {
-            self.data_frame(opcode, msg.as_bytes());
+            self.data_frame(opcode, payload);
             self.sent += 1;
             true
         }
