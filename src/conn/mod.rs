@@ -250,13 +250,54 @@ impl Conn {
         self.rx.ring.as_ref().is_some_and(|r| !r.is_empty())
     }
 
-    /// The rx ring to read into, taken from the pool on first use.
+    /// The rx ring to read into, taken from the pool on first use. A WebSocket with no bytes
+    /// waiting reads into the pool's large ring instead (`BufPool::take_large`): a 64 KiB
+    /// message then arrives in one read and, whole in one frame, is delivered from the ring
+    /// with no copy. Only a WebSocket may borrow it: its decoder consumes every byte but a
+    /// split header or control frame, so `shed_rx` can always give it back; an HTTP
+    /// connection may leave a held request's pipelined successors unread.
     pub fn rx_ring(&mut self, pool: &mut BufPool) -> &mut Ring {
+        let idle = self.rx.ring.as_ref().is_none_or(|r| r.is_empty());
+        if idle && self.tx.mode == Mode::WebSocket && pool.large_size() > pool.buffer_size() {
+            let own = self.rx.ring.take();
+            if own
+                .as_ref()
+                .is_none_or(|r| r.capacity() != pool.large_size())
+            {
+                if let Some(own) = own {
+                    pool.give(own);
+                }
+                return self.rx.ring.insert(pool.take_large());
+            }
+            self.rx.ring = own;
+        }
         self.rx.ring.get_or_insert_with(|| pool.take())
     }
 
-    /// Give back an rx ring that holds nothing (the connection is idle between frames).
+    /// After a read's bytes are processed: give back the large ring (moving what is left
+    /// in it — at most a split frame header or control frame — into an ordinary ring), and
+    /// an ordinary ring that holds nothing (the connection is idle between frames).
     pub fn shed_rx(&mut self, pool: &mut BufPool) {
+        let large_size = pool.large_size();
+        let distinct = large_size > pool.buffer_size();
+        if let Some(large) = self
+            .rx
+            .ring
+            .take_if(|r| distinct && r.capacity() == large_size)
+        {
+            if large.len() <= pool.buffer_size() {
+                if !large.is_empty() {
+                    let mut own = pool.take();
+                    let (a, b) = large.as_slices();
+                    own.push(a);
+                    own.push(b);
+                    self.rx.ring = Some(own);
+                }
+                pool.give(large);
+            } else {
+                self.rx.ring = Some(large); // cannot happen for a WebSocket; kept, not lost
+            }
+        }
         self.rx.asm.shed();
         let idle = match &self.rx.parser {
             Parser::Http(h) => h.len == 0,
