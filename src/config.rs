@@ -2,6 +2,7 @@
 //! place. Plain data; it parses nothing (cli.rs fills it from flags, `WSLOOP_*` variables and
 //! a config file; `cli/keys.rs` maps each setting name to its field here) and performs
 //! nothing.
+//! Must not: parse, validate against the environment, or perform anything.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! not the connection count (DESIGN §3). It also holds the reactor's one large read ring,
 //! lent to a WebSocket for the length of one read (`take_large`): a large message arrives in
 //! one `read` and is delivered from it in place. Single-threaded by construction; no locks.
+//! Must not: lend a ring to two holders at once, or keep more idle rings than `max_free` (and
+//! more than one large ring).
 
 use super::Ring;
 

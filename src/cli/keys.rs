@@ -3,6 +3,7 @@
 //! (`WSLOOP_MAX_MESSAGE_SIZE`) and config-file key (`max_message_size`) all derive from that
 //! name, and its `Field` says how a value is parsed and which `Config` field it sets. To add a
 //! setting: add the field (with its default) to `config.rs` and one entry here.
+//! Must not: hold defaults or behaviour: one entry maps a name to a field, nothing more.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Owns `Conn`: one connection's state machine, from the first request byte to the last
 //! close frame, with no socket and no clock (sans-IO, DESIGN §1 L2).
+//! Must not: touch a socket, read a clock, or call a handler: the reactor does all three.
 //!
 //! The reactor drives it with four kinds of calls, always in this order per readiness event:
 //! 1. input: `rx_ring()` lends the rx ring to read into; `on_eof()` reports the peer's FIN;

@@ -1,6 +1,7 @@
 //! Owns `Outbox`: the only way bytes enter a connection's tx ring — the 101 or an error
 //! response, data frames, pongs and close frames — and the state changes they imply. It
 //! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
+//! Must not: write to a socket or queue anything after a close frame (RFC 6455 §5.5.1).
 
 use super::{DeflateState, Mode, State, TxSide};
 use crate::buf::BufPool;

@@ -2,6 +2,8 @@
 //! `Sec-WebSocket-Extensions` offers (§5, §7.1) and the codec — compressing an outgoing
 //! message (§7.2.1) and inflating an incoming one within the message limit (§7.2.2). Sans-IO:
 //! bytes in, bytes out, no sockets and no clock.
+//! Must not: inflate past the message limit, keep state for a connection that did not negotiate
+//! context takeover, or touch a socket.
 //!
 //! Where the compression state lives (docs/architecture.md "permessage-deflate"):
 //! - a direction *without* context takeover keeps no state between messages, so one
