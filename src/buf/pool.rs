@@ -8,9 +8,11 @@
 
 use super::Ring;
 
-/// Size of the large read ring: a 64 KiB message and its neighbours fit with room to spare,
-/// and a 1 MiB one takes four reads instead of sixty-four (docs/architecture.md "Memory").
-pub const LARGE_READ: usize = 256 * 1024;
+/// Size of the large read ring: a message up to the default 1 MiB limit fits whole, so it
+/// arrives in one read when the peer has sent it all, and is delivered from the ring with no
+/// copy. One per reactor; only the pages a read fills are ever touched, and the ring empties
+/// (its head snapping back to 0) after every read (docs/architecture.md "Memory").
+pub const LARGE_READ: usize = 2 * 1024 * 1024;
 
 /// A free list of equally sized rings, and one large ring for reading.
 #[derive(Debug)]
