@@ -63,10 +63,14 @@ fn deflate(level: Compression, msg: &[u8]) -> Vec<u8> {
 
 /// A server payload inflated by the client (§7.2.2).
 fn inflate(payload: &[u8]) -> Vec<u8> {
+    inflate_with(&mut Decompress::new(false), payload)
+}
+
+/// A server payload inflated by the client's decompressor `d` (which may keep its window).
+fn inflate_with(d: &mut Decompress, payload: &[u8]) -> Vec<u8> {
     let input = [payload, &[0, 0, 0xff, 0xff]].concat();
     let mut out = Vec::with_capacity(4 << 20);
-    Decompress::new(false)
-        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+    d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
         .unwrap();
     out
 }
@@ -217,29 +221,14 @@ fn a_broadcast_is_compressed_once_per_window_size() {
         assert!(za.len() < json.len() / 4, "{} of {}", za.len(), json.len());
         assert_eq!(inflate(&za), json.as_bytes());
         assert_ne!(zc, za, "a 2^10 window is compressed for itself");
-        let mut small_window = Decompress::new_with_window_bits(false, 10);
-        let mut out = Vec::with_capacity(json.len() + 64);
-        small_window
-            .decompress_vec(
-                &[&zc[..], &[0, 0, 0xff, 0xff]].concat(),
-                &mut out,
-                FlushDecompress::Sync,
-            )
-            .unwrap();
-        assert_eq!(out, json.as_bytes());
+        let small_window = &mut Decompress::new_with_window_bits(false, 10);
+        assert_eq!(inflate_with(small_window, &zc), json.as_bytes());
 
         let (b0o, zo) = own.read_frame().expect("own");
         assert_eq!(b0o, 0xC1);
-        let mut out = Vec::with_capacity(json.len() + 64);
-        own_window
-            .decompress_vec(
-                &[&zo[..], &[0, 0, 0xff, 0xff]].concat(),
-                &mut out,
-                FlushDecompress::Sync,
-            )
-            .unwrap();
+        let kept = inflate_with(&mut own_window, &zo);
         assert_eq!(
-            out,
+            kept,
             json.as_bytes(),
             "round {round} through the kept window"
         );
