@@ -18,6 +18,10 @@
 
 mod clock;
 mod dispatch;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod fake_tests;
 mod listener;
 pub mod net;
 mod observe;
