@@ -467,12 +467,14 @@ impl<N: Net> Reactor<N> {
         self.mark_dirty(idx);
     }
 
-    /// An I/O error: drop the connection now.
+    /// An I/O error: drop the connection now. Nothing queued can reach the peer any more,
+    /// so its buffers go back at once and no write follows the error; the caller's flush
+    /// (or the one it marks dirty) finds it done and frees it.
     fn abort(&mut self, idx: usize) {
         if let Some(code) = self.conns[idx].conn.abort() {
             self.told_closed(idx, code, "");
         }
-        self.mark_dirty(idx);
+        self.conns[idx].conn.release(&mut self.pool);
     }
 
     fn mark_dirty(&mut self, idx: usize) {
@@ -521,9 +523,10 @@ impl<N: Net> Reactor<N> {
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
+                    // Not marked dirty again: a connection re-queued on every failed write
+                    // would keep `flush_dirty` writing to a dead socket forever.
                     log::debug!("write: {err}");
                     self.abort(idx);
-                    self.conns[idx].set(DIRTY, false);
                     break;
                 }
             }
