@@ -89,12 +89,13 @@ impl Harness {
         }
     }
 
-    /// Iterate until the poller reports nothing and no read waits to resume (the loop
-    /// would sleep). Returns the iterations taken.
+    /// Iterate until an iteration has nothing to do: the poller reports nothing and no
+    /// read waits to resume (the loop would sleep). Returns the iterations taken.
     fn settle(&mut self) -> usize {
         for n in 1..=MAX_TURNS {
+            let resuming = !self.r.resume.is_empty();
             self.turn();
-            if self.ready.is_empty() && self.r.resume.is_empty() {
+            if self.ready.is_empty() && !resuming {
                 return n;
             }
         }
@@ -386,16 +387,16 @@ fn reading_stops_over_max_queued_bytes_and_resumes_once_the_peer_drains_without_
     });
     let peer = h.open();
     peer.set_room(0); // the peer does not read its replies
+                      // 40 messages arriving one after another: whatever the read buffer, reading must stop
+                      // once the unread echoes pass the limit.
     let msgs: Vec<Vec<u8>> = (0..40).map(|i| pattern(8 * 1024 + i)).collect();
-    let bytes: Vec<u8> = msgs
-        .iter()
-        .flat_map(|m| client(OpCode::Binary, m))
-        .collect();
-    peer.send(&bytes);
+    for m in &msgs {
+        peer.send(&client(OpCode::Binary, m));
+    }
     h.settle();
     // Reading stopped with bytes left in the socket, and the loop sleeps (no read per
     // iteration while the peer does not drain).
-    assert_eq!(peer.unread(), 1, "the socket still holds bytes");
+    assert!(peer.unread() > 0, "the socket still holds bytes");
     let reads = peer.calls().reads;
     h.assert_asleep();
     h.assert_asleep();

@@ -402,6 +402,9 @@ impl<N: Net> Reactor<N> {
     /// Read until WouldBlock, a short read, or backpressure; run the state machine after
     /// every read so the rx ring keeps room.
     fn read(&mut self, idx: usize) {
+        // Reading again supersedes an earlier stop (set again below if it stops the same way),
+        // so `flush` does not schedule one more read for it.
+        self.conns[idx].set(READ_BLOCKED, false);
         // Bytes already buffered (pipelined requests behind one just answered) go first.
         if self.conns[idx].conn.has_input() {
             self.process(idx);
