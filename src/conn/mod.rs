@@ -612,9 +612,12 @@ impl RxSide {
         let full = ring.is_full();
         let buf = ring.make_contiguous();
         let Some(head_len) = request::find_head_end(buf, head.scanned as usize) else {
+            // Count the reads that brought bytes (tungstenite's AttackCheck); a call with
+            // nothing new (the reactor runs buffered input before reading) costs nothing.
+            if buf.len() as u32 > head.scanned {
+                head.reads += 1;
+            }
             head.scanned = buf.len() as u32;
-            // Each call follows a read that brought bytes (tungstenite's AttackCheck).
-            head.reads += 1;
             if let Err(e) = request::check_partial(buf, &cfg.http) {
                 out.reject(e.status(), e.reason());
             } else if head.reads >= cfg.http.max_head_reads {

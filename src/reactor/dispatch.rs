@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::{token, Reactor};
+use super::{token, Net, Reactor};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::conn::{BroadcastForm, Event, Mode, Outbox, Step};
@@ -13,7 +13,7 @@ use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::pubsub::Published;
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     pub(super) fn conn_id(&self, idx: usize) -> ConnId {
         ConnId(token::encode(idx, self.conns[idx].generation).0 as u64)
     }
