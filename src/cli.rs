@@ -4,6 +4,7 @@
 //! the bad key and the source it came from. Every setting is one entry of `keys::SETTINGS`
 //! (its flag, variable and file key derive from one name); the defaults themselves live in
 //! `config.rs`. It parses and reads the config file; it does not run anything.
+//! Must not: start the server, open sockets, or invent defaults (they live in `config.rs`).
 
 mod keys;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! place. Plain data; it parses nothing (cli.rs fills it from flags, `WSLOOP_*` variables and
 //! a config file; `cli/keys.rs` maps each setting name to its field here) and performs
 //! nothing.
+//! Must not: parse, validate against the environment, or perform anything.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -141,6 +142,10 @@ pub struct CompressionConfig {
     /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~50%
     /// (docs/benchmarks-deflate.md). Default 256 bytes.
     pub threshold: usize,
+    /// With `Dedicated`: most connections owning compression state (~420 KiB each) in the
+    /// process; later ones negotiate as with `Shared`. The client chooses context takeover,
+    /// so without this cap it would choose the server's memory. Default 1024 (~420 MiB).
+    pub max_dedicated: usize,
 }
 
 impl Default for CompressionConfig {
@@ -148,6 +153,7 @@ impl Default for CompressionConfig {
         CompressionConfig {
             mode: CompressionMode::Shared,
             threshold: 256,
+            max_dedicated: 1024,
         }
     }
 }

@@ -321,6 +321,8 @@ pub struct Metrics {
     outcomes: &'static Outcomes,
     /// Bytes queued on every connection of the process (`conn::queued_in_process`).
     queued_bytes: Gauge,
+    /// Connections owning permessage-deflate state (`ws::deflate::dedicated_in_use`).
+    deflate_dedicated: Gauge,
 }
 
 impl Metrics {
@@ -337,6 +339,7 @@ impl Metrics {
                 .collect(),
             outcomes,
             queued_bytes: Gauge::new(),
+            deflate_dedicated: Gauge::new(),
         }
     }
 
@@ -367,6 +370,12 @@ impl Metrics {
     /// The process-wide queued bytes, read by the caller (which may see `conn`).
     pub fn set_queued_bytes(&self, n: usize) {
         self.queued_bytes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The process-wide count of connections with their own compression state.
+    pub fn set_deflate_dedicated(&self, n: usize) {
+        self.deflate_dedicated
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     fn sum(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
@@ -507,6 +516,14 @@ impl Metrics {
             "Bytes queued for sending on every connection of the process.",
         );
         r.sample("wsloop_queued_bytes", &[], self.queued_bytes.get());
+
+        r.family(
+            "wsloop_deflate_dedicated_connections",
+            "gauge",
+            "Connections owning their own permessage-deflate state (--compression dedicated).",
+        );
+        let dedicated = self.deflate_dedicated.get();
+        r.sample("wsloop_deflate_dedicated_connections", &[], dedicated);
 
         r.family(
             "wsloop_pubsub_subscriptions",
@@ -731,6 +748,7 @@ mod tests {
         w0.subscriptions.set(4);
         w1.subscriptions.set(1);
         m.set_queued_bytes(12345);
+        m.set_deflate_dedicated(6);
         let text = rendered(&m);
         for (series, want) in [
             ("wsloop_received_bytes_total", "15"),
@@ -741,6 +759,7 @@ mod tests {
             ("wsloop_pubsub_topics{worker=\"0\"}", "3"),
             ("wsloop_pubsub_subscriptions", "5"),
             ("wsloop_queued_bytes", "12345"),
+            ("wsloop_deflate_dedicated_connections", "6"),
             ("wsloop_workers", "2"),
         ] {
             assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
@@ -836,7 +855,7 @@ mod tests {
                 assert!(v.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(families.len(), 21, "{families:?}");
+        assert_eq!(families.len(), 22, "{families:?}");
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn rendered_metrics_pass_promtool_check_metrics() {
 fn the_populated_registry_has_every_family() {
     let text = populated();
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(families, 21, "{text}");
+    assert_eq!(families, 22, "{text}");
     assert!(text.contains("wsloop_upgrades_total{result=\"rejected\",status=\"431\"} 1\n"));
     assert!(text.contains("wsloop_poll_seconds_total{worker=\"1\"} 1.234567891\n"));
 }

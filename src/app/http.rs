@@ -3,6 +3,8 @@
 //! polling (`/poll/{topic}`), publishing (`POST /publish/{topic}`), `/healthz`, `/metrics`,
 //! and CORS. Layer L3: it decides and formats; the connection's outbox queues the bytes and
 //! the reactor delivers later publishes.
+//! Must not: write to a socket, block, or hold a request's bytes beyond the outbox; a refused
+//! request always gets a status, never silence.
 
 use super::{Command, ConnId, Router};
 use crate::config::Config;

@@ -5,15 +5,15 @@
 
 use std::rc::Rc;
 
-use super::{token, Reactor};
+use super::{token, Net, Reactor};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
-use crate::conn::{Event, Mode, Outbox, Step};
+use crate::conn::{BroadcastForm, Event, Mode, Outbox, Step};
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::pubsub::{Published, TopicError};
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     pub(super) fn conn_id(&self, idx: usize) -> ConnId {
         ConnId(token::encode(idx, self.conns[idx].generation).0 as u64)
     }
@@ -51,6 +51,7 @@ impl Reactor {
                     let render = || {
                         let all = metrics.all();
                         all.set_queued_bytes(crate::conn::queued_in_process());
+                        all.set_deflate_dedicated(crate::ws::deflate::dedicated_in_use());
                         let mut text = String::with_capacity(8 * 1024);
                         all.render(&mut text);
                         text
@@ -176,7 +177,22 @@ impl Reactor {
                 continue;
             };
             let bytes = match e.conn.mode() {
-                Mode::WebSocket => published.frame.clone(),
+                Mode::WebSocket => match e.conn.broadcast_form() {
+                    BroadcastForm::Plain => published.frame.clone(),
+                    // RFC 7692 §7.2.1: compressed once per window size for all of them.
+                    BroadcastForm::Fresh { bits } => published
+                        .deflated(bits, self.cfg.compression.threshold)
+                        .unwrap_or_else(|| published.frame.clone()),
+                    BroadcastForm::OwnContext => {
+                        let p = &published;
+                        if e.conn
+                            .send_own(&mut self.pool, &self.cfg, p.text, p.payload())
+                        {
+                            self.after_push(idx, conn);
+                        }
+                        continue;
+                    }
+                },
                 Mode::Sse => published.sse_event(),
                 Mode::Stream => published.stream_chunk(),
                 Mode::Poll | Mode::Http => {
@@ -195,19 +211,25 @@ impl Reactor {
                     continue;
                 }
             };
-            if !e.conn.push_shared(bytes) {
-                continue;
+            if e.conn.push_shared(bytes) {
+                self.after_push(idx, conn);
             }
-            self.metrics.messages_out.inc();
-            if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
-                log::info!("closing {conn:?}: {reason}");
-                self.metrics.slow_closes.inc();
-                if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
-                    self.told_closed(idx, code, reason);
-                }
-            }
-            self.mark_dirty(idx);
         }
+    }
+
+    /// Count a message queued by `deliver` and close its connection if it now falls too far
+    /// behind (the others never wait for it).
+    fn after_push(&mut self, idx: usize, conn: ConnId) {
+        self.metrics.messages_out.inc();
+        let e = &mut self.conns[idx];
+        if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
+            log::info!("closing {conn:?}: {reason}");
+            self.metrics.slow_closes.inc();
+            if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
+                self.told_closed(idx, code, reason);
+            }
+        }
+        self.mark_dirty(idx);
     }
 }
 

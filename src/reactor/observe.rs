@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Reactor;
+use super::{Net, Reactor};
 use crate::conn::{queued_in_process, Mode, State};
 use crate::metrics::{ConnClass, Metrics, Phase, Transport};
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     /// The registry this reactor counts into (shared by all workers of a `workers::run`), for
     /// an embedder that exports it another way, and for tests.
     pub fn metrics(&self) -> Arc<Metrics> {

@@ -13,7 +13,7 @@ use std::thread;
 
 use mio::{Interest, Poll, Waker};
 
-use super::{listener, token, Reactor};
+use super::{listener, token, MioNet, Reactor};
 use crate::app::Router;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -122,8 +122,8 @@ pub fn run(
         let spawned = thread::Builder::new()
             .name(format!("wsloop-{me}"))
             .spawn(move || {
-                let mut reactor =
-                    Reactor::from_parts(cfg, make_router(), poll, listener, end, tls, slot)?;
+                let net = MioNet::new(poll, listener)?;
+                let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, tls, slot);
                 reactor.handle_signals()?;
                 let _ = ready.send(());
                 reactor.run()
