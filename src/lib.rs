@@ -1,7 +1,7 @@
 //! wsloop: a WebSocket server built as a hand-written, single-threaded, epoll-based event loop.
 //!
 //! Layers (imports point down only; see docs/architecture.md):
-//! L0 `buf`, `timer`, `config`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO
+//! L0 `buf`, `timer`, `config`, `cidr`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO
 //! codecs) · L2 `conn` (one
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
 //! that touches sockets and the clock). `client` (L1–L2) is the sans-IO client side used by
@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod buf;
+pub mod cidr;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -5,12 +5,16 @@
 
 use std::rc::Rc;
 
-use super::{token, Reactor};
+use super::clients::{ClientId, Clients};
+use super::{observe, token, Reactor, TOO_MANY_FROM_YOU, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
-use crate::conn::{Event, Mode, Outbox, Step};
+use crate::config::Config;
+use crate::conn::{Event, Mode, Outbox, State, Step};
+use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
+use crate::metrics;
 use crate::pubsub::Published;
 
 impl Reactor {
@@ -31,9 +35,11 @@ impl Reactor {
             hub,
             date,
             metrics,
+            clients,
             ..
         } = self;
         let e = &mut conns[idx];
+        let via_proxy = e.has(VIA_PROXY);
         loop {
             let route = e.conn.route();
             let (step, mut out) = e.conn.poll_event(cfg, pool, now);
@@ -44,17 +50,33 @@ impl Reactor {
                 Step::Idle => break,
                 Step::Again => {}
                 Step::Event(Event::Upgrade(req, up)) => {
+                    if via_proxy
+                        && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
+                    {
+                        continue;
+                    }
+                    log::debug!(
+                        "{} {} {} (upgrade)",
+                        who(clients, e.client, &e.sock),
+                        req.method,
+                        req.target
+                    );
                     upgrade(router, id, &req, &up, &mut out, cmds)
                 }
                 Step::Event(Event::Request(req, body)) => {
+                    if via_proxy
+                        && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
+                    {
+                        continue;
+                    }
+                    log::debug!(
+                        "{} {} {}",
+                        who(clients, e.client, &e.sock),
+                        req.method,
+                        req.target
+                    );
                     // Rendered only when `/metrics` is asked for.
-                    let render = || {
-                        let all = metrics.all();
-                        all.set_queued_bytes(crate::conn::queued_in_process());
-                        let mut text = String::with_capacity(8 * 1024);
-                        all.render(&mut text);
-                        text
-                    };
+                    let render = || observe::render(metrics.all(), clients);
                     let env = &mut HttpEnv {
                         router,
                         hub,
@@ -74,6 +96,13 @@ impl Reactor {
                 }
             }
             metrics.messages_out.add(out.messages_sent());
+        }
+        // Behind a proxy, a connection waiting for its next request (nginx keeps idle ones
+        // in its `keepalive` pool and reuses them for any client) counts for nobody.
+        if via_proxy && e.conn.state() == State::Handshake {
+            if let Some(id) = e.client.take() {
+                clients.release(id);
+            }
         }
         self.apply_commands();
     }
@@ -188,7 +217,10 @@ impl Reactor {
             }
             self.metrics.messages_out.inc();
             if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
-                log::info!("closing {conn:?}: {reason}");
+                log::info!(
+                    "closing {conn:?} of {}: {reason}",
+                    who(&self.clients, e.client, &e.sock)
+                );
                 self.metrics.slow_closes.inc();
                 if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
                     self.told_closed(idx, code, reason);
@@ -196,6 +228,52 @@ impl Reactor {
             }
             self.mark_dirty(idx);
         }
+    }
+}
+
+/// Behind a trusted proxy, count the connection for the client this request names (the cap
+/// applies here, before any upgrade or answer). Returns false if it was refused with 429.
+fn count_client(
+    client: &mut Option<ClientId>,
+    clients: &Clients,
+    cfg: &Config,
+    req: &Request<'_>,
+    out: &mut Outbox<'_>,
+    metrics: &metrics::Worker,
+) -> bool {
+    let Some(ip) = forwarded::client_ip(req, &cfg.trust_proxy) else {
+        // No untrusted client named: a request from inside the trusted network, not capped.
+        if let Some(id) = client.take() {
+            clients.release(id);
+        }
+        return true;
+    };
+    match clients.rebind(*client, ip) {
+        Ok(id) => {
+            *client = Some(id);
+            true
+        }
+        Err(_) => {
+            log::debug!("{ip} (via proxy): refused, over max_connections_per_ip");
+            metrics.refused_per_ip.inc();
+            out.reject(429, TOO_MANY_FROM_YOU);
+            false
+        }
+    }
+}
+
+/// The client a connection serves, for log lines: the address it counts for, else the
+/// socket peer (a trusted proxy between requests).
+pub(super) fn who(
+    clients: &Clients,
+    client: Option<ClientId>,
+    sock: &mio::net::TcpStream,
+) -> String {
+    match client {
+        Some(id) => clients.ip(id).to_string(),
+        None => sock
+            .peer_addr()
+            .map_or_else(|_| "?".into(), |a| format!("{} (proxy)", a.ip())),
     }
 }
 

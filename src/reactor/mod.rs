@@ -16,6 +16,7 @@
 //! wait up to the drain deadline for the closing handshakes, return. A second signal returns
 //! at once.
 
+mod clients;
 mod clock;
 mod dispatch;
 mod listener;
@@ -38,11 +39,13 @@ use slab::Slab;
 
 use crate::app::{Command, Router};
 use crate::buf::BufPool;
+use crate::cidr;
 use crate::config::Config;
 use crate::conn::{Conn, State, MAX_IOV};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerKey, Wheel};
+use clients::{ClientId, Clients};
 use clock::Clock;
 use listener::ReserveFd;
 use timers::TimerOwner;
@@ -63,6 +66,10 @@ struct Entry {
     tls: Option<Box<rustls::ServerConnection>>,
     /// The connections gauge that counts it (`observe.rs::track`).
     class: ConnClass,
+    /// The client address this connection counts for (`--max-connections-per-ip`): the
+    /// socket peer, or behind a trusted proxy the client its current request names (`None`
+    /// while no request is in progress).
+    client: Option<ClientId>,
 }
 
 /// Already in `dirty` for this iteration.
@@ -77,6 +84,8 @@ const EOF: u8 = 4;
 const CLOSING: u8 = 8;
 /// epoll reported RDHUP/HUP/ERR: read to the end, no short-read shortcut.
 const PEER_DONE: u8 = 16;
+/// The socket peer is a trusted proxy (`--trust-proxy`): each request names the client.
+const VIA_PROXY: u8 = 32;
 
 impl Entry {
     fn has(&self, flag: u8) -> bool {
@@ -105,6 +114,27 @@ pub fn tls_config(cfg: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>>
 /// Open client connections over all workers of the process.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
+/// The body of the 429 that refuses a client over `--max-connections-per-ip`.
+const TOO_MANY_FROM_YOU: &str = "too many connections from your address";
+
+/// What every worker of a process shares with the others, besides the bus.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Open connections per client address (`--max-connections-per-ip`).
+    pub clients: Arc<Clients>,
+}
+
+impl Shared {
+    pub fn new(cfg: &Config) -> io::Result<Shared> {
+        Ok(Shared {
+            tls: tls_config(cfg)?,
+            clients: Arc::new(Clients::new(cfg.max_connections_per_ip)),
+        })
+    }
+}
+
 /// A single-threaded event loop serving one listening socket.
 pub struct Reactor {
     poll: Poll,
@@ -128,6 +158,8 @@ pub struct Reactor {
     bus: Option<workers::BusEnd>,
     /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Open connections per client address, shared by all workers.
+    clients: Arc<Clients>,
     /// This worker's slot in the process's metrics (`render_metrics` renders them all).
     metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
@@ -153,9 +185,9 @@ impl Reactor {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let tls = tls_config(&cfg)?;
+        let shared = Shared::new(&cfg)?;
         let metrics = Arc::new(Metrics::new(1)).handle(0);
-        Reactor::from_parts(cfg, router, poll, listener, None, tls, metrics)
+        Reactor::from_parts(cfg, router, poll, listener, None, shared, metrics)
     }
 
     /// A reactor around a registered listener; `bus` links it to other workers.
@@ -165,7 +197,7 @@ impl Reactor {
         poll: Poll,
         listener: TcpListener,
         bus: Option<workers::BusEnd>,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        shared: Shared,
         metrics: metrics::Worker,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
@@ -184,7 +216,8 @@ impl Reactor {
             date: String::new(),
             date_second: u64::MAX,
             bus,
-            tls,
+            tls: shared.tls,
+            clients: shared.clients,
             metrics,
             draining_until: None,
             conns: Slab::with_capacity(1024),
@@ -348,7 +381,7 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((sock, _peer)) => self.admit(sock),
+                Ok((sock, peer)) => self.admit(sock, peer),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if listener::out_of_fds(&e) => {
@@ -368,18 +401,41 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, mut sock: TcpStream) {
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
         self.metrics.accepted.inc();
         // The limit is process-wide: workers share one count.
         if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
             OPEN.fetch_sub(1, Ordering::Relaxed);
-            metrics::OUTCOMES.answered(503);
-            // Best effort: a full server says so rather than leaving the client guessing.
-            let _ = sock.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-            );
+            self.metrics.refused_full.inc();
+            self.refuse(&mut sock, 503, "");
             return;
         }
+        let ip = cidr::canonical(peer.ip());
+        // A trusted proxy is no client: its connections count for the clients its requests
+        // name (`dispatch.rs::count_client`), and the proxy itself is never capped.
+        let via_proxy = cidr::any_contains(&self.cfg.trust_proxy, ip);
+        let client = if via_proxy {
+            None
+        } else {
+            match self.clients.acquire(ip, true) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    // Refused before reading a byte: a client over its cap costs no slot,
+                    // no buffer and no parsing.
+                    OPEN.fetch_sub(1, Ordering::Relaxed);
+                    self.metrics.refused_per_ip.inc();
+                    log::debug!("{ip}: refused, over max_connections_per_ip");
+                    self.refuse(&mut sock, 429, TOO_MANY_FROM_YOU);
+                    return;
+                }
+            }
+        };
+        let undo = |clients: &Clients| {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            if let Some(id) = client {
+                clients.release(id);
+            }
+        };
         // Frames are batched by the loop itself; Nagle would only add latency.
         let _ = sock.set_nodelay(true);
         let tls = match self.tls.as_ref().map(crate::tls::session) {
@@ -387,7 +443,7 @@ impl Reactor {
             Some(Ok(session)) => Some(session),
             Some(Err(e)) => {
                 log::warn!("tls session: {e}");
-                OPEN.fetch_sub(1, Ordering::Relaxed);
+                undo(&self.clients);
                 return;
             }
         };
@@ -401,7 +457,7 @@ impl Reactor {
             .register(&mut sock, token, Interest::READABLE)
         {
             log::warn!("register: {e}");
-            OPEN.fetch_sub(1, Ordering::Relaxed);
+            undo(&self.clients);
             return;
         }
         entry.insert(Entry {
@@ -409,13 +465,26 @@ impl Reactor {
             conn: Conn::new(self.now),
             generation: self.next_generation,
             interest: Interest::READABLE,
-            flags: 0,
+            flags: if via_proxy { VIA_PROXY } else { 0 },
             timer: None,
             tls,
             class: ConnClass::NONE,
+            client,
         });
         self.track(idx);
         self.arm(idx);
+    }
+
+    /// Answer a connection refused at accept and close it. Best effort: a full server says
+    /// so rather than leaving the client guessing. Not under TLS, where plaintext would be
+    /// noise to the client: it just sees the close.
+    fn refuse(&mut self, sock: &mut TcpStream, status: u16, body: &str) {
+        metrics::OUTCOMES.answered(status);
+        if self.tls.is_none() {
+            let mut resp = Vec::with_capacity(160);
+            crate::http::upgrade::write_status(status, body, &mut resp);
+            let _ = sock.write(&resp);
+        }
     }
 
     /// Read until WouldBlock, a short read, or backpressure; run the state machine after
@@ -614,6 +683,9 @@ impl Reactor {
             self.hub.unsubscribe_all(id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
+            if let Some(id) = e.client {
+                self.clients.release(id);
+            }
             self.metrics.move_conn(e.class, ConnClass::NONE);
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);
