@@ -219,7 +219,7 @@ mod tests {
             ("::/129", "prefix length \"129\""),
             (
                 "10.0.0.1/8",
-                "host bits set below the /8 prefix (the block is 10.0.0.0/8)",
+                "host bits set below the /8 prefix; the block is 10.0.0.0/8",
             ),
             ("fe80::1%eth0", "not an IP address"),
             ("::ffff:10.0.0.0/80", "at least /96"),
