@@ -154,21 +154,9 @@ fn websocket_sse_and_a_held_long_poll_pass_through_nginx() {
     );
 }
 
-/// A connection to `addr` from source address `src` (any 127.0.0.x reaches loopback), so
-/// clients behind nginx have addresses of their own.
-fn connect_from(src: [u8; 4], addr: SocketAddr) -> Client {
-    use socket2::{Domain, Socket, Type};
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let from = SocketAddr::from((std::net::Ipv4Addr::from(src), 0));
-    sock.bind(&from.into())
-        .expect("bind a loopback source address");
-    sock.connect(&addr.into()).expect("connect");
-    Client::from_stream(TcpStream::from(sock))
-}
-
 /// Ask for a WebSocket on /echo from `src`; the response head, and the client if it opened.
 fn upgrade_from(src: [u8; 4], addr: SocketAddr, extra: &str) -> (String, Client) {
-    let mut c = connect_from(src, addr);
+    let mut c = Client::connect_from(src, addr);
     c.send_raw(
         UPGRADE
             .replacen("Host: t\r\n", &format!("Host: t\r\n{extra}"), 1)

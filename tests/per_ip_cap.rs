@@ -11,27 +11,16 @@ mod client;
 mod server;
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use client::{Client, UPGRADE};
 use server::Server;
-use socket2::{Domain, Socket, Type};
 
 const PROXY: [u8; 4] = [127, 0, 0, 1];
 const ALICE: [u8; 4] = [127, 0, 0, 2];
 const BOB: [u8; 4] = [127, 0, 0, 3];
 const CAROL: [u8; 4] = [127, 0, 0, 4];
-
-/// A TCP connection to `addr` from source address `src`.
-fn connect_from(src: [u8; 4], addr: SocketAddr) -> Client {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let from = SocketAddr::from((Ipv4Addr::from(src), 0));
-    sock.bind(&from.into())
-        .expect("bind a loopback source address");
-    sock.connect(&addr.into()).expect("connect");
-    Client::from_stream(TcpStream::from(sock))
-}
 
 /// The upgrade request on /echo with `extra` header lines (each ending in CRLF).
 fn upgrade_request(extra: &str) -> String {
@@ -41,7 +30,7 @@ fn upgrade_request(extra: &str) -> String {
 /// Open a WebSocket from `src`, sending `extra` headers: the client, or the response head
 /// that refused it ("" if the connection was closed without one).
 fn open_from(src: [u8; 4], addr: SocketAddr, extra: &str) -> Result<Client, String> {
-    let mut c = connect_from(src, addr);
+    let mut c = Client::connect_from(src, addr);
     // A connection refused at accept may already be closed: the write may fail.
     let _ = c.sock.write_all(upgrade_request(extra).as_bytes());
     let head = c.read_head();
@@ -59,7 +48,7 @@ fn open_ok(src: [u8; 4], addr: SocketAddr, extra: &str) -> Client {
 /// A direct client over its cap is refused at accept, before it says anything: read the
 /// answer without sending (sending first could race the server's close into a reset).
 fn refused_at_accept(src: [u8; 4], addr: SocketAddr) -> String {
-    let mut c = connect_from(src, addr);
+    let mut c = Client::connect_from(src, addr);
     let head = c.read_head();
     assert!(
         c.read_to_end().len() < 100,
@@ -101,7 +90,7 @@ struct Http {
 impl Http {
     fn from(src: [u8; 4], addr: SocketAddr) -> Http {
         Http {
-            sock: connect_from(src, addr).sock,
+            sock: Client::connect_from(src, addr).sock,
             buf: Vec::new(),
         }
     }
