@@ -200,6 +200,8 @@ fn behind_a_trusted_proxy_the_cap_applies_to_each_forwarded_client() {
         "1",
         "--trust-proxy",
         "127.0.0.1,::1",
+        "--poll-hold",
+        "200ms",
     ]);
     let addr = srv.addr();
     // Every connection comes from the proxy; each request names its client.
@@ -231,10 +233,16 @@ fn behind_a_trusted_proxy_the_cap_applies_to_each_forwarded_client() {
     // Between requests it counts for nobody: 203.0.113.3 may open a WebSocket now.
     let mut z = open_ok(PROXY, addr, "X-Forwarded-For: 203.0.113.3\r\n");
     assert_429(&pooled.get("/healthz", "X-Forwarded-For: 203.0.113.2\r\n"));
+    // A held long poll counts for its client until it is answered (here by the hold
+    // deadline, 204), then the kept-alive connection counts for nobody again.
+    let mut pooled = Http::from(PROXY, addr);
+    let held = pooled.get("/poll/quiet", "X-Forwarded-For: 203.0.113.4\r\n");
+    assert!(held.starts_with("HTTP/1.1 204 "), "{held}");
+    let mut w = open_ok(PROXY, addr, "X-Forwarded-For: 203.0.113.4\r\n");
     // Closing 203.0.113.1's WebSocket lets it in again.
     drop(x);
     x = open_once_freed(PROXY, addr, "X-Forwarded-For: 203.0.113.1\r\n");
-    for c in [&mut x, &mut y, &mut z, &mut trusted_hop] {
+    for c in [&mut x, &mut y, &mut z, &mut w, &mut trusted_hop] {
         c.echo("through the proxy");
     }
     for c in &mut plain {

@@ -10,7 +10,7 @@ use super::{observe, token, Reactor, TOO_MANY_FROM_YOU, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::config::Config;
-use crate::conn::{Event, Mode, Outbox, State, Step};
+use crate::conn::{Event, Mode, Outbox, Step};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
@@ -96,13 +96,6 @@ impl Reactor {
                 }
             }
             metrics.messages_out.add(out.messages_sent());
-        }
-        // Behind a proxy, a connection waiting for its next request (nginx keeps idle ones
-        // in its `keepalive` pool and reuses them for any client) counts for nobody.
-        if via_proxy && e.conn.state() == State::Handshake {
-            if let Some(id) = e.client.take() {
-                clients.release(id);
-            }
         }
         self.apply_commands();
     }

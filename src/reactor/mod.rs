@@ -585,6 +585,15 @@ impl Reactor {
     fn flush(&mut self, idx: usize) {
         self.track(idx);
         let e = &mut self.conns[idx];
+        // Behind a proxy, a connection waiting for its next request counts for nobody: nginx
+        // keeps idle ones in its `keepalive` pool and reuses them for any client. Every state
+        // change is followed by a flush, so this sees each return to waiting (a response,
+        // a held poll answered by a publish or by its deadline).
+        if e.has(VIA_PROXY) && e.conn.state() == State::Handshake {
+            if let Some(id) = e.client.take() {
+                self.clients.release(id);
+            }
+        }
         while e.conn.tx_len() > 0 {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let used = e.conn.tx_iov(&mut iov);
