@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cidr::Cidr;
+
 /// Limits on what a peer may send during the HTTP upgrade (tungstenite's `AttackCheck`, made
 /// configurable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +220,18 @@ pub struct Config {
     /// are accepted, answered 503 and closed at once. Default 100,000 (the fd limit usually
     /// binds first).
     pub max_connections: usize,
+    /// Most open connections from one client address over all workers; further ones are
+    /// answered 429 and closed. The client is the socket peer, or for a peer in
+    /// `trust_proxy` the address its forwarding headers name (`http::forwarded`), counted
+    /// while it has a request, stream or WebSocket open; trusted addresses themselves are
+    /// never capped. 0 = no cap. Default 0: one host legitimately opening thousands (a
+    /// proxy not yet in `trust_proxy`, a load generator, a NAT) must not be cut off by a
+    /// default; docs/deployment.md §7 suggests values for the open internet.
+    pub max_connections_per_ip: usize,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`/`X-Real-IP`
+    /// headers name the client, for the per-address cap and the logs. From any other peer
+    /// those headers are ignored. Default none.
+    pub trust_proxy: Vec<Cidr>,
     /// Size of each pooled rx/tx ring buffer; a power of two. Default 16 KiB.
     pub buffer_size: usize,
     /// Pooled buffers kept for reuse when connections drain; the rest are freed. Default 1024.
@@ -259,6 +273,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_connections: 100_000,
+            max_connections_per_ip: 0,
+            trust_proxy: Vec::new(),
             buffer_size: 16 * 1024,
             pool_max_free: 1024,
             max_queued_bytes: 1 << 20,

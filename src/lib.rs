@@ -2,7 +2,7 @@
 //! Must not: re-export anything that lets a layer import upward.
 //!
 //! Layers (imports point down only; see docs/architecture.md):
-//! L0 `buf`, `timer`, `config`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO
+//! L0 `buf`, `timer`, `config`, `cidr`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO
 //! codecs) · L2 `conn` (one
 //! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
 //! that touches sockets and the clock). `client` (L1–L2) is the sans-IO client side used by
@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod buf;
+pub mod cidr;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -153,8 +153,13 @@ const CLASSES: usize = Transport::ALL.len() * Phase::ALL.len();
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct WorkerMetrics {
-    /// TCP connections accepted (including those then refused with 503).
+    /// TCP connections accepted (including those then refused with 503 or 429).
     pub accepted: Counter,
+    /// Connections refused at `max_connections` (503).
+    pub refused_full: Counter,
+    /// Connections, or requests behind a trusted proxy, refused at `max_connections_per_ip`
+    /// (429).
+    pub refused_per_ip: Counter,
     /// Complete WebSocket messages handed to handlers.
     pub messages_in: Counter,
     /// WebSocket messages queued for sending: handler sends and publish deliveries.
@@ -323,6 +328,8 @@ pub struct Metrics {
     queued_bytes: Gauge,
     /// Connections owning permessage-deflate state (`ws::deflate::dedicated_in_use`).
     deflate_dedicated: Gauge,
+    /// Distinct client addresses with open connections (the reactor's per-address count).
+    client_addresses: Gauge,
 }
 
 impl Metrics {
@@ -340,6 +347,7 @@ impl Metrics {
             outcomes,
             queued_bytes: Gauge::new(),
             deflate_dedicated: Gauge::new(),
+            client_addresses: Gauge::new(),
         }
     }
 
@@ -375,6 +383,12 @@ impl Metrics {
     /// The process-wide count of connections with their own compression state.
     pub fn set_deflate_dedicated(&self, n: usize) {
         self.deflate_dedicated
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The process-wide number of client addresses, read by the caller (the reactor).
+    pub fn set_client_addresses(&self, n: usize) {
+        self.client_addresses
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
@@ -436,11 +450,35 @@ impl Metrics {
         );
 
         r.family(
+            "wsloop_connections_refused_total",
+            "counter",
+            "Connections refused by a limit, by reason: max_connections (503 at accept), \
+             per_ip (429: over max_connections_per_ip, at accept, or behind a trusted proxy \
+             when a request names a client over its cap).",
+        );
+        let refused = [
+            ("max_connections", self.sum(|m| m.refused_full.get())),
+            ("per_ip", self.sum(|m| m.refused_per_ip.get())),
+        ];
+        for (reason, n) in refused {
+            r.sample("wsloop_connections_refused_total", &[("reason", reason)], n);
+        }
+
+        r.family(
+            "wsloop_client_addresses",
+            "gauge",
+            "Distinct client addresses with open connections (behind a trusted proxy, the \
+             addresses its requests name).",
+        );
+        r.sample("wsloop_client_addresses", &[], self.client_addresses.get());
+
+        r.family(
             "wsloop_upgrades_total",
             "counter",
             "Requests answered before any WebSocket opened: result=\"accepted\" is the 101 of an \
              upgrade; result=\"rejected\" an error response and close, by status (validation, \
-             routing, handler, limits, 408 slow request head, 503 at max_connections).",
+             routing, handler, limits, 408 slow request head, 429 at max_connections_per_ip, \
+             503 at max_connections).",
         );
         let accepted = [("result", "accepted"), ("status", "101")];
         r.sample(
@@ -749,8 +787,18 @@ mod tests {
         w1.subscriptions.set(1);
         m.set_queued_bytes(12345);
         m.set_deflate_dedicated(6);
+        w0.refused_per_ip.add(2);
+        w1.refused_per_ip.inc();
+        w1.refused_full.inc();
+        m.set_client_addresses(6);
         let text = rendered(&m);
         for (series, want) in [
+            ("wsloop_connections_refused_total{reason=\"per_ip\"}", "3"),
+            (
+                "wsloop_connections_refused_total{reason=\"max_connections\"}",
+                "1",
+            ),
+            ("wsloop_client_addresses", "6"),
             ("wsloop_received_bytes_total", "15"),
             ("wsloop_messages_sent_total", "1"),
             ("wsloop_loop_iterations_total{worker=\"0\"}", "0"),
@@ -855,7 +903,7 @@ mod tests {
                 assert!(v.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(families.len(), 22, "{families:?}");
+        assert_eq!(families.len(), 24, "{families:?}");
     }
 
     #[test]

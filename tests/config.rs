@@ -130,6 +130,20 @@ fn bad_values_exit_2_naming_key_and_source() {
         "{}",
         stderr(&out)
     );
+    let out = wsloop(&["--trust-proxy", "127.0.0.1,10.0.0.0/33"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "wsloop: --trust-proxy: expected IP addresses or CIDR blocks (e.g. 127.0.0.1, ::1, \
+         10.0.0.0/8), got \"10.0.0.0/33\" (prefix length \"33\" is not a number from 0 to 32)\n"
+    );
+    let out = wsloop(&[], &[("WSLOOP_TRUST_PROXY", "nginx")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("wsloop: WSLOOP_TRUST_PROXY: expected IP addresses"),
+        "{}",
+        stderr(&out)
+    );
     let unknown = config_file("unknown", "max_conections = 5\n");
     let out = wsloop(&["--config", &unknown.to_string_lossy()], &[]);
     assert_eq!(out.status.code(), Some(2));

@@ -87,6 +87,16 @@ fn conn() {
 }
 
 #[test]
+fn deflate_offer() {
+    replay_with_seeds("deflate_offer");
+}
+
+#[test]
+fn sse_encode() {
+    replay_with_seeds("sse_encode");
+}
+
+#[test]
 fn every_target_is_replayed_here() {
     let here = [
         "ws_decode",
@@ -95,6 +105,8 @@ fn every_target_is_replayed_here() {
         "close_payload",
         "pubsub_registry",
         "conn",
+        "deflate_offer",
+        "sse_encode",
     ];
     let names: Vec<&str> = wsloop::fuzzing::TARGETS.iter().map(|t| t.0).collect();
     assert_eq!(names, here, "add a #[test] for the new target");

@@ -26,13 +26,15 @@ fn populated() -> String {
         w.topics.set(4);
         w.subscriptions.set(40);
         w.timers.set(12);
+        w.refused_per_ip.add(3);
+        w.refused_full.inc();
         let hs = ConnClass::new(Transport::Http, Phase::Handshake);
         let open = ConnClass::new(Transport::WebSocket, Phase::Open);
         w.move_conn(ConnClass::NONE, hs);
         w.move_conn(ConnClass::NONE, hs);
         w.move_conn(hs, open);
     }
-    for status in [101, 101, 400, 403, 404, 408, 426, 431, 503] {
+    for status in [101, 101, 400, 403, 404, 408, 426, 429, 431, 503] {
         outcomes.answered(status);
     }
     for code in [1000, 1001, 1008, 1009, 1011, 1005, 4000] {
@@ -42,6 +44,7 @@ fn populated() -> String {
         outcomes.close_received.record(code);
     }
     m.set_queued_bytes(1 << 20);
+    m.set_client_addresses(7);
     let mut text = String::new();
     m.render(&mut text);
     text
@@ -90,7 +93,9 @@ fn rendered_metrics_pass_promtool_check_metrics() {
 fn the_populated_registry_has_every_family() {
     let text = populated();
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(families, 22, "{text}");
+    assert_eq!(families, 24, "{text}");
+    assert!(text.contains("wsloop_connections_refused_total{reason=\"per_ip\"} 6\n"));
+    assert!(text.contains("wsloop_client_addresses 7\n"));
     assert!(text.contains("wsloop_upgrades_total{result=\"rejected\",status=\"431\"} 1\n"));
     assert!(text.contains("wsloop_poll_seconds_total{worker=\"1\"} 1.234567891\n"));
 }

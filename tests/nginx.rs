@@ -1,6 +1,7 @@
 //! wsloop behind the Debian nginx, configured with deploy/nginx.conf itself: a WebSocket echo,
-//! an SSE stream and a held long poll all pass through the proxy. nginx runs with a temporary
-//! prefix on a loopback port; scripts/test installs it.
+//! an SSE stream and a held long poll all pass through the proxy, and with `--trust-proxy`
+//! clients behind it are counted by their own addresses. nginx runs with a temporary prefix
+//! on a loopback port; scripts/test installs it.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client::Client;
+use client::{Client, UPGRADE};
 use server::Server;
 
 struct Nginx {
@@ -151,4 +152,49 @@ fn websocket_sse_and_a_held_long_poll_pass_through_nginx() {
         resp.ends_with(r#""messages":[{"seq":1,"text":"released"}]}"#),
         "{resp}"
     );
+}
+
+/// Ask for a WebSocket on /echo from `src`; the response head, and the client if it opened.
+fn upgrade_from(src: [u8; 4], addr: SocketAddr, extra: &str) -> (String, Client) {
+    let mut c = Client::connect_from(src, addr);
+    c.send_raw(
+        UPGRADE
+            .replacen("Host: t\r\n", &format!("Host: t\r\n{extra}"), 1)
+            .as_bytes(),
+    );
+    (c.read_head(), c)
+}
+
+#[test]
+fn behind_nginx_with_trust_proxy_each_client_is_counted_by_its_own_address() {
+    // One WebSocket per client address. Without --trust-proxy every connection would come
+    // from nginx's address and the second client would be refused.
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--trust-proxy",
+        "127.0.0.1",
+        "--max-connections-per-ip",
+        "1",
+    ]);
+    let nginx = Nginx::start(srv.addr());
+    let (head, mut alice) = upgrade_from([127, 0, 0, 2], nginx.addr, "");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    // Bob forges X-Forwarded-For with Alice's address: nginx appends his real one, which
+    // wsloop reads (the right-most untrusted), so he is Bob and gets his own connection.
+    let (head, mut bob) =
+        upgrade_from([127, 0, 0, 3], nginx.addr, "X-Forwarded-For: 127.0.0.2\r\n");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    // Alice's second WebSocket is over her cap: wsloop's 429 reaches her through nginx.
+    let (head, _) = upgrade_from([127, 0, 0, 2], nginx.addr, "");
+    assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
+    // Nor can she pass as someone else: her forged header is on the left of nginx's entry.
+    let (head, _) = upgrade_from(
+        [127, 0, 0, 2],
+        nginx.addr,
+        "X-Forwarded-For: 198.51.100.1\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
+    alice.echo("alice through nginx");
+    bob.echo("bob through nginx");
 }

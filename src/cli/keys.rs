@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::value::{self, COUNT_EXPECTED, DURATION_EXPECTED, SIZE_EXPECTED};
+use crate::cidr::Cidr;
 use crate::config::Config;
 
 /// One configurable setting.
@@ -44,6 +45,9 @@ pub enum Field {
     Path(fn(&mut Config) -> &mut Option<std::path::PathBuf>),
     /// `off`, `shared` or `dedicated` (permessage-deflate).
     Compression(fn(&mut Config) -> &mut crate::config::CompressionMode),
+    /// IP addresses and CIDR blocks: a repeatable flag whose values may also be
+    /// comma-separated; a TOML array of strings; comma-separated in the environment.
+    Blocks(fn(&mut Config) -> &mut Vec<Cidr>),
 }
 
 /// A value as a source supplies it.
@@ -68,7 +72,7 @@ impl Setting {
     }
 
     pub fn is_list(&self) -> bool {
-        matches!(self.field, Field::List(_))
+        matches!(self.field, Field::List(_) | Field::Blocks(_))
     }
 }
 
@@ -84,6 +88,7 @@ impl Field {
             Field::Flag(_) => "true or false",
             Field::Path(_) => "a file path",
             Field::Compression(_) => "off, shared or dedicated",
+            Field::Blocks(_) => "IP addresses or CIDR blocks (e.g. 127.0.0.1, ::1, 10.0.0.0/8)",
         }
     }
 
@@ -177,6 +182,26 @@ impl Field {
                 Input::Text(t) => *f(cfg) = Some(std::path::PathBuf::from(t)),
                 _ => return Err(wrong()),
             },
+            Field::Blocks(f) => {
+                let items: Vec<String> = match input {
+                    Input::Text(t) => vec![t.to_string()],
+                    Input::Many(v) => v,
+                    _ => return Err(wrong()),
+                };
+                // Each item may itself be a comma-separated list (`--trust-proxy a,b`).
+                let blocks = items
+                    .iter()
+                    .flat_map(|i| i.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        Cidr::parse(s).map_err(|why| {
+                            format!("expected {}, got {s:?} ({why})", self.expected())
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                *f(cfg) = blocks;
+            }
         }
         Ok(())
     }
@@ -218,6 +243,13 @@ impl Field {
                 Some(p) => (value::toml_string(&p.display().to_string()), None),
                 None => (value::toml_string(""), Some("none".into())),
             },
+            Field::Blocks(f) => {
+                let items: Vec<String> = f(cfg)
+                    .iter()
+                    .map(|b| value::toml_string(&b.to_string()))
+                    .collect();
+                (format!("[{}]", items.join(", ")), None)
+            }
         }
     }
 }
@@ -262,6 +294,24 @@ pub static SETTINGS: &[Setting] = &[
         value_name: "N",
         help: "Most open connections over all workers; further ones get 503 and are closed.",
         field: Field::Count(|c| &mut c.max_connections),
+    },
+    Setting {
+        name: "max_connections_per_ip",
+        group: SERVER,
+        value_name: "N",
+        help: "Most open connections from one client address over all workers; further ones \
+               get 429 and are closed. Behind a proxy, set trust_proxy so clients are counted \
+               by their own address. 0 = no cap.",
+        field: Field::Count(|c| &mut c.max_connections_per_ip),
+    },
+    Setting {
+        name: "trust_proxy",
+        group: SERVER,
+        value_name: "ADDR[,CIDR...]",
+        help: "Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For (right-most \
+               untrusted address) or X-Real-IP names the client for the per-address cap and \
+               the logs; from other peers these headers are ignored.",
+        field: Field::Blocks(|c| &mut c.trust_proxy),
     },
     Setting {
         name: "max_queued_bytes",

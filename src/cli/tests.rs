@@ -139,6 +139,35 @@ const KEYS: &[Key] = &[
         read: |c| c.allowed_origins.join(" "),
     },
     Key {
+        name: "trust_proxy",
+        file: "trust_proxy = [\"10.0.0.0/8\", \"::1\"]",
+        env: "127.0.0.1, 192.168.0.0/16",
+        flag: &[
+            "--trust-proxy",
+            "::ffff:127.0.0.1,fd00::/8",
+            "--trust-proxy",
+            "10.1.0.0/16",
+        ],
+        expect: [
+            "",
+            "10.0.0.0/8 ::1",
+            "127.0.0.1 192.168.0.0/16",
+            "127.0.0.1 fd00::/8 10.1.0.0/16",
+        ],
+        read: |c| {
+            let blocks: Vec<String> = c.trust_proxy.iter().map(|b| b.to_string()).collect();
+            blocks.join(" ")
+        },
+    },
+    Key {
+        name: "max_connections_per_ip",
+        file: "max_connections_per_ip = 64",
+        env: "128",
+        flag: &["--max-connections-per-ip", "0"],
+        expect: ["0", "64", "128", "0"],
+        read: |c| c.max_connections_per_ip.to_string(),
+    },
+    Key {
         name: "workers",
         file: "workers = 2",
         env: "3",
@@ -276,6 +305,22 @@ fn bad_values_name_the_key_and_the_source() {
     assert_eq!(
         err(&["--max-connections", "lots"], &[], None),
         "--max-connections: expected a whole number, got \"lots\""
+    );
+    assert_eq!(
+        err(&["--trust-proxy", "127.0.0.1,10.0.0.1/8"], &[], None),
+        "--trust-proxy: expected IP addresses or CIDR blocks (e.g. 127.0.0.1, ::1, \
+         10.0.0.0/8), got \"10.0.0.1/8\" (host bits set below the /8 prefix; the block is \
+         10.0.0.0/8)"
+    );
+    assert_eq!(
+        err(&[], &[], Some("trust_proxy = [\"nginx\"]")),
+        "config file wsloop.toml:1: key trust_proxy: expected IP addresses or CIDR blocks \
+         (e.g. 127.0.0.1, ::1, 10.0.0.0/8), got \"nginx\" (not an IP address)"
+    );
+    assert_eq!(
+        err(&[], &[], Some("trust_proxy = 5")),
+        "config file wsloop.toml:1: key trust_proxy: expected IP addresses or CIDR blocks \
+         (e.g. 127.0.0.1, ::1, 10.0.0.0/8), got 5"
     );
     assert_eq!(
         err(&["--idle-timeout", "1d"], &[], None),

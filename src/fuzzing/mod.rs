@@ -5,14 +5,18 @@
 //! exercises; not part of the server's API (hidden from the docs).
 
 mod conn;
+mod deflate;
 mod http;
 mod pubsub;
+mod sse;
 mod text;
 mod ws;
 
 pub use conn::conn;
+pub use deflate::deflate_offer;
 pub use http::http_request;
 pub use pubsub::pubsub_registry;
+pub use sse::sse_encode;
 pub use text::{close_payload, utf8};
 pub use ws::ws_decode;
 
@@ -27,6 +31,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("close_payload", close_payload),
     ("pubsub_registry", pubsub_registry),
     ("conn", conn),
+    ("deflate_offer", deflate_offer),
+    ("sse_encode", sse_encode),
 ];
 
 /// Reads the fuzzer's bytes front to back; past the end every read yields zeros, so any input

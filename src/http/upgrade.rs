@@ -41,7 +41,7 @@ const fn reject(status: u16, reason: &'static str) -> Rejection {
 }
 
 /// Optional whitespace around list items and field values (RFC 9110 §5.6.3).
-fn trim_ows(mut v: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
     }

@@ -5,12 +5,16 @@
 
 use std::rc::Rc;
 
-use super::{token, Net, Reactor};
+use super::clients::{ClientId, Clients};
+use super::{observe, token, Net, Reactor, TOO_MANY_FROM_YOU, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
+use crate::config::Config;
 use crate::conn::{BroadcastForm, Event, Mode, Outbox, Step};
+use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
+use crate::metrics;
 use crate::pubsub::{Published, TopicError};
 
 impl<N: Net> Reactor<N> {
@@ -31,9 +35,12 @@ impl<N: Net> Reactor<N> {
             hub,
             date,
             metrics,
+            clients,
+            net,
             ..
         } = self;
         let e = &mut conns[idx];
+        let via_proxy = e.has(VIA_PROXY);
         loop {
             let route = e.conn.route();
             let (step, mut out) = e.conn.poll_event(cfg, pool, now);
@@ -44,18 +51,33 @@ impl<N: Net> Reactor<N> {
                 Step::Idle => break,
                 Step::Again => {}
                 Step::Event(Event::Upgrade(req, up)) => {
+                    if via_proxy
+                        && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
+                    {
+                        continue;
+                    }
+                    log::debug!(
+                        "{} {} {} (upgrade)",
+                        who(clients, e.client, net.peer_addr(&e.sock)),
+                        req.method,
+                        req.target
+                    );
                     upgrade(router, id, &req, &up, &mut out, cmds)
                 }
                 Step::Event(Event::Request(req, body)) => {
+                    if via_proxy
+                        && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
+                    {
+                        continue;
+                    }
+                    log::debug!(
+                        "{} {} {}",
+                        who(clients, e.client, net.peer_addr(&e.sock)),
+                        req.method,
+                        req.target
+                    );
                     // Rendered only when `/metrics` is asked for.
-                    let render = || {
-                        let all = metrics.all();
-                        all.set_queued_bytes(crate::conn::queued_in_process());
-                        all.set_deflate_dedicated(crate::ws::deflate::dedicated_in_use());
-                        let mut text = String::with_capacity(8 * 1024);
-                        all.render(&mut text);
-                        text
-                    };
+                    let render = || observe::render(metrics.all(), clients);
                     let env = &mut HttpEnv {
                         router,
                         hub,
@@ -223,13 +245,60 @@ impl<N: Net> Reactor<N> {
         self.metrics.messages_out.inc();
         let e = &mut self.conns[idx];
         if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
-            log::info!("closing {conn:?}: {reason}");
+            log::info!(
+                "closing {conn:?} of {}: {reason}",
+                who(&self.clients, e.client, self.net.peer_addr(&e.sock))
+            );
             self.metrics.slow_closes.inc();
             if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
                 self.told_closed(idx, code, reason);
             }
         }
         self.mark_dirty(idx);
+    }
+}
+
+/// Behind a trusted proxy, count the connection for the client this request names (the cap
+/// applies here, before any upgrade or answer). Returns false if it was refused with 429.
+fn count_client(
+    client: &mut Option<ClientId>,
+    clients: &Clients,
+    cfg: &Config,
+    req: &Request<'_>,
+    out: &mut Outbox<'_>,
+    metrics: &metrics::Worker,
+) -> bool {
+    let Some(ip) = forwarded::client_ip(req, &cfg.trust_proxy) else {
+        // No untrusted client named: a request from inside the trusted network, not capped.
+        if let Some(id) = client.take() {
+            clients.release(id);
+        }
+        return true;
+    };
+    match clients.rebind(*client, ip) {
+        Ok(id) => {
+            *client = Some(id);
+            true
+        }
+        Err(_) => {
+            log::debug!("{ip} (via proxy): refused, over max_connections_per_ip");
+            metrics.refused_per_ip.inc();
+            out.reject(429, TOO_MANY_FROM_YOU);
+            false
+        }
+    }
+}
+
+/// The client a connection serves, for log lines: the address it counts for, else the
+/// socket peer (a trusted proxy between requests).
+pub(super) fn who(
+    clients: &Clients,
+    client: Option<ClientId>,
+    peer: Option<std::net::SocketAddr>,
+) -> String {
+    match client {
+        Some(id) => clients.ip(id).to_string(),
+        None => peer.map_or_else(|| "?".into(), |a| format!("{} (proxy)", a.ip())),
     }
 }
 

@@ -551,6 +551,10 @@ impl Net for FakeNet {
         self.streams.retain(|o| !Rc::ptr_eq(o, &s.0));
     }
 
+    fn peer_addr(&self, s: &FakeStream) -> Option<SocketAddr> {
+        Some(s.0.borrow().peer_addr)
+    }
+
     fn shutdown_write(&mut self, s: &mut FakeStream) -> io::Result<()> {
         let mut w = s.0.borrow_mut();
         w.calls.shutdowns += 1;

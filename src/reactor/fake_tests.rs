@@ -66,7 +66,8 @@ impl Harness {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let router = Router::new().mount("/echo", Recorder(seen.clone()));
         let metrics = Arc::new(Metrics::new(1)).handle(0);
-        let r = Reactor::from_parts(cfg, router, FakeNet::new(), None, None, metrics);
+        let shared = super::Shared::new(&cfg).expect("no TLS files to load");
+        let r = Reactor::from_parts(cfg, router, FakeNet::new(), None, shared, metrics);
         Harness {
             r,
             ready: Vec::new(),

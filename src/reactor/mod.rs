@@ -16,6 +16,7 @@
 //! wait up to the drain deadline for the closing handshakes, return. A second signal returns
 //! at once.
 
+mod clients;
 mod clock;
 mod dispatch;
 #[cfg(test)]
@@ -40,11 +41,13 @@ use slab::Slab;
 
 use crate::app::{Command, Router};
 use crate::buf::BufPool;
+use crate::cidr;
 use crate::config::Config;
 use crate::conn::{Conn, State, MAX_IOV};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerKey, Wheel};
+use clients::{ClientId, Clients};
 pub use net::{MioNet, Net, Ready};
 use timers::TimerOwner;
 use token::{LISTENER, SIGNALS, WAKER};
@@ -64,6 +67,10 @@ struct Entry<S> {
     tls: Option<Box<rustls::ServerConnection>>,
     /// The connections gauge that counts it (`observe.rs::track`).
     class: ConnClass,
+    /// The client address this connection counts for (`--max-connections-per-ip`): the
+    /// socket peer, or behind a trusted proxy the client its current request names (`None`
+    /// while no request is in progress).
+    client: Option<ClientId>,
 }
 
 /// Already in `dirty` for this iteration.
@@ -78,6 +85,8 @@ const EOF: u8 = 4;
 const CLOSING: u8 = 8;
 /// epoll reported RDHUP/HUP/ERR: read to the end, no short-read shortcut.
 const PEER_DONE: u8 = 16;
+/// The socket peer is a trusted proxy (`--trust-proxy`): each request names the client.
+const VIA_PROXY: u8 = 32;
 
 impl<S> Entry<S> {
     fn has(&self, flag: u8) -> bool {
@@ -106,6 +115,27 @@ pub fn tls_config(cfg: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>>
 /// Open client connections over all workers of the process.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
+/// The body of the 429 that refuses a client over `--max-connections-per-ip`.
+const TOO_MANY_FROM_YOU: &str = "too many connections from your address";
+
+/// What every worker of a process shares with the others, besides the bus.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Open connections per client address (`--max-connections-per-ip`).
+    pub clients: Arc<Clients>,
+}
+
+impl Shared {
+    pub fn new(cfg: &Config) -> io::Result<Shared> {
+        Ok(Shared {
+            tls: tls_config(cfg)?,
+            clients: Arc::new(Clients::new(cfg.max_connections_per_ip)),
+        })
+    }
+}
+
 /// A single-threaded event loop serving one listening socket. `N` is its way to the
 /// operating system: mio in production, a scripted fake in the fault harness.
 pub struct Reactor<N: Net = MioNet> {
@@ -125,6 +155,8 @@ pub struct Reactor<N: Net = MioNet> {
     bus: Option<workers::BusEnd>,
     /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Open connections per client address, shared by all workers.
+    clients: Arc<Clients>,
     /// This worker's slot in the process's metrics (`render_metrics` renders them all).
     metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
@@ -149,10 +181,10 @@ impl Reactor {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let tls = tls_config(&cfg)?;
+        let shared = Shared::new(&cfg)?;
         let metrics = Arc::new(Metrics::new(1)).handle(0);
         let net = MioNet::new(poll, listener)?;
-        Ok(Reactor::from_parts(cfg, router, net, None, tls, metrics))
+        Ok(Reactor::from_parts(cfg, router, net, None, shared, metrics))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -172,7 +204,7 @@ impl<N: Net> Reactor<N> {
         router: Router,
         net: N,
         bus: Option<workers::BusEnd>,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        shared: Shared,
         metrics: metrics::Worker,
     ) -> Reactor<N> {
         let now = net.now();
@@ -185,7 +217,8 @@ impl<N: Net> Reactor<N> {
             date: String::new(),
             date_second: u64::MAX,
             bus,
-            tls,
+            tls: shared.tls,
+            clients: shared.clients,
             metrics,
             draining_until: None,
             conns: Slab::with_capacity(1024),
@@ -335,7 +368,7 @@ impl<N: Net> Reactor<N> {
     fn accept_all(&mut self) {
         loop {
             match self.net.accept() {
-                Ok((sock, _peer)) => self.admit(sock),
+                Ok((sock, peer)) => self.admit(sock, peer),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if listener::out_of_fds(&e) => {
@@ -355,24 +388,47 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    fn admit(&mut self, mut sock: N::Stream) {
+    fn admit(&mut self, mut sock: N::Stream, peer: SocketAddr) {
         self.metrics.accepted.inc();
         // The limit is process-wide: workers share one count.
         if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
             OPEN.fetch_sub(1, Ordering::Relaxed);
-            metrics::OUTCOMES.answered(503);
-            // Best effort: a full server says so rather than leaving the client guessing.
-            let _ = sock.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-            );
+            self.metrics.refused_full.inc();
+            self.refuse(&mut sock, 503, "");
             return;
         }
+        let ip = cidr::canonical(peer.ip());
+        // A trusted proxy is no client: its connections count for the clients its requests
+        // name (`dispatch.rs::count_client`), and the proxy itself is never capped.
+        let via_proxy = cidr::any_contains(&self.cfg.trust_proxy, ip);
+        let client = if via_proxy {
+            None
+        } else {
+            match self.clients.acquire(ip, true) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    // Refused before reading a byte: a client over its cap costs no slot,
+                    // no buffer and no parsing.
+                    OPEN.fetch_sub(1, Ordering::Relaxed);
+                    self.metrics.refused_per_ip.inc();
+                    log::debug!("{ip}: refused, over max_connections_per_ip");
+                    self.refuse(&mut sock, 429, TOO_MANY_FROM_YOU);
+                    return;
+                }
+            }
+        };
+        let undo = |clients: &Clients| {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            if let Some(id) = client {
+                clients.release(id);
+            }
+        };
         let tls = match self.tls.as_ref().map(crate::tls::session) {
             None => None,
             Some(Ok(session)) => Some(session),
             Some(Err(e)) => {
                 log::warn!("tls session: {e}");
-                OPEN.fetch_sub(1, Ordering::Relaxed);
+                undo(&self.clients);
                 return;
             }
         };
@@ -382,7 +438,7 @@ impl<N: Net> Reactor<N> {
         let token = token::encode(idx, self.next_generation);
         if let Err(e) = self.net.register(&mut sock, token, Interest::READABLE) {
             log::warn!("register: {e}");
-            OPEN.fetch_sub(1, Ordering::Relaxed);
+            undo(&self.clients);
             return;
         }
         entry.insert(Entry {
@@ -390,13 +446,26 @@ impl<N: Net> Reactor<N> {
             conn: Conn::new(self.now),
             generation: self.next_generation,
             interest: Interest::READABLE,
-            flags: 0,
+            flags: if via_proxy { VIA_PROXY } else { 0 },
             timer: None,
             tls,
             class: ConnClass::NONE,
+            client,
         });
         self.track(idx);
         self.arm(idx);
+    }
+
+    /// Answer a connection refused at accept and close it. Best effort: a full server says
+    /// so rather than leaving the client guessing. Not under TLS, where plaintext would be
+    /// noise to the client: it just sees the close.
+    fn refuse(&mut self, sock: &mut N::Stream, status: u16, body: &str) {
+        metrics::OUTCOMES.answered(status);
+        if self.tls.is_none() {
+            let mut resp = Vec::with_capacity(160);
+            crate::http::upgrade::write_status(status, body, &mut resp);
+            let _ = sock.write(&resp);
+        }
     }
 
     /// Read until WouldBlock, a short read, or backpressure; run the state machine after
@@ -504,6 +573,15 @@ impl<N: Net> Reactor<N> {
     fn flush(&mut self, idx: usize) {
         self.track(idx);
         let e = &mut self.conns[idx];
+        // Behind a proxy, a connection waiting for its next request counts for nobody: nginx
+        // keeps idle ones in its `keepalive` pool and reuses them for any client. Every state
+        // change is followed by a flush, so this sees each return to waiting (a response,
+        // a held poll answered by a publish or by its deadline).
+        if e.has(VIA_PROXY) && e.conn.state() == State::Handshake {
+            if let Some(id) = e.client.take() {
+                self.clients.release(id);
+            }
+        }
         while e.conn.tx_len() > 0 {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let used = e.conn.tx_iov(&mut iov);
@@ -601,6 +679,9 @@ impl<N: Net> Reactor<N> {
             self.hub.unsubscribe_all(id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
+            if let Some(id) = e.client {
+                self.clients.release(id);
+            }
             self.metrics.move_conn(e.class, ConnClass::NONE);
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);

@@ -119,6 +119,9 @@ pub trait Net {
     /// Send FIN (`shutdown(SHUT_WR)`): we will write nothing more.
     fn shutdown_write(&mut self, s: &mut Self::Stream) -> io::Result<()>;
 
+    /// The peer's address (for logs; a syscall, so only when a log line is written).
+    fn peer_addr(&self, s: &Self::Stream) -> Option<SocketAddr>;
+
     /// The mio registry, for event sources beyond the listener and the connections (a
     /// worker's waker, a backplane link) that live in the same poller. `None` when there is
     /// no epoll behind this `Net` (a scripted one).
@@ -227,6 +230,10 @@ impl Net for MioNet {
 
     fn shutdown_write(&mut self, s: &mut TcpStream) -> io::Result<()> {
         s.shutdown(Shutdown::Write)
+    }
+
+    fn peer_addr(&self, s: &TcpStream) -> Option<SocketAddr> {
+        s.peer_addr().ok()
     }
 
     fn registry(&self) -> Option<&Registry> {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::clients::Clients;
 use super::{Net, Reactor};
 use crate::conn::{queued_in_process, Mode, State};
 use crate::metrics::{ConnClass, Metrics, Phase, Transport};
@@ -19,11 +20,7 @@ impl<N: Net> Reactor<N> {
 
     /// The process's metrics (every worker's slot summed) in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        let all = self.metrics.all();
-        all.set_queued_bytes(queued_in_process());
-        let mut out = String::with_capacity(8 * 1024);
-        all.render(&mut out);
-        out
+        render(self.metrics.all(), &self.clients)
     }
 
     /// Right after `poll` returns: count the iteration and the time blocked, and refresh the
@@ -76,4 +73,14 @@ impl<N: Net> Reactor<N> {
             self.metrics.move_conn(was, now);
         }
     }
+}
+
+/// Render `all` after setting the process-wide gauges only the reactor can read.
+pub(super) fn render(all: &Metrics, clients: &Clients) -> String {
+    all.set_queued_bytes(queued_in_process());
+    all.set_client_addresses(clients.addresses());
+    all.set_deflate_dedicated(crate::ws::deflate::dedicated_in_use());
+    let mut out = String::with_capacity(8 * 1024);
+    all.render(&mut out);
+    out
 }

@@ -79,7 +79,7 @@ pub fn run(
     on_bound: impl FnOnce(SocketAddr),
 ) -> io::Result<()> {
     let n = n.max(1);
-    let tls = super::tls_config(&cfg)?;
+    let shared = super::Shared::new(&cfg)?;
     // The first listener fixes the port (cfg.listen may say :0); the others share it.
     let first = listener::bind(cfg.listen, n > 1)?;
     let addr = first.local_addr()?;
@@ -114,8 +114,12 @@ pub fn run(
     for (me, ((poll, mut listener), inbox)) in parts {
         poll.registry()
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
-        let (cfg, bus, make_router, tls) =
-            (cfg.clone(), bus.clone(), make_router.clone(), tls.clone());
+        let (cfg, bus, make_router, shared) = (
+            cfg.clone(),
+            bus.clone(),
+            make_router.clone(),
+            shared.clone(),
+        );
         let end = (n > 1).then_some(BusEnd { me, bus, inbox });
         let ready = ready_tx.clone();
         let slot = metrics.handle(me);
@@ -123,7 +127,7 @@ pub fn run(
             .name(format!("wsloop-{me}"))
             .spawn(move || {
                 let net = MioNet::new(poll, listener)?;
-                let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, tls, slot);
+                let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, shared, slot);
                 reactor.handle_signals()?;
                 let _ = ready.send(());
                 reactor.run()

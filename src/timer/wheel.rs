@@ -61,6 +61,7 @@
 //! `cancel` + `insert`. The wheel therefore only provides cheap insert/cancel/poll.
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 /// Abstract time unit (the reactor uses 1 ms); the wheel never relates it to wall time.
 pub type Tick = u64;
@@ -78,11 +79,12 @@ const OVERFLOW: u8 = LEVELS as u8;
 const NIL: u32 = u32::MAX;
 
 /// Handle to a scheduled timer; stale keys (already fired or cancelled) are detected with a
-/// generation counter and are harmless.
+/// generation counter and are harmless. The generation is never zero, so `Option<TimerKey>`
+/// is 8 bytes, not 12 (it sits in every connection's slab entry: docs/architecture.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerKey {
     index: u32,
-    generation: u32,
+    generation: NonZeroU32,
 }
 
 /// Head and tail of one intrusive list (a slot, or the overflow list).
@@ -111,9 +113,9 @@ struct Node<T> {
     prev: u32,
     /// Next in the slot list, or next free node when vacant.
     next: u32,
-    /// Bumped on every release so old keys stop matching. Wraps after 2^32 reuses of one node,
-    /// which a stale key would have to survive to alias.
-    generation: u32,
+    /// Bumped on every release so old keys stop matching. Wraps (skipping zero) after 2^32 - 1
+    /// reuses of one node, which a stale key would have to survive to alias.
+    generation: NonZeroU32,
     level: u8,
     slot: u8,
 }
@@ -365,7 +367,7 @@ impl<T> Wheel<T> {
             deadline,
             prev: NIL,
             next: NIL,
-            generation: 0,
+            generation: NonZeroU32::MIN,
             level: 0,
             slot: 0,
         });
@@ -376,7 +378,7 @@ impl<T> Wheel<T> {
     fn release(&mut self, idx: u32) -> T {
         self.len -= 1;
         let node = &mut self.nodes[idx as usize];
-        node.generation = node.generation.wrapping_add(1);
+        node.generation = node.generation.checked_add(1).unwrap_or(NonZeroU32::MIN);
         node.next = self.free;
         self.free = idx;
         node.value.take().expect("released a vacant timer node")
@@ -758,7 +760,7 @@ mod tests {
         assert_eq!(
             w.deadline(TimerKey {
                 index: 0,
-                generation: 0
+                generation: NonZeroU32::MIN
             }),
             Some(max)
         );

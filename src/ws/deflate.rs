@@ -19,7 +19,7 @@
 //! asked for `server_max_window_bits=8` is answered with 8 but never sent a compressed message
 //! (RFC 7692 §6: whether to compress is decided per message, so this honours the agreement).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -296,24 +296,36 @@ fn window_bits(v: Value<'_>) -> Option<u8> {
 /// value. `None`: answer without the extension. Linear in the header's length; never fails
 /// (an unparseable element is one more declined offer).
 pub fn negotiate(offers: &[&str], mode: CompressionMode) -> Option<Agreement> {
+    negotiate_counted(offers, mode, &mut 0)
+}
+
+/// [`negotiate`], adding to `work` how many times its scanner looked at a byte (the fuzz
+/// target `deflate_offer` checks the total stays linear in the offers' length).
+#[doc(hidden)]
+pub fn negotiate_counted(
+    offers: &[&str],
+    mode: CompressionMode,
+    work: &mut usize,
+) -> Option<Agreement> {
     if mode == CompressionMode::Off {
         return None;
     }
-    offers.iter().find_map(|value| {
+    for value in offers {
         let mut lex = Lexer {
             s: value.as_bytes(),
             i: 0,
+            looks: Cell::new(0),
         };
-        loop {
-            let (name, offer) = lex.element()?;
-            if let Some(agreed) = name
-                .filter(|n| n.eq_ignore_ascii_case(NAME.as_bytes()))
+        let agreed = std::iter::from_fn(|| lex.element()).find_map(|(name, offer)| {
+            name.filter(|n| n.eq_ignore_ascii_case(NAME.as_bytes()))
                 .and_then(|_| offer.agree(mode))
-            {
-                return Some(agreed);
-            }
+        });
+        *work += lex.looks.get();
+        if agreed.is_some() {
+            return agreed;
         }
-    })
+    }
+    None
 }
 
 /// Scanner for `extension-list` (RFC 6455 §9.1):
@@ -321,6 +333,8 @@ pub fn negotiate(offers: &[&str], mode: CompressionMode) -> Option<Agreement> {
 struct Lexer<'a> {
     s: &'a [u8],
     i: usize,
+    /// Bytes looked at so far (`peek` calls): the measure of work `negotiate_counted` reports.
+    looks: Cell<usize>,
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -330,6 +344,7 @@ fn is_tchar(b: u8) -> bool {
 
 impl<'a> Lexer<'a> {
     fn peek(&self) -> Option<u8> {
+        self.looks.set(self.looks.get() + 1);
         self.s.get(self.i).copied()
     }
 

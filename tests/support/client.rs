@@ -28,6 +28,18 @@ impl Client {
         }
     }
 
+    /// Connect from source address `src` (any 127.0.0.x reaches loopback), so one machine
+    /// can play several clients with addresses of their own.
+    pub fn connect_from(src: [u8; 4], addr: SocketAddr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let from = SocketAddr::from((std::net::Ipv4Addr::from(src), 0));
+        sock.bind(&from.into())
+            .expect("bind a loopback source address");
+        sock.connect(&addr.into()).expect("connect");
+        Client::from_stream(TcpStream::from(sock))
+    }
+
     /// Wrap a connected stream (e.g. one with socket options set before connecting).
     pub fn from_stream(sock: TcpStream) -> Client {
         sock.set_read_timeout(Some(Duration::from_secs(10)))
