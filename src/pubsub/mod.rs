@@ -161,6 +161,9 @@ pub struct Hub {
     waiting: HashMap<ConnId, (Box<str>, u64)>,
     /// (connection, topic) pairs, for the subscriptions gauge.
     subscriptions: usize,
+    /// Topics whose subscriber set became non-empty (true) or empty (false), in order — the
+    /// Redis link subscribes to what this hub needs. None: nobody asked (`track_interest`).
+    interest: Option<Vec<(Box<str>, bool)>>,
 }
 
 impl Hub {
@@ -171,7 +174,22 @@ impl Hub {
             by_conn: HashMap::new(),
             waiting: HashMap::new(),
             subscriptions: 0,
+            interest: None,
         }
+    }
+
+    /// Start recording when a topic gains its first subscriber or loses its last
+    /// (`take_interest`).
+    pub fn track_interest(&mut self) {
+        self.interest.get_or_insert_with(Vec::new);
+    }
+
+    /// The changes of interest since the last call, in order: (topic, now wanted).
+    pub fn take_interest(&mut self) -> Vec<(Box<str>, bool)> {
+        self.interest
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Remember that `id` holds a long poll on `topic` for messages after `after`.
@@ -217,8 +235,14 @@ impl Hub {
             });
         }
         mine.push(topic.into());
-        if self.topics.entry(topic.into()).or_default().subs.insert(id) {
+        let subs = &mut self.topics.entry(topic.into()).or_default().subs;
+        if subs.insert(id) {
             self.subscriptions += 1;
+            if subs.list.len() == 1 {
+                if let Some(changes) = self.interest.as_mut() {
+                    changes.push((topic.into(), true));
+                }
+            }
         }
         Ok(())
     }
@@ -245,6 +269,11 @@ impl Hub {
         if let Some(t) = self.topics.get_mut(topic) {
             if t.subs.remove(id) {
                 self.subscriptions -= 1;
+                if t.subs.list.is_empty() {
+                    if let Some(changes) = self.interest.as_mut() {
+                        changes.push((topic.into(), false));
+                    }
+                }
             }
             // A topic with no subscribers and no history costs nothing; drop it.
             if t.subs.list.is_empty() && t.history.is_empty() {
@@ -399,6 +428,35 @@ mod tests {
         let (msgs, gap) = h.history_after("t", 5);
         assert!(msgs.is_empty() && !gap);
         assert_eq!(h.last_seq("t"), 5);
+    }
+
+    #[test]
+    fn interest_changes_are_recorded_once_tracked() {
+        let mut h = hub();
+        h.subscribe(ConnId(1), "a").unwrap();
+        assert!(h.take_interest().is_empty(), "not tracked yet");
+        h.track_interest();
+        h.subscribe(ConnId(2), "a").unwrap(); // not the first: no change
+        h.subscribe(ConnId(2), "b").unwrap();
+        h.unsubscribe(ConnId(1), "a");
+        h.wait(ConnId(3), "c", 0);
+        h.subscribe(ConnId(3), "c").unwrap();
+        h.take_waiting(ConnId(3));
+        h.unsubscribe_all(ConnId(2));
+        let got: Vec<(String, bool)> = h
+            .take_interest()
+            .into_iter()
+            .map(|(t, on)| (t.into(), on))
+            .collect();
+        let want = [
+            ("b", true),
+            ("c", true),
+            ("c", false),
+            ("a", false),
+            ("b", false),
+        ];
+        assert_eq!(got, want.map(|(t, on)| (t.to_string(), on)));
+        assert!(h.take_interest().is_empty());
     }
 
     #[test]
