@@ -307,6 +307,25 @@ impl Default for Outcomes {
 /// The process's outcomes, recorded by `conn::Outbox` and the reactor.
 pub static OUTCOMES: Outcomes = Outcomes::new();
 
+/// The Redis link's numbers. One link per process (docs/architecture.md, "The Redis link"),
+/// so one writer: the worker that owns it stores the link's own counts after each turn of its
+/// loop (`reactor/redis.rs`), which is why the counters are stored, not added to.
+#[derive(Debug, Default)]
+pub struct RedisMetrics {
+    /// An index into `RedisMetrics::STATES`.
+    pub state: Gauge,
+    pub reconnects: Gauge,
+    pub dropped: Gauge,
+    pub published: Gauge,
+    pub received: Gauge,
+    pub channels: Gauge,
+}
+
+impl RedisMetrics {
+    /// The link's states, as the `state` label shows them; `off` without `--redis`.
+    pub const STATES: [&'static str; 4] = ["off", "down", "connecting", "up"];
+}
+
 /// Every number the server exports: one slot per worker, the process-wide outcomes, and the
 /// process-wide gauges the caller sets before rendering.
 #[derive(Debug)]
@@ -315,6 +334,7 @@ pub struct Metrics {
     outcomes: &'static Outcomes,
     /// Bytes queued on every connection of the process (`conn::queued_in_process`).
     queued_bytes: Gauge,
+    pub redis: RedisMetrics,
 }
 
 impl Metrics {
@@ -331,6 +351,7 @@ impl Metrics {
                 .collect(),
             outcomes,
             queued_bytes: Gauge::new(),
+            redis: RedisMetrics::default(),
         }
     }
 
@@ -542,6 +563,58 @@ impl Metrics {
                 let worker = i.to_string();
                 r.sample(name, &[("worker", &worker)], get(m));
             }
+        }
+        self.render_redis(&mut r);
+    }
+
+    fn render_redis(&self, r: &mut Renderer<'_>) {
+        let redis = &self.redis;
+        r.family(
+            "wsloop_redis_link",
+            "gauge",
+            "State of the Redis backplane link: 1 for the current state (off without --redis; \
+             down: waiting to reconnect; connecting: socket or HELLO pending; up).",
+        );
+        let state = redis.state.get();
+        for (i, s) in RedisMetrics::STATES.iter().enumerate() {
+            r.sample("wsloop_redis_link", &[("state", s)], i64::from(state == i as i64));
+        }
+        let families: [(&str, &str, &str, &Gauge); 5] = [
+            (
+                "wsloop_redis_reconnects_total",
+                "counter",
+                "Connection attempts to Redis after the first one.",
+                &redis.reconnects,
+            ),
+            (
+                "wsloop_redis_dropped_publishes_total",
+                "counter",
+                "Publishes not sent to Redis (link not up, too much queued, or refused): other \
+                 nodes never see them; local subscribers did.",
+                &redis.dropped,
+            ),
+            (
+                "wsloop_redis_published_total",
+                "counter",
+                "Publishes sent to Redis for the other nodes.",
+                &redis.published,
+            ),
+            (
+                "wsloop_redis_received_total",
+                "counter",
+                "Messages from other nodes received through Redis and delivered here.",
+                &redis.received,
+            ),
+            (
+                "wsloop_redis_channels",
+                "gauge",
+                "Redis channels the link subscribes to, as Redis last confirmed.",
+                &redis.channels,
+            ),
+        ];
+        for (name, kind, help, g) in families {
+            r.family(name, kind, help);
+            r.sample(name, &[], g.get());
         }
     }
 }

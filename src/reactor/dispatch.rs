@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use super::workers::Mail;
 use super::{token, Reactor};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
@@ -103,8 +104,15 @@ impl Reactor {
         }
     }
 
-    /// Publish here, and through the bus on every other worker with the same sequence number.
+    /// Publish on this node and, through the Redis link (if any), on the others.
     fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
+        self.publish_local(topic, text, payload);
+        self.redis_publish(topic, text, payload);
+    }
+
+    /// Publish on this node only: here, and through the bus on every other worker with the
+    /// same sequence number.
+    pub(super) fn publish_local(&mut self, topic: &str, text: bool, payload: &[u8]) {
         let Some(end) = self.bus.as_ref() else {
             let (published, _) = self.hub.publish(topic, text, payload);
             self.deliver(topic, published);
@@ -117,14 +125,24 @@ impl Reactor {
         self.deliver(topic, published);
     }
 
-    /// Publishes from other workers: encode each once here and deliver.
+    /// Mail from other workers: publishes (encode each once here and deliver) and, on the
+    /// worker that owns the Redis link, the other workers' interest in topics.
     pub(super) fn receive_from_workers(&mut self) {
         let Some(end) = self.bus.as_ref() else { return };
-        let envelopes: Vec<_> = end.inbox.try_iter().collect();
-        for env in envelopes {
-            let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
-            let (published, _) = self.hub.publish_numbered(&env.topic, published);
-            self.deliver(&env.topic, published);
+        let mails: Vec<_> = end.inbox.try_iter().collect();
+        for mail in mails {
+            match mail {
+                Mail::Publish(env) => {
+                    let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
+                    let (published, _) = self.hub.publish_numbered(&env.topic, published);
+                    self.deliver(&env.topic, published);
+                    // Only the link's owner sends to Redis. What the bus brings it was
+                    // published by a handler on this node: ticks run on worker 0 only, and
+                    // messages from Redis arrive on worker 0 only.
+                    self.redis_publish(&env.topic, env.text, &env.payload);
+                }
+                Mail::Interest { topic, on } => self.redis_interest(&topic, on),
+            }
         }
     }
 

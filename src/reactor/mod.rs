@@ -20,6 +20,7 @@ mod clock;
 mod dispatch;
 mod listener;
 mod observe;
+mod redis;
 mod timers;
 mod token;
 pub mod workers;
@@ -46,7 +47,7 @@ use crate::timer::{Tick, TimerKey, Wheel};
 use clock::Clock;
 use listener::ReserveFd;
 use timers::TimerOwner;
-use token::{LISTENER, SIGNALS, WAKER};
+use token::{LISTENER, REDIS, SIGNALS, WAKER};
 
 /// A slab slot: the socket and the connection's protocol state.
 struct Entry {
@@ -126,6 +127,8 @@ pub struct Reactor {
     date_second: u64,
     /// The link to the other workers (None with one worker).
     bus: Option<workers::BusEnd>,
+    /// This worker's part in the Redis backplane (`reactor/redis.rs`).
+    redis: redis::Role,
     /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
     tls: Option<Arc<rustls::ServerConfig>>,
     /// This worker's slot in the process's metrics (`render_metrics` renders them all).
@@ -184,6 +187,7 @@ impl Reactor {
             date: String::new(),
             date_second: u64::MAX,
             bus,
+            redis: redis::Role::Off,
             tls,
             metrics,
             draining_until: None,
@@ -244,6 +248,7 @@ impl Reactor {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     WAKER => self.receive_from_workers(),
+                    REDIS => self.redis_event(ev),
                     SIGNALS => {
                         if self.on_signal() {
                             return Ok(());
@@ -258,6 +263,7 @@ impl Reactor {
                     self.read(idx);
                 }
             }
+            self.redis_sync();
             self.flush_dirty();
             self.free_closed();
         }
