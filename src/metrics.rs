@@ -577,7 +577,11 @@ impl Metrics {
         );
         let state = redis.state.get();
         for (i, s) in RedisMetrics::STATES.iter().enumerate() {
-            r.sample("wsloop_redis_link", &[("state", s)], i64::from(state == i as i64));
+            r.sample(
+                "wsloop_redis_link",
+                &[("state", s)],
+                i64::from(state == i as i64),
+            );
         }
         let families: [(&str, &str, &str, &Gauge); 5] = [
             (

@@ -64,9 +64,10 @@ pub fn resolve(cfg: &Config) -> io::Result<Option<SocketAddr>> {
     };
     let found = (url.host.as_str(), url.port).to_socket_addrs();
     let found = found.map_err(|e| io::Error::new(e.kind(), format!("redis {url:?}: {e}")))?;
-    let addr = found.into_iter().next().ok_or_else(|| {
-        io::Error::new(ErrorKind::NotFound, format!("redis {url:?}: no address"))
-    })?;
+    let addr = found
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::new(ErrorKind::NotFound, format!("redis {url:?}: no address")))?;
     Ok(Some(addr))
 }
 
@@ -213,7 +214,10 @@ impl Reactor {
         let (state, stats) = (bp.link.state(), bp.link.stats());
         if state == LinkState::Up && !bp.announced_up {
             bp.announced_up = true;
-            log::info!("redis: link up, {} topic(s) subscribed", bp.link.topic_count());
+            log::info!(
+                "redis: link up, {} topic(s) subscribed",
+                bp.link.topic_count()
+            );
         }
         let m = &self.metrics.all().redis;
         m.state.set(match state {
@@ -281,7 +285,9 @@ impl Backplane {
     /// next edge resumes it).
     fn flush(&mut self, now: crate::timer::Tick) {
         while self.connected && !self.link.tx().is_empty() {
-            let Some(sock) = self.sock.as_mut() else { return };
+            let Some(sock) = self.sock.as_mut() else {
+                return;
+            };
             match sock.write(self.link.tx()) {
                 Ok(n) => self.link.consume_tx(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,

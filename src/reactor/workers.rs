@@ -33,7 +33,10 @@ pub enum Mail {
     Publish(Envelope),
     /// To the worker that owns the Redis link (worker 0): the sender's hub gained its first
     /// subscriber of `topic` (`on`) or lost its last (`reactor/redis.rs`).
-    Interest { topic: Arc<str>, on: bool },
+    Interest {
+        topic: Arc<str>,
+        on: bool,
+    },
 }
 
 /// What all workers share: a sender and a waker per worker, and the sequencer.
