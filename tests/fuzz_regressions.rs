@@ -87,6 +87,11 @@ fn conn() {
 }
 
 #[test]
+fn redis_link() {
+    replay_with_seeds("redis_link");
+}
+
+#[test]
 fn every_target_is_replayed_here() {
     let here = [
         "ws_decode",
@@ -95,6 +100,7 @@ fn every_target_is_replayed_here() {
         "close_payload",
         "pubsub_registry",
         "conn",
+        "redis_link",
     ];
     let names: Vec<&str> = wsloop::fuzzing::TARGETS.iter().map(|t| t.0).collect();
     assert_eq!(names, here, "add a #[test] for the new target");

@@ -86,7 +86,10 @@ impl std::fmt::Display for LinkError {
             LinkError::Refused(cmd, e) => write!(f, "Redis refused {cmd}: {e}"),
             LinkError::Unexpected(what) => write!(f, "unexpected from Redis: {what}"),
             LinkError::TooLarge { size, max } => {
-                write!(f, "a frame from Redis of over {size} bytes (limit {max})")
+                write!(
+                    f,
+                    "a frame from Redis of at least {size} bytes (limit {max})"
+                )
             }
         }
     }
@@ -385,6 +388,12 @@ impl Link {
                 }
                 return Ok(None);
             };
+            // The same limit for a frame that arrived whole as for one still arriving, so
+            // how the bytes were split never changes the outcome.
+            if used > self.max_frame {
+                let (size, max) = (used, self.max_frame);
+                return Err(LinkError::TooLarge { size, max });
+            }
             let base = self.rx_start;
             self.rx_start += used;
             match frame {

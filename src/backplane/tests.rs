@@ -367,4 +367,11 @@ fn bad_replies_drop_the_link() {
         Err(LinkError::TooLarge { .. })
     ));
     assert_eq!(l.state(), LinkState::Down);
+    // The same frame arriving whole is refused alike: the split never decides.
+    let mut l = up(&["a"]);
+    let whole = message("p:a", &vec![b'x'; 70 << 10]);
+    assert!(matches!(
+        feed(&mut l, &[&whole], 1),
+        Err(LinkError::TooLarge { .. })
+    ));
 }

@@ -7,12 +7,14 @@
 mod conn;
 mod http;
 mod pubsub;
+mod redis;
 mod text;
 mod ws;
 
 pub use conn::conn;
 pub use http::http_request;
 pub use pubsub::{pubsub_registry, pubsub_registry_strict};
+pub use redis::redis_link;
 pub use text::{close_payload, utf8};
 pub use ws::ws_decode;
 
@@ -27,6 +29,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("close_payload", close_payload),
     ("pubsub_registry", pubsub_registry),
     ("conn", conn),
+    ("redis_link", redis_link),
 ];
 
 /// Reads the fuzzer's bytes front to back; past the end every read yields zeros, so any input
