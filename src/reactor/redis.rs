@@ -51,9 +51,11 @@ pub(super) struct Backplane {
     connected: bool,
     /// The wheel entry that wakes the loop for the link's next deadline.
     timer: Option<TimerKey>,
-    /// "Link up" was logged and "link down" was not yet: one warning per outage, not one
-    /// per failed attempt.
-    announced_up: bool,
+    /// "Link up" was logged for the current connection.
+    up_logged: bool,
+    /// A warning was logged for the current outage (start-up included): one per outage, not
+    /// one per failed attempt.
+    down_logged: bool,
 }
 
 /// Resolve `--redis`'s host to an address, once, before any loop runs (`getaddrinfo` blocks).
@@ -106,10 +108,13 @@ impl Reactor {
                     sock: None,
                     connected: false,
                     timer: None,
-                    announced_up: false,
+                    up_logged: false,
+                    down_logged: false,
                 }))
             }
         };
+        // Connect now: the loop's first `poll` may otherwise sleep until some other event.
+        self.redis_drive();
     }
 
     /// Once per loop iteration, before the flush: hand the hub's interest changes to the
@@ -212,8 +217,8 @@ impl Reactor {
         }
         bp.flush(now);
         let (state, stats) = (bp.link.state(), bp.link.stats());
-        if state == LinkState::Up && !bp.announced_up {
-            bp.announced_up = true;
+        if state == LinkState::Up && !bp.up_logged {
+            (bp.up_logged, bp.down_logged) = (true, false);
             log::info!(
                 "redis: link up, {} topic(s) subscribed",
                 bp.link.topic_count()
@@ -305,7 +310,8 @@ impl Backplane {
 
     /// Close the socket because the link gave up on it.
     fn close(&mut self, why: &str) {
-        if std::mem::take(&mut self.announced_up) {
+        self.up_logged = false;
+        if !std::mem::replace(&mut self.down_logged, true) {
             log::warn!(
                 "redis: {why}; link down, cross-node publishes are dropped until it is back"
             );
