@@ -740,6 +740,27 @@ mod tests {
     }
 
     #[test]
+    fn the_redis_link_state_is_one_series_at_1() {
+        let m = fresh(1);
+        let up = "wsloop_redis_link{state=\"up\"}";
+        let off = "wsloop_redis_link{state=\"off\"}";
+        let text = rendered(&m);
+        assert_eq!(
+            value(&text, off).as_deref(),
+            Some("1"),
+            "off without --redis"
+        );
+        assert_eq!(value(&text, up).as_deref(), Some("0"));
+        m.redis.state.set(3);
+        m.redis.dropped.set(5);
+        let text = rendered(&m);
+        assert_eq!(value(&text, off).as_deref(), Some("0"));
+        assert_eq!(value(&text, up).as_deref(), Some("1"));
+        let dropped = "wsloop_redis_dropped_publishes_total";
+        assert_eq!(value(&text, dropped).as_deref(), Some("5"));
+    }
+
+    #[test]
     fn an_accepted_upgrade_shows_as_1() {
         let m = fresh(1);
         let series = "wsloop_upgrades_total{result=\"accepted\",status=\"101\"}";
@@ -887,7 +908,7 @@ mod tests {
                 assert!(v.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(families.len(), 18, "{families:?}");
+        assert_eq!(families.len(), 24, "{families:?}");
     }
 
     #[test]

@@ -170,7 +170,7 @@ const COMPACT: usize = 64 * 1024;
 
 impl Link {
     /// A link for `cfg` (its URL must be set) that will connect at `now`. `node` tags this
-    /// process's publishes; `max_message` bounds one incoming message.
+    /// process's publishes; `max_message` bounds one incoming message (payload and topic).
     pub fn new(cfg: &RedisConfig, node: u64, max_message: usize, now: Tick) -> Link {
         let url = cfg.url.as_ref();
         let name = format!("wsloop-{node:016x}");
@@ -198,8 +198,10 @@ impl Link {
             backoff_max: (cfg.backoff_max.as_millis() as Tick).max(BACKOFF_MIN),
             linger: cfg.linger.as_millis() as Tick,
             max_queued: cfg.max_queued,
-            // Room for the push header, the channel and the envelope around the payload.
-            max_frame: max_message.saturating_add(1024),
+            // Room for the push header, the prefix and the envelope around the payload.
+            max_frame: max_message
+                .saturating_add(cfg.prefix.len())
+                .saturating_add(1024),
             phase: Phase::Down { retry_at: now },
             backoff: BACKOFF_MIN,
             rng: node | 1,

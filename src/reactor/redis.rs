@@ -91,9 +91,12 @@ impl Reactor {
         self.redis = match owner {
             None => Role::Forward,
             Some(addr) => {
+                // The largest message this node would publish: a peer configured alike
+                // sends nothing larger.
                 let max_message = usize::try_from(self.cfg.ws.max_message_size)
                     .unwrap_or(usize::MAX)
-                    .max(self.cfg.http.max_body);
+                    .max(self.cfg.http.max_body)
+                    .saturating_add(self.cfg.pubsub.max_topic_len);
                 let link = Link::new(&self.cfg.redis, node_id(), max_message, self.now);
                 let url = self.cfg.redis.url.as_ref();
                 log::info!(
