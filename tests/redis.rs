@@ -388,3 +388,77 @@ fn redis_closing_the_link_for_its_output_buffer_limit_is_recovered_like_a_loss()
     }
     assert_eq!(next, "after");
 }
+
+#[test]
+fn a_subscriber_on_another_worker_subscribes_the_channel_and_its_leaving_unsubscribes_it() {
+    let redis = Redis::start();
+    let a = node(&redis, "1");
+    let b = Server::start(&[
+        "--workers",
+        "2",
+        "--redis",
+        &redis.url(),
+        "--redis-linger",
+        "200ms",
+    ]);
+    wait_until("B's link up", Duration::from_secs(10), || link_up(&b));
+    // A subscriber that SO_REUSEPORT gave to worker 1, so only the bus can tell worker 0
+    // (which owns the link) that the topic is wanted.
+    let topics = |w: &str| metric(&b, &format!("wsloop_pubsub_topics{{worker=\"{w}\"}}"));
+    let mut on_b = None;
+    for _ in 0..64 {
+        let c = Client::open_path(b.addr(), "/topic/w1");
+        wait_until("subscribed on a worker", Duration::from_secs(5), || {
+            topics("0") + topics("1") == 1
+        });
+        if topics("1") == 1 {
+            on_b = Some(c);
+            break;
+        }
+        drop(c);
+        wait_until("worker 0 forgot the topic", Duration::from_secs(5), || {
+            topics("0") == 0
+        });
+    }
+    let mut on_b = on_b.expect("no connection landed on worker 1 in 64 tries");
+    wait_subscribed(&b, 1);
+    let mut publisher = Client::open_path(a.addr(), "/topic/w1");
+    wait_subscribed(&a, 1);
+    publisher.send_frame(0x81, b"to worker 1");
+    assert_eq!(publisher.next_text(), "to worker 1");
+    assert_eq!(on_b.next_text(), "to worker 1");
+    // The last subscriber leaves: after the linger, B unsubscribes.
+    drop(on_b);
+    wait_until(
+        "B unsubscribed after the linger",
+        Duration::from_secs(5),
+        || metric(&b, "wsloop_redis_channels") == 0,
+    );
+    assert!(link_up(&b));
+}
+
+#[test]
+fn ticks_stay_on_their_node() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "1"), node(&redis, "1"));
+    let mut clock = Client::open_path(b.addr(), "/clock");
+    wait_subscribed(&b, 1);
+    // A's clock subscribes to nothing on B's behalf, but give it a subscriber too: were
+    // ticks forwarded, B's client would get A's ticks as well.
+    let _on_a = Client::open_path(a.addr(), "/clock");
+    wait_subscribed(&a, 1);
+    let ms = |tick: String| -> u64 {
+        let at = tick.find("\"unix_ms\":").expect("unix_ms") + 10;
+        tick[at..].trim_end_matches('}').parse().expect("a number")
+    };
+    let mut last = ms(clock.next_text());
+    for _ in 0..3 {
+        let next = ms(clock.next_text());
+        assert!(
+            next >= last + 500,
+            "two ticks {last} and {next}: another node's clock"
+        );
+        last = next;
+    }
+    assert_eq!(metric(&b, "wsloop_redis_received_total"), 0);
+}
