@@ -110,7 +110,13 @@ fn nesting_within(buf: &[u8], max: usize) -> Result<(), RespError> {
         let Some(&kind) = buf.get(pos) else {
             return Ok(());
         };
-        let Some(eol) = buf[pos..].iter().position(|&b| b == b'\n') else {
+        // The line after the type byte (a type byte that is itself `\n` is the decoder's
+        // syntax error to report).
+        let Some(eol) = buf[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .filter(|&e| e > 0)
+        else {
             return Ok(());
         };
         let line = &buf[pos + 1..pos + eol];
@@ -284,6 +290,15 @@ mod tests {
         assert!(matches!(
             decode(b"*?\r\n:1\r\n.\r\n"),
             Err(RespError::Unexpected(_))
+        ));
+        // A type byte that is a line feed (found by the redis_link fuzz target).
+        assert!(matches!(
+            decode(b"*1\r\n\n:1\r\n"),
+            Err(RespError::Syntax(_))
+        ));
+        assert!(matches!(
+            decode(b"\n"),
+            Err(RespError::Syntax(_)) | Ok(None)
         ));
     }
 
