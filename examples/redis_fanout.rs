@@ -130,8 +130,16 @@ fn receive(sock: &mut TcpStream, start: Instant, messages: u64) -> Received {
         };
         let now = start.elapsed();
         buf.extend_from_slice(&chunk[..n]);
-        while let Some((payload, used)) = next_frame(&buf[at..]) {
+        while let Some((opcode, payload, used)) = next_frame(&buf[at..]) {
             at += used;
+            if opcode == 0x8 {
+                let code = payload
+                    .get(..2)
+                    .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default());
+                eprintln!("the subscriber was closed by its node: {code} {reason}");
+                return out;
+            }
             if payload.starts_with(WARMUP) {
                 SEEN.store(true, Ordering::Relaxed);
                 continue;
@@ -161,8 +169,8 @@ fn receive(sock: &mut TcpStream, start: Instant, messages: u64) -> Received {
 /// The subscriber saw a warm-up message: the subscription works end to end.
 static SEEN: AtomicBool = AtomicBool::new(false);
 
-/// One unfragmented server frame at the start of `b`: (payload, frame length).
-fn next_frame(b: &[u8]) -> Option<(&[u8], usize)> {
+/// One unfragmented server frame at the start of `b`: (opcode, payload, frame length).
+fn next_frame(b: &[u8]) -> Option<(u8, &[u8], usize)> {
     let (len, head) = match *b.get(1)? & 0x7f {
         126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
         127 => (
@@ -171,7 +179,7 @@ fn next_frame(b: &[u8]) -> Option<(&[u8], usize)> {
         ),
         n => (n as usize, 2),
     };
-    Some((b.get(head..head + len)?, head + len))
+    Some((b[0] & 0x0f, b.get(head..head + len)?, head + len))
 }
 
 /// A masked text frame with the all-zero key (valid, RFC 6455 §5.3), so no XOR is needed.
