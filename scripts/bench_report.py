@@ -383,7 +383,7 @@ def main():
     md.append("scripts/bench --help   # options: repetitions, durations, cases, servers")
     md.append("```")
     md.append("")
-        os.makedirs(docs, exist_ok=True)
+    os.makedirs(docs, exist_ok=True)
     # Measurements made by other tools (timer wheel, fan-out, slow consumers, deflate, soak)
     # live in their own files and are appended, so regenerating this report keeps them.
     for extra in ("benchmarks-extra.md", "benchmarks-deflate.md", "benchmarks-soak.md"):

@@ -4,6 +4,7 @@
 //! the bad key and the source it came from. Every setting is one entry of `keys::SETTINGS`
 //! (its flag, variable and file key derive from one name); the defaults themselves live in
 //! `config.rs`. It parses and reads the config file; it does not run anything.
+//! Must not: start the server, open sockets, or invent defaults (they live in `config.rs`).
 
 mod keys;
 #[cfg(test)]
@@ -424,6 +425,10 @@ impl Layers {
             return Err(ConfigError(format!("{at}: at most 1 GiB")));
         }
         cfg.buffer_size = cfg.buffer_size.max(4096).next_power_of_two();
+        if cfg.pubsub.max_topics == 0 {
+            let at = self.blame("max_topics", "max_topics");
+            return Err(ConfigError(format!("{at}: must be at least 1")));
+        }
         if cfg.ws.max_fragments == 0 {
             let at = self.blame("max_fragments", "max_fragments");
             return Err(ConfigError(format!("{at}: must be at least 1")));

@@ -2,6 +2,7 @@
 //! place. Plain data; it parses nothing (cli.rs fills it from flags, `WSLOOP_*` variables and
 //! a config file; `cli/keys.rs` maps each setting name to its field here) and performs
 //! nothing.
+//! Must not: parse, validate against the environment, or perform anything.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,6 +69,14 @@ pub struct PubSubLimits {
     pub max_topic_len: usize,
     /// Messages each topic keeps for resumption (SSE, polling). Default 100.
     pub history_len: usize,
+    /// Most topics one worker's hub holds (with subscribers, or kept for their history).
+    /// When a new topic needs a slot, the idle topic published to least recently is evicted;
+    /// with none idle, the subscription or publish is refused. Default 10,000.
+    pub max_topics: usize,
+    /// Most bytes of kept messages (`Published::kept_cost`: frame + ~100 B) over every
+    /// topic's history in one worker's hub; past it the oldest messages go first, whatever
+    /// their topic. Default 16 MiB.
+    pub max_history_bytes: usize,
 }
 
 impl Default for PubSubLimits {
@@ -76,6 +85,8 @@ impl Default for PubSubLimits {
             max_topics_per_conn: 128,
             max_topic_len: 255,
             history_len: 100,
+            max_topics: 10_000,
+            max_history_bytes: 16 << 20,
         }
     }
 }
@@ -131,6 +142,10 @@ pub struct CompressionConfig {
     /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~50%
     /// (docs/benchmarks-deflate.md). Default 256 bytes.
     pub threshold: usize,
+    /// With `Dedicated`: most connections owning compression state (~420 KiB each) in the
+    /// process; later ones negotiate as with `Shared`. The client chooses context takeover,
+    /// so without this cap it would choose the server's memory. Default 1024 (~420 MiB).
+    pub max_dedicated: usize,
 }
 
 impl Default for CompressionConfig {
@@ -138,6 +153,7 @@ impl Default for CompressionConfig {
         CompressionConfig {
             mode: CompressionMode::Shared,
             threshold: 256,
+            max_dedicated: 1024,
         }
     }
 }

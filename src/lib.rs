@@ -1,4 +1,5 @@
 //! wsloop: a WebSocket server built as a hand-written, single-threaded, epoll-based event loop.
+//! Must not: re-export anything that lets a layer import upward.
 //!
 //! Layers (imports point down only; see docs/architecture.md):
 //! L0 `buf`, `timer`, `config`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO

@@ -1,6 +1,7 @@
 //! Owns process start-up: resolve the configuration (flags, environment, config file), set up
 //! logging, raise the descriptor limit, mount the apps, and run one reactor per worker until a
 //! graceful shutdown.
+//! Must not: contain protocol logic; everything it runs lives in the library.
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -171,6 +171,12 @@ pub struct WorkerMetrics {
     pub poll_nanos: Counter,
     /// Topics in this worker's hub.
     pub topics: Gauge,
+    /// Idle topics this worker's hub evicted to make room for new ones.
+    pub topic_evictions: Counter,
+    /// Subscriptions and publishes refused because this worker's hub was full.
+    pub topic_refusals: Counter,
+    /// What the kept messages of this worker's topic histories cost (`Hub::history_bytes`).
+    pub history_bytes: Gauge,
     /// (connection, topic) subscriptions in this worker's hub.
     pub subscriptions: Gauge,
     /// Entries in this worker's timer wheel.
@@ -334,6 +340,8 @@ pub struct Metrics {
     outcomes: &'static Outcomes,
     /// Bytes queued on every connection of the process (`conn::queued_in_process`).
     queued_bytes: Gauge,
+    /// Connections owning permessage-deflate state (`ws::deflate::dedicated_in_use`).
+    deflate_dedicated: Gauge,
     pub redis: RedisMetrics,
 }
 
@@ -351,6 +359,7 @@ impl Metrics {
                 .collect(),
             outcomes,
             queued_bytes: Gauge::new(),
+            deflate_dedicated: Gauge::new(),
             redis: RedisMetrics::default(),
         }
     }
@@ -382,6 +391,12 @@ impl Metrics {
     /// The process-wide queued bytes, read by the caller (which may see `conn`).
     pub fn set_queued_bytes(&self, n: usize) {
         self.queued_bytes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The process-wide count of connections with their own compression state.
+    pub fn set_deflate_dedicated(&self, n: usize) {
+        self.deflate_dedicated
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     fn sum(&self, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
@@ -524,6 +539,14 @@ impl Metrics {
         r.sample("wsloop_queued_bytes", &[], self.queued_bytes.get());
 
         r.family(
+            "wsloop_deflate_dedicated_connections",
+            "gauge",
+            "Connections owning their own permessage-deflate state (--compression dedicated).",
+        );
+        let dedicated = self.deflate_dedicated.get();
+        r.sample("wsloop_deflate_dedicated_connections", &[], dedicated);
+
+        r.family(
             "wsloop_pubsub_subscriptions",
             "gauge",
             "Subscriptions (connection, topic) over all workers.",
@@ -531,12 +554,32 @@ impl Metrics {
         let subs: i64 = w.iter().map(|m| m.subscriptions.get()).sum();
         r.sample("wsloop_pubsub_subscriptions", &[], subs);
 
-        let per_worker: [PerWorker; 4] = [
+        let per_worker: [PerWorker; 7] = [
             (
                 "wsloop_pubsub_topics",
                 "gauge",
                 "Topics per worker (a topic with subscribers on several workers exists on each).",
                 |m| Value::Int(m.topics.get()),
+            ),
+            (
+                "wsloop_pubsub_topics_evicted_total",
+                "counter",
+                "Idle topics (no subscribers) evicted with their history to make room for new \
+                 ones (--max-topics).",
+                |m| Value::Int(i64::try_from(m.topic_evictions.get()).unwrap_or(i64::MAX)),
+            ),
+            (
+                "wsloop_pubsub_topics_refused_total",
+                "counter",
+                "Subscriptions and publishes refused because the worker held --max-topics \
+                 topics, all with subscribers.",
+                |m| Value::Int(i64::try_from(m.topic_refusals.get()).unwrap_or(i64::MAX)),
+            ),
+            (
+                "wsloop_pubsub_history_bytes",
+                "gauge",
+                "Bytes of kept messages in each worker's topic histories (--max-history-bytes).",
+                |m| Value::Int(m.history_bytes.get()),
             ),
             (
                 "wsloop_timer_wheel_entries",
@@ -803,6 +846,7 @@ mod tests {
         w0.subscriptions.set(4);
         w1.subscriptions.set(1);
         m.set_queued_bytes(12345);
+        m.set_deflate_dedicated(6);
         let text = rendered(&m);
         for (series, want) in [
             ("wsloop_received_bytes_total", "15"),
@@ -813,6 +857,7 @@ mod tests {
             ("wsloop_pubsub_topics{worker=\"0\"}", "3"),
             ("wsloop_pubsub_subscriptions", "5"),
             ("wsloop_queued_bytes", "12345"),
+            ("wsloop_deflate_dedicated_connections", "6"),
             ("wsloop_workers", "2"),
         ] {
             assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
@@ -908,7 +953,7 @@ mod tests {
                 assert!(v.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(families.len(), 24, "{families:?}");
+        assert_eq!(families.len(), 28, "{families:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Owns small text encodings shared by several layers: JSON string literals (RFC 8259 §7),
 //! calendar dates from Unix time (for `Date` headers and the clock), and base64 for binary
 //! payloads carried in text transports. Pure functions; no clock is read here.
+//! Must not: read a clock or allocate more than the output it returns.
 
 use base64::Engine;
 

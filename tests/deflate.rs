@@ -22,8 +22,15 @@ const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_wi
 /// Connect and upgrade offering permessage-deflate; returns the client and the 101's
 /// extension response (None if the server declined).
 fn open_offering(addr: SocketAddr) -> (Client, Option<String>) {
+    open_with(addr, "/echo", OFFER)
+}
+
+/// Upgrade at `path` with the extension header `offer` (empty: none).
+fn open_with(addr: SocketAddr, path: &str, offer: &str) -> (Client, Option<String>) {
     let mut c = Client::connect(addr);
-    let request = UPGRADE.replace("\r\n\r\n", &format!("\r\n{OFFER}\r\n"));
+    let request = UPGRADE
+        .replacen("/echo", path, 1)
+        .replace("\r\n\r\n", &format!("\r\n{offer}\r\n"));
     c.send_raw(request.as_bytes());
     let head = c.read_head();
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
@@ -56,10 +63,14 @@ fn deflate(level: Compression, msg: &[u8]) -> Vec<u8> {
 
 /// A server payload inflated by the client (§7.2.2).
 fn inflate(payload: &[u8]) -> Vec<u8> {
+    inflate_with(&mut Decompress::new(false), payload)
+}
+
+/// A server payload inflated by the client's decompressor `d` (which may keep its window).
+fn inflate_with(d: &mut Decompress, payload: &[u8]) -> Vec<u8> {
     let input = [payload, &[0, 0, 0xff, 0xff]].concat();
     let mut out = Vec::with_capacity(4 << 20);
-    Decompress::new(false)
-        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+    d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
         .unwrap();
     out
 }
@@ -168,4 +179,104 @@ fn exchange(addr: SocketAddr, mode: &str, json: &str, compressed: &[u8]) -> Clie
     };
     assert_eq!(got, json.as_bytes());
     c
+}
+
+/// RFC 7692 §7.2.1 for a broadcast: a subscriber whose server side keeps no context gets the
+/// message compressed from an empty window (the same bytes for every subscriber with that
+/// window size — it is compressed once per size), a smaller window gets its own compression,
+/// a subscriber without the extension gets it plain, and one with context takeover
+/// (`--compression dedicated`) gets it through its own compressor, so its window stays in
+/// step over consecutive messages.
+#[test]
+fn a_broadcast_is_compressed_once_per_window_size() {
+    let srv = Server::start(&["--compression", "dedicated"]);
+    let addr = srv.addr();
+    let path = "/topic/deflated";
+    let fresh = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n";
+    let small = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 server_max_window_bits=10\r\n";
+    let (mut a, ext_a) = open_with(addr, path, fresh);
+    let (mut b, _) = open_with(addr, path, fresh);
+    let (mut c, ext_c) = open_with(addr, path, small);
+    let (mut own, ext_own) = open_with(addr, path, OFFER);
+    let (mut plain, ext_plain) = open_with(addr, path, "");
+    assert!(ext_a.unwrap().contains("server_no_context_takeover"));
+    assert!(ext_c.unwrap().contains("server_max_window_bits=10"));
+    assert!(!ext_own.unwrap().contains("server_no_context_takeover"));
+    assert_eq!(ext_plain, None);
+
+    let (mut publisher, _) = open_with(addr, "/topic/deflated", "");
+    let mut own_window = Decompress::new(false);
+    for round in 0..2 {
+        let mut json = String::new();
+        for i in 0..300 {
+            json.push_str(&format!("{{\"round\":{round},\"seq\":{i},\"ok\":true}},"));
+        }
+        publisher.send_frame(0x81, json.as_bytes());
+        let (b0a, za) = a.read_frame().expect("a");
+        let (b0b, zb) = b.read_frame().expect("b");
+        let (b0c, zc) = c.read_frame().expect("c");
+        assert_eq!((b0a, b0b, b0c), (0xC1, 0xC1, 0xC1), "FIN, RSV1, text");
+        assert_eq!(za, zb, "one compression for one window size");
+        assert!(za.len() < json.len() / 4, "{} of {}", za.len(), json.len());
+        assert_eq!(inflate(&za), json.as_bytes());
+        assert_ne!(zc, za, "a 2^10 window is compressed for itself");
+        let small_window = &mut Decompress::new_with_window_bits(false, 10);
+        assert_eq!(inflate_with(small_window, &zc), json.as_bytes());
+
+        let (b0o, zo) = own.read_frame().expect("own");
+        assert_eq!(b0o, 0xC1);
+        let kept = inflate_with(&mut own_window, &zo);
+        assert_eq!(
+            kept,
+            json.as_bytes(),
+            "round {round} through the kept window"
+        );
+
+        assert_eq!(plain.read_frame(), Some((0x81, json.into_bytes())));
+        // The publisher subscribes too: it gets its own message back, plain.
+        assert_eq!(publisher.read_frame().map(|f| f.0), Some(0x81));
+    }
+}
+
+/// The client chooses context takeover; `--compression-max-dedicated` keeps that choice from
+/// deciding the server's memory: past the cap a new connection is answered with no context
+/// takeover (RFC 7692 §7.1.1), and a freed slot is given to the next one.
+#[test]
+fn dedicated_state_is_capped() {
+    let srv = Server::start(&[
+        "--compression",
+        "dedicated",
+        "--compression-max-dedicated",
+        "2",
+    ]);
+    let keeps = |ext: Option<String>| !ext.unwrap().contains("server_no_context_takeover");
+    let json = "{\"seq\":1,\"topic\":\"prices\",\"ok\":true},".repeat(20);
+    let compressed = deflate(Compression::default(), json.as_bytes());
+    let (a, ext) = open_offering(srv.addr());
+    assert!(keeps(ext));
+    let (_b, ext) = open_offering(srv.addr());
+    assert!(keeps(ext));
+    // Over the cap: no state, and still a working compressed echo.
+    let third = exchange(srv.addr(), "dedicated-capped", &json, &compressed);
+    drop(third);
+    let (_c, ext) = open_offering(srv.addr());
+    assert!(!keeps(ext), "third connection over the cap");
+    let gauge = |srv: &Server| {
+        let mut c = Client::connect(srv.addr());
+        c.send_raw(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let text = String::from_utf8(c.read_to_end()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("wsloop_deflate_dedicated_connections "))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(gauge(&srv).as_deref(), Some("2"));
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gauge(&srv).as_deref() != Some("1") {
+        assert!(std::time::Instant::now() < deadline, "slot not freed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (_d, ext) = open_offering(srv.addr());
+    assert!(keeps(ext), "a freed slot goes to the next connection");
 }

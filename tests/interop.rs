@@ -8,14 +8,15 @@
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/server.rs"]
 mod server;
 
+use child::run;
 use server::Server;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread::{self, JoinHandle};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The clients have their own 30 s overall timeout; this is the backstop if one hangs anyway.
@@ -33,49 +34,6 @@ fn python() -> String {
 
 fn node() -> String {
     std::env::var("WSLOOP_NODE").unwrap_or_else(|_| "node".to_string())
-}
-
-/// Runs `cmd` to completion (killing it after `timeout`); returns its status (None on timeout)
-/// and its stdout followed by its stderr.
-fn run(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String) {
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {shown}: {e}; run scripts/test (it installs the tools)")
-        });
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    (
-        status,
-        format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}"),
-    )
-}
-
-/// Reads a pipe to the end on a thread (so that neither pipe can fill up and block the child).
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    })
 }
 
 /// Fails the test (with instructions) unless `probe` exits successfully.

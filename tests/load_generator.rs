@@ -1,11 +1,14 @@
 //! Tests of the load generator `wsloop-load` itself, against the real wsloop server (and a
 //! tiny in-test TCP echo for --raw): it counts correctly, opens exactly what it is asked to,
-//! reports server errors instead of panicking, and refuses impossible configurations with
-//! exit code 2. Each test runs for about a second.
+//! reports server errors instead of panicking, checks fan-out deliveries (every message to
+//! every subscriber, once, in order, and it notices one it did not publish), and refuses
+//! impossible configurations with exit code 2. Each test runs for about a second.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/server.rs"]
 mod server;
 
@@ -299,6 +302,15 @@ fn refuses_impossible_configurations() {
         ("echo -c 2 --procs 3", "--procs"),
         ("idle --source-ips 10.0.0.1-10.0.0.5", "127.0.0.0/8"),
         ("echo --server-pid 999999999", "no such process"),
+        ("fanout -s 15", "at least 16"),
+        ("fanout -c 0", "--subscribers"),
+        ("fanout -m 0", "--messages"),
+        ("fanout -m 10 --warmup-messages 10", "nothing is measured"),
+        ("fanout --window 0", "--window"),
+        ("fanout -r 0", "--rate"),
+        ("fanout --procs 2", "one process"),
+        ("fanout -c 25000", "use at most"),
+        ("fanout --url ws://127.0.0.1:9/echo", "/topic/NAME"),
     ];
     for (args, want) in cases {
         let out = load(args);
@@ -307,4 +319,75 @@ fn refuses_impossible_configurations() {
         assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
+}
+
+#[test]
+fn fanout_counts_every_delivery_on_one_worker_and_across_two() {
+    let server = Server::start(&["--workers", "1"]);
+    let pid = server.pid();
+    let url = server.url("/topic/fan");
+    let out = load(&format!(
+        "fanout --url {url} -c 20 -m 50 --window 4 --json -q --server-pid {pid}"
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json_line(&out);
+    assert_eq!(num(&j, "subscribers"), 20.0, "{j}");
+    assert_eq!(num(&j, "published"), 50.0, "{j}");
+    assert_eq!(
+        num(&j, "deliveries"),
+        1000.0,
+        "every subscriber, every message: {j}"
+    );
+    assert_eq!(num(&j, "messages"), 1000.0, "{j}");
+    assert_eq!(
+        num(&j, "count"),
+        50.0,
+        "one latency sample per message: {j}"
+    );
+    for key in [
+        "missing",
+        "duplicates",
+        "incomplete",
+        "errors",
+        "close_errors",
+    ] {
+        assert_eq!(num(&j, key), 0.0, "{key}: {j}");
+    }
+    assert!(num(&j, "deliveries_per_s") > 0.0, "{j}");
+    assert!(num(&j, "server_cpu_s") >= 0.0, "{j}");
+    // Subscribers spread over two workers, at a rate, with warm-up messages left out.
+    let server = Server::start(&["--workers", "2"]);
+    let url = server.url("/topic/fan");
+    let out = load(&format!(
+        "fanout --url {url} -c 30 -m 40 -r 400 --warmup-messages 5 --json -q"
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json_line(&out);
+    assert_eq!(num(&j, "published"), 40.0, "{j}");
+    assert_eq!(
+        num(&j, "deliveries"),
+        30.0 * 35.0,
+        "measured deliveries: {j}"
+    );
+    assert_eq!(num(&j, "completed"), 30.0 * 40.0, "all deliveries: {j}");
+    assert_eq!(num(&j, "count"), 35.0, "{j}");
+    assert_eq!(num(&j, "missing") + num(&j, "duplicates"), 0.0, "{j}");
+}
+
+#[test]
+fn fanout_notices_a_message_it_did_not_publish() {
+    let server = Server::start(&["--workers", "1"]);
+    let url = server.url("/topic/shared");
+    // 40 messages at 20/s: two seconds during which a stranger publishes to the same topic.
+    let run =
+        thread::spawn(move || load(&format!("fanout --url {url} -c 5 -m 40 -r 20 --json -q")));
+    thread::sleep(Duration::from_millis(700));
+    let mut stranger = client::Client::open_path(server.addr(), "/topic/shared");
+    let mut fake = 0u64.to_le_bytes().to_vec(); // sequence number 0 again...
+    fake.extend_from_slice(&1u64.to_le_bytes()); // ...sent at another time
+    stranger.send_frame(0x82, &fake);
+    let out = run.join().expect("generator thread");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let j = json_line(&out);
+    assert!(j.contains("did not publish"), "{j}");
 }

@@ -97,7 +97,7 @@ fn rendered_metrics_pass_promtool_check_metrics() {
 fn the_populated_registry_has_every_family() {
     let text = populated();
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(families, 24, "{text}");
+    assert_eq!(families, 28, "{text}");
     assert!(text.contains("wsloop_redis_link{state=\"up\"} 1\n"));
     assert!(text.contains("wsloop_redis_link{state=\"down\"} 0\n"));
     assert!(text.contains("wsloop_upgrades_total{result=\"rejected\",status=\"431\"} 1\n"));

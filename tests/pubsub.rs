@@ -1,6 +1,7 @@
 //! Topics over loopback: chat rooms deliver every message to every member in order, the clock
 //! ticks each second, one publish reaches 10,000 subscribers, a subscriber that stops reading
-//! is closed at the hard limit while the others miss nothing, and publishes cross workers.
+//! is closed at the hard limit while the others miss nothing, publishes cross workers, and the
+//! hub stays within its caps on topics and history bytes however many topic names clients use.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -174,4 +175,104 @@ fn publishes_cross_workers() {
             assert_eq!(s.next_text(), format!("msg {i}"));
         }
     }
+}
+
+/// One HTTP request on its own connection (`Connection: close`); the whole response.
+fn http(srv: &Server, method: &str, path: &str, body: &str) -> String {
+    let mut c = Client::connect(srv.addr());
+    c.send_raw(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    String::from_utf8_lossy(&c.read_to_end()).into_owned()
+}
+
+/// The value of one series in `GET /metrics`.
+fn metric(srv: &Server, series: &str) -> f64 {
+    let text = http(srv, "GET", "/metrics", "");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+#[test]
+fn topics_and_history_stay_within_their_caps_and_numbers_never_go_back() {
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--max-topics",
+        "50",
+        "--max-history-bytes",
+        "64KiB",
+        "--history-len",
+        "10",
+    ]);
+    let kb = "x".repeat(1000);
+    for _ in 0..3 {
+        assert!(http(&srv, "POST", "/publish/keep", &kb).starts_with("HTTP/1.1 202"));
+    }
+    // 400 topic names nobody subscribes to, 1 KB each: without the caps, 400 topics and
+    // 400 KB of history would stay resident.
+    for i in 0..400 {
+        let resp = http(&srv, "POST", &format!("/publish/name-{i}"), &kb);
+        assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    }
+    let topics = metric(&srv, "wsloop_pubsub_topics{worker=\"0\"}");
+    let history = metric(&srv, "wsloop_pubsub_history_bytes{worker=\"0\"}");
+    let evicted = metric(&srv, "wsloop_pubsub_topics_evicted_total{worker=\"0\"}");
+    assert!(topics <= 50.0, "{topics} topics");
+    assert!(history <= 65536.0, "{history} bytes of history");
+    assert!(evicted >= 350.0, "{evicted} evictions");
+    // "keep" was evicted long ago, and so many topics after it that the hub no longer
+    // remembers its number exactly: it continues above every number an evicted topic
+    // reached (here ≥ 3), and says the messages before are lost.
+    let poll = http(&srv, "GET", "/poll/keep?after=0&wait=0", "");
+    let last: u64 = poll
+        .split("\"last_seq\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{poll}"));
+    assert!(last >= 3, "{poll}");
+    assert!(poll.contains(r#""gap":true,"messages":[]"#), "{poll}");
+    http(&srv, "POST", "/publish/keep", "next");
+    let poll = http(&srv, "GET", &format!("/poll/keep?after={last}&wait=0"), "");
+    let want = format!(r#"[{{"seq":{},"text":"next"}}]"#, last + 1);
+    assert!(poll.contains(&want), "{poll}");
+
+    // Fill the hub with topics in use: the idle ones are evicted to make room.
+    let mut subs: Vec<Client> = (0..50)
+        .map(|i| Client::open_path(srv.addr(), &format!("/topic/busy-{i}")))
+        .collect();
+    // No room left: a new WebSocket subscriber is closed with 1008 and the reason ...
+    let mut refused = Client::open_path(srv.addr(), "/topic/one-too-many");
+    let (op, close) = refused.read_frame().expect("a close frame");
+    assert_eq!(op, 0x88);
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1008);
+    let reason = String::from_utf8_lossy(&close[2..]);
+    assert!(reason.contains("limit of 50 topics"), "{reason}");
+    // ... a publish to a new topic is refused with 503, and so is an SSE subscription.
+    let resp = http(&srv, "POST", "/publish/one-too-many", "hi");
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    let resp = http(&srv, "GET", "/sse/one-too-many", "");
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(metric(&srv, "wsloop_pubsub_topics_refused_total{worker=\"0\"}") >= 2.0);
+    // Topics in use still work.
+    subs[7].send_frame(0x81, b"still here");
+    assert_eq!(subs[7].next_text(), "still here");
+    // One subscriber leaves: its topic (no history) is dropped, and there is room again.
+    drop(subs.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&srv, "wsloop_pubsub_topics{worker=\"0\"}") > 49.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the topic of a closed subscriber stays"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut late = Client::open_path(srv.addr(), "/topic/one-too-many");
+    late.send_frame(0x81, b"room again");
+    assert_eq!(late.next_text(), "room again");
 }

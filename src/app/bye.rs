@@ -1,6 +1,8 @@
 //! Owns `Bye`: `/bye` closes the connection normally (1000, reason "goodbye") when the client
 //! sends its first message, so a client — a browser test above all — can watch a close code
 //! and reason chosen by the server arrive in its `onclose`.
+//! Must not: keep state between connections or close for any reason other than the first
+//! message.
 
 use super::{Ctx, Handler};
 use crate::ws::Message;

@@ -2,6 +2,8 @@
 //! everyone in the room (the sender included), and joins and leaves are announced. A room is
 //! the topic `chat.{room}`, so SSE and polling clients can follow it too. Wire format: one
 //! JSON object per text message, documented in docs/protocol.md.
+//! Must not: deliver messages itself or hold per-member buffers: it records publishes and the
+//! reactor fans them out.
 
 use std::collections::HashMap;
 

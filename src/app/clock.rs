@@ -1,5 +1,6 @@
 //! Owns `Clock`: `/clock` pushes the time every second. One timer publishes to one topic,
 //! `clock`, however many clients listen — not one timer per client.
+//! Must not: start a timer per client or read a clock: the reactor's tick hands it the time.
 
 use std::time::Duration;
 

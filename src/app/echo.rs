@@ -1,5 +1,6 @@
 //! Owns `Echo`: the echo application — every message goes back to its sender unchanged, as
 //! the Autobahn|Testsuite expects of a server under test.
+//! Must not: change, buffer or reorder a message.
 
 use super::{Ctx, Decision, Handler, Upgrade};
 use crate::http::upgrade::select_protocol;

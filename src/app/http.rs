@@ -3,6 +3,8 @@
 //! polling (`/poll/{topic}`), publishing (`POST /publish/{topic}`), `/healthz`, `/metrics`,
 //! and CORS. Layer L3: it decides and formats; the connection's outbox queues the bytes and
 //! the reactor delivers later publishes.
+//! Must not: write to a socket, block, or hold a request's bytes beyond the outbox; a refused
+//! request always gets a status, never silence.
 
 use super::{Command, ConnId, Router};
 use crate::config::Config;
@@ -130,6 +132,10 @@ pub fn answer(
                     &[],
                     b"text bodies must be UTF-8 (or send application/octet-stream)\n",
                 );
+            }
+            // A new topic the hub has no room for: refuse now, the publish would be dropped.
+            if let Err(e) = env.hub.check_room(topic, body.len()) {
+                return respond(out, e.status(), &[], format!("{e}\n").as_bytes());
             }
             env.cmds.push(Command::Publish {
                 topic: topic.to_string(),
@@ -309,7 +315,8 @@ fn open_stream(
         Ok(()) => out.start_stream(mode, head),
         Err(e) => {
             let body = format!("{e}\n");
-            let r = response::full(400, &[], body.as_bytes(), env.date, keep_alive(req), false);
+            let (status, ka) = (e.status(), keep_alive(req));
+            let r = response::full(status, &[], body.as_bytes(), env.date, ka, false);
             out.respond(&r, keep_alive(req));
         }
     }
@@ -340,7 +347,7 @@ fn poll_start(
     // must find this subscriber when it is applied. A refused one is answered, not held.
     if let Err(e) = env.hub.subscribe(id, topic) {
         let error = crate::text::json_string(&e.to_string());
-        return (400, Some(format!("{{\"error\":{error}}}")));
+        return (e.status(), Some(format!("{{\"error\":{error}}}")));
     }
     env.hub.wait(id, topic, after);
     out.hold(keep_alive(req));

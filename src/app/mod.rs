@@ -3,6 +3,8 @@
 //! no clock. A handler's sends land in its own connection's outbox at once; what reaches
 //! other connections (publish, subscribe) is recorded as a `Command` and applied by the
 //! reactor after the handler returns.
+//! Must not: let a handler touch another connection directly or see a socket; handlers act only
+//! through `Ctx`.
 
 mod bye;
 mod chat;

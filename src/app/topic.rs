@@ -1,5 +1,6 @@
 //! Owns `TopicApp`: generic topics at `/topic/{name}`. A client subscribes to `name` on open
 //! and everything it sends is published to `name`, to every subscriber on every transport.
+//! Must not: publish to any topic but the one in the path, or keep a copy of what it publishes.
 
 use std::collections::HashMap;
 

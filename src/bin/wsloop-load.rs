@@ -1,4 +1,4 @@
-//! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle), their
+//! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle, fanout), their
 //! flags, turning them into a validated `Plan` (refusing impossible configurations with exit
 //! code 2), and dispatching to the event loop (`engine`) or to `--procs` children (`procs`).
 
@@ -9,6 +9,8 @@
 // The modules live in src/bin/wsloop-load/ (a crate root looks beside itself by default).
 #[path = "wsloop-load/engine.rs"]
 mod engine;
+#[path = "wsloop-load/fanout.rs"]
+mod fanout;
 #[path = "wsloop-load/procs.rs"]
 mod procs;
 #[path = "wsloop-load/report.rs"]
@@ -55,14 +57,20 @@ enum Cmd {
     Connect(ConnectArgs),
     /// Open N connections and hold them (for measuring server memory per connection).
     Idle(IdleArgs),
+    /// N subscribers on a topic (--url ws://HOST:PORT/topic/NAME) and one publisher: M
+    /// messages of SIZE bytes at --rate, or as fast as --window allows. Reports deliveries/s
+    /// and each message's time until its last subscriber had it; checks that every
+    /// subscriber got every message exactly once and in order (exit 1 otherwise).
+    Fanout(FanoutArgs),
 }
 
 #[derive(Debug, Args)]
 struct Common {
     /// Server URL: ws://HOST:PORT/PATH (HOST in 127.0.0.0/8 or localhost). With --raw the
-    /// path is ignored (tcp://HOST:PORT is accepted too).
-    #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
-    url: String,
+    /// path is ignored (tcp://HOST:PORT is accepted too). Default ws://127.0.0.1:8080/echo;
+    /// fanout: ws://127.0.0.1:8080/topic/fanout.
+    #[arg(long)]
+    url: Option<String>,
 
     /// Bind client sockets to these loopback source addresses, round robin: a range
     /// A-B (127.0.0.2-127.0.0.20) or a comma list. Needed beyond ~28,000 connections.
@@ -188,6 +196,37 @@ struct IdleArgs {
     common: Common,
 }
 
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    /// Subscriber connections (the publisher is one more).
+    #[arg(short = 'c', long = "subscribers", default_value_t = 100)]
+    subscribers: usize,
+    /// Messages to publish.
+    #[arg(short, long, default_value_t = 1000)]
+    messages: u64,
+    /// The first K messages are published and checked but not measured.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    warmup_messages: u64,
+    /// Message size (at least 16: sequence number and send time), binary.
+    #[arg(short, long, value_name = "SIZE", default_value = "16", value_parser = parse_size)]
+    size: usize,
+    /// Publish at this many messages per second (latency from each intended send time);
+    /// without it, as fast as --window allows.
+    #[arg(short, long)]
+    rate: Option<f64>,
+    /// Most messages published and not yet received by every subscriber (without --rate).
+    #[arg(long, default_value_t = 1, conflicts_with = "rate")]
+    window: u64,
+    /// Give up when no message is published or delivered for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Most messages a fanout run tracks (12 bytes each of bookkeeping).
+const MAX_FANOUT_MESSAGES: u64 = 100_000_000;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (plan, procs) = match plan(cli) {
@@ -208,7 +247,7 @@ fn main() -> ExitCode {
     match engine::run(&plan) {
         Ok(report) => {
             report.print(plan.output, plan.per_conn);
-            if report.errors > 0 {
+            if report.failed() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
@@ -272,6 +311,31 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
             Duration::ZERO,
             a.common,
         ),
+        Cmd::Fanout(a) => {
+            let mode = Mode::Fanout(fanout_spec(&a)?);
+            if a.common.procs != 1 {
+                return Err(format!(
+                    "--procs {}: fanout runs in one process (every latency is measured on one \
+                     clock); it holds up to the descriptor limit of subscribers",
+                    a.common.procs
+                ));
+            }
+            let msg = Message {
+                size: a.size,
+                text: false,
+            };
+            // The publisher is the last connection.
+            let conns = a.subscribers.saturating_add(1);
+            (
+                mode,
+                conns,
+                Some(msg),
+                false,
+                None,
+                Duration::ZERO,
+                a.common,
+            )
+        }
     };
     let (size, text) = msg.map_or((0, false), |m| (m.size, m.text));
 
@@ -287,7 +351,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
     if size > MAX_SIZE {
         return Err(format!("--size {size}: at most 64 MiB ({MAX_SIZE})"));
     }
-    if mode != Mode::Idle && mode != Mode::Connect {
+    if matches!(mode, Mode::Echo | Mode::Rate { .. }) {
         let frames = connections as u64 * (size as u64 + 14);
         if frames > MAX_FRAME_BYTES {
             return Err(format!(
@@ -314,7 +378,16 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
         return Err("--connect-timeout: must be more than 0".into());
     }
 
-    let (addr, host, path) = parse_url(&common.url, raw)?;
+    let url = common.url.as_deref().unwrap_or(match mode {
+        Mode::Fanout(_) => "ws://127.0.0.1:8080/topic/fanout",
+        _ => "ws://127.0.0.1:8080/echo",
+    });
+    let (addr, host, path) = parse_url(url, raw)?;
+    if matches!(mode, Mode::Fanout(_)) && !path.starts_with("/topic/") {
+        return Err(format!(
+            "--url {url}: fanout needs a topic endpoint, ws://HOST:PORT/topic/NAME (docs/protocol.md)"
+        ));
+    }
     let source_ips = match &common.source_ips {
         Some(s) => parse_source_ips(s)?,
         None => Vec::new(),
@@ -323,6 +396,16 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
     // Descriptors: one per connection in each process.
     let fd_limit = sys::raise_fd_limit();
     let per_proc = connections.div_ceil(common.procs) as u64;
+    if per_proc + FD_RESERVE > fd_limit && matches!(mode, Mode::Fanout(_)) {
+        return Err(format!(
+            "{} subscribers and a publisher need about {} file descriptors, but the limit \
+             (ulimit -n) is {fd_limit}; fanout runs in one process: use at most {} subscribers \
+             or raise the limit",
+            connections - 1,
+            per_proc + FD_RESERVE,
+            fd_limit.saturating_sub(FD_RESERVE + 1)
+        ));
+    }
     if per_proc + FD_RESERVE > fd_limit {
         let per = fd_limit.saturating_sub(FD_RESERVE).max(1);
         let need = (connections as u64).div_ceil(per);
@@ -381,6 +464,52 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
         }
     }
     Ok((plan, common.procs))
+}
+
+/// Check a fanout command line and turn it into its schedule.
+fn fanout_spec(a: &FanoutArgs) -> Result<fanout::Spec, String> {
+    if a.subscribers == 0 {
+        return Err("--subscribers: must be at least 1".into());
+    }
+    if a.messages == 0 || a.messages > MAX_FANOUT_MESSAGES {
+        return Err(format!(
+            "--messages {}: from 1 to {MAX_FANOUT_MESSAGES}",
+            a.messages
+        ));
+    }
+    if a.warmup_messages >= a.messages {
+        return Err(format!(
+            "--warmup-messages {}: fewer than --messages ({}), or nothing is measured",
+            a.warmup_messages, a.messages
+        ));
+    }
+    if a.size < fanout::HEADER {
+        return Err(format!(
+            "--size {}: at least {} (each message carries its sequence number and send time)",
+            a.size,
+            fanout::HEADER
+        ));
+    }
+    if let Some(r) = a.rate {
+        if !(r.is_finite() && r > 0.0 && r <= 10_000_000.0) {
+            return Err(format!(
+                "--rate {r}: a positive number, at most 10,000,000 msgs/s"
+            ));
+        }
+    }
+    if a.window == 0 {
+        return Err("--window: must be at least 1".into());
+    }
+    if a.drain.is_zero() {
+        return Err("--drain: must be more than 0".into());
+    }
+    Ok(fanout::Spec {
+        messages: a.messages,
+        warmup: a.warmup_messages,
+        rate: a.rate,
+        window: a.window,
+        drain_ns: a.drain.as_nanos() as u64,
+    })
 }
 
 /// `ws://HOST[:PORT][/PATH]` → (address, Host header, path). Loopback IPv4 only.

@@ -1,14 +1,26 @@
 //! Owns `BufPool`: the per-reactor free list of rings. Connections take a ring when bytes
 //! arrive or must be sent and give it back the moment it drains, so memory follows activity,
-//! not the connection count (DESIGN §3). Single-threaded by construction; no locks.
+//! not the connection count (DESIGN §3). It also holds the reactor's one large read ring,
+//! lent to a WebSocket for the length of one read (`take_large`): a large message arrives in
+//! one `read` and is delivered from it in place. Single-threaded by construction; no locks.
+//! Must not: lend a ring to two holders at once, or keep more idle rings than `max_free` (and
+//! more than one large ring).
 
 use super::Ring;
 
-/// A free list of equally sized rings.
+/// Size of the large read ring: a message up to the default 1 MiB limit fits whole, so it
+/// arrives in one read when the peer has sent it all, and is delivered from the ring with no
+/// copy. One per reactor; only the pages a read fills are ever touched, and the ring empties
+/// (its head snapping back to 0) after every read (docs/architecture.md "Memory").
+pub const LARGE_READ: usize = 2 * 1024 * 1024;
+
+/// A free list of equally sized rings, and one large ring for reading.
 #[derive(Debug)]
 pub struct BufPool {
     size: usize,
     max_free: usize,
+    /// The large read ring when no connection holds it (allocated on first use).
+    large: Option<Box<Ring>>,
     // Boxed on purpose: a connection holds its ring as one pointer, and lending a pooled
     // ring out must move that pointer, not the ring.
     #[allow(clippy::vec_box)]
@@ -23,8 +35,25 @@ impl BufPool {
             size: size.next_power_of_two(),
             max_free,
             free: Vec::new(),
+            large: None,
             lent: 0,
         }
+    }
+
+    /// Capacity of the large read ring (`LARGE_READ`, or the ring size if that is larger).
+    pub fn large_size(&self) -> usize {
+        LARGE_READ.max(self.size)
+    }
+
+    /// Lend the large read ring, empty; give it back with `give` once the read's bytes are
+    /// processed. If a connection kept the last one, a new one is made (and the spare freed
+    /// when both come back).
+    pub fn take_large(&mut self) -> Box<Ring> {
+        self.lent += 1;
+        let size = self.large_size();
+        self.large
+            .take()
+            .unwrap_or_else(|| Box::new(Ring::with_capacity(size)))
     }
 
     /// The capacity of the rings this pool lends.
@@ -44,9 +73,11 @@ impl BufPool {
     /// freed instead so a burst does not pin memory forever.
     pub fn give(&mut self, mut ring: Box<Ring>) {
         self.lent = self.lent.saturating_sub(1);
+        ring.consume(ring.len());
         if ring.capacity() == self.size && self.free.len() < self.max_free {
-            ring.consume(ring.len());
             self.free.push(ring);
+        } else if ring.capacity() == self.large_size() && self.large.is_none() {
+            self.large = Some(ring);
         }
     }
 
@@ -80,5 +111,24 @@ mod tests {
         p.give(c);
         assert_eq!(p.idle(), 0, "a grown ring is freed, not pooled");
         assert_eq!(p.lent(), 0);
+    }
+
+    #[test]
+    fn one_large_ring_is_kept() {
+        let mut p = BufPool::new(1024, 4);
+        let a = p.take_large();
+        assert_eq!(a.capacity(), LARGE_READ);
+        let b = p.take_large(); // the first is still out: a second is made
+        assert_eq!(p.lent(), 2);
+        let a_ptr: *const Ring = &*a;
+        p.give(a);
+        p.give(b);
+        assert_eq!(p.idle(), 0, "large rings never join the small free list");
+        assert_eq!(p.lent(), 0);
+        assert_eq!(
+            &*p.take_large() as *const Ring,
+            a_ptr,
+            "the kept one is reused"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! (`WSLOOP_MAX_MESSAGE_SIZE`) and config-file key (`max_message_size`) all derive from that
 //! name, and its `Field` says how a value is parsed and which `Config` field it sets. To add a
 //! setting: add the field (with its default) to `config.rs` and one entry here.
+//! Must not: hold defaults or behaviour: one entry maps a name to a field, nothing more.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -435,6 +436,23 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Count(|c| &mut c.pubsub.max_topics_per_conn),
     },
     Setting {
+        name: "max_topics",
+        group: PUBSUB,
+        value_name: "N",
+        help: "Most topics each worker holds; when full, the idle topic (no subscribers) \
+               published to least recently is evicted, and with none idle new topics are \
+               refused (close 1008, HTTP 503).",
+        field: Field::Count(|c| &mut c.pubsub.max_topics),
+    },
+    Setting {
+        name: "max_history_bytes",
+        group: PUBSUB,
+        value_name: "BYTES",
+        help: "Most bytes of kept messages over all topic histories of a worker; past it the \
+               oldest messages are dropped first.",
+        field: Field::Bytes(|c| &mut c.pubsub.max_history_bytes),
+    },
+    Setting {
         name: "max_topic_len",
         group: PUBSUB,
         value_name: "BYTES",
@@ -527,6 +545,14 @@ pub static SETTINGS: &[Setting] = &[
         value_name: "BYTES",
         help: "Outgoing messages shorter than this are sent uncompressed.",
         field: Field::Bytes(|c| &mut c.compression.threshold),
+    },
+    Setting {
+        name: "compression_max_dedicated",
+        group: WS,
+        value_name: "N",
+        help: "With --compression dedicated: most connections holding their own compression \
+               state; later ones get no context takeover (no state).",
+        field: Field::Count(|c| &mut c.compression.max_dedicated),
     },
     Setting {
         name: "tls_cert",

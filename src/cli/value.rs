@@ -2,6 +2,7 @@
 //! file: sizes (`65536`, `64KiB`, `1MiB`), durations (`500ms`, `10s`, `2m`), whole numbers and
 //! socket addresses — parsed with errors that say what was expected and what was given — and
 //! their printing back as TOML for `--print-config`.
+//! Must not: know which setting a value belongs to, or accept a value it cannot print back.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Owns client frames (RFC 6455 §5): encoding a masked frame to send (§5.3, the client MUST
 //! mask) and reading the unmasked frames a server sends, streaming, without buffering
-//! payloads. Headers are parsed by `ws::frame::parse_header`, masks applied by
+//! payloads (beyond a 16-byte prefix of each data frame, where a load generator puts its
+//! sequence number and timestamp). Headers are parsed by `ws::frame::parse_header`, masks applied by
 //! `ws::mask::apply_mask`; nothing here re-implements the wire format. Sans-IO.
 
 use std::fmt;
@@ -13,6 +14,29 @@ use crate::ws::ProtocolError;
 
 /// Largest control payload (§5.5).
 const MAX_CONTROL: usize = 125;
+/// Bytes of each data frame's payload kept and reported (`Prefix`).
+pub const PREFIX: usize = 16;
+
+/// The first bytes (up to `PREFIX`) of a data frame's payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prefix {
+    bytes: [u8; PREFIX],
+    len: u8,
+}
+
+impl Prefix {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Keep the part of `chunk` that falls in the first `PREFIX` bytes of the payload.
+    fn keep(&mut self, chunk: &[u8]) {
+        let have = usize::from(self.len);
+        let take = (PREFIX - have).min(chunk.len());
+        self.bytes[have..have + take].copy_from_slice(&chunk[..take]);
+        self.len += take as u8;
+    }
+}
 
 /// Append one complete, final, masked frame carrying `payload` to `out`.
 pub fn encode_masked(opcode: OpCode, payload: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
@@ -44,8 +68,14 @@ pub fn close_frame(code: u16, key: [u8; 4]) -> Vec<u8> {
 /// A frame from the server, reported once it has been read completely.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServerFrame<'a> {
-    /// A data frame (text, binary or continuation) whose `len` payload bytes were skipped.
-    Data { opcode: OpCode, fin: bool, len: u64 },
+    /// A data frame (text, binary or continuation) whose `len` payload bytes were skipped,
+    /// but for the first ones (`head`).
+    Data {
+        opcode: OpCode,
+        fin: bool,
+        len: u64,
+        head: Prefix,
+    },
     /// A control frame and its payload (at most 125 bytes).
     Control { opcode: OpCode, payload: &'a [u8] },
 }
@@ -82,12 +112,13 @@ impl From<ProtocolError> for ReadError {
 #[derive(Debug, Clone, Copy)]
 enum Phase {
     Header,
-    /// Skipping the rest of a data frame's payload.
+    /// Skipping the rest of a data frame's payload (keeping its first bytes).
     Payload {
         opcode: OpCode,
         fin: bool,
         len: u64,
         remaining: u64,
+        head: Prefix,
     },
 }
 
@@ -140,11 +171,13 @@ impl FrameReader {
             fin,
             len,
             remaining,
+            head,
         } = &mut self.phase
         {
             let n = (*remaining).min(input.len() as u64);
             *remaining -= n;
             let n = n as usize;
+            head.keep(&input[..n]);
             if *remaining > 0 {
                 return Ok((n, None));
             }
@@ -152,6 +185,7 @@ impl FrameReader {
                 opcode: *opcode,
                 fin: *fin,
                 len: *len,
+                head: *head,
             };
             self.phase = Phase::Header;
             return Ok((n, Some(frame)));
@@ -208,6 +242,7 @@ impl FrameReader {
             fin: h.fin,
             len: h.payload_len,
             remaining: h.payload_len,
+            head: Prefix::default(),
         };
     }
 }
@@ -220,10 +255,12 @@ fn complete_frame(h: FrameHeader, bytes: &[u8]) -> ServerFrame<'_> {
             payload: &bytes[hl..],
         }
     } else {
+        // Only an empty data frame is reported whole.
         ServerFrame::Data {
             opcode: h.opcode,
             fin: h.fin,
             len: h.payload_len,
+            head: Prefix::default(),
         }
     }
 }
@@ -305,9 +342,12 @@ mod tests {
                 let (n, frame) = r.feed(piece)?;
                 assert!(n > 0 || frame.is_some(), "no progress");
                 match frame {
-                    Some(ServerFrame::Data { opcode, fin, len }) => {
-                        out.push(format!("{opcode:?} {fin} {len}"))
-                    }
+                    Some(ServerFrame::Data {
+                        opcode,
+                        fin,
+                        len,
+                        head,
+                    }) => out.push(format!("{opcode:?} {fin} {len} {:?}", head.as_slice())),
                     Some(ServerFrame::Control { opcode, payload }) => {
                         out.push(format!("{opcode:?} {payload:?}"))
                     }
@@ -324,14 +364,16 @@ mod tests {
     fn every_split_of_a_mixed_stream() {
         let mut input = server_frame(OpCode::Text, true, b"hello");
         input.extend(server_frame(OpCode::Ping, true, b"abc"));
-        input.extend(server_frame(OpCode::Binary, false, &[7; 300]));
+        let counting: Vec<u8> = (0..=255).chain(0..44).collect();
+        input.extend(server_frame(OpCode::Binary, false, &counting));
         input.extend(server_frame(OpCode::Continuation, true, &[]));
         input.extend(server_frame(OpCode::Close, true, &[0x03, 0xe8]));
+        // Data frames report their first 16 payload bytes, however the stream is cut.
         let want = vec![
-            "Text true 5".to_string(),
+            "Text true 5 [104, 101, 108, 108, 111]".to_string(),
             "Ping [97, 98, 99]".to_string(),
-            "Binary false 300".to_string(),
-            "Continuation true 0".to_string(),
+            format!("Binary false 300 {:?}", (0..16).collect::<Vec<u8>>()),
+            "Continuation true 0 []".to_string(),
             "Close [3, 232]".to_string(),
         ];
         for a in 0..=input.len() {
@@ -348,7 +390,7 @@ mod tests {
             let splits: Vec<usize> = (1..input.len()).step_by(4093).collect();
             assert_eq!(
                 read_all(&input, &splits).unwrap(),
-                vec![format!("Binary true {len}")]
+                vec![format!("Binary true {len} {:?}", [1u8; PREFIX])]
             );
         }
     }

@@ -4,6 +4,7 @@
 //! derives every deadline from the connection's state, so inbound traffic costs a field
 //! write, never a timer-wheel operation (the reactor re-arms its wheel lazily). Time is a
 //! parameter (`Tick`, milliseconds); this module never reads a clock.
+//! Must not: read a clock or touch the timer wheel.
 
 use super::State;
 use crate::config::Timeouts;

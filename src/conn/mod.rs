@@ -1,5 +1,6 @@
 //! Owns `Conn`: one connection's state machine, from the first request byte to the last
 //! close frame, with no socket and no clock (sans-IO, DESIGN §1 L2).
+//! Must not: touch a socket, read a clock, or call a handler: the reactor does all three.
 //!
 //! The reactor drives it with four kinds of calls, always in this order per readiness event:
 //! 1. input: `rx_ring()` lends the rx ring to read into; `on_eof()` reports the peer's FIN;
@@ -20,6 +21,7 @@ mod txqueue;
 
 pub use deadline::Expiry;
 pub use outbox::Outbox;
+
 pub use txqueue::{queued_in_process, SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
@@ -164,6 +166,20 @@ impl std::fmt::Debug for DeflateState {
     }
 }
 
+/// How a WebSocket subscriber takes a published message (`Conn::broadcast_form`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastForm {
+    /// No permessage-deflate: the shared uncompressed frame.
+    Plain,
+    /// The server compresses without context takeover, with a window of `bits`: the frame
+    /// compressed once for every such subscriber (`Published::deflated`).
+    Fresh { bits: u8 },
+    /// The server keeps its compression context across messages for this connection
+    /// (`--compression dedicated`): a frame shared with others would desynchronise the
+    /// client's window from ours, so the message goes through this connection's compressor.
+    OwnContext,
+}
+
 /// What a connection carries once its first request is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -235,13 +251,54 @@ impl Conn {
         self.rx.ring.as_ref().is_some_and(|r| !r.is_empty())
     }
 
-    /// The rx ring to read into, taken from the pool on first use.
+    /// The rx ring to read into, taken from the pool on first use. A WebSocket with no bytes
+    /// waiting reads into the pool's large ring instead (`BufPool::take_large`): a 64 KiB
+    /// message then arrives in one read and, whole in one frame, is delivered from the ring
+    /// with no copy. Only a WebSocket may borrow it: its decoder consumes every byte but a
+    /// split header or control frame, so `shed_rx` can always give it back; an HTTP
+    /// connection may leave a held request's pipelined successors unread.
     pub fn rx_ring(&mut self, pool: &mut BufPool) -> &mut Ring {
+        let idle = self.rx.ring.as_ref().is_none_or(|r| r.is_empty());
+        if idle && self.tx.mode == Mode::WebSocket && pool.large_size() > pool.buffer_size() {
+            let own = self.rx.ring.take();
+            if own
+                .as_ref()
+                .is_none_or(|r| r.capacity() != pool.large_size())
+            {
+                if let Some(own) = own {
+                    pool.give(own);
+                }
+                return self.rx.ring.insert(pool.take_large());
+            }
+            self.rx.ring = own;
+        }
         self.rx.ring.get_or_insert_with(|| pool.take())
     }
 
-    /// Give back an rx ring that holds nothing (the connection is idle between frames).
+    /// After a read's bytes are processed: give back the large ring (moving what is left
+    /// in it — at most a split frame header or control frame — into an ordinary ring), and
+    /// an ordinary ring that holds nothing (the connection is idle between frames).
     pub fn shed_rx(&mut self, pool: &mut BufPool) {
+        let large_size = pool.large_size();
+        let distinct = large_size > pool.buffer_size();
+        if let Some(large) = self
+            .rx
+            .ring
+            .take_if(|r| distinct && r.capacity() == large_size)
+        {
+            if large.len() <= pool.buffer_size() {
+                if !large.is_empty() {
+                    let mut own = pool.take();
+                    let (a, b) = large.as_slices();
+                    own.push(a);
+                    own.push(b);
+                    self.rx.ring = Some(own);
+                }
+                pool.give(large);
+            } else {
+                self.rx.ring = Some(large); // cannot happen for a WebSocket; kept, not lost
+            }
+        }
         self.rx.asm.shed();
         let idle = match &self.rx.parser {
             Parser::Http(h) => h.len == 0,
@@ -436,6 +493,27 @@ impl Conn {
         Some(1008)
     }
 
+    /// How a published message must be framed for this WebSocket (RFC 7692 §7.2.1).
+    pub fn broadcast_form(&self) -> BroadcastForm {
+        match self.tx.deflate.as_deref() {
+            None => BroadcastForm::Plain,
+            // No server context: a message deflated from an empty window by anyone fits.
+            Some(d) if d.agreement.server_no_context_takeover() || d.streams.is_none() => {
+                BroadcastForm::Fresh {
+                    bits: d.agreement.server_max_window_bits(),
+                }
+            }
+            Some(_) => BroadcastForm::OwnContext,
+        }
+    }
+
+    /// Send one published message through this connection's own compressor (its
+    /// `BroadcastForm::OwnContext`): a copy for this connection alone. Returns false unless
+    /// the WebSocket is open.
+    pub fn send_own(&mut self, pool: &mut BufPool, cfg: &Config, text: bool, data: &[u8]) -> bool {
+        Outbox::new(&mut self.tx, pool, cfg).send_data(text, data)
+    }
+
     /// Queue bytes encoded once for many connections (a publish: a WebSocket frame, an SSE
     /// event or a chunk). Returns false, queuing nothing, unless a WebSocket or a streaming
     /// response is open.
@@ -534,9 +612,12 @@ impl RxSide {
         let full = ring.is_full();
         let buf = ring.make_contiguous();
         let Some(head_len) = request::find_head_end(buf, head.scanned as usize) else {
+            // Count the reads that brought bytes (tungstenite's AttackCheck); a call with
+            // nothing new (the reactor runs buffered input before reading) costs nothing.
+            if buf.len() as u32 > head.scanned {
+                head.reads += 1;
+            }
             head.scanned = buf.len() as u32;
-            // Each call follows a read that brought bytes (tungstenite's AttackCheck).
-            head.reads += 1;
             if let Err(e) = request::check_partial(buf, &cfg.http) {
                 out.reject(e.status(), e.reason());
             } else if head.reads >= cfg.http.max_head_reads {
@@ -576,7 +657,9 @@ impl RxSide {
         match upgrade::validate(&req, &cfg.allowed_origins) {
             Ok(up) => {
                 // RFC 7692 §5: choose the response now, so `Outbox::accept` can answer it.
-                out.set_deflate(deflate::negotiate(&up.extensions, cfg.compression.mode));
+                let mode =
+                    deflate::mode_for_new(cfg.compression.mode, cfg.compression.max_dedicated);
+                out.set_deflate(deflate::negotiate(&up.extensions, mode));
                 Step::Event(Event::Upgrade(req, up))
             }
             Err(rej) => {

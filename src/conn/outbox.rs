@@ -1,6 +1,7 @@
 //! Owns `Outbox`: the only way bytes enter a connection's tx ring — the 101 or an error
 //! response, data frames, pongs and close frames — and the state changes they imply. It
 //! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
+//! Must not: write to a socket or queue anything after a close frame (RFC 6455 §5.5.1).
 
 use super::{DeflateState, Mode, State, TxSide};
 use crate::buf::BufPool;
@@ -133,13 +134,14 @@ impl<'a> Outbox<'a> {
 
     /// Send a message. Returns false (and sends nothing) unless the connection is open.
     pub fn send(&mut self, msg: Message<'_>) -> bool {
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
+        self.send_data(msg.is_text(), msg.as_bytes())
+    }
+
+    /// `send` for a payload already known to be valid UTF-8 when `text` (a published one).
+    pub(crate) fn send_data(&mut self, text: bool, payload: &[u8]) -> bool {
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
         self.is_open() && {
-            self.data_frame(opcode, msg.as_bytes());
+            self.data_frame(opcode, payload);
             self.sent += 1;
             true
         }

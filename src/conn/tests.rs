@@ -316,9 +316,10 @@ fn frames_across_the_ring_wrap_at_every_offset() {
         let mut h = Harness::new(cfg.clone());
         h.feed(UPGRADE);
         h.output();
-        // Leave the ring's head at `offset` by feeding a filler message of the right size.
+        // Put the ring's head `offset` bytes past 4 KiB before its end, so the frame wraps.
         let ring = h.conn.rx_ring(&mut h.pool);
-        ring.clear_at(offset);
+        let cap = ring.capacity();
+        ring.clear_at(cap - 4096 + offset);
         let f = raw(0x82, &msg);
         ring.push(&f[..f.len().min(ring.free())]);
         h.run();
@@ -570,3 +571,36 @@ fn a_peer_that_ignores_our_close_is_dropped_after_the_linger() {
 }
 
 mod deflate;
+
+#[test]
+fn a_large_frame_is_read_into_the_large_ring_and_leaves_nothing_behind() {
+    let mut h = Harness::open();
+    let lent = h.pool.lent();
+    let msg: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let f = raw(0x82, &msg);
+    // One read's worth: the whole frame fits the large ring, so one `feed` step takes it.
+    let ring = h.conn.rx_ring(&mut h.pool);
+    assert_eq!(ring.capacity(), crate::buf::pool::LARGE_READ);
+    assert!(ring.free() >= f.len());
+    ring.push(&f);
+    h.run();
+    h.conn.shed_rx(&mut h.pool);
+    assert_eq!(h.frames(), vec![(2, msg)]);
+    assert!(h.conn.rx.ring.is_none(), "the large ring went back");
+    assert_eq!(h.pool.lent(), lent);
+
+    // A split header left behind moves to an ordinary ring; the large one still goes back.
+    let next = raw(0x81, b"after");
+    let ring = h.conn.rx_ring(&mut h.pool);
+    ring.push(&[&raw(0x81, b"first")[..], &next[..3]].concat());
+    h.run();
+    h.conn.shed_rx(&mut h.pool);
+    let own = h.conn.rx.ring.as_ref().expect("leftover kept");
+    assert_eq!((own.capacity(), own.len()), (h.cfg.buffer_size, 3));
+    h.feed(&next[3..]);
+    assert_eq!(
+        h.frames(),
+        vec![(1, b"first".to_vec()), (1, b"after".to_vec())]
+    );
+    assert!(h.conn.rx.ring.is_none());
+}

@@ -3,6 +3,7 @@
 //! many subscribers (`SharedFrame`, DESIGN §4). The common case, a connection with only its
 //! own bytes, is a bare ring; the segment list exists only while a shared frame is queued.
 //! Sans-IO: the reactor asks for the slices to `writev` and reports how much was written.
+//! Must not: copy a shared frame per subscriber, or write to a socket.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;

@@ -13,7 +13,7 @@ mod ws;
 
 pub use conn::conn;
 pub use http::http_request;
-pub use pubsub::{pubsub_registry, pubsub_registry_strict};
+pub use pubsub::pubsub_registry;
 pub use redis::redis_link;
 pub use text::{close_payload, utf8};
 pub use ws::ws_decode;

@@ -1,6 +1,7 @@
 //! Owns HTTP/1.1 response serialization (RFC 9112 §4, §6): the status line, `Date`,
 //! `Content-Length` or `Transfer-Encoding: chunked`, `Connection`, the caller's headers, and
 //! chunk framing. Sans-IO: it appends bytes to a buffer.
+//! Must not: decide status codes or touch a socket; callers choose, it formats.
 
 use super::upgrade::reason_phrase;
 

@@ -1,6 +1,7 @@
 //! Owns the server side of the WebSocket opening handshake (RFC 6455 §4.2): deciding whether a
 //! parsed request is a valid upgrade, choosing a subprotocol, computing `Sec-WebSocket-Accept`,
 //! and writing the 101 or error response bytes. Sans-IO: requests in, bytes appended to a `Vec`.
+//! Must not: accept an upgrade that breaks RFC 6455 §4.2.1, or write to a socket.
 
 use std::io::Write;
 

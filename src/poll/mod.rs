@@ -1,6 +1,7 @@
 //! Owns the long/short-polling batch format: a JSON object with the topic, the last sequence
 //! number, and the messages after the client's `after` — text as a JSON string, binary as
 //! base64 — so a client resumes exactly where it left off. Sans-IO: it builds a string.
+//! Must not: hold requests or know about connections; it formats a batch.
 
 use crate::text::{base64, push_json_string};
 

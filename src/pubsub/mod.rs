@@ -1,114 +1,71 @@
 //! Owns the topics of one reactor: who subscribes to what, every topic's sequence number and
-//! its bounded history. A publish is encoded once into a `SharedFrame`; the hub only answers
-//! "who gets it" and remembers it for resumption (SSE `Last-Event-ID`, polling `after=`).
+//! its bounded history, and the hub's memory bounds — at most `max_topics` topics and
+//! `max_history_bytes` of kept messages, however many topic names peers invent. A publish is
+//! encoded once into a `SharedFrame`; the hub only answers "who gets it" and remembers it for
+//! resumption (SSE `Last-Event-ID`, polling `after=`).
 //! Layer L3: no sockets, no clock; the reactor delivers.
+//!
+//! Bounds (docs/protocol.md "Topic limits"):
+//! - a topic without subscribers is kept only for its history; when a new topic needs a slot
+//!   and the hub is full, the idle topic published to least recently is evicted; with none
+//!   idle the new topic is refused (`TopicError::HubFull`);
+//! - past `max_history_bytes` the oldest kept messages go first, whatever their topic;
+//! - a topic's numbers never go backwards: a dropped topic leaves its last number in a
+//!   bounded `SeqBook`, and a topic created again continues from it.
 
-use std::cell::OnceCell;
-use std::collections::{HashMap, VecDeque};
+mod published;
+mod seqs;
+
+pub use published::Published;
+pub use seqs::SeqBook;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 
 use crate::app::ConnId;
 use crate::config::PubSubLimits;
-use crate::conn::SharedFrame;
-use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
 
-/// One published message: a WebSocket frame encoded once, plus what other transports need.
-#[derive(Debug)]
-pub struct Published {
-    /// The topic's sequence number for this message (1, 2, 3, …).
-    pub seq: u64,
-    pub text: bool,
-    /// The complete server frame (header + payload), shared by every subscriber's queue.
-    pub frame: SharedFrame,
-    header_len: u8,
-    /// The same message as an SSE event, encoded on first use for all SSE subscribers.
-    sse: OnceCell<SharedFrame>,
-    /// The same message as one chunk of a streaming response.
-    chunk: OnceCell<SharedFrame>,
-}
-
-impl Published {
-    /// Encode `payload` once as an unmasked, unfragmented server frame (RFC 6455 §5.2).
-    pub fn encode(seq: u64, text: bool, payload: &[u8]) -> Published {
-        let opcode = if text { OpCode::Text } else { OpCode::Binary };
-        let h = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
-        };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&h, &mut head);
-        // One allocation, one copy: a chain of slice iterators has an exact length.
-        let frame: SharedFrame = head[..n].iter().chain(payload).copied().collect();
-        Published {
-            seq,
-            text,
-            frame,
-            header_len: n as u8,
-            sse: OnceCell::new(),
-            chunk: OnceCell::new(),
-        }
-    }
-
-    pub fn payload(&self) -> &[u8] {
-        &self.frame[self.header_len as usize..]
-    }
-
-    /// The payload as text for text transports: itself, or base64 for a binary message.
-    fn as_text(&self) -> String {
-        match (self.text, std::str::from_utf8(self.payload())) {
-            (true, Ok(s)) => s.to_string(),
-            _ => crate::text::base64(self.payload()),
-        }
-    }
-
-    /// The message as an SSE event (`id:` = sequence number; binary messages are base64 with
-    /// `event: binary`), encoded once however many SSE clients receive it.
-    pub fn sse_event(&self) -> SharedFrame {
-        self.sse
-            .get_or_init(|| {
-                let mut out = Vec::new();
-                let event = (!self.text).then_some("binary");
-                crate::sse::push_event(&mut out, self.seq, event, &self.as_text());
-                out.into()
-            })
-            .clone()
-    }
-
-    /// The message as one chunk of a streaming response: the text (binary: base64) and a
-    /// newline, encoded once.
-    pub fn stream_chunk(&self) -> SharedFrame {
-        self.chunk
-            .get_or_init(|| {
-                let mut line = self.as_text().into_bytes();
-                line.push(b'\n');
-                let mut out = Vec::new();
-                crate::http::response::push_chunk(&mut out, &line);
-                out.into()
-            })
-            .clone()
-    }
-}
-
-/// Why a subscription was refused.
+/// Why a subscription or a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscribeError {
-    NameTooLong { len: usize, max: usize },
+pub enum TopicError {
+    NameTooLong {
+        len: usize,
+        max: usize,
+    },
     EmptyName,
-    TooManyTopics { max: usize },
+    /// The connection already subscribes to its limit of topics.
+    TooManyTopics {
+        max: usize,
+    },
+    /// The hub holds its limit of topics and every one has subscribers.
+    HubFull {
+        max: usize,
+    },
 }
 
-impl fmt::Display for SubscribeError {
+impl TopicError {
+    /// The HTTP status that refuses a request for this reason: the client's fault (400), or
+    /// the server's capacity (503).
+    pub fn status(&self) -> u16 {
+        match self {
+            TopicError::HubFull { .. } => 503,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for TopicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubscribeError::NameTooLong { len, max } => {
+            TopicError::NameTooLong { len, max } => {
                 write!(f, "topic name of {len} bytes, limit {max}")
             }
-            SubscribeError::EmptyName => f.write_str("empty topic name"),
-            SubscribeError::TooManyTopics { max } => write!(f, "more than {max} topics"),
+            TopicError::EmptyName => f.write_str("empty topic name"),
+            TopicError::TooManyTopics { max } => write!(f, "more than {max} topics"),
+            TopicError::HubFull { max } => {
+                write!(f, "the server holds its limit of {max} topics, all in use")
+            }
         }
     }
 }
@@ -142,21 +99,83 @@ impl Subscribers {
     }
 }
 
-#[derive(Debug, Default)]
+/// A message in a topic's history, with the hub stamp of its publish (which orders messages
+/// across topics, for trimming the oldest first).
+#[derive(Debug)]
+struct Kept {
+    stamp: u64,
+    msg: Rc<Published>,
+}
+
+#[derive(Debug)]
 struct Topic {
+    /// The same allocation as the map key, shared with the hub's indexes.
+    name: Rc<str>,
     subs: Subscribers,
     /// Sequence number of the last message published (0: none yet).
     seq: u64,
-    history: VecDeque<Rc<Published>>,
+    history: VecDeque<Kept>,
+    /// Hub stamp of the last publish, or of creation: idle topics are evicted oldest first.
+    stamp: u64,
+}
+
+/// Every topic's history, indexed by the stamp of its oldest message, and their total cost.
+#[derive(Debug, Default)]
+struct Histories {
+    /// Stamp of a topic's oldest kept message → the topic (topics with history only).
+    oldest: BTreeMap<u64, Rc<str>>,
+    /// Sum of `Published::kept_cost` over every kept message.
+    bytes: usize,
+}
+
+impl Histories {
+    fn push(&mut self, t: &mut Topic, k: Kept) {
+        if t.history.is_empty() {
+            self.oldest.insert(k.stamp, t.name.clone());
+        }
+        self.bytes += k.msg.kept_cost();
+        t.history.push_back(k);
+    }
+
+    fn pop_front(&mut self, t: &mut Topic) {
+        let Some(k) = t.history.pop_front() else {
+            return;
+        };
+        self.bytes -= k.msg.kept_cost();
+        self.oldest.remove(&k.stamp);
+        if let Some(next) = t.history.front() {
+            self.oldest.insert(next.stamp, t.name.clone());
+        }
+    }
+
+    /// Forget a topic's whole history (the topic is going away).
+    fn forget(&mut self, t: &Topic) {
+        if let Some(first) = t.history.front() {
+            self.oldest.remove(&first.stamp);
+        }
+        self.bytes -= t.history.iter().map(|k| k.msg.kept_cost()).sum::<usize>();
+    }
 }
 
 /// The topics of one reactor.
 #[derive(Debug)]
 pub struct Hub {
     limits: PubSubLimits,
-    topics: HashMap<Box<str>, Topic>,
+    topics: HashMap<Rc<str>, Topic>,
+    /// Topics without subscribers (kept for their history) by `Topic::stamp`: eviction order.
+    idle: BTreeMap<u64, Rc<str>>,
+    histories: Histories,
+    /// The last sequence numbers of dropped topics: a topic created again continues its
+    /// numbering (docs/protocol.md: a number is never reused).
+    retired: SeqBook,
+    /// Source of stamps (one per publish or topic creation).
+    stamps: u64,
+    /// Idle topics evicted to make room, since the reactor last asked.
+    evictions: u64,
+    /// New topics refused for want of room, since the reactor last asked.
+    refusals: u64,
     /// The topics each connection subscribes to (for the per-connection limit and cleanup).
-    by_conn: HashMap<ConnId, Vec<Box<str>>>,
+    by_conn: HashMap<ConnId, Vec<Rc<str>>>,
     /// Held long polls: the topic and the sequence number each waits to see past.
     waiting: HashMap<ConnId, (Box<str>, u64)>,
     /// (connection, topic) pairs, for the subscriptions gauge.
@@ -168,9 +187,17 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(limits: PubSubLimits) -> Hub {
+        // As many dropped topics' numbers as live topics: beyond that, the floor.
+        let retired = SeqBook::new(limits.max_topics);
         Hub {
             limits,
             topics: HashMap::new(),
+            idle: BTreeMap::new(),
+            histories: Histories::default(),
+            retired,
+            stamps: 0,
+            evictions: 0,
+            refusals: 0,
             by_conn: HashMap::new(),
             waiting: HashMap::new(),
             subscriptions: 0,
@@ -210,12 +237,12 @@ impl Hub {
     }
 
     /// Check a topic name against the limits.
-    pub fn check_name(&self, topic: &str) -> Result<(), SubscribeError> {
+    pub fn check_name(&self, topic: &str) -> Result<(), TopicError> {
         if topic.is_empty() {
-            return Err(SubscribeError::EmptyName);
+            return Err(TopicError::EmptyName);
         }
         if topic.len() > self.limits.max_topic_len {
-            return Err(SubscribeError::NameTooLong {
+            return Err(TopicError::NameTooLong {
                 len: topic.len(),
                 max: self.limits.max_topic_len,
             });
@@ -223,27 +250,28 @@ impl Hub {
         Ok(())
     }
 
-    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> Result<(), SubscribeError> {
+    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> Result<(), TopicError> {
         self.check_name(topic)?;
-        let mine = self.by_conn.entry(id).or_default();
+        let mine = self.by_conn.get(&id).map_or(&[][..], |v| &v[..]);
         if mine.iter().any(|t| &**t == topic) {
             return Ok(());
         }
         if mine.len() >= self.limits.max_topics_per_conn {
-            return Err(SubscribeError::TooManyTopics {
+            return Err(TopicError::TooManyTopics {
                 max: self.limits.max_topics_per_conn,
             });
         }
-        mine.push(topic.into());
-        let subs = &mut self.topics.entry(topic.into()).or_default().subs;
-        if subs.insert(id) {
+        let t = self.topic_mut(topic)?;
+        let name = t.name.clone();
+        if t.subs.insert(id) {
+            let first = t.subs.list.len() == 1;
             self.subscriptions += 1;
-            if subs.list.len() == 1 {
-                if let Some(changes) = self.interest.as_mut() {
-                    changes.push((topic.into(), true));
-                }
+            if let Some(changes) = self.interest.as_mut().filter(|_| first) {
+                changes.push((topic.into(), true));
             }
         }
+        self.by_conn.entry(id).or_default().push(name);
+        self.settle(topic);
         Ok(())
     }
 
@@ -275,71 +303,201 @@ impl Hub {
                     }
                 }
             }
-            // A topic with no subscribers and no history costs nothing; drop it.
-            if t.subs.list.is_empty() && t.history.is_empty() {
-                self.topics.remove(topic);
+        }
+        self.settle(topic);
+    }
+
+    fn stamp(&mut self) -> u64 {
+        self.stamps += 1;
+        self.stamps
+    }
+
+    /// Refuse a new topic for want of room (and count it).
+    fn full(&mut self) -> TopicError {
+        self.refusals += 1;
+        TopicError::HubFull {
+            max: self.limits.max_topics,
+        }
+    }
+
+    /// The topic named `name`, created if needed — evicting the least recently published
+    /// idle topic when the hub is full — and continuing the numbering it had if it was
+    /// dropped before. A new topic has no subscribers and no history until the caller gives
+    /// it some and calls `settle`.
+    fn topic_mut(&mut self, name: &str) -> Result<&mut Topic, TopicError> {
+        if !self.topics.contains_key(name) {
+            while self.topics.len() >= self.limits.max_topics {
+                let Some((_, victim)) = self.idle.pop_first() else {
+                    return Err(self.full());
+                };
+                self.drop_topic(&victim);
+                self.evictions += 1;
             }
+            let key: Rc<str> = name.into();
+            let topic = Topic {
+                name: key.clone(),
+                subs: Subscribers::default(),
+                seq: self.retired.take(name),
+                history: VecDeque::new(),
+                stamp: self.stamp(),
+            };
+            self.topics.insert(key, topic);
+        }
+        Ok(self.topics.get_mut(name).expect("bug: topic just inserted"))
+    }
+
+    /// Remove a topic (it has no subscribers), keeping only its number.
+    fn drop_topic(&mut self, name: &str) {
+        if let Some(t) = self.topics.remove(name) {
+            debug_assert!(t.subs.list.is_empty(), "dropping a topic with subscribers");
+            self.idle.remove(&t.stamp);
+            self.histories.forget(&t);
+            self.retired.remember(name, t.seq);
+        }
+    }
+
+    /// Put a topic where it belongs after a change: with subscribers, out of the idle index;
+    /// without, in it — or, with no history either, dropped (it costs only its number).
+    fn settle(&mut self, name: &str) {
+        let Some(t) = self.topics.get(name) else {
+            return;
+        };
+        if !t.subs.list.is_empty() {
+            self.idle.remove(&t.stamp);
+        } else if t.history.is_empty() {
+            self.drop_topic(name);
+        } else {
+            self.idle.insert(t.stamp, t.name.clone());
+        }
+    }
+
+    /// Would a message of this `kept_cost` be kept in a history?
+    fn keeps(&self, cost: usize) -> bool {
+        self.limits.history_len > 0 && cost <= self.limits.max_history_bytes
+    }
+
+    /// Would a publish of `len` bytes to `topic` find room now? (`POST /publish` answers
+    /// before the publish is applied.) A refusal is counted.
+    pub fn check_room(&mut self, topic: &str, len: usize) -> Result<(), TopicError> {
+        let room = self.exists(topic)
+            || !self.keeps(Published::cost_for(len))
+            || self.topics.len() < self.limits.max_topics
+            || !self.idle.is_empty();
+        if room {
+            Ok(())
+        } else {
+            Err(self.full())
         }
     }
 
     /// Publish: number the message, encode it once, remember it, and return it with the
-    /// subscribers that must receive it.
+    /// subscribers that must receive it. Refused when the topic is new, the message would be
+    /// kept, and the hub is full with no idle topic to evict.
     pub fn publish(
         &mut self,
         topic: &str,
         text: bool,
         payload: &[u8],
-    ) -> (Rc<Published>, &[ConnId]) {
-        let t = self.topics.entry(topic.into()).or_default();
+    ) -> Result<(Rc<Published>, &[ConnId]), TopicError> {
+        if !self.exists(topic) && !self.keeps(Published::cost_for(payload.len())) {
+            // Nobody subscribes and nothing is kept: the topic needs only its next number.
+            let p = Rc::new(Published::encode(self.retired.next(topic), text, payload));
+            return Ok((p, &[]));
+        }
+        let t = self.topic_mut(topic)?;
         t.seq += 1;
         let p = Rc::new(Published::encode(t.seq, text, payload));
-        self.record(topic, p)
+        Ok(self.record(topic, p))
     }
 
     /// Deliver a message numbered elsewhere (another worker, another node): keeps its
-    /// sequence number.
+    /// sequence number. A topic this hub has no room for has no subscribers here: the
+    /// message is not kept, only its number.
     pub fn publish_numbered(
         &mut self,
         topic: &str,
         p: Rc<Published>,
     ) -> (Rc<Published>, &[ConnId]) {
-        let t = self.topics.entry(topic.into()).or_default();
-        t.seq = t.seq.max(p.seq);
-        self.record(topic, p)
+        if self.exists(topic) || self.keeps(p.kept_cost()) {
+            if let Ok(t) = self.topic_mut(topic) {
+                t.seq = t.seq.max(p.seq);
+                return self.record(topic, p);
+            }
+        }
+        self.retired.remember(topic, p.seq);
+        (p, &[])
     }
 
+    /// Keep a just-numbered message in its topic's history (within `history_len` and the
+    /// hub's `max_history_bytes`).
     fn record(&mut self, topic: &str, p: Rc<Published>) -> (Rc<Published>, &[ConnId]) {
+        let stamp = self.stamp();
         let limit = self.limits.history_len;
         let t = self.topics.get_mut(topic).expect("bug: topic just created");
-        if limit > 0 {
-            if t.history.len() == limit {
-                t.history.pop_front();
+        // Its stamp, the key of the idle index, changes.
+        self.idle.remove(&t.stamp);
+        t.stamp = stamp;
+        if limit > 0 && p.kept_cost() > self.limits.max_history_bytes {
+            // Larger than all history may hold: delivered, not kept (keeping it would empty
+            // every other history). The topic's history is emptied, so that it stays a
+            // contiguous run ending at `seq` and `history_after` reports the hole as a gap.
+            while !t.history.is_empty() {
+                self.histories.pop_front(t);
             }
-            t.history.push_back(p.clone());
+        } else if limit > 0 {
+            let kept = Kept {
+                stamp,
+                msg: p.clone(),
+            };
+            self.histories.push(t, kept);
+            while t.history.len() > limit {
+                self.histories.pop_front(t);
+            }
         }
-        (p, &t.subs.list)
+        self.settle(topic);
+        self.trim_histories();
+        let subs = self.topics.get(topic).map_or(&[][..], |t| &t.subs.list);
+        (p, subs)
+    }
+
+    /// Over `max_history_bytes`: drop the oldest kept messages, whatever their topic (the
+    /// ones least likely to be asked for), until under it.
+    fn trim_histories(&mut self) {
+        while self.histories.bytes > self.limits.max_history_bytes {
+            let Some(name) = self.histories.oldest.first_key_value().map(|e| e.1.clone()) else {
+                break;
+            };
+            if let Some(t) = self.topics.get_mut(&name) {
+                self.histories.pop_front(t);
+            }
+            self.settle(&name);
+        }
     }
 
     /// The messages after `after` still in the topic's history, oldest first, and whether
     /// some were already dropped from it (a gap the client should be told about).
     pub fn history_after(&self, topic: &str, after: u64) -> (Vec<Rc<Published>>, bool) {
         let Some(t) = self.topics.get(topic) else {
-            return (Vec::new(), false);
+            // Dropped or never seen: nothing kept, so everything after `after` is missed.
+            return (Vec::new(), after < self.retired.last(topic));
         };
-        let oldest = t.history.front().map_or(t.seq + 1, |p| p.seq);
+        let oldest = t.history.front().map_or(t.seq + 1, |k| k.msg.seq);
         let gap = after + 1 < oldest && after < t.seq;
         let msgs = t
             .history
             .iter()
-            .filter(|p| p.seq > after)
-            .cloned()
+            .filter(|k| k.msg.seq > after)
+            .map(|k| k.msg.clone())
             .collect();
         (msgs, gap)
     }
 
-    /// The last sequence number of a topic (0 if nothing was published).
+    /// The last sequence number of a topic (0 if nothing was published), remembered after
+    /// the topic is dropped (see `SeqBook`).
     pub fn last_seq(&self, topic: &str) -> u64 {
-        self.topics.get(topic).map_or(0, |t| t.seq)
+        self.topics
+            .get(topic)
+            .map_or_else(|| self.retired.last(topic), |t| t.seq)
     }
 
     /// The subscribers of a topic, copied out so the caller can act on connections while it
@@ -362,119 +520,22 @@ impl Hub {
     pub fn subscription_count(&self) -> usize {
         self.subscriptions
     }
+
+    /// What the kept messages of every topic cost (`Published::kept_cost`).
+    pub fn history_bytes(&self) -> usize {
+        self.histories.bytes
+    }
+
+    /// Topics evicted to make room since the last call.
+    pub fn take_evictions(&mut self) -> u64 {
+        std::mem::take(&mut self.evictions)
+    }
+
+    /// New topics refused for want of room since the last call.
+    pub fn take_refusals(&mut self) -> u64 {
+        std::mem::take(&mut self.refusals)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hub() -> Hub {
-        Hub::new(PubSubLimits {
-            max_topics_per_conn: 2,
-            max_topic_len: 8,
-            history_len: 3,
-        })
-    }
-
-    #[test]
-    fn publish_reaches_exactly_the_subscribers() {
-        let mut h = hub();
-        for i in 0..5 {
-            h.subscribe(ConnId(i), "news").unwrap();
-        }
-        h.subscribe(ConnId(9), "other").unwrap();
-        h.unsubscribe(ConnId(2), "news");
-        h.unsubscribe_all(ConnId(4));
-        let (p, subs) = h.publish("news", true, b"hello");
-        let mut got: Vec<u64> = subs.iter().map(|c| c.0).collect();
-        got.sort();
-        assert_eq!(got, vec![0, 1, 3]);
-        assert_eq!(p.payload(), b"hello");
-        assert_eq!(&p.frame[..2], &[0x81, 5], "encoded once as a text frame");
-    }
-
-    #[test]
-    fn limits_on_names_and_topics_per_connection() {
-        let mut h = hub();
-        assert_eq!(h.subscribe(ConnId(1), ""), Err(SubscribeError::EmptyName));
-        assert_eq!(
-            h.subscribe(ConnId(1), "123456789"),
-            Err(SubscribeError::NameTooLong { len: 9, max: 8 })
-        );
-        h.subscribe(ConnId(1), "a").unwrap();
-        h.subscribe(ConnId(1), "b").unwrap();
-        h.subscribe(ConnId(1), "a").unwrap(); // again: no change
-        assert_eq!(
-            h.subscribe(ConnId(1), "c"),
-            Err(SubscribeError::TooManyTopics { max: 2 })
-        );
-    }
-
-    #[test]
-    fn history_is_bounded_and_reports_gaps() {
-        let mut h = hub();
-        for i in 1..=5u8 {
-            h.publish("t", false, &[i]);
-        }
-        let (msgs, gap) = h.history_after("t", 3);
-        assert_eq!(msgs.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![4, 5]);
-        assert!(!gap);
-        let (msgs, gap) = h.history_after("t", 0);
-        assert_eq!(
-            msgs.iter().map(|p| p.seq).collect::<Vec<_>>(),
-            vec![3, 4, 5]
-        );
-        assert!(gap, "1 and 2 fell out of the history");
-        let (msgs, gap) = h.history_after("t", 5);
-        assert!(msgs.is_empty() && !gap);
-        assert_eq!(h.last_seq("t"), 5);
-    }
-
-    #[test]
-    fn interest_changes_are_recorded_once_tracked() {
-        let mut h = hub();
-        h.subscribe(ConnId(1), "a").unwrap();
-        assert!(h.take_interest().is_empty(), "not tracked yet");
-        h.track_interest();
-        h.subscribe(ConnId(2), "a").unwrap(); // not the first: no change
-        h.subscribe(ConnId(2), "b").unwrap();
-        h.unsubscribe(ConnId(1), "a");
-        h.wait(ConnId(3), "c", 0);
-        h.subscribe(ConnId(3), "c").unwrap();
-        h.take_waiting(ConnId(3));
-        h.unsubscribe_all(ConnId(2));
-        let got: Vec<(String, bool)> = h
-            .take_interest()
-            .into_iter()
-            .map(|(t, on)| (t.into(), on))
-            .collect();
-        let want = [
-            ("b", true),
-            ("c", true),
-            ("c", false),
-            ("a", false),
-            ("b", false),
-        ];
-        assert_eq!(got, want.map(|(t, on)| (t.to_string(), on)));
-        assert!(h.take_interest().is_empty());
-    }
-
-    #[test]
-    fn topics_without_subscribers_or_history_are_dropped() {
-        let mut h = Hub::new(PubSubLimits {
-            history_len: 0,
-            ..PubSubLimits::default()
-        });
-        h.subscribe(ConnId(1), "x").unwrap();
-        h.subscribe(ConnId(1), "x").unwrap();
-        h.subscribe(ConnId(2), "x").unwrap();
-        h.subscribe(ConnId(2), "y").unwrap();
-        assert_eq!((h.topic_count(), h.subscription_count()), (2, 3));
-        h.unsubscribe(ConnId(2), "y");
-        h.unsubscribe(ConnId(2), "nope");
-        assert_eq!((h.topic_count(), h.subscription_count()), (1, 2));
-        h.unsubscribe_all(ConnId(1));
-        h.unsubscribe_all(ConnId(2));
-        assert_eq!((h.topic_count(), h.subscription_count()), (0, 0));
-    }
-}
+mod tests;

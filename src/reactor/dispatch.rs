@@ -6,15 +6,15 @@
 use std::rc::Rc;
 
 use super::workers::Mail;
-use super::{token, Reactor};
+use super::{token, Net, Reactor};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
-use crate::conn::{Event, Mode, Outbox, Step};
+use crate::conn::{BroadcastForm, Event, Mode, Outbox, Step};
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
-use crate::pubsub::Published;
+use crate::pubsub::{Published, TopicError};
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     pub(super) fn conn_id(&self, idx: usize) -> ConnId {
         ConnId(token::encode(idx, self.conns[idx].generation).0 as u64)
     }
@@ -52,6 +52,7 @@ impl Reactor {
                     let render = || {
                         let all = metrics.all();
                         all.set_queued_bytes(crate::conn::queued_in_process());
+                        all.set_deflate_dedicated(crate::ws::deflate::dedicated_in_use());
                         let mut text = String::with_capacity(8 * 1024);
                         all.render(&mut text);
                         text
@@ -104,25 +105,44 @@ impl Reactor {
         }
     }
 
-    /// Publish on this node and, through the Redis link (if any), on the others.
+    /// Publish on this node and, through the Redis link (if any), on the others. A publish
+    /// this node refuses (`publish_local`) goes nowhere: a `POST /publish` was answered 503.
     fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
-        self.publish_local(topic, text, payload);
-        self.redis_publish(topic, text, payload);
+        if self.publish_local(topic, text, payload) {
+            self.redis_publish(topic, text, payload);
+        }
     }
 
     /// Publish on this node only: here, and through the bus on every other worker with the
-    /// same sequence number.
-    pub(super) fn publish_local(&mut self, topic: &str, text: bool, payload: &[u8]) {
+    /// same sequence number. Refused (dropped, logged and counted; false) when this worker's
+    /// hub has no room for a new topic (`Hub::check_room`).
+    pub(super) fn publish_local(&mut self, topic: &str, text: bool, payload: &[u8]) -> bool {
         let Some(end) = self.bus.as_ref() else {
-            let (published, _) = self.hub.publish(topic, text, payload);
-            self.deliver(topic, published);
-            return;
+            return match self.hub.publish(topic, text, payload) {
+                Ok((published, _)) => {
+                    self.deliver(topic, published);
+                    true
+                }
+                Err(e) => {
+                    self.refused("publish", topic, e);
+                    false
+                }
+            };
         };
+        if let Err(e) = self.hub.check_room(topic, payload.len()) {
+            self.refused("publish", topic, e);
+            return false;
+        }
         let seq = end.bus.next_seq(topic);
         end.bus.broadcast(end.me, topic, seq, text, payload);
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
         self.deliver(topic, published);
+        true
+    }
+
+    fn refused(&self, what: &str, topic: &str, e: TopicError) {
+        log::debug!("{what} {topic:?} refused: {e}");
     }
 
     /// Mail from other workers: publishes (encode each once here and deliver) and, on the
@@ -148,20 +168,21 @@ impl Reactor {
 
     fn subscribe(&mut self, conn: ConnId, topic: &str) {
         if let Err(e) = self.hub.subscribe(conn, topic) {
-            log::debug!("subscribe {topic:?}: {e}");
+            self.refused("subscribe", topic, e);
             let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
             if self
                 .conns
                 .get(idx)
                 .is_some_and(|e| e.generation == generation)
             {
-                let reason = "subscription refused";
+                // Close 1008 with the reason (cut to the 123 bytes a close frame allows).
+                let reason = format!("subscription refused: {e}");
                 if let Some(code) =
                     self.conns[idx]
                         .conn
-                        .close_policy(&self.cfg, &mut self.pool, reason)
+                        .close_policy(&self.cfg, &mut self.pool, &reason)
                 {
-                    self.told_closed(idx, code, reason);
+                    self.told_closed(idx, code, &reason);
                 }
                 self.mark_dirty(idx);
             }
@@ -182,7 +203,22 @@ impl Reactor {
                 continue;
             };
             let bytes = match e.conn.mode() {
-                Mode::WebSocket => published.frame.clone(),
+                Mode::WebSocket => match e.conn.broadcast_form() {
+                    BroadcastForm::Plain => published.frame.clone(),
+                    // RFC 7692 §7.2.1: compressed once per window size for all of them.
+                    BroadcastForm::Fresh { bits } => published
+                        .deflated(bits, self.cfg.compression.threshold)
+                        .unwrap_or_else(|| published.frame.clone()),
+                    BroadcastForm::OwnContext => {
+                        let p = &published;
+                        if e.conn
+                            .send_own(&mut self.pool, &self.cfg, p.text, p.payload())
+                        {
+                            self.after_push(idx, conn);
+                        }
+                        continue;
+                    }
+                },
                 Mode::Sse => published.sse_event(),
                 Mode::Stream => published.stream_chunk(),
                 Mode::Poll | Mode::Http => {
@@ -201,19 +237,25 @@ impl Reactor {
                     continue;
                 }
             };
-            if !e.conn.push_shared(bytes) {
-                continue;
+            if e.conn.push_shared(bytes) {
+                self.after_push(idx, conn);
             }
-            self.metrics.messages_out.inc();
-            if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
-                log::info!("closing {conn:?}: {reason}");
-                self.metrics.slow_closes.inc();
-                if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
-                    self.told_closed(idx, code, reason);
-                }
-            }
-            self.mark_dirty(idx);
         }
+    }
+
+    /// Count a message queued by `deliver` and close its connection if it now falls too far
+    /// behind (the others never wait for it).
+    fn after_push(&mut self, idx: usize, conn: ConnId) {
+        self.metrics.messages_out.inc();
+        let e = &mut self.conns[idx];
+        if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
+            log::info!("closing {conn:?}: {reason}");
+            self.metrics.slow_closes.inc();
+            if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
+                self.told_closed(idx, code, reason);
+            }
+        }
+        self.mark_dirty(idx);
     }
 }
 

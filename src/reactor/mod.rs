@@ -1,7 +1,7 @@
-//! Owns the event loop: the mio `Poll`, the listening socket, the slab of connections and
-//! the buffer pool. It is the only layer that touches sockets (and, with timers, the
-//! clock); everything it learns it hands to `conn::Conn`, and everything a connection
-//! queues it writes. One loop iteration (DESIGN §2, docs/architecture.md):
+//! Owns the event loop: the slab of connections and the buffer pool, driven through
+//! `net::Net` (the mio `Poll`, the listening socket and the clock in production, `MioNet`).
+//! It is the only layer that touches sockets (and, with timers, the clock); everything it
+//! learns it hands to `conn::Conn`, and everything a connection queues it writes. One loop iteration (DESIGN §2, docs/architecture.md):
 //!
 //! 1. `poll` — sleep until a socket is ready (no timeout unless work is pending);
 //! 2. accept until WouldBlock; for each ready connection read into its rx ring and run its
@@ -18,7 +18,12 @@
 
 mod clock;
 mod dispatch;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod fake_tests;
 mod listener;
+pub mod net;
 mod observe;
 mod redis;
 mod timers;
@@ -26,15 +31,12 @@ mod token;
 pub mod workers;
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Interest, Poll, Token};
 use slab::Slab;
 
 use crate::app::{Command, Router};
@@ -44,14 +46,13 @@ use crate::conn::{Conn, State, MAX_IOV};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerKey, Wheel};
-use clock::Clock;
-use listener::ReserveFd;
+pub use net::{MioNet, Net, Ready};
 use timers::TimerOwner;
 use token::{LISTENER, REDIS, SIGNALS, WAKER};
 
 /// A slab slot: the socket and the connection's protocol state.
-struct Entry {
-    sock: TcpStream,
+struct Entry<S> {
+    sock: S,
     conn: Conn,
     generation: u32,
     /// The interest currently registered with epoll (re-registered only on change).
@@ -79,7 +80,7 @@ const CLOSING: u8 = 8;
 /// epoll reported RDHUP/HUP/ERR: read to the end, no short-read shortcut.
 const PEER_DONE: u8 = 16;
 
-impl Entry {
+impl<S> Entry<S> {
     fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
@@ -106,14 +107,10 @@ pub fn tls_config(cfg: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>>
 /// Open client connections over all workers of the process.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-/// A single-threaded event loop serving one listening socket.
-pub struct Reactor {
-    poll: Poll,
-    /// None once shutdown has begun (no more accepts).
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
-    signals: Option<Signals>,
-    clock: Clock,
+/// A single-threaded event loop serving one listening socket. `N` is its way to the
+/// operating system: mio in production, a scripted fake in the fault harness.
+pub struct Reactor<N: Net = MioNet> {
+    net: N,
     /// The time of this iteration, read once after `poll` returns.
     now: Tick,
     /// One timer per connection and one per ticking handler.
@@ -135,12 +132,11 @@ pub struct Reactor {
     metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
-    conns: Slab<Entry>,
+    conns: Slab<Entry<N::Stream>>,
     pool: BufPool,
     router: Router,
     cfg: Config,
     next_generation: u32,
-    reserve: ReserveFd,
     /// Connections to flush before sleeping.
     dirty: Vec<usize>,
     /// Connections whose reading should resume without waiting for an event.
@@ -158,28 +154,33 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let tls = tls_config(&cfg)?;
         let metrics = Arc::new(Metrics::new(1)).handle(0);
-        Reactor::from_parts(cfg, router, poll, listener, None, tls, metrics)
+        let net = MioNet::new(poll, listener)?;
+        Ok(Reactor::from_parts(cfg, router, net, None, tls, metrics))
     }
 
-    /// A reactor around a registered listener; `bus` links it to other workers.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.net.local_addr()
+    }
+
+    /// Handle SIGTERM and SIGINT with a graceful shutdown (call once, before `run`).
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        self.net.handle_signals()
+    }
+}
+
+impl<N: Net> Reactor<N> {
+    /// A reactor over `net` (its listener registered); `bus` links it to other workers.
     fn from_parts(
         cfg: Config,
         router: Router,
-        poll: Poll,
-        listener: TcpListener,
+        net: N,
         bus: Option<workers::BusEnd>,
         tls: Option<Arc<rustls::ServerConfig>>,
         metrics: metrics::Worker,
-    ) -> io::Result<Reactor> {
-        let local_addr = listener.local_addr()?;
-        let clock = Clock::new();
-        let now = clock.now();
-        Ok(Reactor {
-            poll,
-            listener: Some(listener),
-            local_addr,
-            signals: None,
-            clock,
+    ) -> Reactor<N> {
+        let now = net.now();
+        Reactor {
+            net,
             now,
             wheel: Wheel::new(now),
             hub: Hub::new(cfg.pubsub.clone()),
@@ -196,31 +197,24 @@ impl Reactor {
             router,
             cfg,
             next_generation: 0,
-            reserve: ReserveFd::new(),
             dirty: Vec::new(),
             resume: Vec::new(),
             closing: Vec::new(),
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Handle SIGTERM and SIGINT with a graceful shutdown (call once, before `run`).
-    pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
-        Ok(())
+        }
     }
 
     /// Run until a graceful shutdown completes, or an unrecoverable error of the poller.
     pub fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
+        let mut ready = Vec::with_capacity(1024);
         self.start_ticks();
+        while self.turn(&mut ready)? {}
+        Ok(())
+    }
+
+    /// One iteration of the loop (DESIGN §2); false once the loop should end. `ready` is
+    /// the caller's buffer for the poller's report, kept across iterations.
+    fn turn(&mut self, ready: &mut Vec<Ready>) -> io::Result<bool> {
+        // Loops only to retry a poll interrupted by a signal.
         loop {
             if let Some(until) = self.draining_until {
                 // A connection that has sent its FIN after the closing handshake has nothing
@@ -231,27 +225,27 @@ impl Reactor {
                     .all(|(_, e)| matches!(e.conn.state(), State::Draining | State::Closed));
                 if done || self.now >= until {
                     log::info!("shutdown complete; {} connections left", self.conns.len());
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             let polled = Instant::now();
-            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
+            if let Err(e) = self.net.poll(ready, self.poll_timeout()) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
             self.after_poll(polled);
-            self.now = self.clock.now();
+            self.now = self.net.now();
             self.refresh_date();
-            for ev in events.iter() {
+            for ev in ready.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     WAKER => self.receive_from_workers(),
                     REDIS => self.redis_event(ev),
                     SIGNALS => {
                         if self.on_signal() {
-                            return Ok(());
+                            return Ok(false);
                         }
                     }
                     token => self.conn_event(token, ev),
@@ -266,6 +260,7 @@ impl Reactor {
             self.redis_sync();
             self.flush_dirty();
             self.free_closed();
+            return Ok(true);
         }
     }
 
@@ -293,7 +288,7 @@ impl Reactor {
         next.map(|t| clock::until(self.now, t) + Duration::from_millis(1))
     }
 
-    fn conn_event(&mut self, token: Token, ev: &mio::event::Event) {
+    fn conn_event(&mut self, token: Token, ev: &Ready) {
         let (idx, generation) = token::decode(token);
         if self
             .conns
@@ -320,10 +315,7 @@ impl Reactor {
     /// SIGTERM/SIGINT: the first starts a graceful shutdown, a second one ends it at once.
     /// Returns true to stop the loop now.
     fn on_signal(&mut self) -> bool {
-        let Some(signals) = self.signals.as_mut() else {
-            return false;
-        };
-        let count = signals.pending().count();
+        let count = self.net.pending_signals();
         if count == 0 {
             return false;
         }
@@ -332,9 +324,7 @@ impl Reactor {
             return true;
         }
         log::info!("shutting down: closing {} connections", self.conns.len());
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
+        self.net.stop_accepting();
         self.draining_until = Some(self.now + self.cfg.timeouts.drain.as_millis() as Tick);
         let ids: Vec<usize> = self.conns.iter().map(|(idx, _)| idx).collect();
         for idx in ids {
@@ -350,16 +340,13 @@ impl Reactor {
     /// Accept until WouldBlock (edge-triggered: one event may stand for many connections).
     fn accept_all(&mut self) {
         loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
+            match self.net.accept() {
                 Ok((sock, _peer)) => self.admit(sock),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if listener::out_of_fds(&e) => {
                     log::warn!("accept: {e}; shedding a pending connection");
-                    if !self.reserve.shed_one(listener) {
+                    if !self.net.shed_one() {
                         return;
                     }
                 }
@@ -374,7 +361,7 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, mut sock: TcpStream) {
+    fn admit(&mut self, mut sock: N::Stream) {
         self.metrics.accepted.inc();
         // The limit is process-wide: workers share one count.
         if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
@@ -386,8 +373,6 @@ impl Reactor {
             );
             return;
         }
-        // Frames are batched by the loop itself; Nagle would only add latency.
-        let _ = sock.set_nodelay(true);
         let tls = match self.tls.as_ref().map(crate::tls::session) {
             None => None,
             Some(Ok(session)) => Some(session),
@@ -401,11 +386,7 @@ impl Reactor {
         let entry = self.conns.vacant_entry();
         let idx = entry.key();
         let token = token::encode(idx, self.next_generation);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut sock, token, Interest::READABLE)
-        {
+        if let Err(e) = self.net.register(&mut sock, token, Interest::READABLE) {
             log::warn!("register: {e}");
             OPEN.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -427,6 +408,9 @@ impl Reactor {
     /// Read until WouldBlock, a short read, or backpressure; run the state machine after
     /// every read so the rx ring keeps room.
     fn read(&mut self, idx: usize) {
+        // Reading again supersedes an earlier stop (set again below if it stops the same way),
+        // so `flush` does not schedule one more read for it.
+        self.conns[idx].set(READ_BLOCKED, false);
         // Bytes already buffered (pipelined requests behind one just answered) go first.
         if self.conns[idx].conn.has_input() {
             self.process(idx);
@@ -446,7 +430,9 @@ impl Reactor {
             let (a, b) = ring.free_slices_mut();
             let room = a.len() + b.len();
             let res = match e.tls.as_mut() {
-                None => (&e.sock).read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
+                None => e
+                    .sock
+                    .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
                 Some(tls) => crate::tls::read(&mut e.sock, tls, a, b),
             };
             match res {
@@ -490,12 +476,14 @@ impl Reactor {
         self.mark_dirty(idx);
     }
 
-    /// An I/O error: drop the connection now.
+    /// An I/O error: drop the connection now. Nothing queued can reach the peer any more,
+    /// so its buffers go back at once and no write follows the error; the caller's flush
+    /// (or the one it marks dirty) finds it done and frees it.
     fn abort(&mut self, idx: usize) {
         if let Some(code) = self.conns[idx].conn.abort() {
             self.told_closed(idx, code, "");
         }
-        self.mark_dirty(idx);
+        self.conns[idx].conn.release(&mut self.pool);
     }
 
     fn mark_dirty(&mut self, idx: usize) {
@@ -527,7 +515,7 @@ impl Reactor {
             let used = e.conn.tx_iov(&mut iov);
             let want: usize = iov[..used].iter().map(|s| s.len()).sum();
             let res = match e.tls.as_mut() {
-                None => (&e.sock).write_vectored(&iov[..used]),
+                None => e.sock.write_vectored(&iov[..used]),
                 Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
             };
             match res {
@@ -544,9 +532,10 @@ impl Reactor {
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => {
+                    // Not marked dirty again: a connection re-queued on every failed write
+                    // would keep `flush_dirty` writing to a dead socket forever.
                     log::debug!("write: {err}");
                     self.abort(idx);
-                    self.conns[idx].set(DIRTY, false);
                     break;
                 }
             }
@@ -576,12 +565,10 @@ impl Reactor {
                 // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
                 // the TCP connection first); reading on until its FIN avoids a reset that
                 // could destroy the last bytes we sent.
-                match e.tls.as_mut() {
-                    Some(tls) => crate::tls::shutdown(&mut e.sock, tls),
-                    None => {
-                        let _ = e.sock.shutdown(Shutdown::Write);
-                    }
+                if let Some(tls) = e.tls.as_mut() {
+                    crate::tls::shutdown(&mut e.sock, tls);
                 }
+                let _ = self.net.shutdown_write(&mut e.sock);
                 e.conn.start_draining();
                 self.resume.push(idx);
             }
@@ -600,7 +587,7 @@ impl Reactor {
         };
         if want != e.interest {
             let token = token::encode(idx, e.generation);
-            if let Err(err) = self.poll.registry().reregister(&mut e.sock, token, want) {
+            if let Err(err) = self.net.reregister(&mut e.sock, token, want) {
                 log::debug!("reregister: {err}");
             }
             e.interest = want;
@@ -624,7 +611,7 @@ impl Reactor {
             if let Some(k) = e.timer {
                 self.wheel.cancel(k);
             }
-            let _ = self.poll.registry().deregister(&mut e.sock);
+            self.net.deregister(&mut e.sock);
             e.conn.release(&mut self.pool);
         }
     }
@@ -639,7 +626,8 @@ mod tests {
         // DESIGN §3 target: ≤ 128 B of user-space memory per idle WebSocket. An idle
         // connection owns no ring and no reassembly buffer, so its slab slot is all it costs
         // (docs/architecture.md "Memory").
-        let (entry, conn) = (std::mem::size_of::<Entry>(), std::mem::size_of::<Conn>());
+        let entry = std::mem::size_of::<Entry<mio::net::TcpStream>>();
+        let conn = std::mem::size_of::<Conn>();
         // mio's TcpStream carries a selector id in debug builds only.
         let debug_extra = if cfg!(debug_assertions) { 16 } else { 0 };
         assert!(

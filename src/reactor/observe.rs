@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Reactor;
+use super::{Net, Reactor};
 use crate::conn::{queued_in_process, Mode, State};
 use crate::metrics::{ConnClass, Metrics, Phase, Transport};
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     /// The registry this reactor counts into (shared by all workers of a `workers::run`), for
     /// an embedder that exports it another way, and for tests.
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -34,6 +34,15 @@ impl Reactor {
         m.poll_nanos.add(polled.elapsed().as_nanos() as u64);
         m.timers.set(self.wheel.len() as i64);
         m.topics.set(self.hub.topic_count() as i64);
+        m.history_bytes.set(self.hub.history_bytes() as i64);
+        // Counted by the hub, added here (rarely non-zero: no atomic add per iteration).
+        let (evicted, refused) = (self.hub.take_evictions(), self.hub.take_refusals());
+        if evicted > 0 {
+            m.topic_evictions.add(evicted);
+        }
+        if refused > 0 {
+            m.topic_refusals.add(refused);
+        }
         m.subscriptions.set(self.hub.subscription_count() as i64);
     }
 

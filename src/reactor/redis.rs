@@ -24,7 +24,7 @@ use mio::Interest;
 use super::timers::TimerOwner;
 use super::token::REDIS;
 use super::workers::Mail;
-use super::Reactor;
+use super::{Net, Reactor, Ready};
 use crate::backplane::{Action, Event, Link, LinkState};
 use crate::config::Config;
 use crate::timer::TimerKey;
@@ -83,7 +83,7 @@ fn node_id() -> u64 {
     h.finish()
 }
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     /// Take part in the Redis backplane: `owner` is Redis's address on the worker that owns
     /// the link (worker 0), None on the others. Call once, before `run`.
     pub fn join_redis(&mut self, owner: Option<SocketAddr>) {
@@ -164,12 +164,12 @@ impl Reactor {
     }
 
     /// Readiness on the Redis socket: finish a connect, read and deliver what arrived.
-    pub(super) fn redis_event(&mut self, ev: &mio::event::Event) {
+    pub(super) fn redis_event(&mut self, ev: &Ready) {
         let Role::Owner(mut bp) = std::mem::take(&mut self.redis) else {
             return;
         };
         let now = self.now;
-        if !bp.connected && (ev.is_writable() || ev.is_error() || ev.is_write_closed()) {
+        if !bp.connected && (ev.is_writable() || ev.is_error()) {
             bp.finish_connect(now);
         }
         if bp.connected && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
@@ -197,7 +197,10 @@ impl Reactor {
                         topic,
                         text,
                         payload,
-                    })) => self.publish_local(topic, text, payload),
+                    })) => {
+                        // Refused only when this worker's hub is full (logged and counted).
+                        self.publish_local(topic, text, payload);
+                    }
                     Ok(None) => break,
                     Err(e) => return bp.close(&e.to_string()),
                 }
@@ -214,7 +217,7 @@ impl Reactor {
         let now = self.now;
         while let Some(action) = bp.link.poll_action(now) {
             match action {
-                Action::Connect => bp.connect(self.poll.registry(), now),
+                Action::Connect => bp.connect(self.net.registry(), now),
                 Action::Disconnect(why) => bp.close(why),
             }
         }
@@ -258,9 +261,13 @@ impl Backplane {
         }
     }
 
-    /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE.
-    fn connect(&mut self, registry: &mio::Registry, now: crate::timer::Tick) {
+    /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE. Without a
+    /// real poller (a scripted `Net`) there is nothing to connect with.
+    fn connect(&mut self, registry: Option<&mio::Registry>, now: crate::timer::Tick) {
         self.close_socket();
+        let Some(registry) = registry else {
+            return self.lost(now, "no poller to register the Redis socket with");
+        };
         let opened = TcpStream::connect(self.addr).and_then(|mut sock| {
             registry.register(&mut sock, REDIS, Interest::READABLE | Interest::WRITABLE)?;
             Ok(sock)

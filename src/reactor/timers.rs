@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mio::Token;
 
-use super::{token, Reactor};
+use super::{token, Net, Reactor};
 use crate::app::{Command, Ctx, RouteId};
 use crate::conn::State;
 use crate::timer::Tick;
@@ -21,7 +21,7 @@ pub(super) enum TimerOwner {
     Redis,
 }
 
-impl Reactor {
+impl<N: Net> Reactor<N> {
     /// Schedule every handler that asked for ticks. With several workers only the first
     /// ticks: a tick publishes, and publishes reach every worker through the bus.
     pub(super) fn start_ticks(&mut self) {
@@ -86,7 +86,9 @@ impl Reactor {
                     topic,
                     text,
                     payload,
-                } => self.publish_local(&topic, text, &payload),
+                } => {
+                    self.publish_local(&topic, text, &payload);
+                }
                 other => self.cmds.push(other),
             }
         }

@@ -2,9 +2,9 @@
 //! own SO_REUSEPORT listener (the kernel spreads connections), and the `Bus` that carries a
 //! publish from the worker where it happened to every other worker — the payload crosses as
 //! an `Arc` and each worker encodes it once for all its subscribers. Sequence numbers come
-//! from one process-wide sequencer so every worker numbers a topic's messages alike.
+//! from one process-wide sequencer so every worker numbers a topic's messages alike; it
+//! remembers a bounded number of topic names (`SeqBook`), so inventing names grows nothing.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -13,10 +13,11 @@ use std::thread;
 
 use mio::{Interest, Poll, Waker};
 
-use super::{listener, token, Reactor};
+use super::{listener, token, MioNet, Reactor};
 use crate::app::Router;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pubsub::SeqBook;
 
 /// A publish travelling between workers.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ pub enum Mail {
 /// What all workers share: a sender and a waker per worker, and the sequencer.
 pub struct Bus {
     peers: Vec<(Mutex<Sender<Mail>>, Waker)>,
-    seqs: Mutex<HashMap<Box<str>, u64>>,
+    seqs: Mutex<SeqBook>,
 }
 
 /// One worker's end of the bus.
@@ -53,12 +54,10 @@ pub struct BusEnd {
 }
 
 impl Bus {
-    /// The next sequence number of `topic`, process-wide.
+    /// The next sequence number of `topic`, process-wide (never below one it returned).
     pub fn next_seq(&self, topic: &str) -> u64 {
         let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = seqs.entry(topic.into()).or_insert(0);
-        *seq += 1;
-        *seq
+        seqs.next(topic)
     }
 
     /// Hand a publish to every worker but `from`.
@@ -126,9 +125,10 @@ pub fn run(
         peers.push((Mutex::new(tx), waker));
         inboxes.push(rx);
     }
+    // As many names as all the hubs can hold at once; past that, the floor.
     let bus = Arc::new(Bus {
         peers,
-        seqs: Mutex::new(HashMap::new()),
+        seqs: Mutex::new(SeqBook::new(cfg.pubsub.max_topics.saturating_mul(n))),
     });
     let make_router = Arc::new(make_router);
     // One registry, a slot per worker: any worker can render the sum (metrics.rs).
@@ -149,8 +149,8 @@ pub fn run(
         let spawned = thread::Builder::new()
             .name(format!("wsloop-{me}"))
             .spawn(move || {
-                let mut reactor =
-                    Reactor::from_parts(cfg, make_router(), poll, listener, end, tls, slot)?;
+                let net = MioNet::new(poll, listener)?;
+                let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, tls, slot);
                 // One Redis link per process, on worker 0; the others tell it what they need.
                 if let Some(addr) = redis {
                     reactor.join_redis((me == 0).then_some(addr));

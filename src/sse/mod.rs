@@ -2,6 +2,8 @@
 //! `id:`, `event:` and `data:` fields, the `retry:` field and comment lines. Multi-line data is
 //! split at every CR, LF or CRLF into several `data:` lines, so no payload can inject a field
 //! or end an event early. Sans-IO: it appends bytes to a buffer.
+//! Must not: emit a payload byte that could start a field or end an event (CR, LF), or touch a
+//! socket.
 
 /// Append one event. `data` is the message text; binary messages are sent base64-encoded with
 /// `event: binary` (SSE is a text format).

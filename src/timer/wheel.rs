@@ -1,5 +1,6 @@
 //! Hierarchical hashed timing wheel that owns every pending timer of the reactor; it never reads
 //! the clock — time is an abstract [`Tick`] handed in by the caller.
+//! Must not: read a clock, or fire a timer before its deadline.
 //!
 //! # Design
 //!

@@ -8,7 +8,6 @@ use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
@@ -48,8 +47,8 @@ pub fn session(cfg: &Arc<ServerConfig>) -> io::Result<Box<ServerConnection>> {
 /// Read plaintext into `a` then `b`. `Ok(0)` is the end (close_notify or the peer's FIN);
 /// `WouldBlock` means no plaintext yet and nothing more on the socket. Handshake records the
 /// session produces on the way are sent at once.
-pub fn read(
-    sock: &mut TcpStream,
+pub fn read<S: Read + Write>(
+    sock: &mut S,
     tls: &mut ServerConnection,
     a: &mut [u8],
     b: &mut [u8],
@@ -80,8 +79,8 @@ pub fn read(
 
 /// Encrypt plaintext from `iov` and send what the socket takes. Returns the plaintext bytes
 /// taken (0 when the session's buffer is full: wait for WRITABLE).
-pub fn write(
-    sock: &mut TcpStream,
+pub fn write<S: Read + Write>(
+    sock: &mut S,
     tls: &mut ServerConnection,
     iov: &[IoSlice<'_>],
 ) -> io::Result<usize> {
@@ -94,7 +93,7 @@ pub fn write(
 }
 
 /// Send pending TLS records. `Ok(true)` when none remain.
-pub fn flush(sock: &mut TcpStream, tls: &mut ServerConnection) -> io::Result<bool> {
+pub fn flush<S: Read + Write>(sock: &mut S, tls: &mut ServerConnection) -> io::Result<bool> {
     while tls.wants_write() {
         match tls.write_tls(sock) {
             Ok(_) => {}
@@ -106,9 +105,9 @@ pub fn flush(sock: &mut TcpStream, tls: &mut ServerConnection) -> io::Result<boo
     Ok(true)
 }
 
-/// End our side: close_notify (RFC 8446 §6.1), then FIN.
-pub fn shutdown(sock: &mut TcpStream, tls: &mut ServerConnection) {
+/// End our side: close_notify (RFC 8446 §6.1), sent as far as the socket takes it. The
+/// caller sends FIN after it (`Net::shutdown_write`).
+pub fn shutdown<S: Read + Write>(sock: &mut S, tls: &mut ServerConnection) {
     tls.send_close_notify();
     let _ = flush(sock, tls);
-    let _ = sock.shutdown(std::net::Shutdown::Write);
 }

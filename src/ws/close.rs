@@ -1,5 +1,6 @@
 //! Owns close frame payloads (RFC 6455 §5.5.1, §7.4): which status codes are allowed on the
 //! wire, parsing a received close body and building one to send. Sans-IO, no allocation.
+//! Must not: accept a close code RFC 6455 §7.4 forbids on the wire, or allocate.
 
 use super::ProtocolError;
 

@@ -2,6 +2,8 @@
 //! parses each header (spilling one that straddles the ring's wrap into a 14-byte stack
 //! array), enforces the frame-level rules of RFC 6455 §5.2–§5.5, unmasks payload bytes where
 //! they lie (§5.3) and lends them out. Sans-IO; it never allocates.
+//! Must not: allocate, copy a payload, or let a frame past its limits before its payload is
+//! read.
 
 use super::frame::{self, FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::mask::apply_mask;

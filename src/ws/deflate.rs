@@ -2,6 +2,8 @@
 //! `Sec-WebSocket-Extensions` offers (§5, §7.1) and the codec — compressing an outgoing
 //! message (§7.2.1) and inflating an incoming one within the message limit (§7.2.2). Sans-IO:
 //! bytes in, bytes out, no sockets and no clock.
+//! Must not: inflate past the message limit, keep state for a connection that did not negotiate
+//! context takeover, or touch a socket.
 //!
 //! Where the compression state lives (docs/architecture.md "permessage-deflate"):
 //! - a direction *without* context takeover keeps no state between messages, so one
@@ -19,6 +21,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -449,10 +452,46 @@ pub fn compressed_bound(max: u64) -> u64 {
 
 /// A connection's own compressor and decompressor, for the directions that keep context
 /// (allocated lazily: a direction that never carries a compressed message costs nothing).
-#[derive(Default)]
+/// Each one alive is counted process-wide (`dedicated_in_use`), for the cap that keeps the
+/// client's choice of context takeover from deciding the server's memory.
 pub struct Streams {
     tx: Option<Compress>,
     rx: Option<Decompress>,
+}
+
+/// `Streams` alive in the process (every worker).
+static DEDICATED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many connections own compression state now (`--compression-max-dedicated`).
+pub fn dedicated_in_use() -> usize {
+    DEDICATED.load(Ordering::Relaxed)
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        DEDICATED.fetch_add(1, Ordering::Relaxed);
+        Streams { tx: None, rx: None }
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        DEDICATED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The mode to negotiate a new connection with: `Dedicated` turns into `Shared` once
+/// `max_dedicated` connections own compression state, so past the cap new clients are
+/// answered with `server_no_context_takeover`/`client_no_context_takeover` (RFC 7692 §7.1.1:
+/// the server may always ask for them) and cost no per-connection state. Workers check
+/// the count before they create state, so concurrent upgrades on N workers can pass the
+/// cap by at most N − 1.
+pub fn mode_for_new(mode: CompressionMode, max_dedicated: usize) -> CompressionMode {
+    if mode == CompressionMode::Dedicated && dedicated_in_use() >= max_dedicated {
+        CompressionMode::Shared
+    } else {
+        mode
+    }
 }
 
 impl fmt::Debug for Streams {
@@ -558,13 +597,7 @@ impl<'s> Codec<'s> {
                 ok
             }
             // §7.2.1 with server_no_context_takeover: an empty window for every message.
-            None => with_shared(|s| {
-                let c =
-                    s.deflaters[usize::from(bits - 9)].get_or_insert_with(|| new_compressor(bits));
-                c.reset();
-                deflate_message(c, payload, &mut out) && out.len() < payload.len()
-            })
-            .unwrap_or(false),
+            None => deflate_fresh(payload, bits, &mut out),
         };
         if done {
             Some(out)
@@ -610,6 +643,32 @@ impl<'s> Codec<'s> {
             .unwrap_or_else(|| inflate_message(&mut new_decompressor(15), data, out, max, utf8)),
         }
     }
+}
+
+/// Compress one message with an empty window of `bits` (9..=15) on this thread's shared
+/// compressor. Such a message references nothing sent before it, so any receiver whose
+/// agreed window is at least `bits` can inflate it, with or without its own context (§7.2.1):
+/// this is what lets a broadcast be compressed once for many connections
+/// (`pubsub::Published::deflated`). False when the output would not be smaller.
+fn deflate_fresh(payload: &[u8], bits: u8, out: &mut Vec<u8>) -> bool {
+    with_shared(|s| {
+        let c = s.deflaters[usize::from(bits - 9)].get_or_insert_with(|| new_compressor(bits));
+        c.reset();
+        deflate_message(c, payload, out) && out.len() < payload.len()
+    })
+    .unwrap_or(false)
+}
+
+/// A message compressed for every connection whose agreement lets the server compress
+/// without context takeover, with window `bits`: the compressed payload, or `None` when it
+/// is shorter than `min_len`, `bits` is 8 (see the module docs), or compression does not
+/// shrink it.
+pub fn compress_fresh(payload: &[u8], bits: u8, min_len: usize) -> Option<Vec<u8>> {
+    if payload.len() < min_len || !(9..=15).contains(&bits) {
+        return None;
+    }
+    let mut out = Vec::new();
+    deflate_fresh(payload, bits, &mut out).then_some(out)
 }
 
 /// Deflate `payload` with a sync flush into `out` and drop the flush's trailing `00 00 ff

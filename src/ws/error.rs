@@ -1,5 +1,6 @@
 //! Owns `ProtocolError`: every way a peer can break RFC 6455 after the upgrade, and the close
 //! code (RFC 6455 §7.4.1) each one is answered with. It performs nothing; `conn` acts on it.
+//! Must not: perform anything; it names errors and their close codes.
 
 use std::fmt;
 

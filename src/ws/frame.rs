@@ -1,6 +1,7 @@
 //! Owns the frame header wire format (RFC 6455 §5.2): opcodes, parsing a header from the front
 //! of a byte buffer and encoding one for sending. Sans-IO: pure functions over byte slices; the
 //! payload itself is handled by the decoder.
+//! Must not: look at payload bytes.
 
 use super::ProtocolError;
 

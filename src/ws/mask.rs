@@ -1,5 +1,6 @@
 //! Owns payload masking (RFC 6455 §5.3): XOR with the 4-byte masking key, resumable at any key
 //! offset so a payload can be unmasked piece by piece as it arrives. Sans-IO, no allocation.
+//! Must not: allocate, or depend on the payload being contiguous or aligned.
 
 /// Bytes processed per step of the fast path.
 const WORD: usize = std::mem::size_of::<u64>();

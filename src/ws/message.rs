@@ -4,6 +4,7 @@
 //! handed on in place, with no copy; only fragmented or partly-read messages are copied into
 //! a reassembly buffer, allocated then and freed on delivery. A compressed message (RFC 7692)
 //! is inflated once its last frame has arrived, into that buffer. Sans-IO.
+//! Must not: hold a buffer between messages, or deliver text that is not UTF-8 (RFC 6455 §8.1).
 
 use super::decode::Piece;
 use super::deflate::{self, Codec, RSV1};

@@ -1,6 +1,8 @@
 //! Owns incremental, fail-fast UTF-8 validation of text messages and close reasons (RFC 6455
 //! §8.1, §5.6). Sans-IO: it is fed byte chunks as they are unmasked and keeps only the bytes of
 //! one incomplete code point between chunks.
+//! Must not: buffer more than one incomplete code point, or accept what `std::str::from_utf8`
+//! rejects.
 
 use super::ProtocolError;
 

@@ -16,12 +16,13 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use wsloop::client::frames::{close_frame, encode_masked, FrameReader, ServerFrame};
+use wsloop::client::frames::{close_frame, encode_masked, FrameReader, Prefix, ServerFrame};
 use wsloop::client::handshake;
 use wsloop::ws::close::parse_close_payload;
 use wsloop::ws::frame::OpCode;
 
-use crate::report::{new_histogram, Output, Progress, Report};
+use crate::fanout::{self, Fanout};
+use crate::report::{new_histogram, FanoutReport, Output, Progress, Report};
 use crate::sys;
 
 const SEC: u64 = 1_000_000_000;
@@ -46,6 +47,8 @@ pub enum Mode {
     Connect,
     /// Open and hold.
     Idle,
+    /// The last connection publishes to the topic of the URL, the others subscribe to it.
+    Fanout(fanout::Spec),
 }
 
 impl Mode {
@@ -55,11 +58,22 @@ impl Mode {
             Mode::Rate { .. } => "rate",
             Mode::Connect => "connect",
             Mode::Idle => "idle",
+            Mode::Fanout(_) => "fanout",
         }
     }
 
+    /// Every connection sends the same pre-masked message (echo, rate).
     fn sends(&self) -> bool {
         matches!(self, Mode::Echo | Mode::Rate { .. })
+    }
+
+    /// Messages per second the schedule follows (rate; fanout with --rate).
+    fn per_sec(&self) -> Option<f64> {
+        match self {
+            Mode::Rate { per_sec, .. } => Some(*per_sec),
+            Mode::Fanout(spec) => spec.rate,
+            _ => None,
+        }
     }
 }
 
@@ -94,6 +108,9 @@ pub struct Plan {
 
 impl Plan {
     pub fn kind(&self) -> &'static str {
+        if let Mode::Fanout(_) = self.mode {
+            return "binary";
+        }
         match (self.mode.sends(), self.raw, self.text) {
             (false, _, _) => "-",
             (true, true, _) => "raw",
@@ -138,9 +155,10 @@ struct Conn {
     shutdown_pending: bool,
     writable: bool,
     reader: FrameReader,
-    /// The message being received: its opcode and length so far.
+    /// The message being received: its opcode, length so far and first bytes.
     msg_opcode: Option<OpCode>,
     msg_len: u64,
+    msg_head: Prefix,
     /// Raw mode: bytes of the next echo received so far.
     raw_got: u64,
     /// Send times (echo: actual; rate: intended) of messages awaiting their echo, oldest first.
@@ -170,6 +188,7 @@ impl Conn {
             reader: FrameReader::new(),
             msg_opcode: None,
             msg_len: 0,
+            msg_head: Prefix::default(),
             raw_got: 0,
             in_flight: VecDeque::new(),
             count: 0,
@@ -287,6 +306,11 @@ struct Engine<'p> {
     /// CPU seconds (server, ours) when the window opened, and used during it.
     cpu_at_warm: Option<(f64, f64)>,
     cpu_used: Option<(f64, f64)>,
+
+    /// fanout: the schedule and the delivery check.
+    fan: Option<Fanout>,
+    /// fanout: one frame buffer for the publisher, reused.
+    fan_frame: Vec<u8>,
 }
 
 /// Run the plan in this process and report.
@@ -331,7 +355,7 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
 impl<'p> Engine<'p> {
     fn new(plan: &'p Plan) -> io::Result<Engine<'p>> {
         let poll = Poll::new()?;
-        let timer = if matches!(plan.mode, Mode::Rate { .. }) {
+        let timer = if plan.mode.per_sec().is_some() {
             let t = sys::TimerFd::new()?;
             poll.registry()
                 .register(&mut SourceFd(&t.raw_fd()), TIMER, Interest::READABLE)?;
@@ -387,6 +411,11 @@ impl<'p> Engine<'p> {
             last_completed: 0,
             cpu_at_warm: None,
             cpu_used: None,
+            fan: match plan.mode {
+                Mode::Fanout(spec) => Some(Fanout::new(spec, plan.connections)),
+                _ => None,
+            },
+            fan_frame: Vec::new(),
         };
         if plan.mode == Mode::Connect {
             // Every slot starts at once; the measurement window starts now.
@@ -428,6 +457,9 @@ impl<'p> Engine<'p> {
                         self.begin_close(now);
                     } else {
                         self.start_running(now);
+                        if self.fan.is_some() {
+                            self.fanout_start(now);
+                        }
                         if self.plan.mode == Mode::Echo {
                             for idx in 0..self.conns.len() {
                                 if self.conns[idx].phase == Phase::Open {
@@ -438,6 +470,7 @@ impl<'p> Engine<'p> {
                     }
                 }
             }
+            Stage::Running if self.fan.is_some() => self.fanout_tick(now),
             Stage::Running => {
                 if self.cpu_at_warm.is_none() && now >= self.t_warm {
                     self.cpu_at_warm = self.cpu_sample();
@@ -542,6 +575,12 @@ impl<'p> Engine<'p> {
         let mut d = self.next_tick;
         match self.stage {
             Stage::Connecting | Stage::Draining | Stage::Closing => d = d.min(self.stage_deadline),
+            Stage::Running if self.fan.is_some() => {
+                if let Some(f) = &self.fan {
+                    d = d.min(f.last_progress + f.spec.drain_ns);
+                    d = d.min(f.next_due(self.t0).unwrap_or(u64::MAX));
+                }
+            }
             Stage::Running => {
                 d = d.min(self.t_end);
                 if self.cpu_at_warm.is_none() && self.plan.server_pid.is_some() {
@@ -560,13 +599,16 @@ impl<'p> Engine<'p> {
     }
 
     fn next_due(&self, per_sec: f64) -> u64 {
-        self.t0 + (self.next_msg as f64 * 1e9 / per_sec) as u64
+        match &self.fan {
+            Some(f) => f.next_due(self.t0).unwrap_or(u64::MAX),
+            None => self.t0 + (self.next_msg as f64 * 1e9 / per_sec) as u64,
+        }
     }
 
     /// epoll's timeout is in milliseconds; a rate run needs its next send on time, so the
     /// timerfd is armed for it (only when that time changes).
     fn arm_timer(&mut self) -> io::Result<()> {
-        let Mode::Rate { per_sec, .. } = self.plan.mode else {
+        let Some(per_sec) = self.plan.mode.per_sec() else {
             return Ok(());
         };
         if self.stage != Stage::Running {
@@ -881,6 +923,7 @@ impl<'p> Engine<'p> {
         enum Act {
             Nothing,
             Message,
+            Delivery(Prefix),
             Pong([u8; 125], usize),
             Fail(String),
         }
@@ -897,7 +940,15 @@ impl<'p> Engine<'p> {
                 Err(e) => (0, Act::Fail(e.to_string())),
                 Ok((n, None)) => (n, Act::Nothing),
                 Ok((n, Some(ServerFrame::Data { .. }))) if closing => (n, Act::Nothing),
-                Ok((n, Some(ServerFrame::Data { opcode, fin, len }))) => {
+                Ok((
+                    n,
+                    Some(ServerFrame::Data {
+                        opcode,
+                        fin,
+                        len,
+                        head,
+                    }),
+                )) => {
                     let act = match (opcode, c.msg_opcode) {
                         (OpCode::Continuation, None) => {
                             Act::Fail("continuation frame without a message".into())
@@ -907,6 +958,7 @@ impl<'p> Engine<'p> {
                         (op, None) => {
                             c.msg_opcode = Some(op);
                             c.msg_len = 0;
+                            c.msg_head = head;
                             Act::Nothing
                         }
                     };
@@ -916,6 +968,8 @@ impl<'p> Engine<'p> {
                             let op = c.msg_opcode.take();
                             if op != Some(expect) {
                                 Act::Fail(format!("echo arrived as {op:?}, sent {expect:?}"))
+                            } else if c.msg_len == size && self.fan.is_some() {
+                                Act::Delivery(c.msg_head)
                             } else if c.msg_len != size || !self.plan.mode.sends() {
                                 Act::Fail(format!(
                                     "unexpected message of {} bytes (sent {size})",
@@ -954,6 +1008,7 @@ impl<'p> Engine<'p> {
             match act {
                 Act::Nothing => {}
                 Act::Message => self.message_done(idx, now),
+                Act::Delivery(head) => self.fanout_delivered(idx, head, now),
                 Act::Pong(p, len) => {
                     let mut frame = Vec::with_capacity(6 + len);
                     encode_masked(OpCode::Pong, &p[..len], self.rng.mask(), &mut frame);
@@ -968,6 +1023,94 @@ impl<'p> Engine<'p> {
             if self.conns[idx].sock.is_none() {
                 return;
             }
+        }
+    }
+
+    // ---- fanout -------------------------------------------------------------------------------
+
+    /// The publisher is the last connection; the others subscribe.
+    fn publisher(&self) -> usize {
+        self.conns.len() - 1
+    }
+
+    /// Everyone is up (or failed): publishing starts now, if the publisher and at least one
+    /// subscriber are there.
+    fn fanout_start(&mut self, now: u64) {
+        let p = self.publisher();
+        let subs = self.conns[..p]
+            .iter()
+            .filter(|c| c.phase == Phase::Open)
+            .count();
+        if self.conns[p].phase != Phase::Open || subs == 0 {
+            self.begin_close(now);
+            return;
+        }
+        if let Some(f) = self.fan.as_mut() {
+            f.start(subs, now);
+        }
+    }
+
+    /// Publish what is due; end when every message reached every subscriber, when a
+    /// connection failed, or when deliveries stalled for --drain.
+    fn fanout_tick(&mut self, now: u64) {
+        let (t0, p) = (self.t0, self.publisher());
+        if self.errors > 0 || now >= self.t_end {
+            return self.fanout_end(now);
+        }
+        while let Some((seq, at)) = self.fan.as_mut().and_then(|f| f.take_due(t0, now)) {
+            let warmup = self.fan.as_ref().map_or(0, |f| f.spec.warmup);
+            if seq == warmup {
+                self.cpu_at_warm = self.cpu_sample();
+            }
+            if seq >= warmup {
+                self.sent += 1;
+            }
+            let payload = Fanout::payload(seq, at, self.plan.size);
+            let mut frame = std::mem::take(&mut self.fan_frame);
+            frame.clear();
+            encode_masked(OpCode::Binary, &payload, self.rng.mask(), &mut frame);
+            self.conns[p].queue_extra(&frame);
+            self.fan_frame = frame;
+            self.flush(p);
+        }
+        let Some(f) = self.fan.as_ref() else { return };
+        if f.done() {
+            self.fanout_end(now);
+        } else if now >= f.last_progress + f.spec.drain_ns {
+            let (_, incomplete) = f.tally(|c| c < p);
+            self.errors += 1;
+            self.first_error.get_or_insert_with(|| {
+                format!(
+                    "deliveries stalled: {incomplete} message(s) not received by every \
+                     subscriber {:.1} s after the last progress",
+                    f.spec.drain_ns as f64 / 1e9
+                )
+            });
+            self.fanout_end(now);
+        }
+    }
+
+    fn fanout_end(&mut self, now: u64) {
+        if let (Some((s0, c0)), Some((s1, c1))) = (self.cpu_at_warm, self.cpu_sample()) {
+            self.cpu_used = Some((s1 - s0, c1 - c0));
+        }
+        self.begin_close(now);
+    }
+
+    /// A subscriber received a complete message whose first bytes are `head`.
+    fn fanout_delivered(&mut self, idx: usize, head: Prefix, now: u64) {
+        if idx == self.publisher() {
+            return; // its own copies (a /topic connection subscribes too): read, not counted
+        }
+        let Some(f) = self.fan.as_mut() else { return };
+        self.completed += 1;
+        let Some((seq, at)) = Fanout::parse(head.as_slice()) else {
+            return self.fail(idx, "a message without the 16-byte fanout header".into());
+        };
+        match f.delivered(idx, seq, at, now) {
+            Ok(Some(latency)) => self.hist.saturating_record(latency),
+            Ok(None) => {}
+            Err(msg) => self.fail(idx, msg),
         }
     }
 
@@ -1145,6 +1288,9 @@ impl<'p> Engine<'p> {
         } else {
             self.ever_up
         };
+        if let Some(f) = &self.fan {
+            return self.fanout_report(f);
+        }
         Report {
             mode: self.plan.mode.name(),
             connections: self.plan.connections,
@@ -1176,6 +1322,48 @@ impl<'p> Engine<'p> {
             per_conn: self.conns.iter().map(|c| c.count).collect(),
             hist: self.hist.clone(),
             procs: 1,
+            fanout: None,
+        }
+    }
+}
+
+impl Engine<'_> {
+    fn fanout_report(&self, f: &Fanout) -> Report {
+        let p = self.publisher();
+        let (missing, incomplete) = f.tally(|c| c < p);
+        Report {
+            mode: self.plan.mode.name(),
+            connections: self.plan.connections,
+            up: self.ever_up,
+            size: self.plan.size,
+            kind: self.plan.kind(),
+            duration_s: f.window_ns() as f64 / 1e9,
+            warmup_s: 0.0,
+            setup_s: self.setup_ns as f64 / 1e9,
+            rate: f.spec.rate,
+            messages: f.deliveries,
+            completed: f.all_deliveries,
+            received: f.deliveries,
+            server_cpu_s: self.cpu_used.map(|c| c.0),
+            client_cpu_s: self.cpu_used.map(|c| c.1),
+            sent: self.sent,
+            unanswered: 0,
+            skipped: 0,
+            errors: self.errors,
+            close_errors: self.close_errors,
+            first_error: self.first_error.clone(),
+            per_conn: Vec::new(),
+            hist: self.hist.clone(),
+            procs: 1,
+            fanout: Some(FanoutReport {
+                subscribers: p,
+                published: f.published(),
+                warmup: f.spec.warmup,
+                window: f.spec.rate.is_none().then_some(f.spec.window),
+                missing,
+                duplicates: f.duplicates,
+                incomplete,
+            }),
         }
     }
 }

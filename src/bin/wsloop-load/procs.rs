@@ -243,6 +243,7 @@ fn merge(plan: &Plan, k: usize, results: &[ChildResult], failed: u64) -> Report 
         per_conn: results.iter().flat_map(|r| r.per_conn.clone()).collect(),
         hist,
         procs: k,
+        fanout: None,
     }
 }
 

@@ -57,6 +57,26 @@ pub struct Report {
     /// connect-to-101 (connect).
     pub hist: Histogram<u64>,
     pub procs: usize,
+    /// fanout: what the delivery check found (`messages` are then the measured deliveries
+    /// and `hist` each message's time until its last subscriber had it).
+    pub fanout: Option<FanoutReport>,
+}
+
+/// The fan-out part of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutReport {
+    pub subscribers: usize,
+    /// Messages published (the first `warmup` of them not measured).
+    pub published: u64,
+    pub warmup: u64,
+    /// Most messages incomplete at once; `None` with a rate.
+    pub window: Option<u64>,
+    /// Sequence numbers a subscriber skipped or never received (summed over subscribers).
+    pub missing: u64,
+    /// Messages a subscriber received again, or after a later one.
+    pub duplicates: u64,
+    /// Messages not received by every subscriber.
+    pub incomplete: u64,
 }
 
 /// A latency histogram from 1 µs to 1 h at 3 significant digits, in nanoseconds.
@@ -69,6 +89,15 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 impl Report {
+    /// Did the run fail: a connection failed, or (fanout) a message was missing, duplicated
+    /// or out of order?
+    pub fn failed(&self) -> bool {
+        self.errors > 0
+            || self
+                .fanout
+                .is_some_and(|f| f.missing + f.duplicates + f.incomplete > 0)
+    }
+
     /// Throughput: echo, connect: what completed in the window. rate: echoes received in the
     /// window (what the server sustained; `messages` counts the window's sends answered,
     /// however late, and is the latency sample).
@@ -88,6 +117,7 @@ impl Report {
     fn unit(&self) -> &'static str {
         match self.mode {
             "connect" => "handshakes",
+            "fanout" => "deliveries",
             _ => "msgs",
         }
     }
@@ -123,10 +153,21 @@ impl Report {
         } else {
             format!("{} ({} up)", self.connections, self.up)
         };
-        let what = match self.mode {
-            "idle" => format!("idle: {conns} connections held"),
-            "connect" => format!("connect: {conns} concurrent"),
-            m => format!("{m}: {conns} connections x {} B {}", self.size, self.kind),
+        let what = match (self.mode, self.fanout) {
+            (_, Some(f)) => {
+                let pace = match (self.rate, f.window) {
+                    (Some(r), _) => format!("at {r:.0} msgs/s"),
+                    (None, Some(w)) => format!("window {w}"),
+                    (None, None) => String::new(),
+                };
+                format!(
+                    "fanout: {} subscribers x {} B {}, {} messages ({pace}, {} warm-up)",
+                    f.subscribers, self.size, self.kind, f.published, f.warmup
+                )
+            }
+            ("idle", _) => format!("idle: {conns} connections held"),
+            ("connect", _) => format!("connect: {conns} concurrent"),
+            (m, _) => format!("{m}: {conns} connections x {} B {}", self.size, self.kind),
         };
         let procs = if self.procs > 1 {
             format!(", {} processes", self.procs)
@@ -135,6 +176,11 @@ impl Report {
         };
         if self.mode == "idle" {
             s += &format!("{what} for {:.1} s{procs}\n", self.duration_s);
+        } else if self.fanout.is_some() {
+            s += &format!(
+                "{what}, {:.2} s from the first measured publish to the last delivery\n",
+                self.duration_s
+            );
         } else {
             s += &format!(
                 "{what}, {:.1} s measured after {:.1} s warm-up{procs}\n",
@@ -143,7 +189,7 @@ impl Report {
         }
         if self.mode != "idle" {
             s += &format!(
-                "  {:.0} {}/s ({} in {:.1} s)",
+                "  {:.0} {}/s ({} in {:.2} s)",
                 self.per_sec(),
                 self.unit(),
                 if self.mode == "rate" {
@@ -153,7 +199,10 @@ impl Report {
                 },
                 self.duration_s
             );
-            if self.size > 0 && self.mode != "connect" {
+            if self.fanout.is_some() {
+                let published = self.sent as f64 / self.duration_s.max(1e-9);
+                s += &format!(", {published:.0} msgs/s published");
+            } else if self.size > 0 && self.mode != "connect" {
                 let mib = self.per_sec() * self.size as f64 / (1024.0 * 1024.0);
                 s += &format!(", {mib:.1} MiB/s each way");
             }
@@ -165,20 +214,40 @@ impl Report {
             s += &format!(
                 "  server CPU {srv:.2} s ({:.2} us/{}), generator CPU {own:.2} s ({:.0}% of the window)\n",
                 per_msg_us(srv, self.messages),
-                if self.mode == "connect" { "handshake" } else { "msg" },
+                match self.mode {
+                    "connect" => "handshake",
+                    "fanout" => "delivery",
+                    _ => "msg",
+                },
                 100.0 * own / self.duration_s.max(1e-9)
             );
         }
-        if let Some(rate) = self.rate {
+        if let (Some(rate), None) = (self.rate, self.fanout) {
             s += &format!(
                 "  requested {rate:.0} msgs/s; {} due in the window: {} answered, {} unanswered, \
                  {} skipped\n",
                 self.sent, self.messages, self.unanswered, self.skipped
             );
         }
+        if let Some(f) = self.fanout {
+            s += &if f.missing + f.duplicates + f.incomplete == 0 {
+                "  every subscriber received every message once, in order\n".to_string()
+            } else {
+                format!(
+                    "  DELIVERY CHECK FAILED: {} missing, {} duplicate or out of order, {} \
+                     message(s) not received by every subscriber\n",
+                    f.missing, f.duplicates, f.incomplete
+                )
+            };
+        }
+        let latency = if self.fanout.is_some() {
+            "time to the last subscriber"
+        } else {
+            "latency"
+        };
         if !self.hist.is_empty() {
             s += &format!(
-                "  latency us: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n",
+                "  {latency} us: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n",
                 self.q_us(0.5),
                 self.q_us(0.9),
                 self.q_us(0.99),
@@ -255,6 +324,23 @@ impl Report {
                 .as_deref()
                 .map_or("null".to_string(), json_string)
         );
+        s += &match self.fanout {
+            None => ",\"fanout\":null".to_string(),
+            Some(f) => format!(
+                ",\"fanout\":{{\"subscribers\":{},\"published\":{},\"warmup_messages\":{},\
+                 \"window\":{},\"deliveries\":{},\"deliveries_per_s\":{:.1},\"missing\":{},\
+                 \"duplicates\":{},\"incomplete\":{}}}",
+                f.subscribers,
+                f.published,
+                f.warmup,
+                f.window.map_or("null".to_string(), |w| w.to_string()),
+                self.messages,
+                self.per_sec(),
+                f.missing,
+                f.duplicates,
+                f.incomplete
+            ),
+        };
         if per_conn {
             let list: Vec<String> = self.per_conn.iter().map(u64::to_string).collect();
             s += &format!(",\"per_conn\":[{}]", list.join(","));
@@ -341,6 +427,7 @@ impl Progress {
         let unit = match mode {
             Mode::Idle => "",
             Mode::Connect => "handshakes",
+            Mode::Fanout(_) => "deliveries",
             _ => "msgs",
         };
         Progress {

@@ -1,0 +1,571 @@
+//! The fault harness (docs/testing.md §4): the real `Reactor` — accept, read, process, flush,
+//! timers, deferred close — driven one loop iteration at a time (`Reactor::turn`) over
+//! `fake::FakeNet`, whose sockets fail exactly where each test says. Every test asserts what
+//! reached the peer, what the application was told (a recording handler), what was freed
+//! (`BufPool::lent`, the slab) and which system calls were made, so a loop that spins, stops
+//! reading early, writes after an error or sends FIN too soon fails here deterministically.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::fake::{FakeNet, Peer, ReadStep, WriteStep};
+use super::*;
+use crate::app::{ConnId, Ctx, Handler, Upgrade};
+use crate::client::frames::{close_frame, encode_masked};
+use crate::client::handshake::{check_response, request};
+use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::ws::Message;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// Bound on the iterations `settle` may take (the 1 MiB echo at a byte per write needs
+/// about a million).
+const MAX_TURNS: usize = 3_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Open(ConnId),
+    Message(ConnId, Vec<u8>),
+    Closed(ConnId, u16),
+}
+
+/// Records what the application is told, and echoes every message.
+struct Recorder(Rc<RefCell<Vec<Seen>>>);
+
+impl Handler for Recorder {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, _up: &Upgrade<'_, '_>) {
+        self.0.borrow_mut().push(Seen::Open(ctx.id().expect("id")));
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_>, msg: Message<'_>) {
+        let id = ctx.id().expect("id");
+        self.0
+            .borrow_mut()
+            .push(Seen::Message(id, msg.as_bytes().to_vec()));
+        ctx.send(msg);
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_, '_>, code: u16, _reason: &str) {
+        self.0
+            .borrow_mut()
+            .push(Seen::Closed(ctx.id().expect("id"), code));
+    }
+}
+
+struct Harness {
+    r: Reactor<FakeNet>,
+    ready: Vec<Ready>,
+    seen: Rc<RefCell<Vec<Seen>>>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(Config::default())
+    }
+
+    fn with(cfg: Config) -> Harness {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let router = Router::new().mount("/echo", Recorder(seen.clone()));
+        let metrics = Arc::new(Metrics::new(1)).handle(0);
+        let r = Reactor::from_parts(cfg, router, FakeNet::new(), None, None, metrics);
+        Harness {
+            r,
+            ready: Vec::new(),
+            seen,
+        }
+    }
+
+    fn net(&mut self) -> &mut FakeNet {
+        &mut self.r.net
+    }
+
+    /// One loop iteration, then the interest invariant: WRITABLE is registered exactly
+    /// while a connection has bytes it could not write (DESIGN §2 step 6).
+    fn turn(&mut self) {
+        assert!(self.r.turn(&mut self.ready).expect("turn"), "loop ended");
+        for (idx, e) in self.r.conns.iter() {
+            assert_eq!(e.sock.registered(), Some(e.interest), "slot {idx}");
+            let pending = e.conn.tx_len() > 0;
+            assert_eq!(e.interest.is_writable(), pending, "slot {idx}: WRITABLE");
+        }
+    }
+
+    /// Iterate until an iteration has nothing to do: the poller reports nothing and no
+    /// read waits to resume (the loop would sleep). Returns the iterations taken.
+    fn settle(&mut self) -> usize {
+        for n in 1..=MAX_TURNS {
+            let resuming = !self.r.resume.is_empty();
+            self.turn();
+            if self.ready.is_empty() && !resuming {
+                return n;
+            }
+        }
+        panic!("the loop did not settle in {MAX_TURNS} iterations");
+    }
+
+    /// The loop would sleep now, not spin.
+    fn assert_asleep(&mut self) {
+        let before = self.net().polls;
+        self.turn();
+        assert!(self.ready.is_empty(), "events while idle: {:?}", self.ready);
+        assert_ne!(self.net().last_timeout, Some(Duration::ZERO), "busy loop");
+        assert_eq!(self.net().polls, before + 1);
+    }
+
+    /// A WebSocket on `/echo`, upgraded, with the 101 taken from what was written.
+    fn open(&mut self) -> Peer {
+        let peer = self.net().connect();
+        peer.send(&request("x", "/echo", KEY));
+        self.settle();
+        let out = peer.take_written();
+        let head = check_response(&out, 0, KEY).expect("a valid 101");
+        assert_eq!(head, Some(out.len()), "only the 101 was written");
+        peer
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.borrow().clone()
+    }
+
+    fn closes(&self) -> Vec<u16> {
+        let seen = self.seen.borrow();
+        let codes = seen.iter().filter_map(|s| match s {
+            Seen::Closed(_, code) => Some(*code),
+            _ => None,
+        });
+        codes.collect()
+    }
+
+    /// Nothing left: no slot, no ring lent out.
+    fn assert_all_freed(&self) {
+        assert_eq!(self.r.conns.len(), 0, "slots");
+        assert_eq!(self.r.pool.lent(), 0, "rings lent");
+    }
+}
+
+fn client(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_masked(opcode, payload, [0x37, 0xfa, 0x21, 0x3d], &mut out);
+    out
+}
+
+/// An unmasked server frame, as the reactor must write it.
+fn server(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&header, &mut head);
+    [&head[..n], payload].concat()
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn id_of(peer: &Peer) -> ConnId {
+    ConnId(peer.token().0 as u64)
+}
+
+#[test]
+fn an_upgrade_and_a_frame_arriving_one_byte_per_read_are_served() {
+    for gaps in [false, true] {
+        let mut cfg = Config::default();
+        // The default allows a head 64 reads (slowloris; the last case below).
+        cfg.http.max_head_reads = 1000;
+        let mut h = Harness::with(cfg);
+        let peer = h.net().connect();
+        let mut bytes = request("x", "/echo", KEY);
+        bytes.extend(client(OpCode::Text, b"hello"));
+        // With gaps, every byte is followed by a WouldBlock: EAGAIN at every point.
+        peer.send_bytewise(&bytes, gaps);
+        let turns = h.settle();
+        let out = peer.written();
+        let head = check_response(&out, 0, KEY)
+            .expect("101")
+            .expect("complete");
+        assert_eq!(out[head..], server(OpCode::Text, b"hello"), "gaps {gaps}");
+        let id = id_of(&peer);
+        let want = [Seen::Open(id), Seen::Message(id, b"hello".to_vec())];
+        assert_eq!(h.seen(), want);
+        // One read per byte (and one per WouldBlock): a short read ends reading, and the
+        // next byte's edge brings the loop back.
+        let per_byte = if gaps { 2 } else { 1 };
+        assert_eq!(peer.calls().reads, bytes.len() * per_byte);
+        assert!(turns >= bytes.len(), "{turns} iterations");
+        // Idle between messages: the rx ring went back to the pool.
+        assert_eq!(h.r.pool.lent(), 0);
+        h.assert_asleep();
+    }
+    // Under the default limit, a head dribbled a byte per read is refused at its 64th read
+    // (each read counted once, however many events it took).
+    let mut h = Harness::new();
+    let peer = h.net().connect();
+    let head = request("x", "/echo", KEY);
+    peer.send_bytewise(&head[..63], false);
+    h.settle();
+    assert_eq!(peer.written_len(), 0);
+    peer.send_bytewise(&head[63..64], false);
+    h.settle();
+    assert!(peer.written().starts_with(b"HTTP/1.1 400 "));
+    assert_eq!(peer.shut_at(), Some(peer.written_len()));
+}
+
+#[test]
+fn a_1_mib_echo_leaves_one_byte_per_write_with_writable_only_while_bytes_remain() {
+    let mut h = Harness::new();
+    let peer = h.open();
+    peer.set_write_cap(1);
+    let payload = pattern(1 << 20);
+    peer.send(&client(OpCode::Binary, &payload));
+    h.settle(); // `turn` checks WRITABLE against the queue after every iteration
+    let want = server(OpCode::Binary, &payload);
+    assert!(peer.written() == want, "the echo arrived intact");
+    // Every write took its one byte: none was wasted on a full socket.
+    assert_eq!(peer.calls().writes, 1 + want.len());
+    // READABLE at accept; WRITABLE added at the first short write and dropped once drained,
+    // with no re-registration in between.
+    let (r, rw) = (Interest::READABLE, Interest::READABLE | Interest::WRITABLE);
+    assert_eq!(peer.interests(), [r, rw, r]);
+    assert_eq!(h.r.pool.lent(), 0);
+    h.assert_asleep();
+}
+
+#[test]
+fn would_block_on_every_other_write_loses_nothing() {
+    let mut h = Harness::new();
+    let peer = h.net().connect();
+    for _ in 0..200 {
+        peer.push_write(WriteStep::WouldBlock);
+        peer.push_write(WriteStep::Accept(700));
+    }
+    peer.send(&request("x", "/echo", KEY));
+    let payload = pattern(64 * 1024);
+    peer.send(&client(OpCode::Binary, &payload));
+    h.settle();
+    let out = peer.written();
+    let head = check_response(&out, 0, KEY)
+        .expect("101")
+        .expect("complete");
+    assert!(out[head..] == server(OpCode::Binary, &payload));
+    // Each WouldBlock cost one write and one WRITABLE edge, never a retry loop.
+    let accepted = out.len().div_ceil(700);
+    assert!(
+        peer.calls().writes <= 2 * accepted + 1,
+        "{:?}",
+        peer.calls()
+    );
+    h.assert_asleep();
+}
+
+#[test]
+fn eintr_on_poll_accept_read_and_write_is_retried_at_once() {
+    let mut h = Harness::new();
+    h.net().fail_poll(libc::EINTR);
+    h.net().fail_accept(libc::EINTR);
+    h.net().fail_accept(libc::ECONNABORTED); // concerns that connection only
+    let peer = h.net().connect();
+    peer.push_read(ReadStep::Err(libc::EINTR));
+    peer.send(&request("x", "/echo", KEY));
+    peer.push_write(WriteStep::Err(libc::EINTR));
+    h.turn();
+    // The interrupted poll was retried within the iteration, and the interrupted and
+    // aborted accepts did not stop the accept loop.
+    assert_eq!(h.net().polls, 2);
+    assert_eq!(h.r.conns.len(), 1);
+    h.turn();
+    // No edge follows an EINTR: had either been taken for WouldBlock, nothing would move.
+    assert_eq!(peer.calls().reads, 2);
+    assert_eq!(peer.calls().writes, 2);
+    let out = peer.written();
+    assert_eq!(check_response(&out, 0, KEY), Ok(Some(out.len())));
+    assert_eq!(h.seen(), [Seen::Open(id_of(&peer))]);
+}
+
+#[test]
+fn a_reset_mid_frame_reports_1006_once_frees_everything_and_writes_nothing_more() {
+    let mut h = Harness::new();
+    let peer = h.open();
+    // A reply is stuck in tx (the peer stopped reading) when the reset arrives.
+    peer.set_room(0);
+    let mut bytes = client(OpCode::Text, b"queued reply");
+    let big = client(OpCode::Binary, &pattern(100_000));
+    bytes.extend_from_slice(&big[..50_000]);
+    peer.send(&bytes);
+    h.settle();
+    assert!(h.r.conns.iter().all(|(_, e)| e.conn.tx_len() > 0));
+    let writes = peer.calls().writes;
+    peer.push_read(ReadStep::Err(libc::ECONNRESET));
+    h.settle();
+    assert_eq!(h.closes(), [1006]);
+    h.assert_all_freed();
+    assert!(peer.closed());
+    assert_eq!(peer.calls().deregisters, 1);
+    assert_eq!(peer.calls().writes, writes, "a write after the reset");
+    assert_eq!(peer.calls().writes_after_error, 0);
+    h.assert_asleep();
+    assert_eq!(h.closes(), [1006], "told once");
+}
+
+#[test]
+fn epipe_mid_reply_reports_1006_once_frees_everything_and_writes_nothing_more() {
+    let mut h = Harness::new();
+    let peer = h.open();
+    let writes = peer.calls().writes;
+    peer.push_write(WriteStep::Accept(1000));
+    peer.push_write(WriteStep::Err(libc::EPIPE));
+    peer.send(&client(OpCode::Binary, &pattern(100_000)));
+    h.settle();
+    assert_eq!(peer.written_len(), 1000);
+    assert_eq!(h.closes(), [1006]);
+    h.assert_all_freed();
+    assert!(peer.closed());
+    assert_eq!(peer.calls().writes, writes + 2);
+    assert_eq!(peer.calls().writes_after_error, 0);
+    h.assert_asleep();
+    assert_eq!(h.closes(), [1006], "told once");
+}
+
+#[test]
+fn hup_and_err_are_handled_once_without_spinning() {
+    // RDHUP with the FIN: read returns 0 once; the WebSocket never sent a close frame.
+    let mut h = Harness::new();
+    let peer = h.open();
+    let reads = peer.calls().reads;
+    peer.push_read(ReadStep::Eof);
+    h.turn();
+    assert!(h.ready[0].is_read_closed());
+    assert_eq!(peer.calls().reads, reads + 1);
+    assert_eq!(h.closes(), [1006]);
+    h.assert_all_freed();
+    h.assert_asleep();
+
+    // ERR: the read reports the error once.
+    let mut h = Harness::new();
+    let peer = h.open();
+    let reads = peer.calls().reads;
+    peer.push_read(ReadStep::Err(libc::ETIMEDOUT));
+    h.turn();
+    assert!(h.ready[0].is_error());
+    assert_eq!(peer.calls().reads, reads + 1);
+    assert_eq!(h.closes(), [1006]);
+    h.assert_all_freed();
+    h.assert_asleep();
+
+    // A HUP reported with nothing behind it yet: one read meets WouldBlock and the loop
+    // sleeps; the FIN that follows raises its own edge and ends the connection.
+    let mut h = Harness::new();
+    let peer = h.open();
+    let reads = peer.calls().reads;
+    h.net().inject(Ready {
+        token: peer.token(),
+        readable: false,
+        writable: false,
+        read_closed: true,
+        error: false,
+    });
+    h.turn();
+    assert_eq!(peer.calls().reads, reads + 1);
+    h.assert_asleep();
+    h.assert_asleep();
+    assert_eq!(peer.calls().reads, reads + 1, "no read without an edge");
+    assert!(h.closes().is_empty());
+    peer.push_read(ReadStep::Eof);
+    h.settle();
+    assert_eq!(h.closes(), [1006]);
+    h.assert_all_freed();
+}
+
+#[test]
+fn reading_stops_over_max_queued_bytes_and_resumes_once_the_peer_drains_without_a_new_edge() {
+    let mut h = Harness::with(Config {
+        max_queued_bytes: 64 * 1024,
+        ..Config::default()
+    });
+    let peer = h.open();
+    peer.set_room(0); // the peer does not read its replies
+                      // 40 messages arriving one after another: whatever the read buffer, reading must stop
+                      // once the unread echoes pass the limit.
+    let msgs: Vec<Vec<u8>> = (0..40).map(|i| pattern(8 * 1024 + i)).collect();
+    for m in &msgs {
+        peer.send(&client(OpCode::Binary, m));
+    }
+    h.settle();
+    // Reading stopped with bytes left in the socket, and the loop sleeps (no read per
+    // iteration while the peer does not drain).
+    assert!(peer.unread() > 0, "the socket still holds bytes");
+    let reads = peer.calls().reads;
+    h.assert_asleep();
+    h.assert_asleep();
+    assert_eq!(peer.calls().reads, reads);
+    let queued =
+        h.r.conns
+            .iter()
+            .map(|(_, e)| e.conn.tx_len())
+            .sum::<usize>();
+    assert!(queued > 64 * 1024, "{queued}");
+    // The peer reads everything: WRITABLE fires, tx drains, and reading resumes by itself
+    // (no bytes arrive, so no readable edge will ever come).
+    peer.drain(usize::MAX);
+    h.settle();
+    assert_eq!(peer.unread(), 0);
+    let want: Vec<u8> = msgs
+        .iter()
+        .flat_map(|m| server(OpCode::Binary, m))
+        .collect();
+    assert!(peer.written() == want, "every echo, in order");
+    assert_eq!(h.seen().len(), 1 + msgs.len());
+    h.assert_asleep();
+}
+
+#[test]
+fn reading_stops_while_rx_is_full_and_resumes_when_the_held_poll_ends_without_a_new_edge() {
+    let mut h = Harness::with(Config {
+        buffer_size: 1024,
+        ..Config::default()
+    });
+    let peer = h.net().connect();
+    // A long poll is held; 40 pipelined requests behind it fill rx and wait in the socket.
+    let mut bytes = b"GET /poll/t?after=0 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    for _ in 0..40 {
+        bytes.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    assert!(bytes.len() > 1024);
+    peer.send(&bytes);
+    h.settle();
+    assert!(peer.written().is_empty(), "the poll is held");
+    assert_eq!(peer.unread(), 1);
+    let reads = peer.calls().reads;
+    h.assert_asleep();
+    assert_eq!(peer.calls().reads, reads, "no read while rx is full");
+    // The hold ends (204): the pipelined requests are served and reading resumes.
+    let hold = Config::default().timeouts.poll_hold.as_millis() as Tick;
+    h.net().advance(hold + 1);
+    h.settle();
+    assert_eq!(peer.unread(), 0);
+    let out = String::from_utf8(peer.written()).expect("text");
+    assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 40);
+    h.assert_asleep();
+}
+
+#[test]
+fn our_fin_follows_the_last_byte_and_the_socket_stays_open_until_the_peers_fin() {
+    let mut h = Harness::new();
+    let peer = h.open();
+    peer.set_room(3); // the close echo (4 bytes) leaves in two writes
+    peer.send(&close_frame(1000, [1, 2, 3, 4]));
+    h.settle();
+    assert_eq!(h.closes(), [1000]);
+    assert_eq!(peer.written_len(), 3);
+    assert_eq!(
+        peer.shut_at(),
+        None,
+        "FIN before the close frame was written"
+    );
+    peer.drain(100);
+    h.settle();
+    assert_eq!(
+        peer.written(),
+        server(OpCode::Close, &1000u16.to_be_bytes())
+    );
+    assert_eq!(peer.shut_at(), Some(4), "FIN right after the last byte");
+    // Closing now could turn unread bytes into an RST that destroys our close frame: keep
+    // reading (and discarding) until the peer's FIN.
+    assert!(!peer.closed());
+    peer.send(b"late bytes the peer sent before it saw our close");
+    h.settle();
+    assert!(!peer.closed());
+    assert_eq!(peer.written_len(), 4);
+    peer.push_read(ReadStep::Eof);
+    h.settle();
+    assert!(peer.closed());
+    assert_eq!(peer.calls().shutdowns, 1);
+    assert_eq!(h.closes(), [1000], "told once");
+    h.assert_all_freed();
+}
+
+#[test]
+fn out_of_descriptors_one_pending_connection_is_shed_and_the_loop_sleeps() {
+    let mut h = Harness::new();
+    h.net().set_emfile(true);
+    let peer = h.net().connect();
+    h.turn();
+    assert!(peer.closed(), "shed through the reserve descriptor");
+    assert_eq!(h.net().shed, 1);
+    assert_eq!(h.r.conns.len(), 0);
+    // accept → EMFILE → shed, accept → EMFILE → nothing left to shed: stop.
+    assert_eq!(h.net().accepts, 2);
+    h.assert_asleep();
+    h.assert_asleep();
+    assert_eq!(
+        h.net().accepts,
+        2,
+        "accept retried without a new connection"
+    );
+    // Descriptors are free again: the next connection is served.
+    h.net().set_emfile(false);
+    let peer = h.net().connect();
+    peer.send(&request("x", "/echo", KEY));
+    h.settle();
+    let out = peer.written();
+    assert_eq!(check_response(&out, 0, KEY), Ok(Some(out.len())));
+}
+
+#[test]
+fn a_stale_event_for_a_freed_and_reused_slot_is_dropped() {
+    let mut h = Harness::new();
+    let old = h.open();
+    let stale = old.token();
+    old.push_read(ReadStep::Eof);
+    h.settle();
+    h.assert_all_freed();
+    let new = h.open();
+    let (slot, _) = token::decode(new.token());
+    assert_eq!(slot, token::decode(stale).0, "the slot was reused");
+    assert_ne!(new.token(), stale);
+    let calls = new.calls();
+    h.net().inject(Ready {
+        token: stale,
+        readable: true,
+        writable: true,
+        read_closed: true,
+        error: true,
+    });
+    h.turn();
+    assert_eq!(new.calls(), calls, "the new connection was touched");
+    assert!(!new.closed());
+    assert_eq!(h.closes(), [1006], "only the old connection was reported");
+    // The new connection still works.
+    new.send(&client(OpCode::Text, b"still here"));
+    h.settle();
+    assert_eq!(new.written(), server(OpCode::Text, b"still here"));
+}
+
+#[test]
+fn a_signal_closes_every_websocket_with_1001_and_the_loop_ends_after_the_handshakes() {
+    let mut h = Harness::new();
+    let peer = h.open();
+    h.net().signal();
+    h.turn();
+    let bye = server(
+        OpCode::Close,
+        &[&1001u16.to_be_bytes()[..], b"server shutting down"].concat(),
+    );
+    assert_eq!(peer.written(), bye);
+    // No new connection is accepted while draining.
+    let late = h.net().connect();
+    h.turn();
+    assert_eq!(late.calls().registers, 0);
+    // The peer answers the close: FIN, its FIN, and the loop ends.
+    peer.send(&close_frame(1001, [9, 9, 9, 9]));
+    h.turn();
+    assert_eq!(peer.shut_at(), Some(bye.len()));
+    assert!(
+        !h.r.turn(&mut h.ready).expect("turn"),
+        "the loop should end"
+    );
+}
