@@ -434,6 +434,10 @@ impl Layers {
             return Err(ConfigError(format!("{at}: must be at least 1")));
         }
         cfg.ws.max_frame_size = cfg.ws.max_frame_size.min(cfg.ws.max_message_size);
+        if cfg.redis.timeout.is_zero() {
+            let at = self.blame("redis_timeout", "redis_timeout");
+            return Err(ConfigError(format!("{at}: must be longer than 0")));
+        }
         if cfg.workers == 0 {
             cfg.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }

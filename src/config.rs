@@ -160,6 +160,88 @@ impl Default for CompressionConfig {
     }
 }
 
+/// Where the Redis backplane is: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`
+/// (`cli/value.rs::parse_redis_url`). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// A name or an address; a name is resolved once, at start-up.
+    pub host: String,
+    /// Default 6379.
+    pub port: u16,
+    /// The ACL user for `HELLO 3 AUTH` (Redis 6); none means `default`.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Selected after the handshake. Redis pub/sub ignores the database number (channels are
+    /// global to the server), so it does not separate deployments: the prefix does.
+    pub db: u32,
+}
+
+impl RedisUrl {
+    /// The URL with the password replaced by `***`, for logs and `--print-config`.
+    pub fn redacted(&self) -> String {
+        let auth = match (&self.username, &self.password) {
+            (Some(u), Some(_)) => format!("{u}:***@"),
+            (None, Some(_)) => ":***@".to_string(),
+            (Some(u), None) => format!("{u}@"),
+            (None, None) => String::new(),
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let db = if self.db == 0 {
+            String::new()
+        } else {
+            format!("/{}", self.db)
+        };
+        format!("redis://{auth}{host}:{}{db}", self.port)
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// The Redis pub/sub backplane (docs/architecture.md, "The Redis link"): topics shared by
+/// every node that names the same Redis and prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Default none: no backplane, topics are local to this process.
+    pub url: Option<RedisUrl>,
+    /// Prepended to a topic to name its Redis channel (`wsloop:news`), so several
+    /// deployments can share one Redis. Default `wsloop:`.
+    pub prefix: String,
+    /// Deadline for connecting and the `HELLO` answer, and for the answer to a `PING` sent
+    /// after this much silence from Redis. Default 2 s.
+    pub timeout: Duration,
+    /// Longest wait between reconnection attempts; the wait starts at 100 ms, doubles per
+    /// failed attempt and is jittered (a random 50–100 % of it). Default 5 s.
+    pub backoff_max: Duration,
+    /// How long a channel stays subscribed after its last local subscriber left, so a
+    /// long-poll client that polls again (or an SSE client that reconnects) within it misses
+    /// nothing published on other nodes meanwhile. Default 30 s.
+    pub linger: Duration,
+    /// Bytes queued for Redis beyond which further publishes are dropped (and counted): a
+    /// paused Redis must not grow the server without bound. Default 8 MiB.
+    pub max_queued: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            prefix: "wsloop:".to_string(),
+            timeout: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(5),
+            linger: Duration::from_secs(30),
+            max_queued: 8 << 20,
+        }
+    }
+}
+
 /// Every deadline the reactor's timer wheel enforces (DESIGN §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
@@ -266,6 +348,7 @@ pub struct Config {
     /// (SSE gets 204, which tells EventSource to stop reconnecting). Default false.
     pub topics_must_exist: bool,
     pub compression: CompressionConfig,
+    pub redis: RedisConfig,
 }
 
 impl Default for Config {
@@ -292,6 +375,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             compression: CompressionConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }

@@ -4,11 +4,13 @@
 //! Layers (imports point down only; see docs/architecture.md):
 //! L0 `buf`, `timer`, `config`, `cidr`, `text`, `metrics` · L1 `http`, `ws`, `sse`, `poll` (sans-IO
 //! codecs) · L2 `conn` (one
-//! connection's state machine, sans-IO) · L3 `app` (handlers) · L4 `reactor` (the only code
+//! connection's state machine, sans-IO) · L3 `app` (handlers), `pubsub`, `backplane` (the
+//! Redis link's state machine, sans-IO) · L4 `reactor` (the only code
 //! that touches sockets and the clock). `client` (L1–L2) is the sans-IO client side used by
 //! the load generator `wsloop-load`; the server never imports it.
 
 pub mod app;
+pub mod backplane;
 pub mod buf;
 pub mod cidr;
 pub mod cli;

@@ -318,6 +318,25 @@ impl Default for Outcomes {
 /// The process's outcomes, recorded by `conn::Outbox` and the reactor.
 pub static OUTCOMES: Outcomes = Outcomes::new();
 
+/// The Redis link's numbers. One link per process (docs/architecture.md, "The Redis link"),
+/// so one writer: the worker that owns it stores the link's own counts after each turn of its
+/// loop (`reactor/redis.rs`), which is why the counters are stored, not added to.
+#[derive(Debug, Default)]
+pub struct RedisMetrics {
+    /// An index into `RedisMetrics::STATES`.
+    pub state: Gauge,
+    pub reconnects: Gauge,
+    pub dropped: Gauge,
+    pub published: Gauge,
+    pub received: Gauge,
+    pub channels: Gauge,
+}
+
+impl RedisMetrics {
+    /// The link's states, as the `state` label shows them; `off` without `--redis`.
+    pub const STATES: [&'static str; 4] = ["off", "down", "connecting", "up"];
+}
+
 /// Every number the server exports: one slot per worker, the process-wide outcomes, and the
 /// process-wide gauges the caller sets before rendering.
 #[derive(Debug)]
@@ -330,6 +349,7 @@ pub struct Metrics {
     deflate_dedicated: Gauge,
     /// Distinct client addresses with open connections (the reactor's per-address count).
     client_addresses: Gauge,
+    pub redis: RedisMetrics,
 }
 
 impl Metrics {
@@ -348,6 +368,7 @@ impl Metrics {
             queued_bytes: Gauge::new(),
             deflate_dedicated: Gauge::new(),
             client_addresses: Gauge::new(),
+            redis: RedisMetrics::default(),
         }
     }
 
@@ -624,6 +645,62 @@ impl Metrics {
                 r.sample(name, &[("worker", &worker)], get(m));
             }
         }
+        self.render_redis(&mut r);
+    }
+
+    fn render_redis(&self, r: &mut Renderer<'_>) {
+        let redis = &self.redis;
+        r.family(
+            "wsloop_redis_link",
+            "gauge",
+            "State of the Redis backplane link: 1 for the current state (off without --redis; \
+             down: waiting to reconnect; connecting: socket or HELLO pending; up).",
+        );
+        let state = redis.state.get();
+        for (i, s) in RedisMetrics::STATES.iter().enumerate() {
+            r.sample(
+                "wsloop_redis_link",
+                &[("state", s)],
+                i64::from(state == i as i64),
+            );
+        }
+        let families: [(&str, &str, &str, &Gauge); 5] = [
+            (
+                "wsloop_redis_reconnects_total",
+                "counter",
+                "Connection attempts to Redis after the first one.",
+                &redis.reconnects,
+            ),
+            (
+                "wsloop_redis_dropped_publishes_total",
+                "counter",
+                "Publishes not sent to Redis (link not up, too much queued, or refused): other \
+                 nodes never see them; local subscribers did.",
+                &redis.dropped,
+            ),
+            (
+                "wsloop_redis_published_total",
+                "counter",
+                "Publishes sent to Redis for the other nodes.",
+                &redis.published,
+            ),
+            (
+                "wsloop_redis_received_total",
+                "counter",
+                "Messages from other nodes received through Redis and delivered here.",
+                &redis.received,
+            ),
+            (
+                "wsloop_redis_channels",
+                "gauge",
+                "Redis channels the link subscribes to, as Redis last confirmed.",
+                &redis.channels,
+            ),
+        ];
+        for (name, kind, help, g) in families {
+            r.family(name, kind, help);
+            r.sample(name, &[], g.get());
+        }
     }
 }
 
@@ -741,6 +818,27 @@ mod tests {
     fn value(text: &str, series: &str) -> Option<String> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(String::from))
+    }
+
+    #[test]
+    fn the_redis_link_state_is_one_series_at_1() {
+        let m = fresh(1);
+        let up = "wsloop_redis_link{state=\"up\"}";
+        let off = "wsloop_redis_link{state=\"off\"}";
+        let text = rendered(&m);
+        assert_eq!(
+            value(&text, off).as_deref(),
+            Some("1"),
+            "off without --redis"
+        );
+        assert_eq!(value(&text, up).as_deref(), Some("0"));
+        m.redis.state.set(3);
+        m.redis.dropped.set(5);
+        let text = rendered(&m);
+        assert_eq!(value(&text, off).as_deref(), Some("0"));
+        assert_eq!(value(&text, up).as_deref(), Some("1"));
+        let dropped = "wsloop_redis_dropped_publishes_total";
+        assert_eq!(value(&text, dropped).as_deref(), Some("5"));
     }
 
     #[test]
@@ -903,7 +1001,7 @@ mod tests {
                 assert!(v.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(families.len(), 24, "{families:?}");
+        assert_eq!(families.len(), 30, "{families:?}");
     }
 
     #[test]

@@ -97,6 +97,11 @@ fn sse_encode() {
 }
 
 #[test]
+fn redis_link() {
+    replay_with_seeds("redis_link");
+}
+
+#[test]
 fn every_target_is_replayed_here() {
     let here = [
         "ws_decode",
@@ -107,6 +112,7 @@ fn every_target_is_replayed_here() {
         "conn",
         "deflate_offer",
         "sse_encode",
+        "redis_link",
     ];
     let names: Vec<&str> = wsloop::fuzzing::TARGETS.iter().map(|t| t.0).collect();
     assert_eq!(names, here, "add a #[test] for the new target");

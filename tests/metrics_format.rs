@@ -45,6 +45,13 @@ fn populated() -> String {
     }
     m.set_queued_bytes(1 << 20);
     m.set_client_addresses(7);
+    let redis = &m.redis;
+    redis.state.set(3);
+    redis.reconnects.set(2);
+    redis.dropped.set(7);
+    redis.published.set(100);
+    redis.received.set(200);
+    redis.channels.set(3);
     let mut text = String::new();
     m.render(&mut text);
     text
@@ -93,9 +100,11 @@ fn rendered_metrics_pass_promtool_check_metrics() {
 fn the_populated_registry_has_every_family() {
     let text = populated();
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(families, 24, "{text}");
+    assert_eq!(families, 30, "{text}");
     assert!(text.contains("wsloop_connections_refused_total{reason=\"per_ip\"} 6\n"));
     assert!(text.contains("wsloop_client_addresses 7\n"));
+    assert!(text.contains("wsloop_redis_link{state=\"up\"} 1\n"));
+    assert!(text.contains("wsloop_redis_link{state=\"down\"} 0\n"));
     assert!(text.contains("wsloop_upgrades_total{result=\"rejected\",status=\"431\"} 1\n"));
     assert!(text.contains("wsloop_poll_seconds_total{worker=\"1\"} 1.234567891\n"));
 }

@@ -48,6 +48,10 @@ pub enum Field {
     /// IP addresses and CIDR blocks: a repeatable flag whose values may also be
     /// comma-separated; a TOML array of strings; comma-separated in the environment.
     Blocks(fn(&mut Config) -> &mut Vec<Cidr>),
+    /// A string, taken as it is.
+    Text(fn(&mut Config) -> &mut String),
+    /// A `redis://` URL; empty means none.
+    Redis(fn(&mut Config) -> &mut Option<crate::config::RedisUrl>),
 }
 
 /// A value as a source supplies it.
@@ -89,6 +93,8 @@ impl Field {
             Field::Path(_) => "a file path",
             Field::Compression(_) => "off, shared or dedicated",
             Field::Blocks(_) => "IP addresses or CIDR blocks (e.g. 127.0.0.1, ::1, 10.0.0.0/8)",
+            Field::Text(_) => "a string",
+            Field::Redis(_) => value::REDIS_EXPECTED,
         }
     }
 
@@ -202,6 +208,14 @@ impl Field {
                     .collect::<Result<Vec<_>, _>>()?;
                 *f(cfg) = blocks;
             }
+            Field::Text(f) => match input {
+                Input::Text(t) => *f(cfg) = t.to_string(),
+                _ => return Err(wrong()),
+            },
+            Field::Redis(f) => match input {
+                Input::Text(t) => *f(cfg) = value::parse_redis_url(t)?,
+                _ => return Err(wrong()),
+            },
         }
         Ok(())
     }
@@ -250,6 +264,19 @@ impl Field {
                     .collect();
                 (format!("[{}]", items.join(", ")), None)
             }
+            Field::Text(f) => (value::toml_string(f(cfg)), None),
+            // The password never appears in printed configuration.
+            Field::Redis(f) => match f(cfg) {
+                Some(u) if u.password.is_some() => (
+                    value::toml_string(&u.redacted()),
+                    Some("password hidden".into()),
+                ),
+                Some(u) => (value::toml_string(&u.redacted()), None),
+                None => (
+                    value::toml_string(""),
+                    Some("none: topics stay on this node".into()),
+                ),
+            },
         }
     }
 }
@@ -270,6 +297,7 @@ const PUBSUB: &str = "Pub/sub";
 const SLOW: &str = "Slow consumers";
 const PUSH: &str = "HTTP push (SSE, streaming, polling)";
 const TLS: &str = "TLS";
+const REDIS: &str = "Redis backplane";
 
 /// Every setting, in the order of `--help` and `--print-config`.
 pub static SETTINGS: &[Setting] = &[
@@ -589,6 +617,50 @@ pub static SETTINGS: &[Setting] = &[
         value_name: "FILE",
         help: "PEM private key for tls_cert.",
         field: Field::Path(|c| &mut c.tls_key),
+    },
+    Setting {
+        name: "redis",
+        group: REDIS,
+        value_name: "URL",
+        help: "Share topics with every node on this Redis (pub/sub, RESP3: Redis 6 or later): \
+               redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Empty: topics stay on this node.",
+        field: Field::Redis(|c| &mut c.redis.url),
+    },
+    Setting {
+        name: "redis_prefix",
+        group: REDIS,
+        value_name: "TEXT",
+        help: "Prepended to a topic to name its Redis channel, so deployments can share a Redis.",
+        field: Field::Text(|c| &mut c.redis.prefix),
+    },
+    Setting {
+        name: "redis_timeout",
+        group: REDIS,
+        value_name: "DURATION",
+        help: "Deadline to connect to Redis and get its HELLO answer; also how long a PING sent \
+               after that much silence may go unanswered before the link is dropped.",
+        field: Field::Duration(|c| &mut c.redis.timeout),
+    },
+    Setting {
+        name: "redis_backoff_max",
+        group: REDIS,
+        value_name: "DURATION",
+        help: "Longest wait between reconnection attempts (from 100 ms, doubling, jittered).",
+        field: Field::Duration(|c| &mut c.redis.backoff_max),
+    },
+    Setting {
+        name: "redis_linger",
+        group: REDIS,
+        value_name: "DURATION",
+        help: "How long a Redis channel stays subscribed after its last local subscriber left.",
+        field: Field::Duration(|c| &mut c.redis.linger),
+    },
+    Setting {
+        name: "redis_max_queued",
+        group: REDIS,
+        value_name: "BYTES",
+        help: "Bytes queued for Redis beyond which publishes are dropped (and counted).",
+        field: Field::Bytes(|c| &mut c.redis.max_queued),
     },
 ];
 

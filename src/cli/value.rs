@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::config::RedisUrl;
+
 /// What a size looks like, for error messages.
 pub const SIZE_EXPECTED: &str = "a number of bytes (e.g. 65536, 64KiB, 1MiB)";
 /// What a duration looks like, for error messages.
@@ -88,6 +90,108 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.trim()
         .parse()
         .map_err(|_| expected(ADDR_EXPECTED, text))
+}
+
+/// What a Redis URL looks like, for error messages.
+pub const REDIS_EXPECTED: &str =
+    "a URL like redis://127.0.0.1:6379, redis://:PASSWORD@HOST:PORT/DB";
+
+/// A Redis URL: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, the form redis-cli's `-u` and
+/// most clients accept. `%XX` escapes are decoded in the user and password (a password may
+/// hold `@` or `:`); an IPv6 host goes in brackets. Empty text means no Redis. `rediss://`
+/// (TLS) is refused with a message rather than connected in clear.
+pub fn parse_redis_url(text: &str) -> Result<Option<RedisUrl>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| format!("{} ({why})", expected(REDIS_EXPECTED, text));
+    if t.starts_with("rediss://") {
+        return Err(bad(
+            "TLS to Redis is not supported; use redis:// on a private network",
+        ));
+    }
+    let rest = t
+        .strip_prefix("redis://")
+        .ok_or_else(|| bad("it must start with redis://"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => {
+            let (user, pass) = match u.split_once(':') {
+                Some((user, pass)) => (user, Some(pass)),
+                None => (u, None),
+            };
+            let user = percent_decode(user).ok_or_else(|| bad("bad %-escape in the user"))?;
+            let pass = match pass {
+                Some(p) => {
+                    Some(percent_decode(p).ok_or_else(|| bad("bad %-escape in the password"))?)
+                }
+                None => None,
+            };
+            ((!user.is_empty()).then_some(user), pass)
+        }
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(p.strip_prefix(':').ok_or_else(|| bad("text after ]"))?),
+            ),
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => digits(p)
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad("the port must be 1 to 65535"))?,
+    };
+    let db = match path {
+        "" => 0,
+        p => digits(p)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad("the database must be a number"))?,
+    };
+    Ok(Some(RedisUrl {
+        host: host.to_string(),
+        port,
+        username,
+        password,
+        db,
+    }))
+}
+
+/// `%XX` escapes decoded (None for a bad escape or a result that is not UTF-8).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A duration in the largest unit that states it exactly: `10s`, `2m`, `1500ms`.
@@ -176,6 +280,49 @@ mod tests {
         assert!(parse_addr("localhost")
             .unwrap_err()
             .contains("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn redis_urls() {
+        let u = parse_redis_url("redis://127.0.0.1:6380/2")
+            .unwrap()
+            .unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.db), ("127.0.0.1", 6380, 2));
+        assert_eq!((u.username, u.password), (None, None));
+        let u = parse_redis_url("redis://:s%40cret:x@redis.internal")
+            .unwrap()
+            .unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("redis.internal", 6379));
+        assert_eq!(u.password.as_deref(), Some("s@cret:x"));
+        assert_eq!(u.username, None);
+        assert_eq!(u.redacted(), "redis://:***@redis.internal:6379");
+        assert_eq!(format!("{u:?}"), "redis://:***@redis.internal:6379");
+        let u = parse_redis_url("redis://app:pw@[::1]:7000")
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.port, 7000);
+        assert_eq!(u.username.as_deref(), Some("app"));
+        assert_eq!(u.redacted(), "redis://app:***@[::1]:7000");
+        assert_eq!(parse_redis_url(" ").unwrap(), None);
+        for bad in [
+            "127.0.0.1:6379",
+            "redis://",
+            "redis://h:0",
+            "redis://h:99999",
+            "redis://h/x",
+            "redis://:%zz@h",
+            "redis://[::1",
+        ] {
+            let err = parse_redis_url(bad).unwrap_err();
+            assert!(
+                err.starts_with("expected a URL like redis://"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(parse_redis_url("rediss://h")
+            .unwrap_err()
+            .contains("TLS to Redis is not supported"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod conn;
 mod deflate;
 mod http;
 mod pubsub;
+mod redis;
 mod sse;
 mod text;
 mod ws;
@@ -16,6 +17,7 @@ pub use conn::conn;
 pub use deflate::deflate_offer;
 pub use http::http_request;
 pub use pubsub::pubsub_registry;
+pub use redis::redis_link;
 pub use sse::sse_encode;
 pub use text::{close_payload, utf8};
 pub use ws::ws_decode;
@@ -33,6 +35,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("conn", conn),
     ("deflate_offer", deflate_offer),
     ("sse_encode", sse_encode),
+    ("redis_link", redis_link),
 ];
 
 /// Reads the fuzzer's bytes front to back; past the end every read yields zeros, so any input

@@ -180,6 +180,9 @@ pub struct Hub {
     waiting: HashMap<ConnId, (Box<str>, u64)>,
     /// (connection, topic) pairs, for the subscriptions gauge.
     subscriptions: usize,
+    /// Topics whose subscriber set became non-empty (true) or empty (false), in order — the
+    /// Redis link subscribes to what this hub needs. None: nobody asked (`track_interest`).
+    interest: Option<Vec<(Box<str>, bool)>>,
 }
 
 impl Hub {
@@ -198,7 +201,22 @@ impl Hub {
             by_conn: HashMap::new(),
             waiting: HashMap::new(),
             subscriptions: 0,
+            interest: None,
         }
+    }
+
+    /// Start recording when a topic gains its first subscriber or loses its last
+    /// (`take_interest`).
+    pub fn track_interest(&mut self) {
+        self.interest.get_or_insert_with(Vec::new);
+    }
+
+    /// The changes of interest since the last call, in order: (topic, now wanted).
+    pub fn take_interest(&mut self) -> Vec<(Box<str>, bool)> {
+        self.interest
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Remember that `id` holds a long poll on `topic` for messages after `after`.
@@ -246,7 +264,11 @@ impl Hub {
         let t = self.topic_mut(topic)?;
         let name = t.name.clone();
         if t.subs.insert(id) {
+            let first = t.subs.list.len() == 1;
             self.subscriptions += 1;
+            if let Some(changes) = self.interest.as_mut().filter(|_| first) {
+                changes.push((topic.into(), true));
+            }
         }
         self.by_conn.entry(id).or_default().push(name);
         self.settle(topic);
@@ -275,6 +297,11 @@ impl Hub {
         if let Some(t) = self.topics.get_mut(topic) {
             if t.subs.remove(id) {
                 self.subscriptions -= 1;
+                if t.subs.list.is_empty() {
+                    if let Some(changes) = self.interest.as_mut() {
+                        changes.push((topic.into(), false));
+                    }
+                }
             }
         }
         self.settle(topic);

@@ -84,6 +84,35 @@ fn history_is_bounded_and_reports_gaps() {
 }
 
 #[test]
+fn interest_changes_are_recorded_once_tracked() {
+    let mut h = hub();
+    h.subscribe(ConnId(1), "a").unwrap();
+    assert!(h.take_interest().is_empty(), "not tracked yet");
+    h.track_interest();
+    h.subscribe(ConnId(2), "a").unwrap(); // not the first: no change
+    h.subscribe(ConnId(2), "b").unwrap();
+    h.unsubscribe(ConnId(1), "a");
+    h.wait(ConnId(3), "c", 0);
+    h.subscribe(ConnId(3), "c").unwrap();
+    h.take_waiting(ConnId(3));
+    h.unsubscribe_all(ConnId(2));
+    let got: Vec<(String, bool)> = h
+        .take_interest()
+        .into_iter()
+        .map(|(t, on)| (t.into(), on))
+        .collect();
+    let want = [
+        ("b", true),
+        ("c", true),
+        ("c", false),
+        ("a", false),
+        ("b", false),
+    ];
+    assert_eq!(got, want.map(|(t, on)| (t.to_string(), on)));
+    assert!(h.take_interest().is_empty());
+}
+
+#[test]
 fn topics_without_subscribers_or_history_are_dropped() {
     let mut h = Hub::new(PubSubLimits {
         history_len: 0,

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use super::clients::{ClientId, Clients};
+use super::workers::Mail;
 use super::{observe, token, Net, Reactor, TOO_MANY_FROM_YOU, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
@@ -126,39 +127,64 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    /// Publish here, and through the bus on every other worker with the same sequence number.
-    /// Refused (dropped, logged and counted) when this worker's hub has no room for a new
-    /// topic (`Hub::check_room`); a `POST /publish` was already answered 503 for that.
+    /// Publish on this node and, through the Redis link (if any), on the others. A publish
+    /// this node refuses (`publish_local`) goes nowhere: a `POST /publish` was answered 503.
     fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
+        if self.publish_local(topic, text, payload) {
+            self.redis_publish(topic, text, payload);
+        }
+    }
+
+    /// Publish on this node only: here, and through the bus on every other worker with the
+    /// same sequence number. Refused (dropped, logged and counted; false) when this worker's
+    /// hub has no room for a new topic (`Hub::check_room`).
+    pub(super) fn publish_local(&mut self, topic: &str, text: bool, payload: &[u8]) -> bool {
         let Some(end) = self.bus.as_ref() else {
-            match self.hub.publish(topic, text, payload) {
-                Ok((published, _)) => self.deliver(topic, published),
-                Err(e) => self.refused("publish", topic, e),
-            }
-            return;
+            return match self.hub.publish(topic, text, payload) {
+                Ok((published, _)) => {
+                    self.deliver(topic, published);
+                    true
+                }
+                Err(e) => {
+                    self.refused("publish", topic, e);
+                    false
+                }
+            };
         };
         if let Err(e) = self.hub.check_room(topic, payload.len()) {
-            return self.refused("publish", topic, e);
+            self.refused("publish", topic, e);
+            return false;
         }
         let seq = end.bus.next_seq(topic);
         end.bus.broadcast(end.me, topic, seq, text, payload);
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
         self.deliver(topic, published);
+        true
     }
 
     fn refused(&self, what: &str, topic: &str, e: TopicError) {
         log::debug!("{what} {topic:?} refused: {e}");
     }
 
-    /// Publishes from other workers: encode each once here and deliver.
+    /// Mail from other workers: publishes (encode each once here and deliver) and, on the
+    /// worker that owns the Redis link, the other workers' interest in topics.
     pub(super) fn receive_from_workers(&mut self) {
         let Some(end) = self.bus.as_ref() else { return };
-        let envelopes: Vec<_> = end.inbox.try_iter().collect();
-        for env in envelopes {
-            let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
-            let (published, _) = self.hub.publish_numbered(&env.topic, published);
-            self.deliver(&env.topic, published);
+        let mails: Vec<_> = end.inbox.try_iter().collect();
+        for mail in mails {
+            match mail {
+                Mail::Publish(env) => {
+                    let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
+                    let (published, _) = self.hub.publish_numbered(&env.topic, published);
+                    self.deliver(&env.topic, published);
+                    // Only the link's owner sends to Redis. What the bus brings it was
+                    // published by a handler on this node: ticks run on worker 0 only, and
+                    // messages from Redis arrive on worker 0 only.
+                    self.redis_publish(&env.topic, env.text, &env.payload);
+                }
+                Mail::Interest { topic, on } => self.redis_interest(&topic, on),
+            }
         }
     }
 

@@ -26,6 +26,7 @@ mod fake_tests;
 mod listener;
 pub mod net;
 mod observe;
+mod redis;
 mod timers;
 mod token;
 pub mod workers;
@@ -50,7 +51,7 @@ use crate::timer::{Tick, TimerKey, Wheel};
 use clients::{ClientId, Clients};
 pub use net::{MioNet, Net, Ready};
 use timers::TimerOwner;
-use token::{LISTENER, SIGNALS, WAKER};
+use token::{LISTENER, REDIS, SIGNALS, WAKER};
 
 /// A slab slot: the socket and the connection's protocol state.
 struct Entry<S> {
@@ -153,6 +154,8 @@ pub struct Reactor<N: Net = MioNet> {
     date_second: u64,
     /// The link to the other workers (None with one worker).
     bus: Option<workers::BusEnd>,
+    /// This worker's part in the Redis backplane (`reactor/redis.rs`).
+    redis: redis::Role,
     /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Open connections per client address, shared by all workers.
@@ -217,6 +220,7 @@ impl<N: Net> Reactor<N> {
             date: String::new(),
             date_second: u64::MAX,
             bus,
+            redis: redis::Role::Off,
             tls: shared.tls,
             clients: shared.clients,
             metrics,
@@ -271,6 +275,7 @@ impl<N: Net> Reactor<N> {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     WAKER => self.receive_from_workers(),
+                    REDIS => self.redis_event(ev),
                     SIGNALS => {
                         if self.on_signal() {
                             return Ok(false);
@@ -285,6 +290,7 @@ impl<N: Net> Reactor<N> {
                     self.read(idx);
                 }
             }
+            self.redis_sync();
             self.flush_dirty();
             self.free_closed();
             return Ok(true);

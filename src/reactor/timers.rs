@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mio::Token;
 
 use super::{token, Net, Reactor};
-use crate::app::{Ctx, RouteId};
+use crate::app::{Command, Ctx, RouteId};
 use crate::conn::State;
 use crate::timer::Tick;
 
@@ -17,6 +17,8 @@ use crate::timer::Tick;
 pub(super) enum TimerOwner {
     Conn(Token),
     Tick(RouteId),
+    /// The Redis link's next deadline (`reactor/redis.rs`).
+    Redis,
 }
 
 impl<N: Net> Reactor<N> {
@@ -39,6 +41,7 @@ impl<N: Net> Reactor<N> {
             match owner {
                 TimerOwner::Conn(token) => self.conn_timer(token),
                 TimerOwner::Tick(route) => self.tick(route, at),
+                TimerOwner::Redis => self.redis_timer(),
             }
         }
         self.apply_commands();
@@ -71,9 +74,24 @@ impl<N: Net> Reactor<N> {
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let before = self.cmds.len();
         self.router
             .handler(route)
             .on_tick(&mut Ctx::tick(unix_ms, &mut self.cmds));
+        // Every node runs its own ticks, so a tick's publishes stay on this node: sent to
+        // Redis, each node's clock would reach every client once per node.
+        for cmd in self.cmds.split_off(before) {
+            match cmd {
+                Command::Publish {
+                    topic,
+                    text,
+                    payload,
+                } => {
+                    self.publish_local(&topic, text, &payload);
+                }
+                other => self.cmds.push(other),
+            }
+        }
         if let Some(every) = self.router.handler(route).tick_interval() {
             // Keep the cadence (no drift), but never schedule into the past after a stall.
             let next = (at + every.as_millis().max(1) as Tick).max(self.now + 1);

@@ -10,6 +10,8 @@ pub const LISTENER: Token = Token(usize::MAX);
 pub const WAKER: Token = Token(usize::MAX - 1);
 /// The signal pipe (SIGTERM/SIGINT).
 pub const SIGNALS: Token = Token(usize::MAX - 2);
+/// The Redis link's socket (`reactor/redis.rs`).
+pub const REDIS: Token = Token(usize::MAX - 3);
 
 /// Pack a slab index (low 32 bits) and a generation (high 32 bits).
 pub fn encode(index: usize, generation: u32) -> Token {
@@ -31,7 +33,7 @@ mod tests {
         for (i, g) in [(0, 0), (1, 7), (123_456, u32::MAX)] {
             let t = encode(i, g);
             assert_eq!(decode(t), (i, g));
-            assert!(t != LISTENER && t != WAKER && t != SIGNALS);
+            assert!(t != LISTENER && t != WAKER && t != SIGNALS && t != REDIS);
         }
     }
 }

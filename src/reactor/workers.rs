@@ -28,9 +28,21 @@ pub struct Envelope {
     pub payload: Arc<[u8]>,
 }
 
+/// What travels between workers.
+#[derive(Debug)]
+pub enum Mail {
+    Publish(Envelope),
+    /// To the worker that owns the Redis link (worker 0): the sender's hub gained its first
+    /// subscriber of `topic` (`on`) or lost its last (`reactor/redis.rs`).
+    Interest {
+        topic: Arc<str>,
+        on: bool,
+    },
+}
+
 /// What all workers share: a sender and a waker per worker, and the sequencer.
 pub struct Bus {
-    peers: Vec<(Mutex<Sender<Envelope>>, Waker)>,
+    peers: Vec<(Mutex<Sender<Mail>>, Waker)>,
     seqs: Mutex<SeqBook>,
 }
 
@@ -38,7 +50,7 @@ pub struct Bus {
 pub struct BusEnd {
     pub me: usize,
     pub bus: Arc<Bus>,
-    pub inbox: Receiver<Envelope>,
+    pub inbox: Receiver<Mail>,
 }
 
 impl Bus {
@@ -61,10 +73,23 @@ impl Bus {
                 text,
                 payload: payload.clone(),
             };
-            let sent = tx.lock().map(|tx| tx.send(env).is_ok()).unwrap_or(false);
+            let sent = tx
+                .lock()
+                .map(|tx| tx.send(Mail::Publish(env)).is_ok())
+                .unwrap_or(false);
             if sent {
                 let _ = waker.wake();
             }
+        }
+    }
+
+    /// Hand `mail` to worker `to` alone.
+    pub fn tell(&self, to: usize, mail: Mail) {
+        let Some((tx, waker)) = self.peers.get(to) else {
+            return;
+        };
+        if tx.lock().map(|tx| tx.send(mail).is_ok()).unwrap_or(false) {
+            let _ = waker.wake();
         }
     }
 }
@@ -80,6 +105,8 @@ pub fn run(
 ) -> io::Result<()> {
     let n = n.max(1);
     let shared = super::Shared::new(&cfg)?;
+    // Resolved once, before any loop runs: name resolution blocks, the loop must not.
+    let redis = super::redis::resolve(&cfg)?;
     // The first listener fixes the port (cfg.listen may say :0); the others share it.
     let first = listener::bind(cfg.listen, n > 1)?;
     let addr = first.local_addr()?;
@@ -128,6 +155,10 @@ pub fn run(
             .spawn(move || {
                 let net = MioNet::new(poll, listener)?;
                 let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, shared, slot);
+                // One Redis link per process, on worker 0; the others tell it what they need.
+                if let Some(addr) = redis {
+                    reactor.join_redis((me == 0).then_some(addr));
+                }
                 reactor.handle_signals()?;
                 let _ = ready.send(());
                 reactor.run()

@@ -1,0 +1,594 @@
+//! Owns `Link`, the state machine of one RESP3 connection to Redis, sans-IO: it is told when
+//! the socket connected, fed the bytes read, asked for the bytes to write, and given `now`;
+//! it answers with `Action`s (connect, drop the socket) and `Event`s (a message from another
+//! node). It never touches a socket or reads the clock — the reactor (`reactor/redis.rs`)
+//! does both.
+//!
+//! What it keeps: which topics the process wants (a count of holders per topic: each worker
+//! that has local subscribers holds it once), which of those are subscribed on the current
+//! connection, the replies it waits for (in command order), the reconnection backoff.
+//!
+//! Phases: `Down` (waiting to retry) → `Connecting` (socket opening, `HELLO` pipelined; one
+//! deadline covers both) → `Up` (`HELLO` answered). Any failure — connect error, EOF,
+//! timeout, an unanswered `PING`, a refused command, bytes that are not RESP3 — goes back to
+//! `Down` with a jittered, doubling backoff. Every (re)connection sends the handshake and one
+//! `SUBSCRIBE` for every live topic as a single pipeline.
+//!
+//! Delivery is at most once: a publish while the link is not `Up`, or while too much is
+//! queued for Redis, is dropped and counted; messages Redis published while the link was down
+//! are not replayed (Redis pub/sub keeps nothing).
+
+use std::collections::{HashMap, VecDeque};
+
+use super::envelope;
+use super::resp::{self, Frame, RespError};
+use crate::config::RedisConfig;
+use crate::timer::Tick;
+
+/// First reconnection wait; each failed attempt doubles it up to `backoff_max`.
+const BACKOFF_MIN: Tick = 100;
+
+/// Where the link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No socket; the next attempt is scheduled.
+    Down,
+    /// Socket opening or `HELLO` not yet answered.
+    Connecting,
+    /// Handshake answered: publishes are sent, messages arrive.
+    Up,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Down { retry_at: Tick },
+    Connecting { deadline: Tick },
+    Up,
+}
+
+/// What the reactor must do for the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Open a new socket to Redis (the handshake is already queued in `tx`).
+    Connect,
+    /// Close the socket: the link gave up on it (the reason is for the log).
+    Disconnect(&'static str),
+}
+
+/// Something that arrived from Redis for the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A message another node (or another publisher) published on a topic we hold.
+    Message {
+        topic: &'a str,
+        text: bool,
+        payload: &'a [u8],
+    },
+}
+
+/// Why the link dropped its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The bytes were not RESP3 the link understands.
+    Resp(RespError),
+    /// Redis refused the handshake or a subscription (the command and Redis's error text).
+    Refused(&'static str, String),
+    /// A reply or confirmation that matches no command sent.
+    Unexpected(&'static str),
+    /// An incomplete frame grew past the largest message the server accepts.
+    TooLarge { size: usize, max: usize },
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Resp(e) => e.fmt(f),
+            LinkError::Refused(cmd, e) => write!(f, "Redis refused {cmd}: {e}"),
+            LinkError::Unexpected(what) => write!(f, "unexpected from Redis: {what}"),
+            LinkError::TooLarge { size, max } => {
+                write!(
+                    f,
+                    "a frame from Redis of at least {size} bytes (limit {max})"
+                )
+            }
+        }
+    }
+}
+
+/// What a reply, in order, answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Hello,
+    Select,
+    Ping,
+    Publish,
+    /// A `SUBSCRIBE`/`UNSUBSCRIBE` of this many channels: one push each (or one error).
+    Subscribe(usize),
+    Unsubscribe(usize),
+}
+
+/// A topic the process holds or recently held.
+#[derive(Debug, Clone, Copy)]
+struct Topic {
+    /// Workers with local subscribers (0: lingering until `since + linger`).
+    holders: u32,
+    /// When `holders` last fell to 0.
+    since: Tick,
+    /// `SUBSCRIBE` sent on the current connection.
+    sent: bool,
+}
+
+/// Counts for the metrics (`reactor/redis.rs` copies them out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connection attempts after the first.
+    pub reconnects: u64,
+    /// Publishes not sent to Redis: link not up, too much queued, or refused by Redis.
+    pub dropped: u64,
+    /// Publishes sent to Redis.
+    pub published: u64,
+    /// Messages from other nodes handed to the application.
+    pub received: u64,
+    /// Channels Redis says this connection subscribes to.
+    pub channels: i64,
+}
+
+/// One RESP3 connection's worth of state, surviving reconnections.
+#[derive(Debug)]
+pub struct Link {
+    prefix: String,
+    /// `HELLO 3 [AUTH …] SETNAME …` and `SELECT` if a database was named, encoded once.
+    handshake: Vec<u8>,
+    handshake_expects: Vec<Expect>,
+    node: u64,
+    timeout: Tick,
+    backoff_max: Tick,
+    linger: Tick,
+    max_queued: usize,
+    max_frame: usize,
+    phase: Phase,
+    /// Upper bound of the next wait (the wait is a random 50–100 % of it).
+    backoff: Tick,
+    rng: u64,
+    attempts: u64,
+    topics: HashMap<Box<str>, Topic>,
+    /// (topic, expiry) in expiry order; an entry is stale if the topic was held again since.
+    lingering: VecDeque<(Box<str>, Tick)>,
+    rx: Vec<u8>,
+    rx_start: usize,
+    tx: Vec<u8>,
+    tx_start: usize,
+    expect: VecDeque<Expect>,
+    last_rx: Tick,
+    ping_sent: Option<Tick>,
+    stats: Stats,
+}
+
+/// Buffers are compacted once this much at their front is consumed (and freed down to it
+/// when emptied), so a burst does not pin megabytes.
+const COMPACT: usize = 64 * 1024;
+
+impl Link {
+    /// A link for `cfg` (its URL must be set) that will connect at `now`. `node` tags this
+    /// process's publishes; `max_message` bounds one incoming message (payload and topic).
+    pub fn new(cfg: &RedisConfig, node: u64, max_message: usize, now: Tick) -> Link {
+        let url = cfg.url.as_ref();
+        let name = format!("wsloop-{node:016x}");
+        let mut hello: Vec<&[u8]> = vec![b"HELLO", b"3"];
+        let user = url.and_then(|u| u.username.as_deref()).unwrap_or("default");
+        if let Some(pass) = url.and_then(|u| u.password.as_deref()) {
+            hello.extend([&b"AUTH"[..], user.as_bytes(), pass.as_bytes()]);
+        }
+        hello.extend([&b"SETNAME"[..], name.as_bytes()]);
+        let mut handshake = Vec::new();
+        let args: Vec<&[&[u8]]> = hello.iter().map(std::slice::from_ref).collect();
+        resp::push_command(&mut handshake, &args);
+        let mut handshake_expects = vec![Expect::Hello];
+        if let Some(db) = url.map(|u| u.db).filter(|&db| db != 0) {
+            let db = db.to_string();
+            resp::push_command(&mut handshake, &[&[b"SELECT"], &[db.as_bytes()]]);
+            handshake_expects.push(Expect::Select);
+        }
+        Link {
+            prefix: cfg.prefix.clone(),
+            handshake,
+            handshake_expects,
+            node,
+            timeout: (cfg.timeout.as_millis() as Tick).max(1),
+            backoff_max: (cfg.backoff_max.as_millis() as Tick).max(BACKOFF_MIN),
+            linger: cfg.linger.as_millis() as Tick,
+            max_queued: cfg.max_queued,
+            // Room for the push header, the prefix and the envelope around the payload.
+            max_frame: max_message
+                .saturating_add(cfg.prefix.len())
+                .saturating_add(1024),
+            phase: Phase::Down { retry_at: now },
+            backoff: BACKOFF_MIN,
+            rng: node | 1,
+            attempts: 0,
+            topics: HashMap::new(),
+            lingering: VecDeque::new(),
+            rx: Vec::new(),
+            rx_start: 0,
+            tx: Vec::new(),
+            tx_start: 0,
+            expect: VecDeque::new(),
+            last_rx: now,
+            ping_sent: None,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn state(&self) -> LinkState {
+        match self.phase {
+            Phase::Down { .. } => LinkState::Down,
+            Phase::Connecting { .. } => LinkState::Connecting,
+            Phase::Up => LinkState::Up,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The id this process tags its publishes with.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Topics held or lingering (each has, or will get, a subscription on the connection).
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// One more holder of `topic` (a worker whose first local subscriber arrived).
+    pub fn want(&mut self, topic: &str) {
+        let connected = self.carries_commands();
+        let t = self.topics.entry(topic.into()).or_insert(Topic {
+            holders: 0,
+            since: 0,
+            sent: false,
+        });
+        t.holders += 1;
+        if !t.sent && connected {
+            t.sent = true;
+            self.subscribe(true, &[topic]);
+        }
+    }
+
+    /// One holder fewer (a worker's last local subscriber left): the channel lingers, then is
+    /// unsubscribed by `poll_action` unless held again meanwhile.
+    pub fn unwant(&mut self, topic: &str, now: Tick) {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return;
+        };
+        t.holders = t.holders.saturating_sub(1);
+        if t.holders == 0 {
+            t.since = now;
+            self.lingering.push_back((topic.into(), now + self.linger));
+        }
+    }
+
+    /// Send a publish to Redis, or count it dropped (link not up, or `max_queued` bytes
+    /// already waiting). Returns whether it was queued.
+    pub fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) -> bool {
+        if self.phase != Phase::Up || self.tx.len() - self.tx_start > self.max_queued {
+            self.stats.dropped += 1;
+            return false;
+        }
+        let head = envelope::header(self.node, text);
+        let channel: &[&[u8]] = &[self.prefix.as_bytes(), topic.as_bytes()];
+        resp::push_command(&mut self.tx, &[&[b"PUBLISH"], channel, &[&head, payload]]);
+        self.expect.push_back(Expect::Publish);
+        self.stats.published += 1;
+        true
+    }
+
+    /// Time-driven work, to run whenever the loop wakes: start a connection when the backoff
+    /// is over, give up on a connection past its deadline or a `PING` unanswered, send a
+    /// `PING` after silence, unsubscribe channels whose linger ended.
+    pub fn poll_action(&mut self, now: Tick) -> Option<Action> {
+        self.expire_lingering(now);
+        match self.phase {
+            Phase::Down { retry_at } if now >= retry_at => {
+                self.start(now);
+                Some(Action::Connect)
+            }
+            Phase::Connecting { deadline } if now >= deadline => {
+                self.fail(now);
+                Some(Action::Disconnect(
+                    "no answer to HELLO within redis_timeout",
+                ))
+            }
+            Phase::Up => match self.ping_sent {
+                Some(sent) if now >= sent + self.timeout => {
+                    self.fail(now);
+                    Some(Action::Disconnect("PING unanswered within redis_timeout"))
+                }
+                None if now >= self.last_rx + self.timeout => {
+                    resp::push_command(&mut self.tx, &[&[b"PING"]]);
+                    self.expect.push_back(Expect::Ping);
+                    self.ping_sent = Some(now);
+                    None
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// When `poll_action` next has something to do.
+    pub fn next_deadline(&self) -> Option<Tick> {
+        let phase = match self.phase {
+            Phase::Down { retry_at } => retry_at,
+            Phase::Connecting { deadline } => deadline,
+            Phase::Up => match self.ping_sent {
+                Some(sent) => sent + self.timeout,
+                None => self.last_rx + self.timeout,
+            },
+        };
+        let linger = self.lingering.front().map(|&(_, at)| at);
+        Some(linger.map_or(phase, |l| l.min(phase)))
+    }
+
+    /// The socket is gone (EOF, an error, or a failed connect): retry after the backoff.
+    pub fn on_closed(&mut self, now: Tick) {
+        if self.state() != LinkState::Down {
+            self.fail(now);
+        }
+    }
+
+    /// Bytes to write to the socket.
+    pub fn tx(&self) -> &[u8] {
+        &self.tx[self.tx_start..]
+    }
+
+    /// `n` bytes of `tx()` were written.
+    pub fn consume_tx(&mut self, n: usize) {
+        self.tx_start = (self.tx_start + n).min(self.tx.len());
+        compact(&mut self.tx, &mut self.tx_start);
+    }
+
+    /// Bytes read from the socket at `now`; `poll_event` decodes them.
+    pub fn feed(&mut self, bytes: &[u8], now: Tick) {
+        self.rx.extend_from_slice(bytes);
+        self.last_rx = now;
+    }
+
+    /// The next message for the application, handling every reply and confirmation before
+    /// it. `Ok(None)`: nothing complete is buffered. An error means the connection cannot
+    /// go on: the link is already `Down` (backoff scheduled); the caller closes the socket.
+    pub fn poll_event(&mut self, now: Tick) -> Result<Option<Event<'_>>, LinkError> {
+        match self.next_message() {
+            Ok(Some((channel, payload))) => {
+                let topic = std::str::from_utf8(&self.rx[channel.clone()][self.prefix.len()..])
+                    .expect("bug: checked in next_message");
+                let msg = envelope::open(&self.rx[payload]);
+                Ok(Some(Event::Message {
+                    topic,
+                    text: msg.text,
+                    payload: msg.payload,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.fail(now);
+                Err(e)
+            }
+        }
+    }
+
+    /// Decode until a message for the application (its channel and payload ranges in `rx`).
+    fn next_message(&mut self) -> Result<Option<(Range, Range)>, LinkError> {
+        compact(&mut self.rx, &mut self.rx_start);
+        loop {
+            let buf = &self.rx[self.rx_start..];
+            let Some((frame, used)) = resp::decode(buf).map_err(LinkError::Resp)? else {
+                if buf.len() > self.max_frame {
+                    let (size, max) = (buf.len(), self.max_frame);
+                    return Err(LinkError::TooLarge { size, max });
+                }
+                return Ok(None);
+            };
+            // The same limit for a frame that arrived whole as for one still arriving, so
+            // how the bytes were split never changes the outcome.
+            if used > self.max_frame {
+                let (size, max) = (used, self.max_frame);
+                return Err(LinkError::TooLarge { size, max });
+            }
+            let base = self.rx_start;
+            self.rx_start += used;
+            match frame {
+                Frame::Message { channel, payload } => {
+                    let (c, p) = (range_in(buf, channel, base), range_in(buf, payload, base));
+                    if self.wanted(channel) && envelope::open(payload).node != Some(self.node) {
+                        self.stats.received += 1;
+                        return Ok(Some((c, p)));
+                    }
+                }
+                Frame::Subscription { subscribed, count } => {
+                    self.on_subscription(subscribed, count)?
+                }
+                Frame::OtherPush => {}
+                Frame::Reply(res) => {
+                    let res = res.map_err(|e| String::from_utf8_lossy(e).into_owned());
+                    self.on_reply(res)?
+                }
+            }
+        }
+    }
+
+    /// Is `channel` one of ours, naming a topic the process holds (a message that crossed
+    /// our `UNSUBSCRIBE` is dropped)?
+    fn wanted(&self, channel: &[u8]) -> bool {
+        channel
+            .strip_prefix(self.prefix.as_bytes())
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .is_some_and(|t| self.topics.contains_key(t))
+    }
+
+    fn on_reply(&mut self, res: Result<(), String>) -> Result<(), LinkError> {
+        let expected = self
+            .expect
+            .pop_front()
+            .ok_or(LinkError::Unexpected("a reply to no command"))?;
+        match (expected, res) {
+            (Expect::Hello, Ok(())) => {
+                self.phase = Phase::Up;
+                self.backoff = BACKOFF_MIN;
+            }
+            (Expect::Ping, Ok(())) => self.ping_sent = None,
+            (Expect::Select, Ok(())) => {}
+            (Expect::Publish, Ok(())) => {}
+            (Expect::Publish, Err(e)) => {
+                log::warn!("redis: PUBLISH refused: {e}");
+                self.stats.dropped += 1;
+            }
+            (Expect::Subscribe(_) | Expect::Unsubscribe(_), Ok(())) => {
+                return Err(LinkError::Unexpected("a plain reply to (UN)SUBSCRIBE"))
+            }
+            (Expect::Hello, Err(e)) => return Err(LinkError::Refused("HELLO 3", e)),
+            (Expect::Select, Err(e)) => return Err(LinkError::Refused("SELECT", e)),
+            (Expect::Ping, Err(e)) => return Err(LinkError::Refused("PING", e)),
+            (Expect::Subscribe(_), Err(e)) => return Err(LinkError::Refused("SUBSCRIBE", e)),
+            (Expect::Unsubscribe(_), Err(e)) => return Err(LinkError::Refused("UNSUBSCRIBE", e)),
+        }
+        Ok(())
+    }
+
+    fn on_subscription(&mut self, subscribed: bool, count: i64) -> Result<(), LinkError> {
+        let left = match (self.expect.front_mut(), subscribed) {
+            (Some(Expect::Subscribe(n)), true) | (Some(Expect::Unsubscribe(n)), false) => n,
+            _ => return Err(LinkError::Unexpected("a (un)subscribe confirmation")),
+        };
+        *left -= 1;
+        if *left == 0 {
+            self.expect.pop_front();
+        }
+        self.stats.channels = count;
+        Ok(())
+    }
+
+    /// Can commands be queued now (the handshake is ahead of them in `tx`)?
+    fn carries_commands(&self) -> bool {
+        !matches!(self.phase, Phase::Down { .. })
+    }
+
+    /// Queue `SUBSCRIBE` (or `UNSUBSCRIBE`) of `topics`' channels as one command.
+    fn subscribe(&mut self, on: bool, topics: &[&str]) {
+        if topics.is_empty() {
+            return; // UNSUBSCRIBE with no channel would mean "all of them"
+        }
+        let verb: &[u8] = if on { b"SUBSCRIBE" } else { b"UNSUBSCRIBE" };
+        let channels: Vec<[&[u8]; 2]> = topics
+            .iter()
+            .map(|t| [self.prefix.as_bytes(), t.as_bytes()])
+            .collect();
+        let mut args: Vec<&[&[u8]]> = vec![std::slice::from_ref(&verb)];
+        args.extend(channels.iter().map(|c| &c[..]));
+        resp::push_command(&mut self.tx, &args);
+        self.expect.push_back(if on {
+            Expect::Subscribe(topics.len())
+        } else {
+            Expect::Unsubscribe(topics.len())
+        });
+    }
+
+    /// A new connection: the handshake and every live topic's `SUBSCRIBE`, one pipeline.
+    fn start(&mut self, now: Tick) {
+        self.attempts += 1;
+        if self.attempts > 1 {
+            self.stats.reconnects += 1;
+        }
+        self.reset_connection(now);
+        self.phase = Phase::Connecting {
+            deadline: now + self.timeout,
+        };
+        self.tx.extend_from_slice(&self.handshake);
+        self.expect.extend(self.handshake_expects.iter().copied());
+        let mut live: Vec<Box<str>> = self.topics.keys().cloned().collect();
+        live.sort(); // deterministic bytes, for tests and for reading a capture
+        for t in self.topics.values_mut() {
+            t.sent = true;
+        }
+        let live: Vec<&str> = live.iter().map(|t| &**t).collect();
+        self.subscribe(true, &live);
+    }
+
+    /// Give up on the connection: schedule the next attempt after a jittered backoff.
+    fn fail(&mut self, now: Tick) {
+        self.reset_connection(now);
+        let wait = self.backoff / 2 + self.random() % (self.backoff / 2 + 1);
+        self.backoff = (self.backoff * 2).min(self.backoff_max);
+        self.phase = Phase::Down {
+            retry_at: now + wait,
+        };
+    }
+
+    /// Forget everything about the current connection (not the topics).
+    fn reset_connection(&mut self, now: Tick) {
+        for t in self.topics.values_mut() {
+            t.sent = false;
+        }
+        self.rx.clear();
+        self.rx_start = 0;
+        self.tx.clear();
+        self.tx_start = 0;
+        self.expect.clear();
+        self.ping_sent = None;
+        self.last_rx = now;
+        self.stats.channels = 0;
+    }
+
+    /// Unsubscribe (one command) every topic whose linger ended without a new holder.
+    fn expire_lingering(&mut self, now: Tick) {
+        let mut gone = Vec::new();
+        while let Some((topic, at)) = self.lingering.front() {
+            if *at > now {
+                break;
+            }
+            let t = self.topics.get(topic).copied();
+            if let Some(t) = t.filter(|t| t.holders == 0 && t.since + self.linger <= now) {
+                self.topics.remove(topic);
+                if t.sent {
+                    gone.push(topic.clone());
+                }
+            }
+            self.lingering.pop_front();
+        }
+        if self.carries_commands() {
+            let gone: Vec<&str> = gone.iter().map(|t| &**t).collect();
+            self.subscribe(false, &gone);
+        }
+    }
+
+    /// xorshift64* — jitter needs spread, not secrecy.
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+type Range = std::ops::Range<usize>;
+
+/// Where `part` (a subslice of `buf`) lies, as a range of the buffer `buf` starts at `base` of.
+fn range_in(buf: &[u8], part: &[u8], base: usize) -> Range {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    base + start..base + start + part.len()
+}
+
+/// Drop the consumed front of a buffer once it is all consumed or large.
+fn compact(buf: &mut Vec<u8>, start: &mut usize) {
+    if *start == buf.len() {
+        buf.clear();
+        *start = 0;
+        if buf.capacity() > 16 * COMPACT {
+            buf.shrink_to(COMPACT);
+        }
+    } else if *start >= COMPACT {
+        buf.drain(..*start);
+        *start = 0;
+    }
+}

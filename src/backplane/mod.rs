@@ -1,0 +1,14 @@
+//! Owns the Redis pub/sub backplane's protocol side, sans-IO (layer L3, beside `pubsub`): the
+//! link's state machine (`link::Link`: handshake, subscriptions, publishes, timeouts,
+//! reconnection backoff), the RESP3 bytes it speaks (`resp`) and the envelope that tags each
+//! publish with its node (`envelope`). The socket, the clock and the hub are the reactor's
+//! (`reactor/redis.rs`); nothing here touches them.
+
+pub mod envelope;
+pub mod link;
+pub mod resp;
+
+pub use link::{Action, Event, Link, LinkError, LinkState, Stats};
+
+#[cfg(test)]
+mod tests;

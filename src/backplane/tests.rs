@@ -1,0 +1,377 @@
+//! The link driven by hand: a scripted Redis answers byte for byte, fed in every chunking,
+//! with synthetic time — handshake pipeline, subscriptions, own-node echoes, publishes,
+//! timeouts, backoff, linger, reconnection and bad input.
+
+use std::time::Duration;
+
+use super::envelope;
+use super::link::{Action, Event, Link, LinkError, LinkState};
+use crate::config::{RedisConfig, RedisUrl};
+use crate::timer::Tick;
+
+const NODE: u64 = 0x1111_2222_3333_4444;
+const OTHER: u64 = 0x9999_8888_7777_6666;
+
+fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
+    RedisConfig {
+        url: Some(RedisUrl {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            username: None,
+            password: password.map(String::from),
+            db,
+        }),
+        prefix: "p:".into(),
+        timeout: Duration::from_millis(1000),
+        backoff_max: Duration::from_millis(800),
+        linger: Duration::from_millis(500),
+        max_queued: 1000,
+    }
+}
+
+fn link() -> Link {
+    Link::new(&cfg(None, 0), NODE, 1 << 16, 0)
+}
+
+/// RESP of a command, as Redis receives it.
+fn cmd(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn push(kind: &str, channel: &str, last: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n",
+        kind.len(),
+        channel.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(last);
+    out
+}
+
+fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
+    let mut blob = format!("${}\r\n", payload.len()).into_bytes();
+    blob.extend_from_slice(payload);
+    blob.extend_from_slice(b"\r\n");
+    push("message", channel, &blob)
+}
+
+fn confirm(subscribed: bool, channel: &str, count: u32) -> Vec<u8> {
+    let kind = if subscribed {
+        "subscribe"
+    } else {
+        "unsubscribe"
+    };
+    push(kind, channel, format!(":{count}\r\n").as_bytes())
+}
+
+fn tagged(node: u64, text: bool, body: &[u8]) -> Vec<u8> {
+    [&envelope::header(node, text)[..], body].concat()
+}
+
+const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
+
+type Got = Vec<(String, bool, Vec<u8>)>;
+
+/// Feed `chunks` one at a time, draining events after each.
+fn feed(l: &mut Link, chunks: &[&[u8]], now: Tick) -> Result<Got, LinkError> {
+    let mut got = Vec::new();
+    for c in chunks {
+        l.feed(c, now);
+        while let Some(Event::Message {
+            topic,
+            text,
+            payload,
+        }) = l.poll_event(now)?
+        {
+            got.push((topic.to_string(), text, payload.to_vec()));
+        }
+    }
+    Ok(got)
+}
+
+/// A link connected and up, subscribed to `topics`.
+fn up(topics: &[&str]) -> Link {
+    let mut l = link();
+    for t in topics {
+        l.want(t);
+    }
+    assert_eq!(l.poll_action(0), Some(Action::Connect));
+    let n = l.tx().len();
+    l.consume_tx(n);
+    let mut replies = HELLO_REPLY.to_vec();
+    for (i, t) in topics.iter().enumerate() {
+        replies.extend(confirm(true, &format!("p:{t}"), i as u32 + 1));
+    }
+    feed(&mut l, &[&replies], 0).unwrap();
+    assert_eq!(l.state(), LinkState::Up);
+    l
+}
+
+#[test]
+fn the_handshake_and_every_live_topic_leave_as_one_pipeline() {
+    let mut l = Link::new(&cfg(Some("pw"), 2), NODE, 1 << 16, 0);
+    l.want("b");
+    l.want("a");
+    assert_eq!(l.state(), LinkState::Down);
+    assert!(l.tx().is_empty(), "nothing is queued before a connection");
+    assert_eq!(l.poll_action(0), Some(Action::Connect));
+    assert_eq!(l.state(), LinkState::Connecting);
+    let name = format!("wsloop-{NODE:016x}");
+    let want = [
+        cmd(&[
+            b"HELLO",
+            b"3",
+            b"AUTH",
+            b"default",
+            b"pw",
+            b"SETNAME",
+            name.as_bytes(),
+        ]),
+        cmd(&[b"SELECT", b"2"]),
+        cmd(&[b"SUBSCRIBE", b"p:a", b"p:b"]),
+    ]
+    .concat();
+    assert_eq!(l.tx(), &want[..]);
+}
+
+#[test]
+fn replies_and_messages_decode_alike_in_every_chunking() {
+    let server = [
+        HELLO_REPLY.to_vec(),
+        confirm(true, "p:a", 1),
+        message("p:a", &tagged(OTHER, true, b"from B")),
+        confirm(true, "p:b", 2),
+        // Our own publish echoed back: delivered locally already, so dropped here.
+        message("p:b", &tagged(NODE, true, b"mine")),
+        // Someone else's channel, and a channel of ours for a topic we do not hold.
+        message("q:a", &tagged(OTHER, true, b"other prefix")),
+        message("p:zzz", &tagged(OTHER, true, b"not held")),
+        // redis-cli PUBLISH p:b hello; and a binary one.
+        message("p:b", b"hello"),
+        message("p:a", &tagged(OTHER, false, &[0xff, 0])),
+    ]
+    .concat();
+    let want: Got = vec![
+        ("a".into(), true, b"from B".to_vec()),
+        ("b".into(), true, b"hello".to_vec()),
+        ("a".into(), false, vec![0xff, 0]),
+    ];
+    let start = || {
+        let mut l = link();
+        l.want("a");
+        l.want("b");
+        assert_eq!(l.poll_action(0), Some(Action::Connect));
+        l
+    };
+    let mut l = start();
+    assert_eq!(feed(&mut l, &[&server], 0).unwrap(), want);
+    assert_eq!(l.state(), LinkState::Up);
+    assert_eq!(l.stats().channels, 2);
+    assert_eq!(l.stats().received, 3);
+    for cut in 1..server.len() {
+        let mut l = start();
+        let got = feed(&mut l, &[&server[..cut], &server[cut..]], 0).unwrap();
+        assert_eq!(got, want, "split at {cut}");
+    }
+    let bytes: Vec<&[u8]> = server.chunks(1).collect();
+    assert_eq!(feed(&mut start(), &bytes, 0).unwrap(), want, "byte by byte");
+    let threes: Vec<&[u8]> = server.chunks(3).collect();
+    assert_eq!(feed(&mut start(), &threes, 0).unwrap(), want, "3 at a time");
+}
+
+#[test]
+fn publishes_are_tagged_and_dropped_when_the_link_is_not_up() {
+    let mut l = link();
+    assert!(!l.publish("a", true, b"early"));
+    assert_eq!(l.poll_action(0), Some(Action::Connect));
+    assert!(!l.publish("a", true, b"handshake pending"));
+    assert_eq!(l.stats().dropped, 2);
+    let mut l = up(&[]);
+    assert!(l.publish("news", true, b"hi"));
+    let channel_payload = tagged(NODE, true, b"hi");
+    assert_eq!(l.tx(), &cmd(&[b"PUBLISH", b"p:news", &channel_payload])[..]);
+    feed(&mut l, &[b":3\r\n"], 1).unwrap();
+    // Redis stops reading: past max_queued (1000 bytes) publishes are dropped, not queued.
+    let big = vec![b'x'; 400];
+    let sent = (0..5).filter(|_| l.publish("t", false, &big)).count();
+    assert_eq!(sent, 3, "queued until over 1000 bytes");
+    assert_eq!(l.stats().published, 4);
+    assert_eq!(l.stats().dropped, 2);
+    // A refused PUBLISH counts as dropped too.
+    let n = l.tx().len();
+    l.consume_tx(n);
+    feed(&mut l, &[b"-NOPERM no\r\n:1\r\n:1\r\n"], 1).unwrap();
+    assert_eq!(l.stats().dropped, 3);
+    assert_eq!(l.state(), LinkState::Up);
+}
+
+#[test]
+fn connect_deadline_then_jittered_doubling_backoff_capped() {
+    let mut l = link();
+    let mut now = 0;
+    let mut bounds = Vec::new();
+    for _ in 0..6 {
+        assert_eq!(l.poll_action(now), Some(Action::Connect));
+        assert_eq!(l.next_deadline(), Some(now + 1000), "connect deadline");
+        assert_eq!(l.poll_action(now + 999), None);
+        now += 1000;
+        assert!(matches!(l.poll_action(now), Some(Action::Disconnect(_))));
+        assert_eq!(l.state(), LinkState::Down);
+        let retry = l.next_deadline().unwrap();
+        bounds.push(retry - now);
+        assert_eq!(l.poll_action(retry - 1), None);
+        now = retry;
+    }
+    let max = [100, 200, 400, 800, 800, 800];
+    for (wait, max) in bounds.iter().zip(max) {
+        assert!(
+            (max / 2..=max).contains(wait),
+            "waits {bounds:?} within half to all of {max}"
+        );
+    }
+    assert_eq!(l.stats().reconnects, 5);
+    // Success resets the backoff: the next failure waits at most 100 ms again.
+    assert_eq!(l.poll_action(now), Some(Action::Connect));
+    feed(&mut l, &[HELLO_REPLY], now).unwrap();
+    l.on_closed(now);
+    assert!(l.next_deadline().unwrap() - now <= 100);
+}
+
+#[test]
+fn silence_brings_a_ping_and_an_unanswered_ping_drops_the_link() {
+    let mut l = up(&[]);
+    assert_eq!(l.next_deadline(), Some(1000));
+    assert_eq!(l.poll_action(999), None);
+    assert!(l.tx().is_empty());
+    assert_eq!(l.poll_action(1000), None);
+    assert_eq!(l.tx(), &cmd(&[b"PING"])[..]);
+    l.consume_tx(14);
+    // Answered: the link stays up and the next ping waits for new silence.
+    feed(&mut l, &[b"+PONG\r\n"], 1500).unwrap();
+    assert_eq!(l.poll_action(2400), None);
+    assert!(l.tx().is_empty());
+    assert_eq!(l.poll_action(2500), None);
+    assert_eq!(l.tx(), &cmd(&[b"PING"])[..]);
+    // Unanswered (Redis paused): dropped after another timeout.
+    assert_eq!(l.poll_action(3499), None);
+    assert!(matches!(l.poll_action(3500), Some(Action::Disconnect(_))));
+    assert_eq!(l.state(), LinkState::Down);
+}
+
+#[test]
+fn a_channel_lingers_after_its_last_holder_then_is_unsubscribed() {
+    let mut l = up(&["a", "b"]);
+    l.want("a"); // a second worker holds it: no second SUBSCRIBE
+    assert!(l.tx().is_empty());
+    l.unwant("a", 100);
+    l.unwant("b", 100);
+    assert_eq!(l.poll_action(599), None);
+    assert!(l.tx().is_empty(), "a still held, b lingering");
+    // b is held again within its linger: nothing to do, ever.
+    l.want("b");
+    l.unwant("b", 700);
+    assert_eq!(l.poll_action(700), None);
+    assert!(l.tx().is_empty());
+    l.unwant("a", 800);
+    assert_eq!(
+        l.next_deadline(),
+        Some(1000),
+        "the ping, before a's linger ends"
+    );
+    feed(&mut l, &[b""], 1000).unwrap(); // bytes from Redis: no ping due
+    assert_eq!(l.poll_action(1200), None);
+    assert_eq!(l.tx(), &cmd(&[b"UNSUBSCRIBE", b"p:b"])[..]);
+    let n = l.tx().len();
+    l.consume_tx(n);
+    assert_eq!(l.poll_action(1300), None);
+    assert_eq!(l.tx(), &cmd(&[b"UNSUBSCRIBE", b"p:a"])[..]);
+    assert_eq!(l.topic_count(), 0);
+    // A message that crossed the UNSUBSCRIBE is not delivered.
+    let late = [
+        message("p:a", &tagged(OTHER, true, b"late")),
+        confirm(false, "p:b", 1),
+        confirm(false, "p:a", 0),
+    ]
+    .concat();
+    assert_eq!(feed(&mut l, &[&late], 1300).unwrap(), vec![]);
+    assert_eq!(l.stats().channels, 0);
+}
+
+#[test]
+fn after_a_loss_every_live_topic_is_resubscribed_in_one_pipeline() {
+    let mut l = up(&["x", "y"]);
+    l.unwant("y", 10); // lingering: still resubscribed
+    l.on_closed(20);
+    assert_eq!(l.state(), LinkState::Down);
+    assert_eq!(l.stats().channels, 0);
+    assert!(!l.publish("x", true, b"lost"), "at most once while down");
+    let retry = l.next_deadline().unwrap();
+    assert!((70..=120).contains(&retry), "{retry}");
+    l.want("z"); // while down: subscribed with the rest on reconnect
+    assert!(l.tx().is_empty());
+    assert_eq!(l.poll_action(retry), Some(Action::Connect));
+    let tx = l.tx().to_vec();
+    let subscribe = cmd(&[b"SUBSCRIBE", b"p:x", b"p:y", b"p:z"]);
+    assert!(tx.ends_with(&subscribe), "{}", String::from_utf8_lossy(&tx));
+    assert_eq!(l.stats().reconnects, 1);
+}
+
+#[test]
+fn bad_replies_drop_the_link() {
+    // HELLO refused (wrong password, or a Redis older than 6).
+    let mut l = link();
+    l.poll_action(0);
+    let err = feed(
+        &mut l,
+        &[b"-WRONGPASS invalid username-password pair\r\n"],
+        5,
+    );
+    assert_eq!(
+        err,
+        Err(LinkError::Refused(
+            "HELLO 3",
+            "WRONGPASS invalid username-password pair".into()
+        ))
+    );
+    assert_eq!(l.state(), LinkState::Down);
+    // A reply nobody asked for.
+    let mut l = up(&[]);
+    assert_eq!(
+        feed(&mut l, &[b"+OK\r\n"], 1),
+        Err(LinkError::Unexpected("a reply to no command"))
+    );
+    // A confirmation nobody asked for.
+    let mut l = up(&[]);
+    assert!(feed(&mut l, &[&confirm(true, "p:q", 1)], 1).is_err());
+    // Not RESP at all.
+    let mut l = up(&[]);
+    assert!(matches!(
+        feed(&mut l, &[b"HTTP/1.1 400 Bad Request\r\n"], 1),
+        Err(LinkError::Resp(_))
+    ));
+    // A frame growing past the message limit (64 KiB + 1 KiB here).
+    let mut l = up(&["a"]);
+    let huge = format!(">3\r\n$7\r\nmessage\r\n$3\r\np:a\r\n${}\r\n", 1 << 20);
+    let mut chunks = vec![huge.into_bytes()];
+    chunks.extend(std::iter::repeat_n(vec![b'x'; 16 << 10], 5));
+    let chunks: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+    assert!(matches!(
+        feed(&mut l, &chunks, 1),
+        Err(LinkError::TooLarge { .. })
+    ));
+    assert_eq!(l.state(), LinkState::Down);
+    // The same frame arriving whole is refused alike: the split never decides.
+    let mut l = up(&["a"]);
+    let whole = message("p:a", &vec![b'x'; 70 << 10]);
+    assert!(matches!(
+        feed(&mut l, &[&whole], 1),
+        Err(LinkError::TooLarge { .. })
+    ));
+}

@@ -1,0 +1,339 @@
+//! Owns the Redis link's socket inside the reactor's own `Poll`: a non-blocking mio
+//! `TcpStream` under the `REDIS` token, connected, read, written and closed as the sans-IO
+//! `backplane::Link` asks, its deadlines (connect, PING, backoff, linger) kept by one timer
+//! wheel entry. Nothing here blocks: connect returns at once (EINPROGRESS) and completes on
+//! WRITABLE; reads and writes stop at `WouldBlock`; the host name was resolved before the
+//! loop started (`resolve`).
+//!
+//! One link per process, owned by worker 0 (docs/architecture.md, "The Redis link"). Every
+//! worker's hub records when a topic gains its first subscriber or loses its last; worker 0
+//! gives those changes to the link, the other workers mail them to worker 0 over the bus.
+//! A publish leaves for Redis from worker 0: its own, and those the bus brings it from the
+//! other workers. A message from Redis is published on this node like a local one (worker 0
+//! numbers it and the bus carries it to the others) but never back to Redis.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::SystemTime;
+
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::timers::TimerOwner;
+use super::token::REDIS;
+use super::workers::Mail;
+use super::{Net, Reactor, Ready};
+use crate::backplane::{Action, Event, Link, LinkState};
+use crate::config::Config;
+use crate::timer::TimerKey;
+
+/// This worker's part in the backplane.
+#[derive(Debug, Default)]
+pub(super) enum Role {
+    /// No `--redis`.
+    #[default]
+    Off,
+    /// Worker 0: owns the link.
+    Owner(Box<Backplane>),
+    /// Another worker: mails its hub's interest changes to worker 0.
+    Forward,
+}
+
+/// The link and its socket.
+#[derive(Debug)]
+pub(super) struct Backplane {
+    link: Link,
+    addr: SocketAddr,
+    sock: Option<TcpStream>,
+    /// The socket's connect completed (WRITABLE seen, no error).
+    connected: bool,
+    /// The wheel entry that wakes the loop for the link's next deadline.
+    timer: Option<TimerKey>,
+    /// "Link up" was logged for the current connection.
+    up_logged: bool,
+    /// A warning was logged for the current outage (start-up included): one per outage, not
+    /// one per failed attempt.
+    down_logged: bool,
+}
+
+/// Resolve `--redis`'s host to an address, once, before any loop runs (`getaddrinfo` blocks).
+/// None without `--redis`.
+pub fn resolve(cfg: &Config) -> io::Result<Option<SocketAddr>> {
+    let Some(url) = cfg.redis.url.as_ref() else {
+        return Ok(None);
+    };
+    let found = (url.host.as_str(), url.port).to_socket_addrs();
+    let found = found.map_err(|e| io::Error::new(e.kind(), format!("redis {url:?}: {e}")))?;
+    let addr = found
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::new(ErrorKind::NotFound, format!("redis {url:?}: no address")))?;
+    Ok(Some(addr))
+}
+
+/// A random id for this process's publishes (std's `RandomState` is seeded from the OS),
+/// mixed with the pid and the time so two processes cannot share it by accident.
+fn node_id() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    h.write_u128(t.map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+impl<N: Net> Reactor<N> {
+    /// Take part in the Redis backplane: `owner` is Redis's address on the worker that owns
+    /// the link (worker 0), None on the others. Call once, before `run`.
+    pub fn join_redis(&mut self, owner: Option<SocketAddr>) {
+        self.hub.track_interest();
+        self.redis = match owner {
+            None => Role::Forward,
+            Some(addr) => {
+                // The largest message this node would publish: a peer configured alike
+                // sends nothing larger.
+                let max_message = usize::try_from(self.cfg.ws.max_message_size)
+                    .unwrap_or(usize::MAX)
+                    .max(self.cfg.http.max_body)
+                    .saturating_add(self.cfg.pubsub.max_topic_len);
+                let link = Link::new(&self.cfg.redis, node_id(), max_message, self.now);
+                let url = self.cfg.redis.url.as_ref();
+                log::info!(
+                    "redis backplane: {} ({addr}), node {:016x}, channel prefix {:?}",
+                    url.map(|u| u.redacted()).unwrap_or_default(),
+                    link.node(),
+                    self.cfg.redis.prefix
+                );
+                Role::Owner(Box::new(Backplane {
+                    link,
+                    addr,
+                    sock: None,
+                    connected: false,
+                    timer: None,
+                    up_logged: false,
+                    down_logged: false,
+                }))
+            }
+        };
+        // Connect now: the loop's first `poll` may otherwise sleep until some other event.
+        self.redis_drive();
+    }
+
+    /// Once per loop iteration, before the flush: hand the hub's interest changes to the
+    /// link (or to worker 0), then let the link act on time and write what it queued.
+    pub(super) fn redis_sync(&mut self) {
+        match &mut self.redis {
+            Role::Off => {}
+            Role::Forward => {
+                let Some(end) = self.bus.as_ref() else { return };
+                for (topic, on) in self.hub.take_interest() {
+                    let topic = topic.into();
+                    end.bus.tell(0, Mail::Interest { topic, on });
+                }
+            }
+            Role::Owner(bp) => {
+                for (topic, on) in self.hub.take_interest() {
+                    bp.interest(&topic, on, self.now);
+                }
+                self.redis_drive();
+            }
+        }
+    }
+
+    /// Worker 0: another worker's hub gained (`on`) or lost a topic.
+    pub(super) fn redis_interest(&mut self, topic: &str, on: bool) {
+        if let Role::Owner(bp) = &mut self.redis {
+            bp.interest(topic, on, self.now);
+        }
+    }
+
+    /// Send a publish made on this node to the other nodes (worker 0 only; elsewhere the
+    /// bus brings it to worker 0, which calls this).
+    pub(super) fn redis_publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
+        if let Role::Owner(bp) = &mut self.redis {
+            bp.link.publish(topic, text, payload);
+        }
+    }
+
+    /// The link's wheel entry fired: `redis_sync`, later in this iteration, does the work.
+    pub(super) fn redis_timer(&mut self) {
+        if let Role::Owner(bp) = &mut self.redis {
+            bp.timer = None;
+        }
+    }
+
+    /// Readiness on the Redis socket: finish a connect, read and deliver what arrived.
+    pub(super) fn redis_event(&mut self, ev: &Ready) {
+        let Role::Owner(mut bp) = std::mem::take(&mut self.redis) else {
+            return;
+        };
+        let now = self.now;
+        if !bp.connected && (ev.is_writable() || ev.is_error()) {
+            bp.finish_connect(now);
+        }
+        if bp.connected && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+            self.redis_read(&mut bp);
+        }
+        self.redis = Role::Owner(bp);
+    }
+
+    /// Read until `WouldBlock`, decoding after every read so buffered bytes stay small;
+    /// each message from another node is published here like a local one, but not to Redis.
+    fn redis_read(&mut self, bp: &mut Backplane) {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let Some(sock) = bp.sock.as_mut() else { return };
+            match sock.read(&mut buf) {
+                Ok(0) => return bp.lost(self.now, "Redis closed the connection"),
+                Ok(n) => bp.link.feed(&buf[..n], self.now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return bp.lost(self.now, &format!("read: {e}")),
+            }
+            loop {
+                match bp.link.poll_event(self.now) {
+                    Ok(Some(Event::Message {
+                        topic,
+                        text,
+                        payload,
+                    })) => {
+                        // Refused only when this worker's hub is full (logged and counted).
+                        self.publish_local(topic, text, payload);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return bp.close(&e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Act on the link's time-driven decisions, write what it queued, store its numbers,
+    /// and keep the wheel entry at or before its next deadline.
+    fn redis_drive(&mut self) {
+        let Role::Owner(bp) = &mut self.redis else {
+            return;
+        };
+        let now = self.now;
+        while let Some(action) = bp.link.poll_action(now) {
+            match action {
+                Action::Connect => bp.connect(self.net.registry(), now),
+                Action::Disconnect(why) => bp.close(why),
+            }
+        }
+        bp.flush(now);
+        let (state, stats) = (bp.link.state(), bp.link.stats());
+        if state == LinkState::Up && !bp.up_logged {
+            (bp.up_logged, bp.down_logged) = (true, false);
+            log::info!(
+                "redis: link up, {} topic(s) subscribed",
+                bp.link.topic_count()
+            );
+        }
+        let m = &self.metrics.all().redis;
+        m.state.set(match state {
+            LinkState::Down => 1,
+            LinkState::Connecting => 2,
+            LinkState::Up => 3,
+        });
+        m.reconnects.set(stats.reconnects as i64);
+        m.dropped.set(stats.dropped as i64);
+        m.published.set(stats.published as i64);
+        m.received.set(stats.received as i64);
+        m.channels.set(stats.channels);
+        let want = bp.link.next_deadline();
+        let armed = bp.timer.and_then(|k| self.wheel.deadline(k));
+        if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
+            if let Some(k) = bp.timer.take() {
+                self.wheel.cancel(k);
+            }
+            bp.timer = Some(self.wheel.insert(d, TimerOwner::Redis));
+        }
+    }
+}
+
+impl Backplane {
+    fn interest(&mut self, topic: &str, on: bool, now: crate::timer::Tick) {
+        if on {
+            self.link.want(topic);
+        } else {
+            self.link.unwant(topic, now);
+        }
+    }
+
+    /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE. Without a
+    /// real poller (a scripted `Net`) there is nothing to connect with.
+    fn connect(&mut self, registry: Option<&mio::Registry>, now: crate::timer::Tick) {
+        self.close_socket();
+        let Some(registry) = registry else {
+            return self.lost(now, "no poller to register the Redis socket with");
+        };
+        let opened = TcpStream::connect(self.addr).and_then(|mut sock| {
+            registry.register(&mut sock, REDIS, Interest::READABLE | Interest::WRITABLE)?;
+            Ok(sock)
+        });
+        match opened {
+            Ok(sock) => self.sock = Some(sock),
+            Err(e) => self.lost(now, &format!("connect: {e}")),
+        }
+    }
+
+    /// WRITABLE (or an error) on a connecting socket: connected, or failed.
+    fn finish_connect(&mut self, now: crate::timer::Tick) {
+        let Some(sock) = self.sock.as_ref() else {
+            return;
+        };
+        match (sock.take_error(), sock.peer_addr()) {
+            (Ok(Some(e)) | Err(e), _) => self.lost(now, &format!("connect: {e}")),
+            (Ok(None), Ok(_)) => {
+                self.connected = true;
+                // Publishes and commands queue in one buffer: no Nagle delay on top.
+                let _ = sock.set_nodelay(true);
+            }
+            // Not connected yet (a spurious wake-up): wait for the next event.
+            (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => {}
+            (Ok(None), Err(e)) => self.lost(now, &format!("connect: {e}")),
+        }
+    }
+
+    /// Write what the link queued, until `WouldBlock` (WRITABLE is always registered, so the
+    /// next edge resumes it).
+    fn flush(&mut self, now: crate::timer::Tick) {
+        while self.connected && !self.link.tx().is_empty() {
+            let Some(sock) = self.sock.as_mut() else {
+                return;
+            };
+            match sock.write(self.link.tx()) {
+                Ok(n) => self.link.consume_tx(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return self.lost(now, &format!("write: {e}")),
+            }
+        }
+    }
+
+    /// The socket failed: tell the link (which schedules the retry) and close it.
+    fn lost(&mut self, now: crate::timer::Tick, why: &str) {
+        self.link.on_closed(now);
+        self.close(why);
+    }
+
+    /// Close the socket because the link gave up on it.
+    fn close(&mut self, why: &str) {
+        self.up_logged = false;
+        if !std::mem::replace(&mut self.down_logged, true) {
+            log::warn!(
+                "redis: {why}; link down, cross-node publishes are dropped until it is back"
+            );
+        } else {
+            log::debug!("redis: {why}");
+        }
+        self.close_socket();
+    }
+
+    fn close_socket(&mut self) {
+        // Dropping the socket closes it, which also removes it from epoll.
+        self.sock = None;
+        self.connected = false;
+    }
+}

@@ -1,0 +1,464 @@
+//! The Redis backplane against a real `redis-server` (Debian package `redis-server`, installed
+//! by scripts/test) on a free loopback port, with three wsloop nodes: a publish on one node
+//! reaches WebSocket, SSE and long-poll subscribers on every node exactly once; Redis killed,
+//! paused (SIGSTOP) or dropping the link (output-buffer limit) leaves every node serving its
+//! own clients without stalling, and each node resubscribes by itself once Redis is back.
+
+// Tests are clients of the server: they use sockets and the clock freely.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[path = "support/client.rs"]
+mod client;
+#[path = "support/server.rs"]
+mod server;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client::Client;
+use server::Server;
+
+/// A `redis-server` on a loopback port with a scratch directory, killed (and the directory
+/// removed) on drop, also when it is stopped.
+struct Redis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("wsloop-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let mut r = Redis {
+            port,
+            dir,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    /// Start redis-server on `self.port` (again) and wait until it answers PING.
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); scripts/test installs the Debian package")
+            });
+        self.child = Some(child);
+        wait_until("redis-server answers PING", Duration::from_secs(10), || {
+            self.try_command(&["PING"])
+                .is_some_and(|r| r == "+PONG\r\n")
+        });
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("redis running").id();
+        // SAFETY: kill(2) on our own child with a valid signal has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send one command; its first reply line, or None if Redis does not answer within 1 s.
+    fn try_command(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    fn command(&self, args: &[&str]) -> String {
+        self.try_command(args)
+            .unwrap_or_else(|| panic!("redis {args:?}: no answer"))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Poll `cond` every 20 ms; panic naming `what` if it is not true within `limit`.
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A wsloop node on `redis` with short Redis timeouts so faults are noticed quickly.
+fn node(redis: &Redis, workers: &str) -> Server {
+    Server::start(&[
+        "--workers",
+        workers,
+        "--redis",
+        &redis.url(),
+        "--redis-timeout",
+        "300ms",
+        "--redis-backoff-max",
+        "400ms",
+    ])
+}
+
+/// One request on a fresh connection; the whole response (the server closes).
+fn http(srv: &Server, head: &str) -> String {
+    let mut s = open(srv, head);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn open(srv: &Server, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(srv.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// The value of a metric series (name with labels, exactly as rendered).
+fn metric(srv: &Server, series: &str) -> i64 {
+    let text = http(
+        srv,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+fn link_up(srv: &Server) -> bool {
+    metric(srv, "wsloop_redis_link{state=\"up\"}") == 1
+}
+
+/// Wait until the node's link is up and Redis confirmed at least `channels` channels.
+fn wait_subscribed(srv: &Server, channels: i64) {
+    wait_until("link up and subscribed", Duration::from_secs(10), || {
+        link_up(srv) && metric(srv, "wsloop_redis_channels") >= channels
+    });
+}
+
+/// Read until `needle` has appeared `count` times; returns what was read.
+fn read_until(s: &mut TcpStream, needle: &str, count: usize) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while String::from_utf8_lossy(&got).matches(needle).count() < count {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}; so far: {}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A WebSocket echo round trip on a new connection, which must not wait on Redis.
+fn echo_is_prompt(srv: &Server) {
+    let start = Instant::now();
+    let mut c = Client::open(srv.addr());
+    c.echo("still here");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "echo took {took:?}");
+}
+
+/// The subscribers of topic `t` on one node: WebSocket, SSE and a held long poll.
+struct Subscribers {
+    ws: Client,
+    sse: TcpStream,
+    poll: TcpStream,
+}
+
+fn subscribe_all(srv: &Server, t: &str) -> Subscribers {
+    let ws = Client::open_path(srv.addr(), &format!("/topic/{t}"));
+    let mut sse = open(srv, &format!("GET /sse/{t} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let head = read_until(&mut sse, "\r\n\r\n", 1);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let poll = open(srv, &format!("GET /poll/{t} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    wait_until("the long poll is held", Duration::from_secs(5), || {
+        metric(srv, "wsloop_connections{transport=\"poll\",state=\"open\"}") == 1
+    });
+    Subscribers { ws, sse, poll }
+}
+
+#[test]
+fn a_publish_on_one_node_reaches_every_transport_on_every_node_exactly_once() {
+    let redis = Redis::start();
+    let a = node(&redis, "1");
+    let (b, c) = (node(&redis, "2"), node(&redis, "2"));
+    // On A: the publisher (itself a subscriber of its topic) and another subscriber.
+    let mut publisher = Client::open_path(a.addr(), "/topic/news");
+    let mut on_a = Client::open_path(a.addr(), "/topic/news");
+    let mut far: Vec<Subscribers> = [&b, &c].iter().map(|n| subscribe_all(n, "news")).collect();
+    for n in [&a, &b, &c] {
+        wait_subscribed(n, 1);
+    }
+
+    publisher.send_frame(0x81, b"m1");
+    for ws in [&mut publisher, &mut on_a] {
+        assert_eq!(ws.next_text(), "m1");
+    }
+    for s in &mut far {
+        assert_eq!(s.ws.next_text(), "m1");
+        let events = read_until(&mut s.sse, "data: m1\n\n", 1);
+        assert!(events.ends_with("data: m1\n\n"), "{events}");
+        let batch = read_until(&mut s.poll, "]}", 1);
+        assert!(batch.starts_with("HTTP/1.1 200 OK\r\n"), "{batch}");
+        assert_eq!(batch.matches(r#""text":"m1""#).count(), 1, "{batch}");
+    }
+
+    // Exactly once: the next thing every subscriber sees is the next message.
+    publisher.send_frame(0x81, b"m2");
+    for ws in [&mut publisher, &mut on_a] {
+        assert_eq!(ws.next_text(), "m2");
+    }
+    for s in &mut far {
+        assert_eq!(s.ws.next_text(), "m2");
+        let events = read_until(&mut s.sse, "data: m2\n\n", 1);
+        assert!(!events.contains("m1"), "m1 twice: {events}");
+    }
+    // Messages from Redis land in each node's history: a poll resumes from it.
+    for n in [&b, &c] {
+        let batch = http(
+            n,
+            "GET /poll/news?after=0&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            batch.ends_with(r#""messages":[{"seq":1,"text":"m1"},{"seq":2,"text":"m2"}]}"#),
+            "{batch}"
+        );
+    }
+    assert_eq!(metric(&a, "wsloop_redis_published_total"), 2);
+    for n in [&b, &c] {
+        assert_eq!(metric(n, "wsloop_redis_received_total"), 2);
+        assert_eq!(metric(n, "wsloop_redis_published_total"), 0);
+    }
+    // A's own publishes came back from Redis and were not delivered twice.
+    assert_eq!(metric(&a, "wsloop_redis_received_total"), 0);
+}
+
+/// A publisher and a subscriber on A and a subscriber on B, all on topic `t`, with B's
+/// subscription confirmed by Redis.
+fn cross_node_pair(redis: &Redis, t: &str) -> (Server, Server, Server, Client, Client, Client) {
+    let (a, b, c) = (node(redis, "1"), node(redis, "2"), node(redis, "1"));
+    let publisher = Client::open_path(a.addr(), &format!("/topic/{t}"));
+    let on_a = Client::open_path(a.addr(), &format!("/topic/{t}"));
+    let on_b = Client::open_path(b.addr(), &format!("/topic/{t}"));
+    for n in [&a, &b] {
+        wait_subscribed(n, 1);
+    }
+    wait_until("C's link up", Duration::from_secs(10), || link_up(&c));
+    (a, b, c, publisher, on_a, on_b)
+}
+
+/// `publisher` on A sends `msg`; A's subscribers get it, and B's if `crosses`.
+fn publish(publisher: &mut Client, on_a: &mut Client, msg: &str) {
+    publisher.send_frame(0x81, msg.as_bytes());
+    assert_eq!(publisher.next_text(), msg);
+    assert_eq!(on_a.next_text(), msg);
+}
+
+#[test]
+fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
+    let mut redis = Redis::start();
+    let (a, b, c, mut publisher, mut on_a, mut on_b) = cross_node_pair(&redis, "k");
+    publish(&mut publisher, &mut on_a, "before");
+    assert_eq!(on_b.next_text(), "before");
+
+    redis.kill();
+    for n in [&a, &b, &c] {
+        wait_until("link noticed the loss", Duration::from_secs(5), || {
+            !link_up(n)
+        });
+        echo_is_prompt(n);
+    }
+    // Local delivery goes on; the cross-node copy is dropped and counted (at most once).
+    publish(&mut publisher, &mut on_a, "during");
+    wait_until("the drop is counted", Duration::from_secs(5), || {
+        metric(&a, "wsloop_redis_dropped_publishes_total") >= 1
+    });
+
+    redis.spawn(); // same port
+    for n in [&a, &b] {
+        wait_subscribed(n, 1);
+        assert!(metric(n, "wsloop_redis_reconnects_total") >= 1);
+    }
+    wait_until("C's link back", Duration::from_secs(10), || link_up(&c));
+    publish(&mut publisher, &mut on_a, "after");
+    // B never saw "during": its next message is "after".
+    assert_eq!(on_b.next_text(), "after");
+}
+
+#[test]
+fn redis_paused_with_sigstop_never_stalls_a_node_and_the_link_recovers() {
+    let redis = Redis::start();
+    let (a, b, c, mut publisher, mut on_a, mut on_b) = cross_node_pair(&redis, "p");
+    publish(&mut publisher, &mut on_a, "before");
+    assert_eq!(on_b.next_text(), "before");
+
+    redis.signal(libc::SIGSTOP);
+    // The socket stays open and silent: the unanswered PING is what tells the link.
+    for n in [&a, &b, &c] {
+        echo_is_prompt(n);
+        wait_until("the silence is noticed", Duration::from_secs(5), || {
+            !link_up(n)
+        });
+        echo_is_prompt(n);
+    }
+    publish(&mut publisher, &mut on_a, "paused");
+
+    redis.signal(libc::SIGCONT);
+    for n in [&a, &b] {
+        wait_subscribed(n, 1);
+    }
+    wait_until("C's link back", Duration::from_secs(10), || link_up(&c));
+    publish(&mut publisher, &mut on_a, "resumed");
+    // "paused" may or may not cross (at most once); "resumed" must.
+    let mut next = on_b.next_text();
+    if next == "paused" {
+        next = on_b.next_text();
+    }
+    assert_eq!(next, "resumed");
+}
+
+#[test]
+fn redis_closing_the_link_for_its_output_buffer_limit_is_recovered_like_a_loss() {
+    let redis = Redis::start();
+    let (a, b, _c, mut publisher, mut on_a, mut on_b) = cross_node_pair(&redis, "o");
+    let reply = redis.command(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 1kb 1kb 0",
+    ]);
+    assert_eq!(reply, "+OK\r\n");
+    // Larger than Redis's 16 KiB per-client reply buffer, so it counts against the limit:
+    // Redis closes every subscriber it is sent to (A's link and B's).
+    let big = "x".repeat(100 * 1024);
+    publish(&mut publisher, &mut on_a, &big);
+    wait_until("B's link dropped by Redis", Duration::from_secs(5), || {
+        metric(&b, "wsloop_redis_reconnects_total") >= 1
+    });
+    let reply = redis.command(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 32mb 8mb 60",
+    ]);
+    assert_eq!(reply, "+OK\r\n");
+    for n in [&a, &b] {
+        wait_subscribed(n, 1);
+    }
+    publish(&mut publisher, &mut on_a, "after");
+    let mut next = on_b.next_text();
+    if next == big {
+        next = on_b.next_text(); // written before Redis closed the connection
+    }
+    assert_eq!(next, "after");
+}
+
+#[test]
+fn a_subscriber_on_another_worker_subscribes_the_channel_and_its_leaving_unsubscribes_it() {
+    let redis = Redis::start();
+    let a = node(&redis, "1");
+    let b = Server::start(&[
+        "--workers",
+        "2",
+        "--redis",
+        &redis.url(),
+        "--redis-linger",
+        "200ms",
+    ]);
+    wait_until("B's link up", Duration::from_secs(10), || link_up(&b));
+    // A subscriber that SO_REUSEPORT gave to worker 1, so only the bus can tell worker 0
+    // (which owns the link) that the topic is wanted.
+    let topics = |w: &str| metric(&b, &format!("wsloop_pubsub_topics{{worker=\"{w}\"}}"));
+    let mut on_b = None;
+    for _ in 0..64 {
+        let c = Client::open_path(b.addr(), "/topic/w1");
+        wait_until("subscribed on a worker", Duration::from_secs(5), || {
+            topics("0") + topics("1") == 1
+        });
+        if topics("1") == 1 {
+            on_b = Some(c);
+            break;
+        }
+        drop(c);
+        wait_until("worker 0 forgot the topic", Duration::from_secs(5), || {
+            topics("0") == 0
+        });
+    }
+    let mut on_b = on_b.expect("no connection landed on worker 1 in 64 tries");
+    wait_subscribed(&b, 1);
+    let mut publisher = Client::open_path(a.addr(), "/topic/w1");
+    wait_subscribed(&a, 1);
+    publisher.send_frame(0x81, b"to worker 1");
+    assert_eq!(publisher.next_text(), "to worker 1");
+    assert_eq!(on_b.next_text(), "to worker 1");
+    // The last subscriber leaves: after the linger, B unsubscribes.
+    drop(on_b);
+    wait_until(
+        "B unsubscribed after the linger",
+        Duration::from_secs(5),
+        || metric(&b, "wsloop_redis_channels") == 0,
+    );
+    assert!(link_up(&b));
+}
+
+#[test]
+fn ticks_stay_on_their_node() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "1"), node(&redis, "1"));
+    let mut clock = Client::open_path(b.addr(), "/clock");
+    wait_subscribed(&b, 1);
+    // A's clock subscribes to nothing on B's behalf, but give it a subscriber too: were
+    // ticks forwarded, B's client would get A's ticks as well.
+    let _on_a = Client::open_path(a.addr(), "/clock");
+    wait_subscribed(&a, 1);
+    let ms = |tick: String| -> u64 {
+        let at = tick.find("\"unix_ms\":").expect("unix_ms") + 10;
+        tick[at..].trim_end_matches('}').parse().expect("a number")
+    };
+    let mut last = ms(clock.next_text());
+    for _ in 0..3 {
+        let next = ms(clock.next_text());
+        assert!(
+            next >= last + 500,
+            "two ticks {last} and {next}: another node's clock"
+        );
+        last = next;
+    }
+    assert_eq!(metric(&b, "wsloop_redis_received_total"), 0);
+}
