@@ -2,6 +2,7 @@
 //! parsing `10.0.0.0/8`, `::1` or `127.0.0.1`, and asking whether an address lies in one.
 //! Plain values (layer L0): `--trust-proxy` stores them in `Config`, `http::forwarded` matches
 //! against them. No sockets: `IpAddr` is only a number here.
+//! Must not: touch a socket or resolve names.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,6 +1,8 @@
 //! Owns the server's metrics: the counters and gauges, where each lives, and their rendering
 //! in the Prometheus text exposition format 0.0.4 (`Metrics::render`). Sans-IO (layer L0): no
 //! sockets, no clock — it stores and renders the numbers it is given.
+//! Must not: take a lock or share a cache line between workers on the hot path, or read a
+//! clock.
 //!
 //! Where numbers live (docs/architecture.md, "Metrics"):
 //! - **per worker** (`WorkerMetrics`): everything counted on the hot path — bytes, messages,

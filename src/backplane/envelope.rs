@@ -4,6 +4,8 @@
 //! them locally already). A message without the marker came from another kind of publisher
 //! (`redis-cli PUBLISH wsloop:news hi`) and is delivered as text if it is UTF-8, else as
 //! binary. Sans-IO.
+//! Must not: interpret the payload, or trust a node id for anything but dropping our own
+//! echoes.
 
 /// `00 'w'`: a NUL first byte never starts text someone typed into `redis-cli`.
 const MARKER: [u8; 2] = [0x00, b'w'];

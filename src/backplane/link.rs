@@ -3,6 +3,8 @@
 //! it answers with `Action`s (connect, drop the socket) and `Event`s (a message from another
 //! node). It never touches a socket or reads the clock — the reactor (`reactor/redis.rs`)
 //! does both.
+//! Must not: touch a socket, read a clock, or block; a lost link must never stop local
+//! delivery.
 //!
 //! What it keeps: which topics the process wants (a count of holders per topic: each worker
 //! that has local subscribers holds it once), which of those are subscribed on the current

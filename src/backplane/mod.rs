@@ -3,6 +3,7 @@
 //! reconnection backoff), the RESP3 bytes it speaks (`resp`) and the envelope that tags each
 //! publish with its node (`envelope`). The socket, the clock and the hub are the reactor's
 //! (`reactor/redis.rs`); nothing here touches them.
+//! Must not: touch the socket, the clock or the hub, or deliver a message twice to one node.
 
 pub mod envelope;
 pub mod link;

@@ -3,6 +3,8 @@
 //! pub/sub pushes (`>`), subscription counts, and replies to commands — on top of the
 //! `redis-protocol` crate's decoder, which answers "incomplete" for a partial frame so the
 //! caller can resume when more bytes arrive. Sans-IO: bytes in, values out.
+//! Must not: recurse into a nested reply before its depth is checked, or buffer past the frame
+//! limit.
 
 use redis_protocol::resp3::decode::complete::decode_range;
 use redis_protocol::resp3::types::RangeFrame;

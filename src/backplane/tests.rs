@@ -1,6 +1,7 @@
 //! The link driven by hand: a scripted Redis answers byte for byte, fed in every chunking,
 //! with synthetic time — handshake pipeline, subscriptions, own-node echoes, publishes,
 //! timeouts, backoff, linger, reconnection and bad input.
+//! Must not: open a socket or wait on real time.
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle, fanout), their
 //! flags, turning them into a validated `Plan` (refusing impossible configurations with exit
 //! code 2), and dispatching to the event loop (`engine`) or to `--procs` children (`procs`).
+//! Must not: start a run whose configuration it cannot honour (exit 2 instead), or reach beyond
+//! loopback.
 
 // The load generator is a client with its own event loop: it owns sockets and the clock, like
 // the server's reactor (clippy.toml keeps them out of the server's lower layers).

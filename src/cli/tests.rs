@@ -1,6 +1,8 @@
 //! Tests of the configuration sources: precedence in every combination of file, environment
 //! and flag; the error message for a bad value in each source; unknown keys; the printed and
 //! example configurations.
+//! Must not: depend on the real environment of the process running them (each test builds its
+//! own sources).
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! payloads (beyond a 16-byte prefix of each data frame, where a load generator puts its
 //! sequence number and timestamp). Headers are parsed by `ws::frame::parse_header`, masks applied by
 //! `ws::mask::apply_mask`; nothing here re-implements the wire format. Sans-IO.
+//! Must not: send an unmasked frame (RFC 6455 §5.1) or touch a socket.
 
 use std::fmt;
 

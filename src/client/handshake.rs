@@ -1,6 +1,8 @@
 //! Owns the client half of the opening handshake (RFC 6455 §4.1): the upgrade request a client
 //! sends and the checks on the server's answer (101, `Upgrade`, `Connection`,
 //! `Sec-WebSocket-Accept`). Sans-IO: the caller supplies the 16-byte nonce and the bytes read.
+//! Must not: accept a 101 without a matching `Sec-WebSocket-Accept` (RFC 6455 §4.1), or touch a
+//! socket.
 
 use std::fmt;
 

@@ -3,6 +3,7 @@
 //! way out, unmasked server frames on the way in (`frames`). It reuses the server's codecs
 //! (`http::upgrade::accept_key`, `ws::frame`, `ws::mask`, `ws::close`) rather than a second
 //! implementation; the load generator (`src/bin/wsloop-load.rs`) drives it over sockets.
+//! Must not: be imported by the server, or touch a socket.
 
 pub mod frames;
 pub mod handshake;

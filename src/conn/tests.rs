@@ -1,5 +1,6 @@
 //! Deterministic tests of `Conn`: synthetic bytes in, bytes and events out, no sockets (the
 //! quinn `Pair` idea). The reactor is replaced by a loop that echoes every message.
+//! Must not: open a socket or read a clock.
 
 use super::*;
 use crate::buf::BufPool;

@@ -6,6 +6,7 @@
 //! connection ends by itself once the clock runs, all buffers go back to the pool, and what
 //! goes on the wire is a 101 then well-formed server frames: the data frames exactly the
 //! messages sent, in order, and nothing after a close frame.
+//! Must not: use real sockets, threads or time.
 
 use std::io::IoSlice;
 use std::rc::Rc;

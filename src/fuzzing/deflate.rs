@@ -7,6 +7,7 @@
 //! parses, by the rules a client applies (RFC 7692 §7.1), to the same agreement, which the
 //! server's own parser reads back unchanged. Structured inputs spell offers out of known
 //! parts, so the chosen agreement is also compared with a model of §7.1's rules.
+//! Must not: share code with the parser it checks where an independent reading is possible.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 

@@ -4,6 +4,7 @@
 //! and the response writers. Scanning work stays linear in the bytes received however they are
 //! chunked, the head end is the same at every chunking, every verdict is a documented status,
 //! and every response written is a well-formed HTTP/1.1 response.
+//! Must not: use real sockets or time.
 
 use super::{chunk_at, Input};
 use crate::config::HttpLimits;

@@ -3,6 +3,7 @@
 //! property fails. `tests/fuzz_regressions.rs` replays the seed and regression corpora through
 //! the same functions, so an input that once crashed stays fixed. Sans-IO like the layers it
 //! exercises; not part of the server's API (hidden from the docs).
+//! Must not: be used by the server at run time.
 
 mod conn;
 mod deflate;

@@ -3,6 +3,7 @@
 //! with a model made of ordered maps: who subscribes to what (and the limits), every topic's
 //! sequence numbers and its bounded history with the gap flag — and stays within its caps on
 //! topics and history bytes.
+//! Must not: use the hub's own code as its model.
 //!
 //! Input: one byte of settings (bits 0–1: history length 0–3; bits 2–4: `max_topics`, 0 for
 //! no pressure, else 1–7; bits 5–6: `max_history_bytes`, 0 for unlimited, else that many times

@@ -4,6 +4,7 @@
 //! outcome however the bytes are split into reads — the same messages in the same order, and
 //! an error exactly when the whole input gives one. Every message delivered names a topic the
 //! link holds, and is counted.
+//! Must not: open a connection; Redis's side is the input.
 //!
 //! Input layout: one byte of flags (bit 0: a password, so the handshake differs; bit 1: a
 //! database; bits 2–3: how many of the topics `a`, `b`, `news` are held), a chunking plan

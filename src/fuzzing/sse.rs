@@ -3,6 +3,7 @@
 //! by an EventSource exactly as meant — one event per event written, with its id, its type
 //! and its data, and nothing else. The reader is a small parser written here from WHATWG HTML
 //! §9.2.6 "Interpreting an event stream", independent of the encoder.
+//! Must not: use the encoder's code to read back what it wrote.
 //!
 //! What the encoder promises (src/sse/mod.rs): the id is a number; an event name loses its CR
 //! and LF (a field value cannot span lines); data is split at every CR, LF and CRLF into

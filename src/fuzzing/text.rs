@@ -3,6 +3,7 @@
 //! fails in the very piece that holds the first impossible byte, ends complete exactly when std
 //! accepts the whole). `close_payload`: parsing a close body agrees with RFC 6455 §5.5.1/§7.4
 //! restated here, and encoding one round-trips, truncated at a char boundary.
+//! Must not: use the validator's code as its oracle (std is the oracle).
 
 use crate::ws::close::{encode_close_payload, parse_close_payload};
 use crate::ws::utf8::Utf8Validator;

@@ -3,6 +3,7 @@
 //! give the same transcript (control frames, messages, the first error, the final state) at
 //! every chunking, ring size and wrap offset, and agree with a small whole-buffer model of
 //! RFC 6455 §5 written independently of the incremental code.
+//! Must not: use the incremental decoder's code in its model.
 
 use super::{chunk_at, Input};
 use crate::buf::Ring;

@@ -3,6 +3,7 @@
 //! (`--trust-proxy`). Sans-IO: a parsed `Request` and the trusted blocks in, an address out.
 //! Callers consult it only for requests whose socket peer is itself trusted; from anyone else
 //! these headers are the client's own claims and are never read.
+//! Must not: read these headers from a peer that is not trusted, or touch a socket.
 
 use std::net::IpAddr;
 

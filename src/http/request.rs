@@ -1,6 +1,8 @@
 //! Owns parsing of the HTTP/1.1 request head that opens a WebSocket connection (RFC 9112 §2–§5,
 //! RFC 6455 §4.1): finding where the head ends, enforcing `HttpLimits` on heads still arriving,
 //! and turning a complete head into a borrowed `Request`. Sans-IO: byte slices in, values out.
+//! Must not: scan a head more than once however it is chunked (linear work), allocate per
+//! header, or touch a socket.
 
 use crate::config::HttpLimits;
 

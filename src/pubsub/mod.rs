@@ -4,6 +4,8 @@
 //! encoded once into a `SharedFrame`; the hub only answers "who gets it" and remembers it for
 //! resumption (SSE `Last-Event-ID`, polling `after=`).
 //! Layer L3: no sockets, no clock; the reactor delivers.
+//! Must not: copy a payload per subscriber, reuse a sequence number, or grow with the number of
+//! names peers invent.
 //!
 //! Bounds (docs/protocol.md "Topic limits"):
 //! - a topic without subscribers is kept only for its history; when a new topic needs a slot

@@ -2,6 +2,7 @@
 //! once at publish time, the SSE event and the stream chunk encoded on first use — shared by
 //! every subscriber's queue and the topic's history. Pure encoding (layer L3): no sockets,
 //! no clock.
+//! Must not: encode a message more than once per form (per window size for compressed frames).
 
 use std::cell::{OnceCell, RefCell};
 

@@ -5,6 +5,7 @@
 //! peer invents: past `cap` names the least recently used one is forgotten and its number
 //! folded into a `floor` that every forgotten or unknown name starts above.
 //! Pure data (layer L3): no sockets, no clock.
+//! Must not: hand out a number at or below one it handed out before for the same name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

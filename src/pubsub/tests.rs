@@ -1,6 +1,7 @@
 //! Unit tests of the hub: delivery lists, limits, history and gaps, and the memory bounds
 //! (eviction of idle topics, refusal when every topic is in use, history bytes, numbering
 //! that never goes backwards).
+//! Must not: open a socket or read a clock.
 
 use super::*;
 

@@ -1,6 +1,7 @@
 //! Owns the process-wide count of open connections per client address, which enforces
 //! `--max-connections-per-ip`. Workers share one listening port (SO_REUSEPORT), so one
 //! client's connections land on every worker and only a shared count can cap them.
+//! Must not: be touched per message, or let two addresses share a count.
 //!
 //! One `Mutex` over a map, not sharded atomics: it is taken only when a connection is
 //! accepted or freed (and, behind a trusted proxy, when a request names its client) — never

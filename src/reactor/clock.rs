@@ -1,6 +1,7 @@
 //! Owns the server's only clock: monotonic milliseconds since the reactor started. Every
 //! layer below the reactor receives time as a `Tick` parameter read from here once per loop
 //! iteration, so tests drive them with a fake clock.
+//! Must not: be read more than once per loop iteration for the same decision.
 
 use std::time::{Duration, Instant};
 

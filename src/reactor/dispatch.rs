@@ -2,6 +2,7 @@
 //! machine and giving its events to the handlers, answering upgrade requests, applying the
 //! commands handlers record (subscribe, unsubscribe, publish), and delivering a publish —
 //! encoded once — to every subscriber, closing the ones that fall too far behind.
+//! Must not: block, or let one subscriber's backlog delay the others.
 
 use std::rc::Rc;
 

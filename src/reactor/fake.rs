@@ -6,6 +6,7 @@
 //! strictly, so a loop that stops reading or writing before the kernel said "no more" hangs
 //! here instead of passing by luck. docs/testing.md §4 describes the model and the tests
 //! (`fake_tests.rs`) built on it. Deterministic: no sockets, no threads, no real time.
+//! Must not: be compiled into the server (tests only), or be more forgiving than Linux's epoll.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

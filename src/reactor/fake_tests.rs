@@ -4,6 +4,7 @@
 //! reached the peer, what the application was told (a recording handler), what was freed
 //! (`BufPool::lent`, the slab) and which system calls were made, so a loop that spins, stops
 //! reading early, writes after an error or sends FIN too soon fails here deterministically.
+//! Must not: open a socket, start a thread or wait on real time.
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -2,6 +2,7 @@
 //! per core can share a port, a deep backlog), and the accept loop's error policy — accept
 //! until WouldBlock, and on EMFILE shed the connection through a reserved descriptor instead
 //! of spinning on a listener that stays readable.
+//! Must not: spin on a listener that stays readable, or block.
 
 use std::fs::File;
 use std::io;

@@ -1,7 +1,11 @@
 //! Owns the event loop: the slab of connections and the buffer pool, driven through
 //! `net::Net` (the mio `Poll`, the listening socket and the clock in production, `MioNet`).
 //! It is the only layer that touches sockets (and, with timers, the clock); everything it
-//! learns it hands to `conn::Conn`, and everything a connection queues it writes. One loop iteration (DESIGN §2, docs/architecture.md):
+//! learns it hands to `conn::Conn`, and everything a connection queues it writes.
+//! Must not: block, parse protocol bytes itself (that is `conn`'s), or let one connection's
+//! error touch another.
+//!
+//! One loop iteration (DESIGN §2, docs/architecture.md):
 //!
 //! 1. `poll` — sleep until a socket is ready (no timeout unless work is pending);
 //! 2. accept until WouldBlock; for each ready connection read into its rx ring and run its

@@ -4,6 +4,8 @@
 //! (epoll), the listening socket, the reserve descriptor, the signal pipe and the monotonic
 //! clock. The reactor is generic over it (`Reactor<N: Net = MioNet>`) and monomorphised, so
 //! the production loop makes the same calls as before the seam, with no dynamic dispatch.
+//! Must not: add work to the production loop beyond the mio calls it wraps (no dynamic
+//! dispatch).
 //!
 //! Bytes move through the stream's own `Read`/`Write`: rustls reads and writes records
 //! through them (`read_tls`/`write_tls`), so `src/tls/` works unchanged over any stream, and

@@ -2,6 +2,7 @@
 //! counts each connection (`track`, from its state, on every flush), the per-iteration
 //! numbers (loop iterations, time blocked in poll, timer and topic gauges), and
 //! `Reactor::render_metrics`, the text a `GET /metrics` answers with.
+//! Must not: take a lock or allocate per message.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -4,6 +4,8 @@
 //! wheel entry. Nothing here blocks: connect returns at once (EINPROGRESS) and completes on
 //! WRITABLE; reads and writes stop at `WouldBlock`; the host name was resolved before the
 //! loop started (`resolve`).
+//! Must not: block the loop (connect, resolve, read or write), or let Redis being down slow
+//! local delivery.
 //!
 //! One link per process, owned by worker 0 (docs/architecture.md, "The Redis link"). Every
 //! worker's hub records when a topic gains its first subscriber or loses its last; worker 0

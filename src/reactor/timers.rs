@@ -2,6 +2,7 @@
 //! its next deadline and re-armed lazily (a busy connection never touches the wheel per
 //! frame), plus one entry per ticking handler (the clock publishes once a second for all its
 //! clients, not once per client).
+//! Must not: touch the wheel per frame or keep more than one entry per connection.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,7 @@
 //! Owns the mapping between mio `Token`s and connections: a token carries the slab index and
 //! a generation, so an event for a connection freed earlier in the same batch (whose slot may
 //! already serve a new connection) is recognised as stale and dropped (DESIGN §2 step 6).
+//! Must not: let an event for a freed slot reach the connection now in it.
 
 use mio::Token;
 

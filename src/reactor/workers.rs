@@ -4,6 +4,7 @@
 //! an `Arc` and each worker encodes it once for all its subscribers. Sequence numbers come
 //! from one process-wide sequencer so every worker numbers a topic's messages alike; it
 //! remembers a bounded number of topic names (`SeqBook`), so inventing names grows nothing.
+//! Must not: share a connection or a hub between threads; only the bus and the sequencer cross.
 
 use std::io;
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 //! socket, the TLS session and the connection's plaintext rings. Layer L4: it touches sockets;
 //! it never blocks, and a TLS error (a bad handshake, garbage instead of a ClientHello, an
 //! alert) fails that one connection only.
+//! Must not: block, or let one connection's TLS error touch another.
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! traffic → close, and the run's timeline (connect, warm-up, measure, drain, close). The
 //! protocol work is done by the sans-IO `wsloop::client`; this file only moves bytes, keeps
 //! time and counts.
+//! Must not: encode or parse the protocol itself (that is `wsloop::client`'s), or let one
+//! failing connection stop the others.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};

@@ -4,6 +4,7 @@
 //! time in its first 16 bytes), and what every delivery proves — each subscriber must get
 //! every message exactly once and in order; a message is complete when the last subscriber
 //! has it, and that time is its latency.
+//! Must not: touch a socket, or count a message complete before its last subscriber has it.
 
 /// Bytes at the front of every message: sequence number and send time (ns), little-endian.
 pub const HEADER: usize = 16;

@@ -2,6 +2,7 @@
 //! split evenly, reading each child's machine lines (see `Report::child_lines`), printing
 //! the aggregated progress, and merging the children's results into one report. Children die
 //! with the parent (PR_SET_PDEATHSIG), so killing the parent stops the whole load.
+//! Must not: leave a child running after the parent is gone.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,7 @@
 //! Owns what the load generator prints: the live progress line (stderr, once a second), the
 //! final result (human text or one hand-formatted JSON line on stdout) and the line protocol
 //! by which a `--procs` child reports to its parent.
+//! Must not: measure anything; it formats what it is given.
 
 use hdrhistogram::Histogram;
 

@@ -3,6 +3,7 @@
 //! file-descriptor limit, `IP_BIND_ADDRESS_NO_PORT`, the parent-death signal, the ephemeral
 //! port range, a random seed, a process's CPU time from /proc, and SIGINT/SIGTERM as a
 //! request to stop. All `unsafe` of the load generator lives here.
+//! Must not: let `unsafe` leak out: every function it exports is safe to call.
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -1,5 +1,6 @@
 //! `Conn` with permessage-deflate (RFC 7692): the response in the 101, RSV1 rules, inflating
 //! incoming messages within the limits, compressing outgoing ones, and where the state lives.
+//! Must not: open a socket or read a clock.
 
 use super::*;
 use crate::config::CompressionMode;

@@ -1,6 +1,7 @@
 //! Tests of permessage-deflate: the offer → response table (RFC 7692 §5, §7.1), the codec
 //! round trip with and without context takeover at every window size (§7.2), and the bounds
 //! on inflation (message limit, corrupt streams, UTF-8).
+//! Must not: open a socket or read a clock.
 
 use super::*;
 use crate::config::CompressionMode::{self, Dedicated, Off, Shared};
