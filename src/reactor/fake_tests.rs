@@ -27,10 +27,13 @@ enum Seen {
     Open(ConnId),
     Message(ConnId, Vec<u8>),
     Closed(ConnId, u16),
+    /// What the watched peer had received when a message reached the application.
+    Written(usize),
 }
 
-/// Records what the application is told, and echoes every message.
-struct Recorder(Rc<RefCell<Vec<Seen>>>);
+/// Records what the application is told (and, with a watched peer, how much it had been
+/// sent by then), and echoes every message.
+struct Recorder(Rc<RefCell<Vec<Seen>>>, Rc<RefCell<Option<Peer>>>);
 
 impl Handler for Recorder {
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, _up: &Upgrade<'_, '_>) {
@@ -39,6 +42,11 @@ impl Handler for Recorder {
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, '_>, msg: Message<'_>) {
         let id = ctx.id().expect("id");
+        if let Some(watched) = self.1.borrow().as_ref() {
+            self.0
+                .borrow_mut()
+                .push(Seen::Written(watched.written_len()));
+        }
         self.0
             .borrow_mut()
             .push(Seen::Message(id, msg.as_bytes().to_vec()));
@@ -56,6 +64,8 @@ struct Harness {
     r: Reactor<FakeNet>,
     ready: Vec<Ready>,
     seen: Rc<RefCell<Vec<Seen>>>,
+    /// The peer whose received bytes `Seen::Written` reports.
+    watch: Rc<RefCell<Option<Peer>>>,
 }
 
 impl Harness {
@@ -65,7 +75,8 @@ impl Harness {
 
     fn with(cfg: Config) -> Harness {
         let seen = Rc::new(RefCell::new(Vec::new()));
-        let router = Router::new().mount("/echo", Recorder(seen.clone()));
+        let watch = Rc::new(RefCell::new(None));
+        let router = Router::new().mount("/echo", Recorder(seen.clone(), watch.clone()));
         let metrics = Arc::new(Metrics::new(1)).handle(0);
         let shared = super::Shared::new(&cfg).expect("no TLS files to load");
         let r = Reactor::from_parts(cfg, router, FakeNet::new(), None, shared, metrics);
@@ -73,6 +84,7 @@ impl Harness {
             r,
             ready: Vec::new(),
             seen,
+            watch,
         }
     }
 
@@ -234,6 +246,49 @@ fn a_1_mib_echo_leaves_one_byte_per_write_with_writable_only_while_bytes_remain(
     assert_eq!(peer.interests(), [r, rw, r]);
     assert_eq!(h.r.pool.lent(), 0);
     h.assert_asleep();
+}
+
+#[test]
+fn a_large_reply_is_written_before_the_next_ready_connection_is_read() {
+    // Flushing at the end of the iteration batches small replies; a large one would only
+    // wait there, leaving its peer idle while the loop reads the others (`FLUSH_AT_ONCE`).
+    let mut h = Harness::new();
+    let (a, b) = (h.open(), h.open());
+    let big = pattern(100 * 1024);
+    *h.watch.borrow_mut() = Some(a.clone());
+    a.send(&client(OpCode::Binary, &big));
+    b.send(&client(OpCode::Binary, &big));
+    h.turn(); // one batch: a's edge, then b's
+    let echo = server(OpCode::Binary, &big);
+    let (ida, idb) = (id_of(&a), id_of(&b));
+    let seen: Vec<Seen> = h
+        .seen()
+        .into_iter()
+        .skip_while(|s| !matches!(s, Seen::Written(_)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            Seen::Written(0),
+            Seen::Message(ida, big.clone()),
+            Seen::Written(echo.len()),
+            Seen::Message(idb, big.clone()),
+        ]
+    );
+    // Small replies still wait for the end of the iteration, batched.
+    let small = pattern(100);
+    h.seen.borrow_mut().clear();
+    a.send(&client(OpCode::Binary, &small));
+    b.send(&client(OpCode::Binary, &small));
+    h.turn();
+    let written = echo.len() + server(OpCode::Binary, &small).len();
+    assert_eq!(
+        h.seen()[2],
+        Seen::Written(echo.len()),
+        "a's small echo waited"
+    );
+    assert_eq!(a.written_len(), written);
+    assert_eq!(b.written(), [echo, server(OpCode::Binary, &small)].concat());
 }
 
 #[test]

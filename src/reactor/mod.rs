@@ -78,6 +78,10 @@ struct Entry<S> {
     client: Option<ClientId>,
 }
 
+/// Queued bytes at which `read` writes a connection's reply at once instead of at the end of
+/// the iteration.
+const FLUSH_AT_ONCE: usize = 64 * 1024;
+
 /// Already in `dirty` for this iteration.
 const DIRTY: u8 = 1;
 /// Reading stopped with bytes possibly left in the socket (rx full or tx over its limit);
@@ -534,6 +538,13 @@ impl<N: Net> Reactor<N> {
         }
         if let Some(e) = self.conns.get_mut(idx) {
             e.conn.shed_rx(&mut self.pool);
+            // A large reply leaves now rather than after every other ready connection has
+            // been read: batching saves nothing on a write this big, and holding it back
+            // leaves its peer (and then this loop) idle.
+            if e.conn.tx_len() >= FLUSH_AT_ONCE && !e.has(CLOSING) {
+                self.flush(idx);
+                return;
+            }
         }
         self.mark_dirty(idx);
     }
