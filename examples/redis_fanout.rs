@@ -22,6 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use wsloop::client::frames::encode_masked;
+use wsloop::ws::frame::OpCode;
 
 /// Payload prefix of the warm-up messages that wait for the subscription to cross.
 const WARMUP: &[u8] = b"warmup";
@@ -184,20 +186,8 @@ fn next_frame(b: &[u8]) -> Option<(u8, &[u8], usize)> {
 
 /// A masked text frame with the all-zero key (valid, RFC 6455 §5.3), so no XOR is needed.
 fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x81];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    encode_masked(OpCode::Text, payload, [0; 4], &mut out);
     out
 }
 

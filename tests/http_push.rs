@@ -12,11 +12,11 @@ mod client;
 #[path = "support/server.rs"]
 mod server;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use client::Client;
+use client::{read_until, Client};
 use server::Server;
 
 /// Send raw bytes on a new connection.
@@ -25,20 +25,6 @@ fn send(srv: &Server, raw: &str) -> TcpStream {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(raw.as_bytes()).unwrap();
     s
-}
-
-/// Read until `needle` has appeared `count` times (or EOF); returns what was read.
-fn read_until(s: &mut TcpStream, needle: &str, count: usize) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    while String::from_utf8_lossy(&got).matches(needle).count() < count {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e}; so far: {}", String::from_utf8_lossy(&got)),
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 fn publish(srv: &Server, topic: &str, body: &str) {

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client::Client;
+use client::{read_until, Client};
 use server::Server;
 
 /// A `redis-server` on a loopback port with a scratch directory, killed (and the directory
@@ -169,20 +169,6 @@ fn wait_subscribed(srv: &Server, channels: i64) {
     wait_until("link up and subscribed", Duration::from_secs(10), || {
         link_up(srv) && metric(srv, "wsloop_redis_channels") >= channels
     });
-}
-
-/// Read until `needle` has appeared `count` times; returns what was read.
-fn read_until(s: &mut TcpStream, needle: &str, count: usize) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    while String::from_utf8_lossy(&got).matches(needle).count() < count {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e}; so far: {}", String::from_utf8_lossy(&got)),
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// A WebSocket echo round trip on a new connection, which must not wait on Redis.

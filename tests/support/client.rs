@@ -173,3 +173,17 @@ pub fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
 }
+
+/// Read until `needle` has appeared `count` times (or EOF); returns what was read.
+pub fn read_until(s: &mut TcpStream, needle: &str, count: usize) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while String::from_utf8_lossy(&got).matches(needle).count() < count {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}; so far: {}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
