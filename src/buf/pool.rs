@@ -2,9 +2,10 @@
 //! arrive or must be sent and give it back the moment it drains, so memory follows activity,
 //! not the connection count (DESIGN §3). It also holds the reactor's one large read ring,
 //! lent to a WebSocket for the length of one read (`take_large`): a large message arrives in
-//! one `read` and is delivered from it in place. Single-threaded by construction; no locks.
-//! Must not: lend a ring to two holders at once, or keep more idle rings than `max_free` (and
-//! more than one large ring).
+//! one `read` and is delivered from it in place (and an echo of it is written from it before
+//! it comes back). Single-threaded by construction; no locks.
+//! Must not: lend a ring to two holders at once, keep more idle rings than `max_free`, or make
+//! a second large ring while the first is out.
 
 use super::Ring;
 
@@ -21,6 +22,8 @@ pub struct BufPool {
     max_free: usize,
     /// The large read ring when no connection holds it (allocated on first use).
     large: Option<Box<Ring>>,
+    /// The large ring is lent out (to an rx side, or to a tx queue writing an echo from it).
+    large_out: bool,
     // Boxed on purpose: a connection holds its ring as one pointer, and lending a pooled
     // ring out must move that pointer, not the ring.
     #[allow(clippy::vec_box)]
@@ -36,6 +39,7 @@ impl BufPool {
             max_free,
             free: Vec::new(),
             large: None,
+            large_out: false,
             lent: 0,
         }
     }
@@ -46,14 +50,21 @@ impl BufPool {
     }
 
     /// Lend the large read ring, empty; give it back with `give` once the read's bytes are
-    /// processed. If a connection kept the last one, a new one is made (and the spare freed
-    /// when both come back).
-    pub fn take_large(&mut self) -> Box<Ring> {
+    /// processed (or, when the tx side took it for an echo, once that is written). `None`
+    /// while it is out: the caller reads into an ordinary ring instead. A second 2 MiB ring
+    /// would cost more (zeroing, page faults) than the copies it saves.
+    pub fn take_large(&mut self) -> Option<Box<Ring>> {
+        if self.large_out {
+            return None;
+        }
+        self.large_out = true;
         self.lent += 1;
         let size = self.large_size();
-        self.large
-            .take()
-            .unwrap_or_else(|| Box::new(Ring::with_capacity(size)))
+        Some(
+            self.large
+                .take()
+                .unwrap_or_else(|| Box::new(Ring::with_capacity(size))),
+        )
     }
 
     /// The capacity of the rings this pool lends.
@@ -78,6 +89,7 @@ impl BufPool {
             self.free.push(ring);
         } else if ring.capacity() == self.large_size() && self.large.is_none() {
             self.large = Some(ring);
+            self.large_out = false;
         }
     }
 
@@ -116,17 +128,19 @@ mod tests {
     #[test]
     fn one_large_ring_is_kept() {
         let mut p = BufPool::new(1024, 4);
-        let a = p.take_large();
+        let a = p.take_large().expect("made on first use");
         assert_eq!(a.capacity(), LARGE_READ);
-        let b = p.take_large(); // the first is still out: a second is made
-        assert_eq!(p.lent(), 2);
+        assert!(
+            p.take_large().is_none(),
+            "the first is still out: no second"
+        );
+        assert_eq!(p.lent(), 1);
         let a_ptr: *const Ring = &*a;
         p.give(a);
-        p.give(b);
         assert_eq!(p.idle(), 0, "large rings never join the small free list");
         assert_eq!(p.lent(), 0);
         assert_eq!(
-            &*p.take_large() as *const Ring,
+            &*p.take_large().expect("back") as *const Ring,
             a_ptr,
             "the kept one is reused"
         );

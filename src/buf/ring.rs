@@ -43,6 +43,23 @@ impl Ring {
         self.len() == self.capacity()
     }
 
+    /// The addresses of the storage's start and of the end of the filled bytes, when those do
+    /// not wrap: how the tx side recognises a payload that still lies in the rx ring it was
+    /// read into, and how much was read behind it (`Outbox::frame_rsv`). Compared, never
+    /// dereferenced.
+    pub fn filled_addrs(&self) -> Option<(usize, usize)> {
+        let start = self.buf.as_ptr() as usize;
+        let end = self.head as usize + self.len();
+        (end <= self.capacity()).then_some((start, start + end))
+    }
+
+    /// Storage bytes by absolute position, whatever `head` and `len` say: consumed bytes stay
+    /// in place until the ring is written again, which is what lets a read ring handed to the
+    /// tx side send an echoed payload from where it was read (`TxQueue::push_rx`).
+    pub fn stored(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
     /// Bytes that can still be written.
     pub fn free(&self) -> usize {
         self.capacity() - self.len()

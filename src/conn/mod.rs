@@ -265,27 +265,25 @@ impl Conn {
                 .as_ref()
                 .is_none_or(|r| r.capacity() != pool.large_size())
             {
-                if let Some(own) = own {
-                    pool.give(own);
+                // The large ring may be out, still writing an echo (`hand_over`).
+                if let Some(large) = pool.take_large() {
+                    if let Some(own) = own {
+                        pool.give(own);
+                    }
+                    return self.rx.ring.insert(large);
                 }
-                return self.rx.ring.insert(pool.take_large());
             }
             self.rx.ring = own;
         }
         self.rx.ring.get_or_insert_with(|| pool.take())
     }
 
-    /// After a read's bytes are processed: give back the large ring (moving what is left
-    /// in it — at most a split frame header or control frame — into an ordinary ring), and
-    /// an ordinary ring that holds nothing (the connection is idle between frames).
+    /// After a read's bytes are processed: give back the large ring, or a ring grown to take
+    /// what a handed-over read ring still held (`RxSide::hand_over`), moving what is left in
+    /// it — at most a split frame header or control frame — into an ordinary ring; and an
+    /// ordinary ring that holds nothing (the connection is idle between frames).
     pub fn shed_rx(&mut self, pool: &mut BufPool) {
-        let large_size = pool.large_size();
-        let distinct = large_size > pool.buffer_size();
-        if let Some(large) = self
-            .rx
-            .ring
-            .take_if(|r| distinct && r.capacity() == large_size)
-        {
+        if let Some(large) = self.rx.ring.take_if(|r| r.capacity() > pool.buffer_size()) {
             if large.len() <= pool.buffer_size() {
                 if !large.is_empty() {
                     let mut own = pool.take();
@@ -319,9 +317,32 @@ impl Conn {
         now: Tick,
     ) -> (Step<'s>, Outbox<'s>) {
         let Conn { rx, tx, .. } = self;
+        if tx.queue.awaits_rx() {
+            rx.hand_over(&mut tx.queue, pool);
+        }
+        // A payload the handler sends back from the large read ring is queued as a reference
+        // into it (`Outbox::frame_rsv`) instead of copied.
+        let read_ring = rx
+            .ring
+            .as_ref()
+            .filter(|r| r.capacity() == pool.large_size() && pool.large_size() > pool.buffer_size())
+            .and_then(|r| r.filled_addrs());
         let mut out = Outbox::new(tx, pool, cfg);
+        out.read_ring = read_ring;
         let step = rx.step(cfg, &mut out, now);
         (step, out)
+    }
+
+    /// Does tx hold the large read ring (an echo sent from it)? Then it should be written
+    /// now: the next read on any connection wants that ring.
+    pub fn tx_holds_rx(&self) -> bool {
+        self.tx.queue.holds_rx()
+    }
+
+    /// After a write: whatever of an rx ring's payload is still unsent is copied out and the
+    /// ring goes back to the pool (`TxQueue::return_rx`).
+    pub fn return_rx(&mut self, pool: &mut BufPool) {
+        self.tx.queue.return_rx(pool);
     }
 
     /// Bytes arrived at `now` (call once per read that returned data).
@@ -560,6 +581,28 @@ impl Conn {
 }
 
 impl RxSide {
+    /// The last step's handler queued its payload as a reference into the read ring
+    /// (`TxQueue::push_rx`): hand the ring to tx before anything can write into it again.
+    /// Bytes still unread in it (the start of the next frame, at most a pooled ring's worth:
+    /// `Outbox::frame_rsv` asks for no more) move to an ordinary ring.
+    fn hand_over(&mut self, queue: &mut TxQueue, pool: &mut BufPool) {
+        let Some(mut ring) = self.ring.take() else {
+            return;
+        };
+        if !ring.is_empty() {
+            let mut own = pool.take();
+            if own.free() < ring.len() {
+                own.grow(ring.len()); // not reached (see above); correct if it were
+            }
+            let (a, b) = ring.as_slices();
+            own.push(a);
+            own.push(b);
+            ring.consume(ring.len());
+            self.ring = Some(own);
+        }
+        queue.lend(ring, pool);
+    }
+
     fn step<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>, now: Tick) -> Step<'s> {
         match out.state() {
             State::Handshake => self.handshake(cfg, out),

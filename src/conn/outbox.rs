@@ -1,6 +1,7 @@
 //! Owns `Outbox`: the only way bytes enter a connection's tx ring — the 101 or an error
 //! response, data frames, pongs and close frames — and the state changes they imply. It
-//! formats headers into a stack array and copies each payload once (DESIGN §4). Sans-IO.
+//! formats headers into a stack array and copies each payload at most once (DESIGN §4; a
+//! large echo is not copied at all: it is sent from the read ring it arrived in). Sans-IO.
 //! Must not: write to a socket or queue anything after a close frame (RFC 6455 §5.5.1).
 
 use super::{DeflateState, Mode, State, TxSide};
@@ -26,6 +27,10 @@ pub struct Outbox<'a> {
     /// Shortest message compressed when permessage-deflate is in use
     /// (`CompressionConfig::threshold`).
     compress_min: usize,
+    /// While the rx side holds the large read ring: the addresses of its storage's start and
+    /// of the end of what was read (`Ring::filled_addrs`). A payload sent from inside it (an
+    /// echo) is queued as a reference, once per step.
+    pub(super) read_ring: Option<(usize, usize)>,
 }
 
 impl<'a> Outbox<'a> {
@@ -36,6 +41,7 @@ impl<'a> Outbox<'a> {
             limit: cfg.max_queued_bytes,
             sent: 0,
             compress_min: cfg.compression.threshold,
+            read_ring: None,
         }
     }
 
@@ -233,10 +239,22 @@ impl<'a> Outbox<'a> {
         // Growth is bounded: the reactor stops reading from a connection whose queue is over
         // its limit, and publishes close a subscriber over the slow-consumer limit.
         if payload.len() > self.pool.buffer_size() {
-            // A payload larger than a pooled ring goes out as its own writev segment: one
-            // allocation and one copy, instead of growing (and zero-filling) a ring for it.
+            // A payload larger than a pooled ring goes out as its own writev segment. If it
+            // is the message just read, still in the large read ring, it is sent from there
+            // (the ring follows at the end of the step, `Conn::poll_event`); otherwise it
+            // costs one allocation and one copy, instead of growing (and zero-filling) a ring.
             self.tx.queue.push(self.pool, &[&head[..n]]);
-            self.tx.queue.push_shared(payload.into());
+            let max_behind = self.pool.buffer_size();
+            match self
+                .read_ring
+                .and_then(|r| offset_in(r, payload, max_behind))
+            {
+                Some(at) => {
+                    self.read_ring = None;
+                    self.tx.queue.push_rx(at, payload.len());
+                }
+                None => self.tx.queue.push_shared(payload.into()),
+            }
         } else {
             self.tx.queue.push(self.pool, &[&head[..n], payload]);
         }
@@ -287,4 +305,15 @@ impl Outbox<'_> {
             }
         }
     }
+}
+
+/// Where `payload` starts in the read ring whose storage starts at `start` and whose read
+/// bytes end at `end`, if it lies inside them with at most `max_behind` bytes read after it.
+/// Those bytes (the start of the next frame) must move to an ordinary ring when tx takes the
+/// ring; more of them (pipelined messages) would cost a large copy, so those echoes are copied
+/// instead, and the ring may be taken for the last one.
+fn offset_in((start, end): (usize, usize), payload: &[u8], max_behind: usize) -> Option<usize> {
+    let at = payload.as_ptr() as usize;
+    let stop = at + payload.len();
+    (start <= at && stop <= end && end - stop <= max_behind).then(|| at - start)
 }

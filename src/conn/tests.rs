@@ -605,3 +605,64 @@ fn a_large_frame_is_read_into_the_large_ring_and_leaves_nothing_behind() {
     );
     assert!(h.conn.rx.ring.is_none());
 }
+
+#[test]
+fn an_echo_is_sent_from_the_read_ring_and_survives_the_next_read() {
+    let mut h = Harness::open();
+    let lent = h.pool.lent();
+    let one: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let two: Vec<u8> = (0..40 * 1024u32).map(|i| (i % 13) as u8).collect();
+    let third = raw(0x82, b"third");
+    // One read brings two whole messages and the first bytes of a third.
+    let ring = h.conn.rx_ring(&mut h.pool);
+    assert_eq!(ring.capacity(), crate::buf::pool::LARGE_READ);
+    ring.push(&[&raw(0x82, &one)[..], &raw(0x82, &two), &third[..4]].concat());
+    h.run();
+    h.conn.shed_rx(&mut h.pool);
+    // The first echo was copied (40 KiB more were read behind it, too much to move when tx
+    // takes the ring); the second refers to the read ring, which tx now holds; the split
+    // header behind it moved to an ordinary rx ring.
+    assert!(h.conn.tx_holds_rx());
+    let own = h.conn.rx.ring.as_ref().expect("the split header is kept");
+    assert_eq!((own.capacity(), own.len()), (h.cfg.buffer_size, 4));
+    // No other read can have the large ring while tx writes from it.
+    assert!(h.pool.take_large().is_none());
+    h.feed(&third[4..]);
+    assert_eq!(
+        h.frames(),
+        vec![(2, one), (2, two), (2, b"third".to_vec())],
+        "every echo intact and in order"
+    );
+    assert!(!h.conn.tx_holds_rx());
+    assert_eq!(h.pool.lent(), lent, "every ring went back");
+    assert!(
+        h.pool.take_large().is_some(),
+        "the large ring is in the pool again"
+    );
+}
+
+#[test]
+fn a_partly_written_echo_gives_the_read_ring_back() {
+    let mut h = Harness::open();
+    let msg: Vec<u8> = (0..100 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let ring = h.conn.rx_ring(&mut h.pool);
+    ring.push(&raw(0x82, &msg));
+    h.run();
+    h.conn.shed_rx(&mut h.pool);
+    assert!(h.conn.tx_holds_rx());
+    // The socket takes 1,000 bytes; the rest is copied out and the ring returns at once.
+    let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+    let n = h.conn.tx_iov(&mut iov);
+    let mut out: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
+    out.truncate(1000);
+    h.conn.consume_tx(1000, &mut h.pool);
+    h.conn.return_rx(&mut h.pool);
+    assert!(!h.conn.tx_holds_rx());
+    let mut next = h.pool.take_large().expect("back in the pool");
+    next.push(&vec![0xEE; 200 * 1024]); // the next read overwrites it
+    out.extend(h.output());
+    h.pool.give(next);
+    let (hd, k) = crate::ws::frame::parse_header(&out).unwrap().unwrap();
+    assert_eq!(hd.payload_len as usize, msg.len());
+    assert_eq!(&out[k..], &msg[..]);
+}

@@ -34,13 +34,21 @@ enum Seg {
     Ring(usize),
     /// A shared frame, from byte `offset` on.
     Shared(SharedFrame, usize),
+    /// Bytes `at..end` of the read ring this connection's payload arrived in: an echo sent
+    /// from where it was read (`push_rx`). `None` until the rx side hands the ring over at
+    /// the end of the handler's step (`lend`); given back to the pool once written.
+    Rx {
+        ring: Option<Box<Ring>>,
+        at: usize,
+        end: usize,
+    },
 }
 
 /// The order of ring bytes and shared frames, once a shared frame is queued.
 #[derive(Debug, Default)]
 struct Segs {
     list: VecDeque<Seg>,
-    /// Unwritten bytes in shared frames.
+    /// Unwritten bytes outside the ring (shared frames and an rx ring's payload).
     shared_len: usize,
     /// Since when the queue has been over the slow-consumer soft limit.
     over_soft_since: Option<Tick>,
@@ -86,6 +94,22 @@ impl TxQueue {
 
     /// Queue a reference to a frame shared with other connections: no copy.
     pub fn push_shared(&mut self, frame: SharedFrame) {
+        let len = frame.len();
+        self.push_seg(Seg::Shared(frame, 0), len);
+    }
+
+    /// Queue bytes `at..at + len` of the rx ring a payload was just read into, to be sent
+    /// from there: no copy. The ring itself arrives with `lend` before anything is written.
+    pub fn push_rx(&mut self, at: usize, len: usize) {
+        let seg = Seg::Rx {
+            ring: None,
+            at,
+            end: at + len,
+        };
+        self.push_seg(seg, len);
+    }
+
+    fn push_seg(&mut self, seg: Seg, len: usize) {
         let ring_len = self.ring.as_ref().map_or(0, |r| r.len());
         let segs = self.segs.get_or_insert_with(|| {
             let mut segs = Segs::default();
@@ -94,9 +118,61 @@ impl TxQueue {
             }
             Box::new(segs)
         });
-        segs.shared_len += frame.len();
-        QUEUED.fetch_add(frame.len(), Ordering::Relaxed);
-        segs.list.push_back(Seg::Shared(frame, 0));
+        segs.shared_len += len;
+        QUEUED.fetch_add(len, Ordering::Relaxed);
+        segs.list.push_back(seg);
+    }
+
+    /// Is a `push_rx` waiting for its ring?
+    pub fn awaits_rx(&self) -> bool {
+        self.rx_segs().any(|(ring, _, _)| ring.is_none())
+    }
+
+    /// Does the queue hold a read ring (to be written soon, so the next read can have it)?
+    pub fn holds_rx(&self) -> bool {
+        self.rx_segs().next().is_some()
+    }
+
+    fn rx_segs(&self) -> impl Iterator<Item = (&Option<Box<Ring>>, usize, usize)> {
+        self.segs
+            .iter()
+            .flat_map(|s| &s.list)
+            .filter_map(|seg| match seg {
+                Seg::Rx { ring, at, end } => Some((ring, *at, *end)),
+                _ => None,
+            })
+    }
+
+    /// The rx side hands over the ring a `push_rx` refers to (emptied: what it still held for
+    /// the decoder was moved out first).
+    pub fn lend(&mut self, lent: Box<Ring>, pool: &mut BufPool) {
+        let waiting = self
+            .segs
+            .iter_mut()
+            .flat_map(|s| &mut s.list)
+            .find_map(|seg| match seg {
+                Seg::Rx { ring: r @ None, .. } => Some(r),
+                _ => None,
+            });
+        match waiting {
+            Some(r) => *r = Some(lent),
+            None => pool.give(lent),
+        }
+    }
+
+    /// After a write that left part of an rx ring's payload unsent: copy that part into a
+    /// frame of its own and give the ring back, so a slow peer never keeps the reactor's large
+    /// read ring (the copy the echo saved is paid only when the socket backs up).
+    pub fn return_rx(&mut self, pool: &mut BufPool) {
+        for seg in self.segs.iter_mut().flat_map(|s| &mut s.list) {
+            if let Seg::Rx { ring, at, end } = seg {
+                if let Some(r) = ring.take() {
+                    let rest: SharedFrame = Rc::from(r.stored(*at..*end));
+                    pool.give(r);
+                    *seg = Seg::Shared(rest, 0);
+                }
+            }
+        }
     }
 
     /// Remove the last `n` bytes if they are ring bytes queued after everything else.
@@ -155,6 +231,16 @@ impl TxQueue {
                     iov[n] = IoSlice::new(&f[*off..]);
                     n += 1;
                 }
+                Seg::Rx {
+                    ring: Some(r),
+                    at,
+                    end,
+                } => {
+                    iov[n] = IoSlice::new(r.stored(*at..*end));
+                    n += 1;
+                }
+                // Not handed over yet: nothing behind it may go first.
+                Seg::Rx { ring: None, .. } => break,
             }
         }
         n
@@ -189,6 +275,17 @@ impl TxQueue {
                             segs.list.pop_front();
                         }
                     }
+                    Seg::Rx { at, end, .. } => {
+                        let m = n.min(*end - *at);
+                        *at += m;
+                        segs.shared_len -= m;
+                        n -= m;
+                        if *at == *end {
+                            if let Some(Seg::Rx { ring: Some(r), .. }) = segs.list.pop_front() {
+                                pool.give(r);
+                            }
+                        }
+                    }
                 }
             }
             if segs.list.is_empty() {
@@ -207,7 +304,11 @@ impl TxQueue {
     /// Give every buffer back (the connection is being freed).
     pub fn release(&mut self, pool: &mut BufPool) {
         QUEUED.fetch_sub(self.len(), Ordering::Relaxed);
-        self.segs = None;
+        for seg in self.segs.take().into_iter().flat_map(|s| s.list) {
+            if let Seg::Rx { ring: Some(r), .. } = seg {
+                pool.give(r);
+            }
+        }
         if let Some(r) = self.ring.take() {
             pool.give(r);
         }
@@ -279,5 +380,86 @@ mod tests {
         q.push_shared(Rc::from(&b"X"[..]));
         assert!(!q.truncate_back(4), "a shared frame follows it");
         assert_eq!(drain(&mut q, &mut pool, 100), b"pongX");
+    }
+
+    /// A read ring holding `payload` at offset 8, lent from `pool` the way the rx side gets it.
+    fn read_ring(pool: &mut BufPool, payload: &[u8]) -> Box<Ring> {
+        let mut r = pool.take_large().expect("the large ring is in");
+        r.push(&[0u8; 8]);
+        r.push(payload);
+        r.consume(r.len()); // the decoder took it all; the bytes stay in place
+        r
+    }
+
+    #[test]
+    fn an_echo_from_the_read_ring_leaves_in_order_and_the_ring_comes_back() {
+        for step in [1, 3, 7, 100, 1 << 20] {
+            let mut pool = BufPool::new(16, 4);
+            let ring = read_ring(&mut pool, b"ECHOED PAYLOAD");
+            let mut q = TxQueue::default();
+            q.push(&mut pool, &[b"hd"]);
+            q.push_rx(8, 14);
+            assert!(q.awaits_rx());
+            // Until the ring is handed over nothing behind the header may be written.
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = q.slices(&mut iov);
+            assert_eq!(iov[..n].iter().map(|s| s.len()).sum::<usize>(), 2);
+            q.lend(ring, &mut pool);
+            assert!(!q.awaits_rx() && q.holds_rx());
+            q.push(&mut pool, &[b"tail"]);
+            assert_eq!(q.len(), 2 + 14 + 4);
+            assert_eq!(
+                drain(&mut q, &mut pool, step),
+                b"hdECHOED PAYLOADtail",
+                "step {step}"
+            );
+            assert_eq!(pool.lent(), 0, "step {step}");
+            assert!(
+                pool.take_large().is_some(),
+                "the large ring is back in the pool"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unsent_rest_is_copied_out_and_the_read_ring_goes_back() {
+        let mut pool = BufPool::new(16, 4);
+        let ring = read_ring(&mut pool, b"0123456789");
+        let mut q = TxQueue::default();
+        q.push_rx(8, 10);
+        q.lend(ring, &mut pool);
+        let mut out = drain_some(&mut q, &mut pool, 4);
+        assert!(pool.take_large().is_none(), "still out, writing");
+        q.return_rx(&mut pool);
+        assert!(!q.holds_rx());
+        // The ring is reused (and overwritten) by the next read; the rest must not change.
+        let mut next = pool.take_large().expect("returned");
+        next.push(&[0xAA; 64]);
+        out.extend(drain(&mut q, &mut pool, 3));
+        assert_eq!(out, b"0123456789");
+        pool.give(next);
+        assert_eq!(pool.lent(), 0);
+    }
+
+    #[test]
+    fn releasing_a_queue_returns_the_read_ring() {
+        let mut pool = BufPool::new(16, 4);
+        let ring = read_ring(&mut pool, b"abc");
+        let mut q = TxQueue::default();
+        q.push_rx(8, 3);
+        q.lend(ring, &mut pool);
+        q.release(&mut pool);
+        assert_eq!(pool.lent(), 0);
+        assert!(pool.take_large().is_some());
+    }
+
+    /// One write of at most `n` bytes.
+    fn drain_some(q: &mut TxQueue, pool: &mut BufPool, n: usize) -> Vec<u8> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let used = q.slices(&mut iov);
+        let all: Vec<u8> = iov[..used].iter().flat_map(|s| s.iter().copied()).collect();
+        let take = all.len().min(n);
+        q.consume(take, pool);
+        all[..take].to_vec()
     }
 }

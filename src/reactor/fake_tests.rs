@@ -292,6 +292,37 @@ fn a_large_reply_is_written_before_the_next_ready_connection_is_read() {
 }
 
 #[test]
+fn an_echo_the_socket_takes_in_part_frees_the_read_ring_for_the_next_connection() {
+    // An echo is written from the large read ring it arrived in. When a's socket takes only
+    // part of it, the rest is copied out and the ring goes back, so b's message (read into
+    // that same ring in the same batch) neither waits for a nor overwrites a's echo.
+    let mut h = Harness::new();
+    let (a, b) = (h.open(), h.open());
+    let (big_a, big_b) = (pattern(300 * 1024), vec![0x5A; 200 * 1024]);
+    a.push_write(WriteStep::Accept(1000));
+    a.push_write(WriteStep::WouldBlock);
+    a.send(&client(OpCode::Binary, &big_a));
+    b.send(&client(OpCode::Binary, &big_b));
+    let reads = b.calls().reads;
+    h.turn();
+    assert_eq!(a.written_len(), 1000);
+    let echo_b = server(OpCode::Binary, &big_b);
+    assert!(b.written() == echo_b, "b's echo left in the same batch");
+    assert_eq!(
+        b.calls().reads - reads,
+        1,
+        "b read its message into the large ring at once"
+    );
+    h.settle();
+    assert!(
+        a.written() == server(OpCode::Binary, &big_a),
+        "a's echo intact"
+    );
+    assert_eq!(h.r.pool.lent(), 0);
+    h.assert_asleep();
+}
+
+#[test]
 fn would_block_on_every_other_write_loses_nothing() {
     let mut h = Harness::new();
     let peer = h.net().connect();

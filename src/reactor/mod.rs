@@ -540,8 +540,9 @@ impl<N: Net> Reactor<N> {
             e.conn.shed_rx(&mut self.pool);
             // A large reply leaves now rather than after every other ready connection has
             // been read: batching saves nothing on a write this big, and holding it back
-            // leaves its peer (and then this loop) idle.
-            if e.conn.tx_len() >= FLUSH_AT_ONCE && !e.has(CLOSING) {
+            // leaves its peer (and then this loop) idle. An echo sent from the large read
+            // ring leaves now too, so the ring is back for the next connection's read.
+            if (e.conn.tx_len() >= FLUSH_AT_ONCE || e.conn.tx_holds_rx()) && !e.has(CLOSING) {
                 self.flush(idx);
                 return;
             }
@@ -634,6 +635,9 @@ impl<N: Net> Reactor<N> {
             }
         }
         let e = &mut self.conns[idx];
+        // What the socket did not take of an echo is copied out of the large read ring, which
+        // goes back to the pool: the ring serves every connection's reads, not one slow peer.
+        e.conn.return_rx(&mut self.pool);
         // TLS records the socket could not take yet (the plaintext left tx already).
         let tls_pending = match e
             .tls
