@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use wsloop::timer::{Tick, TimerKey, Wheel};
+use wsloop::timer::{Tick, TimerId, Wheel};
 
 const N: usize = 100_000;
 /// 120 s at 1 ms per tick.
@@ -24,14 +24,13 @@ fn deadlines(n: usize, lo: Tick, hi: Tick) -> Vec<Tick> {
         .collect()
 }
 
-fn filled(deadlines: &[Tick]) -> (Wheel<u32>, Vec<TimerKey>) {
+fn filled(deadlines: &[Tick]) -> (Wheel, Vec<TimerId>) {
     let mut wheel = Wheel::with_capacity(0, deadlines.len());
-    let keys = deadlines
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| wheel.insert(d, i as u32))
-        .collect();
-    (wheel, keys)
+    let ids = (0..deadlines.len() as TimerId).collect();
+    for (i, &d) in deadlines.iter().enumerate() {
+        wheel.insert(i as TimerId, d);
+    }
+    (wheel, ids)
 }
 
 fn bulk(c: &mut Criterion) {
@@ -45,7 +44,7 @@ fn bulk(c: &mut Criterion) {
             || Wheel::with_capacity(0, N),
             |mut wheel| {
                 for (i, &d) in dl.iter().enumerate() {
-                    black_box(wheel.insert(d, i as u32));
+                    wheel.insert(black_box(i as TimerId), d);
                 }
                 wheel
             },

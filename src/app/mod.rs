@@ -284,6 +284,11 @@ impl Router {
     }
 
     /// Every mounted handler with its tick interval, for the reactor's timers.
+    /// How many handlers are mounted (route ids are below it).
+    pub fn routes(&self) -> usize {
+        self.handlers.len()
+    }
+
     pub fn tick_intervals(&self) -> Vec<(RouteId, Duration)> {
         let ticking = self.handlers.iter().enumerate();
         ticking

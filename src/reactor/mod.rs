@@ -51,10 +51,9 @@ use crate::config::Config;
 use crate::conn::{Conn, State, MAX_IOV};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
-use crate::timer::{Tick, TimerKey, Wheel};
+use crate::timer::{Tick, TimerId, Wheel};
 use clients::{ClientId, Clients};
 pub use net::{MioNet, Net, Ready};
-use timers::TimerOwner;
 use token::{LISTENER, REDIS, SIGNALS, WAKER};
 
 /// A slab slot: the socket and the connection's protocol state.
@@ -66,8 +65,6 @@ struct Entry<S> {
     interest: Interest,
     /// Bit set of the `DIRTY`, `READ_BLOCKED`, `EOF` and `CLOSING` flags below.
     flags: u8,
-    /// This connection's one entry in the timer wheel, armed at or before its next deadline.
-    timer: Option<TimerKey>,
     /// The TLS session of a `wss://`/`https://` connection.
     tls: Option<Box<rustls::ServerConnection>>,
     /// The connections gauge that counts it (`observe.rs::track`).
@@ -151,8 +148,11 @@ pub struct Reactor<N: Net = MioNet> {
     net: N,
     /// The time of this iteration, read once after `poll` returns.
     now: Tick,
-    /// One timer per connection and one per ticking handler.
-    wheel: Wheel<TimerOwner>,
+    /// One timer per connection, one per ticking handler and one for the Redis link
+    /// (`timers.rs` names them).
+    wheel: Wheel,
+    /// The wheel id of slab slot 0: ids below it are the Redis link's and the handlers' ticks.
+    conn_base: TimerId,
     /// The topics of this reactor.
     hub: Hub,
     /// Commands recorded by handlers, applied after each hand-off.
@@ -223,6 +223,7 @@ impl<N: Net> Reactor<N> {
             net,
             now,
             wheel: Wheel::new(now),
+            conn_base: 1 + router.routes() as TimerId,
             hub: Hub::new(cfg.pubsub.clone()),
             cmds: Vec::new(),
             date: String::new(),
@@ -461,7 +462,6 @@ impl<N: Net> Reactor<N> {
             generation: self.next_generation,
             interest: Interest::READABLE,
             flags: if via_proxy { VIA_PROXY } else { 0 },
-            timer: None,
             tls,
             class: ConnClass::NONE,
             client,
@@ -708,9 +708,7 @@ impl<N: Net> Reactor<N> {
                 self.clients.release(id);
             }
             self.metrics.move_conn(e.class, ConnClass::NONE);
-            if let Some(k) = e.timer {
-                self.wheel.cancel(k);
-            }
+            self.wheel.cancel(self.conn_base + idx as TimerId);
             self.net.deregister(&mut e.sock);
             e.conn.release(&mut self.pool);
         }
@@ -722,16 +720,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_idle_connection_costs_at_most_128_bytes_of_slab() {
+    fn an_idle_connection_costs_at_most_128_bytes() {
         // DESIGN §3 target: ≤ 128 B of user-space memory per idle WebSocket. An idle
-        // connection owns no ring and no reassembly buffer, so its slab slot is all it costs
-        // (docs/architecture.md "Memory").
+        // connection owns no ring and no reassembly buffer: its slab slot and its timer-wheel
+        // node (16 B, `timer::wheel::tests::a_node_is_16_bytes`) are all it costs
+        // (docs/architecture.md §9).
         let entry = std::mem::size_of::<Entry<mio::net::TcpStream>>();
         let conn = std::mem::size_of::<Conn>();
         // mio's TcpStream carries a selector id in debug builds only.
         let debug_extra = if cfg!(debug_assertions) { 16 } else { 0 };
         assert!(
-            entry <= 120 + debug_extra,
+            entry <= 112 + debug_extra,
             "slab entry is {entry} bytes (Conn {conn})"
         );
     }

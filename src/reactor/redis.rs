@@ -23,13 +23,12 @@ use std::time::SystemTime;
 use mio::net::TcpStream;
 use mio::Interest;
 
-use super::timers::TimerOwner;
+use super::timers::REDIS_TIMER;
 use super::token::REDIS;
 use super::workers::Mail;
 use super::{Net, Reactor, Ready};
 use crate::backplane::{Action, Event, Link, LinkState};
 use crate::config::Config;
-use crate::timer::TimerKey;
 
 /// This worker's part in the backplane.
 #[derive(Debug, Default)]
@@ -51,8 +50,6 @@ pub(super) struct Backplane {
     sock: Option<TcpStream>,
     /// The socket's connect completed (WRITABLE seen, no error).
     connected: bool,
-    /// The wheel entry that wakes the loop for the link's next deadline.
-    timer: Option<TimerKey>,
     /// "Link up" was logged for the current connection.
     up_logged: bool,
     /// A warning was logged for the current outage (start-up included): one per outage, not
@@ -112,7 +109,6 @@ impl<N: Net> Reactor<N> {
                     addr,
                     sock: None,
                     connected: false,
-                    timer: None,
                     up_logged: false,
                     down_logged: false,
                 }))
@@ -155,13 +151,6 @@ impl<N: Net> Reactor<N> {
     pub(super) fn redis_publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
         if let Role::Owner(bp) = &mut self.redis {
             bp.link.publish(topic, text, payload);
-        }
-    }
-
-    /// The link's wheel entry fired: `redis_sync`, later in this iteration, does the work.
-    pub(super) fn redis_timer(&mut self) {
-        if let Role::Owner(bp) = &mut self.redis {
-            bp.timer = None;
         }
     }
 
@@ -244,12 +233,9 @@ impl<N: Net> Reactor<N> {
         m.received.set(stats.received as i64);
         m.channels.set(stats.channels);
         let want = bp.link.next_deadline();
-        let armed = bp.timer.and_then(|k| self.wheel.deadline(k));
+        let armed = self.wheel.deadline(REDIS_TIMER);
         if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
-            if let Some(k) = bp.timer.take() {
-                self.wheel.cancel(k);
-            }
-            bp.timer = Some(self.wheel.insert(d, TimerOwner::Redis));
+            self.wheel.insert(REDIS_TIMER, d);
         }
     }
 }

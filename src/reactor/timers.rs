@@ -1,28 +1,46 @@
 //! Owns the reactor's use of the timer wheel: one entry per connection, armed at or before
 //! its next deadline and re-armed lazily (a busy connection never touches the wheel per
 //! frame), plus one entry per ticking handler (the clock publishes once a second for all its
-//! clients, not once per client).
+//! clients, not once per client) and one for the Redis link. Wheel ids are fixed: 0 is the
+//! Redis link, `1 + route` a handler's tick, and `conn_base + slab index` a connection, so a
+//! connection keeps no timer key (docs/architecture.md §9).
 //! Must not: touch the wheel per frame or keep more than one entry per connection.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mio::Token;
-
-use super::{token, Net, Reactor};
+use super::{Net, Reactor};
 use crate::app::{Command, Ctx, RouteId};
 use crate::conn::State;
-use crate::timer::Tick;
+use crate::timer::{Tick, TimerId};
 
-/// What a wheel entry belongs to.
+/// The Redis link's wheel id (`reactor/redis.rs`).
+pub(super) const REDIS_TIMER: TimerId = 0;
+
+/// What a wheel id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TimerOwner {
-    Conn(Token),
+    /// A connection's slab index.
+    Conn(usize),
     Tick(RouteId),
     /// The Redis link's next deadline (`reactor/redis.rs`).
     Redis,
 }
 
 impl<N: Net> Reactor<N> {
+    /// The wheel id of the connection in slab slot `idx`. Freeing a slot cancels its timer
+    /// (`free_closed`), so the id always names the slot's current connection.
+    pub(super) fn conn_timer_id(&self, idx: usize) -> TimerId {
+        self.conn_base + idx as TimerId
+    }
+
+    fn owner(&self, id: TimerId) -> TimerOwner {
+        match id {
+            REDIS_TIMER => TimerOwner::Redis,
+            id if id < self.conn_base => TimerOwner::Tick((id - 1) as RouteId),
+            id => TimerOwner::Conn((id - self.conn_base) as usize),
+        }
+    }
+
     /// Schedule every handler that asked for ticks. With several workers only the first
     /// ticks: a tick publishes, and publishes reach every worker through the bus.
     pub(super) fn start_ticks(&mut self) {
@@ -31,33 +49,28 @@ impl<N: Net> Reactor<N> {
         }
         for (route, every) in self.router.tick_intervals() {
             let at = self.now + every.as_millis() as Tick;
-            self.wheel.insert(at, TimerOwner::Tick(route));
+            self.wheel.insert(1 + TimerId::from(route), at);
         }
     }
 
     /// Fire every timer that is due. A connection whose deadline moved later since its timer
     /// was armed does nothing here and is re-armed by `flush`.
     pub(super) fn expire_timers(&mut self) {
-        while let Some((_key, at, owner)) = self.wheel.poll(self.now) {
-            match owner {
-                TimerOwner::Conn(token) => self.conn_timer(token),
+        while let Some((id, at)) = self.wheel.poll(self.now) {
+            match self.owner(id) {
+                TimerOwner::Conn(idx) => self.conn_timer(idx),
                 TimerOwner::Tick(route) => self.tick(route, at),
-                TimerOwner::Redis => self.redis_timer(),
+                // The wheel disarmed it; `redis_sync`, later in this iteration, does the work.
+                TimerOwner::Redis => {}
             }
         }
         self.apply_commands();
     }
 
-    fn conn_timer(&mut self, token: Token) {
-        let (idx, generation) = token::decode(token);
-        let Some(e) = self
-            .conns
-            .get_mut(idx)
-            .filter(|e| e.generation == generation)
-        else {
-            return;
+    fn conn_timer(&mut self, idx: usize) {
+        let Some(e) = self.conns.get_mut(idx) else {
+            return; // cannot happen: freeing a slot cancels its timer
         };
-        e.timer = None;
         let was_held = e.conn.state() == State::Held;
         if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.pool, self.now) {
             self.told_closed(idx, code, "");
@@ -96,28 +109,19 @@ impl<N: Net> Reactor<N> {
         if let Some(every) = self.router.handler(route).tick_interval() {
             // Keep the cadence (no drift), but never schedule into the past after a stall.
             let next = (at + every.as_millis().max(1) as Tick).max(self.now + 1);
-            self.wheel.insert(next, TimerOwner::Tick(route));
+            self.wheel.insert(1 + TimerId::from(route), next);
         }
     }
 
     /// Make sure the wheel holds a timer at or before the connection's next deadline.
     pub(super) fn arm(&mut self, idx: usize) {
-        let e = &mut self.conns[idx];
-        let want = e.conn.deadline(&self.cfg, self.now);
-        let armed = e.timer.and_then(|k| self.wheel.deadline(k));
-        match (want, armed) {
+        let id = self.conn_timer_id(idx);
+        let want = self.conns[idx].conn.deadline(&self.cfg, self.now);
+        match (want, self.wheel.deadline(id)) {
             (Some(d), Some(at)) if at <= d => {} // fires early, re-arms then
-            (Some(d), _) => {
-                if let Some(k) = e.timer.take() {
-                    self.wheel.cancel(k);
-                }
-                let owner = TimerOwner::Conn(token::encode(idx, e.generation));
-                e.timer = Some(self.wheel.insert(d, owner));
-            }
+            (Some(d), _) => self.wheel.insert(id, d), // arms it, or moves it earlier
             (None, _) => {
-                if let Some(k) = e.timer.take() {
-                    self.wheel.cancel(k);
-                }
+                self.wheel.cancel(id);
             }
         }
     }

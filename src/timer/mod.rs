@@ -5,4 +5,4 @@
 
 mod wheel;
 
-pub use wheel::{Tick, TimerKey, Wheel};
+pub use wheel::{Tick, TimerId, Wheel};

@@ -32,8 +32,12 @@
 //! re-inserted ("cascaded"); they land on strictly lower levels. So each entry is touched at most
 //! once per level over its life, and idle timers far away cost nothing per tick.
 //!
-//! Entries live in a slab (`Vec` + free list, with a generation per entry so stale
-//! [`TimerKey`]s are harmless) and are chained in intrusive doubly-linked lists, one per slot.
+//! Timers are named by the caller's [`TimerId`]s, small dense integers that index the node
+//! array (the reactor gives a connection its slab index), and are chained in intrusive
+//! doubly-linked lists, one per slot. A node is 16 bytes — deadline and two links — because
+//! it needs no value, key or generation (the id says whose it is; the caller cancels an id
+//! before reusing it) and no level or slot (a node's place is a function of `elapsed` and its
+//! deadline, see `Wheel::place_of`). Every idle connection keeps one (docs/architecture.md §9).
 //!
 //! # Ordering
 //!
@@ -61,10 +65,14 @@
 //! `cancel` + `insert`. The wheel therefore only provides cheap insert/cancel/poll.
 
 use std::fmt;
-use std::num::NonZeroU32;
 
 /// Abstract time unit (the reactor uses 1 ms); the wheel never relates it to wall time.
 pub type Tick = u64;
+
+/// The caller's name for a timer: a small dense integer (the reactor uses a connection's slab
+/// index, so a connection needs no key of its own). Ids index the wheel's node array, which
+/// grows to the largest id used.
+pub type TimerId = u32;
 
 /// Bits of the deadline consumed per level (64 slots).
 const SLOT_BITS: u32 = 6;
@@ -73,19 +81,10 @@ const SLOT_MASK: u64 = SLOTS as u64 - 1;
 /// 7 levels cover 2^42 ticks, 139 years at 1 ms/tick; anything further goes to the overflow list.
 const LEVELS: usize = 7;
 const WHEEL_BITS: u32 = SLOT_BITS * LEVELS as u32;
-/// `Node::level` value meaning "in the overflow list".
-const OVERFLOW: u8 = LEVELS as u8;
-/// Null link; also caps the slab at `u32::MAX` entries so that links fit in 32 bits.
+/// Null link.
 const NIL: u32 = u32::MAX;
-
-/// Handle to a scheduled timer; stale keys (already fired or cancelled) are detected with a
-/// generation counter and are harmless. The generation is never zero, so `Option<TimerKey>`
-/// is 8 bytes, not 12 (it sits in every connection's slab entry: docs/architecture.md §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerKey {
-    index: u32,
-    generation: NonZeroU32,
-}
+/// `Node::prev` of a node in no list (not armed). Ids stay below it.
+const DETACHED: u32 = u32::MAX - 1;
 
 /// Head and tail of one intrusive list (a slot, or the overflow list).
 #[derive(Clone, Copy)]
@@ -105,19 +104,28 @@ impl List {
     }
 }
 
-struct Node<T> {
-    /// `None` when the node is on the free list.
-    value: Option<T>,
+/// One timer: 16 bytes, and one per connection (docs/architecture.md §9). It stores no level
+/// or slot: a linked node's place is a function of `(elapsed, deadline)` (`Wheel::place_of`).
+#[derive(Clone, Copy)]
+struct Node {
     /// Effective deadline (never earlier than `elapsed` at insert time).
     deadline: Tick,
+    /// Previous in the list, `NIL` for the head, `DETACHED` when not armed.
     prev: u32,
-    /// Next in the slot list, or next free node when vacant.
+    /// Next in the list.
     next: u32,
-    /// Bumped on every release so old keys stop matching. Wraps (skipping zero) after 2^32 - 1
-    /// reuses of one node, which a stale key would have to survive to alias.
-    generation: NonZeroU32,
-    level: u8,
-    slot: u8,
+}
+
+impl Node {
+    const DETACHED: Node = Node {
+        deadline: 0,
+        prev: DETACHED,
+        next: NIL,
+    };
+
+    fn is_armed(&self) -> bool {
+        self.prev != DETACHED
+    }
 }
 
 /// What comes due next.
@@ -135,8 +143,14 @@ impl Due {
     }
 }
 
-/// A hierarchical timing wheel of values `T` keyed by [`TimerKey`]. See the module docs.
-pub struct Wheel<T> {
+/// Where a linked node is: a slot, or the overflow list.
+enum Place {
+    Slot(usize, usize),
+    Overflow,
+}
+
+/// A hierarchical timing wheel of timers named by [`TimerId`]s. See the module docs.
+pub struct Wheel {
     /// Time processed so far: every timer with deadline < `elapsed` has fired.
     elapsed: Tick,
     occupied: [u64; LEVELS],
@@ -146,8 +160,8 @@ pub struct Wheel<T> {
     /// Lower bound of the overflow deadlines (exact after each re-insertion; cancels may leave it
     /// early, which only costs one spurious wake-up).
     overflow_min: Tick,
-    nodes: Vec<Node<T>>,
-    free: u32,
+    /// Indexed by id.
+    nodes: Vec<Node>,
     len: usize,
 }
 
@@ -169,7 +183,7 @@ fn slot_start(elapsed: Tick, level: usize, slot: usize) -> Tick {
     upper | ((slot as u64) << shift)
 }
 
-fn push_back<T>(nodes: &mut [Node<T>], list: &mut List, idx: u32) {
+fn push_back(nodes: &mut [Node], list: &mut List, idx: u32) {
     let node = &mut nodes[idx as usize];
     node.prev = list.tail;
     node.next = NIL;
@@ -181,7 +195,8 @@ fn push_back<T>(nodes: &mut [Node<T>], list: &mut List, idx: u32) {
     list.tail = idx;
 }
 
-fn unlink<T>(nodes: &mut [Node<T>], list: &mut List, idx: u32) {
+/// Take node `idx` out of `list`; it is left detached.
+fn unlink(nodes: &mut [Node], list: &mut List, idx: u32) {
     let (prev, next) = {
         let node = &nodes[idx as usize];
         (node.prev, node.next)
@@ -196,16 +211,17 @@ fn unlink<T>(nodes: &mut [Node<T>], list: &mut List, idx: u32) {
     } else {
         nodes[next as usize].prev = prev;
     }
+    nodes[idx as usize] = Node::DETACHED;
 }
 
-impl<T> Wheel<T> {
+impl Wheel {
     /// A wheel whose current time is `now`.
     pub fn new(now: Tick) -> Self {
         Self::with_capacity(now, 0)
     }
 
-    /// A wheel whose current time is `now`, with room for `capacity` timers before the slab
-    /// reallocates.
+    /// A wheel whose current time is `now`, with room for ids below `capacity` before the node
+    /// array reallocates.
     pub fn with_capacity(now: Tick, capacity: usize) -> Self {
         Wheel {
             elapsed: now,
@@ -214,65 +230,50 @@ impl<T> Wheel<T> {
             overflow: List::EMPTY,
             overflow_min: Tick::MAX,
             nodes: Vec::with_capacity(capacity),
-            free: NIL,
             len: 0,
         }
     }
 
-    /// Schedule `value` at `deadline`. A deadline <= the wheel's current time is stored as
-    /// [`now`](Self::now) and fires on the next `poll`/`advance`.
+    /// Arm timer `id` at `deadline`, moving it if it was armed. A deadline <= the wheel's
+    /// current time is stored as [`now`](Self::now) and fires on the next `poll`/`advance`.
     ///
     /// # Panics
-    /// If `u32::MAX` timers are pending at once.
-    pub fn insert(&mut self, deadline: Tick, value: T) -> TimerKey {
-        let deadline = deadline.max(self.elapsed);
-        let idx = self.alloc(deadline, value);
-        self.place(idx);
-        TimerKey {
-            index: idx,
-            generation: self.nodes[idx as usize].generation,
+    /// If `id` is `u32::MAX - 1` or above.
+    pub fn insert(&mut self, id: TimerId, deadline: Tick) {
+        assert!(id < DETACHED, "timer id out of range");
+        let i = id as usize;
+        if i >= self.nodes.len() {
+            self.nodes.resize(i + 1, Node::DETACHED);
+        } else if self.nodes[i].is_armed() {
+            self.detach(id);
+            self.len -= 1;
         }
+        self.nodes[i].deadline = deadline.max(self.elapsed);
+        self.len += 1;
+        self.place(id);
     }
 
-    /// Remove a pending timer; `None` if it already fired or was cancelled (stale key).
-    pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
-        if !self.is_live(key) {
-            return None;
+    /// Disarm timer `id`; false if it was not armed (already fired, cancelled, or never set).
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        if self.deadline(id).is_none() {
+            return false;
         }
-        let idx = key.index;
-        let (level, slot) = {
-            let node = &self.nodes[idx as usize];
-            (node.level, node.slot as usize)
-        };
-        if level == OVERFLOW {
-            unlink(&mut self.nodes, &mut self.overflow, idx);
-            if self.overflow.is_empty() {
-                self.overflow_min = Tick::MAX;
-            }
-        } else {
-            let level = level as usize;
-            let list = &mut self.slots[level * SLOTS + slot];
-            unlink(&mut self.nodes, list, idx);
-            if list.is_empty() {
-                self.occupied[level] &= !(1u64 << slot);
-            }
-        }
-        Some(self.release(idx))
+        self.detach(id);
+        self.len -= 1;
+        true
     }
 
-    /// The (effective) deadline of a pending timer; `None` for a stale key.
-    pub fn deadline(&self, key: TimerKey) -> Option<Tick> {
-        if self.is_live(key) {
-            Some(self.nodes[key.index as usize].deadline)
-        } else {
-            None
-        }
+    /// The (effective) deadline of timer `id`; `None` when it is not armed.
+    pub fn deadline(&self, id: TimerId) -> Option<Tick> {
+        self.nodes
+            .get(id as usize)
+            .filter(|n| n.is_armed())
+            .map(|n| n.deadline)
     }
 
-    /// Remove and return one timer with deadline <= `now`, earliest first, as
-    /// `(key, deadline, value)`; `None` when no timer is due, and then [`now`](Self::now) is
-    /// `now`. While timers are being returned, [`now`](Self::now) is the deadline of the last one
-    /// returned.
+    /// Disarm and return one timer with deadline <= `now`, earliest first, as `(id, deadline)`;
+    /// `None` when no timer is due, and then [`now`](Self::now) is `now`. While timers are being
+    /// returned, [`now`](Self::now) is the deadline of the last one returned.
     ///
     /// Call it in a loop; between calls the caller may freely insert and cancel timers. A timer
     /// inserted between calls with a deadline <= `now` is returned by a later call of the same
@@ -280,7 +281,7 @@ impl<T> Wheel<T> {
     ///
     /// `now` must not go backwards (debug assertion; in release builds an earlier `now` is
     /// treated as the current time).
-    pub fn poll(&mut self, now: Tick) -> Option<(TimerKey, Tick, T)> {
+    pub fn poll(&mut self, now: Tick) -> Option<(TimerId, Tick)> {
         debug_assert!(
             now >= self.elapsed,
             "timer wheel time went backwards: {now} < {}",
@@ -311,10 +312,10 @@ impl<T> Wheel<T> {
     }
 
     /// Convenience: move time to `now`, appending every due timer to `fired` as
-    /// `(key, deadline, value)` in non-decreasing deadline order; returns how many were appended.
+    /// `(id, deadline)` in non-decreasing deadline order; returns how many were appended.
     /// The caller handles them after this returns, so timers it inserts then are never fired by
     /// this call. Use [`poll`](Self::poll) to handle timers one at a time.
-    pub fn advance(&mut self, now: Tick, fired: &mut Vec<(TimerKey, Tick, T)>) -> usize {
+    pub fn advance(&mut self, now: Tick, fired: &mut Vec<(TimerId, Tick)>) -> usize {
         let before = fired.len();
         while let Some(timer) = self.poll(now) {
             fired.push(timer);
@@ -329,12 +330,12 @@ impl<T> Wheel<T> {
         self.next_due().map(Due::at)
     }
 
-    /// Number of pending timers.
+    /// Number of armed timers.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// True when no timer is pending.
+    /// True when no timer is armed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -344,63 +345,52 @@ impl<T> Wheel<T> {
         self.elapsed
     }
 
-    fn is_live(&self, key: TimerKey) -> bool {
-        self.nodes
-            .get(key.index as usize)
-            .is_some_and(|n| n.generation == key.generation && n.value.is_some())
-    }
-
-    fn alloc(&mut self, deadline: Tick, value: T) -> u32 {
-        self.len += 1;
-        if self.free != NIL {
-            let idx = self.free;
-            let node = &mut self.nodes[idx as usize];
-            self.free = node.next;
-            node.value = Some(value);
-            node.deadline = deadline;
-            return idx;
+    /// Where linked node `idx` is. Its level is the highest 6-bit group in which its deadline
+    /// and `elapsed` differ, the same as when it was placed: until its slot comes due (and it
+    /// is cascaded or fired) `elapsed` stays below the slot's start, in the same block of the
+    /// level above; an overflow node's deadline stays outside `elapsed`'s 2^42 block until the
+    /// crossing that re-inserts the list (`set_elapsed`). So a node needs no level or slot field.
+    fn place_of(&self, idx: u32) -> Place {
+        let deadline = self.nodes[idx as usize].deadline;
+        match level_for(self.elapsed, deadline) {
+            level if level >= LEVELS => Place::Overflow,
+            level => Place::Slot(level, slot_for(deadline, level)),
         }
-        let idx = self.nodes.len();
-        assert!(idx < NIL as usize, "timer wheel full");
-        self.nodes.push(Node {
-            value: Some(value),
-            deadline,
-            prev: NIL,
-            next: NIL,
-            generation: NonZeroU32::MIN,
-            level: 0,
-            slot: 0,
-        });
-        idx as u32
     }
 
-    /// Return an unlinked node to the free list.
-    fn release(&mut self, idx: u32) -> T {
-        self.len -= 1;
-        let node = &mut self.nodes[idx as usize];
-        node.generation = node.generation.checked_add(1).unwrap_or(NonZeroU32::MIN);
-        node.next = self.free;
-        self.free = idx;
-        node.value.take().expect("released a vacant timer node")
+    /// Unlink armed node `idx` from its list.
+    fn detach(&mut self, idx: u32) {
+        match self.place_of(idx) {
+            Place::Overflow => {
+                unlink(&mut self.nodes, &mut self.overflow, idx);
+                if self.overflow.is_empty() {
+                    self.overflow_min = Tick::MAX;
+                }
+            }
+            Place::Slot(level, slot) => {
+                let list = &mut self.slots[level * SLOTS + slot];
+                unlink(&mut self.nodes, list, idx);
+                if list.is_empty() {
+                    self.occupied[level] &= !(1u64 << slot);
+                }
+            }
+        }
     }
 
-    /// Link node `idx` (unlinked, deadline >= elapsed) where its deadline belongs relative to
+    /// Link node `idx` (detached, deadline >= elapsed) where its deadline belongs relative to
     /// `elapsed`.
     fn place(&mut self, idx: u32) {
         let deadline = self.nodes[idx as usize].deadline;
         debug_assert!(deadline >= self.elapsed);
-        let level = level_for(self.elapsed, deadline);
-        if level >= LEVELS {
-            self.nodes[idx as usize].level = OVERFLOW;
-            self.overflow_min = self.overflow_min.min(deadline);
-            push_back(&mut self.nodes, &mut self.overflow, idx);
-        } else {
-            let slot = slot_for(deadline, level);
-            let node = &mut self.nodes[idx as usize];
-            node.level = level as u8;
-            node.slot = slot as u8;
-            push_back(&mut self.nodes, &mut self.slots[level * SLOTS + slot], idx);
-            self.occupied[level] |= 1u64 << slot;
+        match self.place_of(idx) {
+            Place::Overflow => {
+                self.overflow_min = self.overflow_min.min(deadline);
+                push_back(&mut self.nodes, &mut self.overflow, idx);
+            }
+            Place::Slot(level, slot) => {
+                push_back(&mut self.nodes, &mut self.slots[level * SLOTS + slot], idx);
+                self.occupied[level] |= 1u64 << slot;
+            }
         }
     }
 
@@ -425,21 +415,17 @@ impl<T> Wheel<T> {
         }
     }
 
-    fn pop_level0(&mut self, slot: usize) -> (TimerKey, Tick, T) {
+    fn pop_level0(&mut self, slot: usize) -> (TimerId, Tick) {
         let list = &mut self.slots[slot];
         let idx = list.head;
+        let deadline = self.nodes[idx as usize].deadline;
+        debug_assert_eq!(deadline, self.elapsed);
         unlink(&mut self.nodes, list, idx);
         if list.is_empty() {
             self.occupied[0] &= !(1u64 << slot);
         }
-        let node = &self.nodes[idx as usize];
-        debug_assert_eq!(node.deadline, self.elapsed);
-        let key = TimerKey {
-            index: idx,
-            generation: node.generation,
-        };
-        let deadline = node.deadline;
-        (key, deadline, self.release(idx))
+        self.len -= 1;
+        (idx, deadline)
     }
 
     /// Re-insert every entry of a higher-level slot that has come due (elapsed = its start);
@@ -447,13 +433,7 @@ impl<T> Wheel<T> {
     fn cascade(&mut self, level: usize, slot: usize) {
         let list = std::mem::replace(&mut self.slots[level * SLOTS + slot], List::EMPTY);
         self.occupied[level] &= !(1u64 << slot);
-        let mut idx = list.head;
-        while idx != NIL {
-            let next = self.nodes[idx as usize].next;
-            self.place(idx);
-            debug_assert!((self.nodes[idx as usize].level as usize) < level);
-            idx = next;
-        }
+        self.relink(list);
     }
 
     /// Re-insert the overflow list relative to the current `elapsed`; entries still beyond the
@@ -461,6 +441,11 @@ impl<T> Wheel<T> {
     fn reinsert_overflow(&mut self) {
         let list = std::mem::replace(&mut self.overflow, List::EMPTY);
         self.overflow_min = Tick::MAX;
+        self.relink(list);
+    }
+
+    /// Place every node of a list already taken out of the wheel, in order.
+    fn relink(&mut self, list: List) {
         let mut idx = list.head;
         while idx != NIL {
             let next = self.nodes[idx as usize].next;
@@ -471,7 +456,7 @@ impl<T> Wheel<T> {
 
     /// Move time forward to `t`, which must not pass any occupied slot. Crossing into another
     /// 2^42 block re-inserts the overflow list so that a timer's position stays a function of
-    /// `(elapsed, deadline)` (which keeps equal deadlines FIFO).
+    /// `(elapsed, deadline)` (which keeps equal deadlines FIFO, and is what `place_of` relies on).
     fn set_elapsed(&mut self, t: Tick) {
         let crossed = (t ^ self.elapsed) >> WHEEL_BITS != 0;
         self.elapsed = t;
@@ -481,7 +466,7 @@ impl<T> Wheel<T> {
     }
 }
 
-impl<T> fmt::Debug for Wheel<T> {
+impl fmt::Debug for Wheel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Wheel")
             .field("now", &self.elapsed)
@@ -498,16 +483,9 @@ mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     #[test]
-    fn a_node_is_40_bytes() {
-        // Every connection keeps one node (docs/architecture.md §9): with an owner shaped
-        // like the reactor's `TimerOwner` it is 40 of an idle connection's 160 bytes.
-        #[allow(dead_code)]
-        enum Owner {
-            Conn(usize),
-            Tick(u16),
-            Redis,
-        }
-        assert_eq!(std::mem::size_of::<Node<Owner>>(), 40);
+    fn a_node_is_16_bytes() {
+        // Every connection keeps one node (docs/architecture.md §9).
+        assert_eq!(std::mem::size_of::<Node>(), 16);
     }
 
     /// Reference model: pending timers ordered by (effective deadline, insertion sequence).
@@ -521,9 +499,9 @@ mod tests {
 
     /// The wheel under test, the model, and every key ever issued (live or stale).
     struct Harness {
-        wheel: Wheel<u64>,
+        wheel: Wheel,
         model: Model,
-        keys: Vec<(TimerKey, u64)>,
+        keys: Vec<(TimerId, u64)>,
     }
 
     impl Harness {
@@ -544,7 +522,9 @@ mod tests {
             let eff = deadline.max(self.model.now);
             self.model.pending.insert((eff, id), id);
             self.model.by_id.insert(id, (eff, id));
-            let key = self.wheel.insert(deadline, id);
+            // A fresh id per timer: the model's ids double as the wheel's.
+            let key = id as TimerId;
+            self.wheel.insert(key, deadline);
             self.keys.push((key, id));
         }
 
@@ -557,7 +537,7 @@ mod tests {
                 self.model.pending.remove(&k);
                 id
             });
-            assert_eq!(self.wheel.cancel(key), expected);
+            assert_eq!(self.wheel.cancel(key), expected.is_some());
         }
 
         /// Poll the wheel up to `now`, checking each fired timer against the model. With
@@ -566,7 +546,8 @@ mod tests {
         fn advance(&mut self, now: Tick, reinsert: Option<u64>) {
             let now = now.max(self.model.now);
             let mut reinserted = 0;
-            while let Some((key, tick, id)) = self.wheel.poll(now) {
+            while let Some((key, tick)) = self.wheel.poll(now) {
+                let id = u64::from(key);
                 let (&(eff, seq), &mid) = self
                     .model
                     .pending
@@ -711,10 +692,10 @@ mod tests {
         }
     }
 
-    fn drain(wheel: &mut Wheel<u64>, now: Tick) -> Vec<(Tick, u64)> {
+    fn drain(wheel: &mut Wheel, now: Tick) -> Vec<(Tick, u64)> {
         let mut out = Vec::new();
-        while let Some((_, t, v)) = wheel.poll(now) {
-            out.push((t, v));
+        while let Some((id, t)) = wheel.poll(now) {
+            out.push((t, u64::from(id)));
         }
         out
     }
@@ -725,7 +706,7 @@ mod tests {
             let mut w = Wheel::new(start);
             let offsets = [63u64, 64, 65, 0, 1, 127, 128];
             for (i, off) in offsets.iter().enumerate() {
-                w.insert(start + off, i as u64);
+                w.insert(i as TimerId, start + off);
             }
             for t in start..=start + 130 {
                 let fired = drain(&mut w, t);
@@ -745,10 +726,10 @@ mod tests {
     fn near_max_ticks_do_not_overflow() {
         let max = u64::MAX;
         let mut w = Wheel::new(max - 100);
-        w.insert(max, 0);
-        w.insert(max - 1, 1);
-        w.insert(max - 100, 2);
-        w.insert(5, 3); // in the past: due now
+        w.insert(0, max);
+        w.insert(1, max - 1);
+        w.insert(2, max - 100);
+        w.insert(3, 5); // in the past: due now
         assert_eq!(w.next_expiration(), Some(max - 100));
         assert_eq!(
             drain(&mut w, max - 100),
@@ -757,26 +738,20 @@ mod tests {
         assert_eq!(drain(&mut w, max), vec![(max - 1, 1), (max, 0)]);
         assert_eq!(w.next_expiration(), None);
         // Time can sit at u64::MAX; inserts there are due immediately.
-        w.insert(max, 4);
+        w.insert(4, max);
         assert_eq!(drain(&mut w, max), vec![(max, 4)]);
         assert_eq!(drain(&mut w, max), vec![]);
 
         // From 0, u64::MAX is far beyond the top level (clamped to the overflow slot).
         let mut w = Wheel::new(0);
-        w.insert(max, 0);
-        w.insert(1 << 50, 1);
+        w.insert(0, max);
+        w.insert(1, 1 << 50);
         assert!(w.next_expiration().unwrap() <= 1 << 50);
         assert_eq!(drain(&mut w, (1 << 50) - 1), vec![]);
         assert_eq!(drain(&mut w, 1 << 50), vec![(1 << 50, 1)]);
         assert!(w.next_expiration().unwrap() <= max);
         assert_eq!(drain(&mut w, max - 1), vec![]);
-        assert_eq!(
-            w.deadline(TimerKey {
-                index: 0,
-                generation: NonZeroU32::MIN
-            }),
-            Some(max)
-        );
+        assert_eq!(w.deadline(0), Some(max));
         assert_eq!(drain(&mut w, max), vec![(max, 0)]);
         assert!(w.is_empty());
     }
@@ -785,7 +760,8 @@ mod tests {
     fn clamped_timer_is_never_fired_early() {
         let deadline = 5 + (3u64 << 42) + 7;
         let mut w = Wheel::new(5);
-        let key = w.insert(deadline, 9);
+        let key = 9;
+        w.insert(key, deadline);
         let mut now = 5;
         // Huge steps across several 2^42 blocks, stopping just short of the deadline.
         for _ in 0..3 {
@@ -800,30 +776,34 @@ mod tests {
     }
 
     #[test]
-    fn stale_keys_are_harmless() {
+    fn an_id_is_armed_once_moved_by_insert_and_cancelled_harmlessly() {
         let mut w = Wheel::new(10);
-        let a = w.insert(20, 1u64);
-        assert_eq!(w.deadline(a), Some(20));
-        assert_eq!(w.cancel(a), Some(1));
-        assert_eq!(w.cancel(a), None);
-        assert_eq!(w.deadline(a), None);
-        // The node is reused with a new generation; the old key must not reach it.
-        let b = w.insert(30, 2);
-        assert_ne!(a, b);
-        assert_eq!(w.cancel(a), None);
-        assert_eq!(w.deadline(b), Some(30));
-        let fired: Vec<_> = std::iter::from_fn(|| w.poll(30)).collect();
-        assert_eq!(fired, vec![(b, 30, 2)]);
-        assert_eq!(w.cancel(b), None);
+        assert!(!w.cancel(7), "never armed");
+        assert_eq!(w.deadline(7), None);
+        w.insert(1, 20);
+        assert_eq!(w.deadline(1), Some(20));
+        assert!(w.cancel(1));
+        assert!(!w.cancel(1));
+        assert_eq!(w.deadline(1), None);
+        // Inserting an armed id moves it: one timer, at the new deadline (earlier or later).
+        w.insert(2, 300);
+        w.insert(2, 30);
+        assert_eq!((w.len(), w.deadline(2)), (1, Some(30)));
+        w.insert(2, 5000);
+        assert_eq!((w.len(), w.deadline(2)), (1, Some(5000)));
+        w.insert(3, 30);
+        let fired: Vec<_> = std::iter::from_fn(|| w.poll(6000)).collect();
+        assert_eq!(fired, vec![(3, 30), (2, 5000)]);
+        assert!(!w.cancel(2), "fired");
         assert!(w.is_empty());
     }
 
     #[test]
     fn past_deadline_is_due_now_and_ordered() {
         let mut w = Wheel::new(100);
-        let k = w.insert(7, 1u64);
-        assert_eq!(w.deadline(k), Some(100));
-        w.insert(100, 2);
+        w.insert(1, 7);
+        assert_eq!(w.deadline(1), Some(100));
+        w.insert(2, 100);
         w.insert(3, 3);
         assert_eq!(w.next_expiration(), Some(100));
         assert_eq!(drain(&mut w, 100), vec![(100, 1), (100, 2), (100, 3)]);
@@ -832,14 +812,13 @@ mod tests {
     #[test]
     fn advance_collects_and_allows_reinsert() {
         let mut w = Wheel::new(0);
-        w.insert(5, 1u64);
-        w.insert(3, 2);
+        w.insert(1, 5);
+        w.insert(2, 3);
         let mut fired = Vec::new();
         assert_eq!(w.advance(10, &mut fired), 2);
-        let ticks: Vec<_> = fired.iter().map(|&(_, t, v)| (t, v)).collect();
-        assert_eq!(ticks, vec![(3, 2), (5, 1)]);
+        assert_eq!(fired, vec![(2, 3), (1, 5)]);
         // Re-arming at "now" after the call is not fired by it, only by the next one.
-        w.insert(10, 3);
+        w.insert(3, 10);
         fired.clear();
         assert_eq!(w.advance(10, &mut fired), 1);
     }
@@ -855,11 +834,12 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let deadline = 1 + rng % 120_000;
-            keys.push((w.insert(deadline, i), deadline));
+            w.insert(i as TimerId, deadline);
+            keys.push((i as TimerId, deadline));
         }
         assert_eq!(w.len(), 100_000);
         for (i, &(key, _)) in keys.iter().enumerate().step_by(2) {
-            assert_eq!(w.cancel(key), Some(i as u64));
+            assert!(w.cancel(key), "{i}");
         }
         assert_eq!(w.len(), 50_000);
         let mut fired = Vec::new();
@@ -869,9 +849,9 @@ mod tests {
         assert!(fired.windows(2).all(|p| p[0].1 <= p[1].1));
         let mut ids: Vec<u64> = fired
             .iter()
-            .map(|&(key, t, v)| {
-                assert_eq!((key, t), keys[v as usize]);
-                v
+            .map(|&(key, t)| {
+                assert_eq!((key, t), keys[key as usize]);
+                u64::from(key)
             })
             .collect();
         ids.sort_unstable();
