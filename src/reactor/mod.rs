@@ -35,6 +35,7 @@ mod timers;
 mod token;
 pub mod workers;
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,8 +66,6 @@ struct Entry<S> {
     interest: Interest,
     /// Bit set of the `DIRTY`, `READ_BLOCKED`, `EOF` and `CLOSING` flags below.
     flags: u8,
-    /// The TLS session of a `wss://`/`https://` connection.
-    tls: Option<Box<rustls::ServerConnection>>,
     /// The connections gauge that counts it (`observe.rs::track`).
     class: ConnClass,
     /// The client address this connection counts for (`--max-connections-per-ip`): the
@@ -93,6 +92,20 @@ const CLOSING: u8 = 8;
 const PEER_DONE: u8 = 16;
 /// The socket peer is a trusted proxy (`--trust-proxy`): each request names the client.
 const VIA_PROXY: u8 = 32;
+/// A `wss://`/`https://` connection: its TLS session is in `Reactor::sessions`.
+const TLS: u8 = 64;
+
+/// The TLS session of slab slot `idx`, if its flags say it has one.
+fn session(
+    sessions: &mut HashMap<usize, Box<rustls::ServerConnection>>,
+    flags: u8,
+    idx: usize,
+) -> Option<&mut rustls::ServerConnection> {
+    if flags & TLS == 0 {
+        return None;
+    }
+    sessions.get_mut(&idx).map(|s| &mut **s)
+}
 
 impl<S> Entry<S> {
     fn has(&self, flag: u8) -> bool {
@@ -153,6 +166,9 @@ pub struct Reactor<N: Net = MioNet> {
     wheel: Wheel,
     /// The wheel id of slab slot 0: ids below it are the Redis link's and the handlers' ticks.
     conn_base: TimerId,
+    /// The TLS sessions of the connections flagged `TLS`, by slab index: kept out of the slab
+    /// so a plain connection does not carry a pointer for them (docs/architecture.md §9).
+    sessions: HashMap<usize, Box<rustls::ServerConnection>>,
     /// The topics of this reactor.
     hub: Hub,
     /// Commands recorded by handlers, applied after each hand-off.
@@ -224,6 +240,7 @@ impl<N: Net> Reactor<N> {
             now,
             wheel: Wheel::new(now),
             conn_base: 1 + router.routes() as TimerId,
+            sessions: HashMap::new(),
             hub: Hub::new(cfg.pubsub.clone()),
             cmds: Vec::new(),
             date: String::new(),
@@ -438,7 +455,7 @@ impl<N: Net> Reactor<N> {
                 clients.release(id);
             }
         };
-        let tls = match self.tls.as_ref().map(crate::tls::session) {
+        let session = match self.tls.as_ref().map(crate::tls::session) {
             None => None,
             Some(Ok(session)) => Some(session),
             Some(Err(e)) => {
@@ -461,11 +478,13 @@ impl<N: Net> Reactor<N> {
             conn: Conn::new(self.now),
             generation: self.next_generation,
             interest: Interest::READABLE,
-            flags: if via_proxy { VIA_PROXY } else { 0 },
-            tls,
+            flags: if via_proxy { VIA_PROXY } else { 0 } | if session.is_some() { TLS } else { 0 },
             class: ConnClass::NONE,
             client,
         });
+        if let Some(session) = session {
+            self.sessions.insert(idx, session);
+        }
         self.track(idx);
         self.arm(idx);
     }
@@ -502,11 +521,11 @@ impl<N: Net> Reactor<N> {
             // Under TLS a short read of plaintext says nothing about the socket (records
             // may still wait there), and after RDHUP the FIN waits behind the data: keep
             // reading until WouldBlock or EOF.
-            let plain = e.tls.is_none() && !e.has(PEER_DONE);
+            let plain = !e.has(TLS) && !e.has(PEER_DONE);
             let ring = e.conn.rx_ring(&mut self.pool);
             let (a, b) = ring.free_slices_mut();
             let room = a.len() + b.len();
-            let res = match e.tls.as_mut() {
+            let res = match session(&mut self.sessions, e.flags, idx) {
                 None => e
                     .sock
                     .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
@@ -608,7 +627,7 @@ impl<N: Net> Reactor<N> {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let used = e.conn.tx_iov(&mut iov);
             let want: usize = iov[..used].iter().map(|s| s.len()).sum();
-            let res = match e.tls.as_mut() {
+            let res = match session(&mut self.sessions, e.flags, idx) {
                 None => e.sock.write_vectored(&iov[..used]),
                 Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
             };
@@ -619,7 +638,7 @@ impl<N: Net> Reactor<N> {
                     // A short plain write means the send buffer is full (WRITABLE will tell
                     // us); under TLS it only means the session's buffer was, and that has
                     // been flushed: go on until WouldBlock.
-                    if n == 0 || (n < want && e.tls.is_none()) {
+                    if n == 0 || (n < want && !e.has(TLS)) {
                         break;
                     }
                 }
@@ -639,9 +658,7 @@ impl<N: Net> Reactor<N> {
         // goes back to the pool: the ring serves every connection's reads, not one slow peer.
         e.conn.return_rx(&mut self.pool);
         // TLS records the socket could not take yet (the plaintext left tx already).
-        let tls_pending = match e
-            .tls
-            .as_mut()
+        let tls_pending = match session(&mut self.sessions, e.flags, idx)
             .map(|tls| crate::tls::flush(&mut e.sock, tls))
         {
             None | Some(Ok(true)) => false,
@@ -662,7 +679,7 @@ impl<N: Net> Reactor<N> {
                 // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
                 // the TCP connection first); reading on until its FIN avoids a reset that
                 // could destroy the last bytes we sent.
-                if let Some(tls) = e.tls.as_mut() {
+                if let Some(tls) = session(&mut self.sessions, e.flags, idx) {
                     crate::tls::shutdown(&mut e.sock, tls);
                 }
                 let _ = self.net.shutdown_write(&mut e.sock);
@@ -709,6 +726,7 @@ impl<N: Net> Reactor<N> {
             }
             self.metrics.move_conn(e.class, ConnClass::NONE);
             self.wheel.cancel(self.conn_base + idx as TimerId);
+            self.sessions.remove(&idx);
             self.net.deregister(&mut e.sock);
             e.conn.release(&mut self.pool);
         }
@@ -723,14 +741,14 @@ mod tests {
     fn an_idle_connection_costs_at_most_128_bytes() {
         // DESIGN §3 target: ≤ 128 B of user-space memory per idle WebSocket. An idle
         // connection owns no ring and no reassembly buffer: its slab slot and its timer-wheel
-        // node (16 B, `timer::wheel::tests::a_node_is_16_bytes`) are all it costs
+        // node (16 B, `timer::wheel::tests::a_node_is_16_bytes`) are all it costs: 120 B
         // (docs/architecture.md §9).
         let entry = std::mem::size_of::<Entry<mio::net::TcpStream>>();
         let conn = std::mem::size_of::<Conn>();
         // mio's TcpStream carries a selector id in debug builds only.
         let debug_extra = if cfg!(debug_assertions) { 16 } else { 0 };
         assert!(
-            entry <= 112 + debug_extra,
+            entry <= 104 + debug_extra,
             "slab entry is {entry} bytes (Conn {conn})"
         );
     }
