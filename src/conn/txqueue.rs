@@ -212,7 +212,8 @@ impl TxQueue {
         let Some(segs) = self.segs.as_ref() else {
             iov[0] = IoSlice::new(a);
             iov[1] = IoSlice::new(b);
-            return 2;
+            // One slice when the bytes do not wrap, so the reactor can use send(2).
+            return if b.is_empty() { 1 } else { 2 };
         };
         let mut ring_slices = RingCursor { a, b };
         let mut n = 0;

@@ -57,6 +57,8 @@ pub enum WriteStep {
 pub struct Calls {
     pub reads: usize,
     pub writes: usize,
+    /// Of those, the reads and writes made with `readv`/`writev` (several buffers).
+    pub vectored: usize,
     /// Writes made after a read or write had failed with a connection error.
     pub writes_after_error: usize,
     pub registers: usize,
@@ -253,6 +255,7 @@ impl Read for FakeStream {
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.0.borrow_mut().calls.vectored += 1;
         self.0.borrow_mut().read(bufs)
     }
 }
@@ -263,6 +266,7 @@ impl Write for FakeStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.borrow_mut().calls.vectored += 1;
         self.0.borrow_mut().write(bufs)
     }
 

@@ -292,6 +292,24 @@ fn a_large_reply_is_written_before_the_next_ready_connection_is_read() {
 }
 
 #[test]
+fn a_small_echo_is_one_plain_read_and_one_plain_write() {
+    // recv(2)/send(2) rather than readv(2)/writev(2) when one buffer will do: cheaper in the
+    // kernel, which is most of the cost of a small message (docs/benchmarks.md).
+    let mut h = Harness::new();
+    let peer = h.open();
+    let before = peer.calls();
+    peer.send(&client(OpCode::Binary, b"hello"));
+    h.turn();
+    assert!(peer.written().ends_with(&server(OpCode::Binary, b"hello")));
+    let after = peer.calls();
+    assert_eq!(
+        (after.reads - before.reads, after.writes - before.writes),
+        (1, 1)
+    );
+    assert_eq!(after.vectored, before.vectored, "no readv/writev");
+}
+
+#[test]
 fn an_echo_the_socket_takes_in_part_frees_the_read_ring_for_the_next_connection() {
     // An echo is written from the large read ring it arrived in. When a's socket takes only
     // part of it, the rest is copied out and the ring goes back, so b's message (read into

@@ -526,6 +526,10 @@ impl<N: Net> Reactor<N> {
             let (a, b) = ring.free_slices_mut();
             let room = a.len() + b.len();
             let res = match session(&mut self.sessions, e.flags, idx) {
+                // One free slice (the usual case) is a plain recv(2): readv(2) costs more in
+                // the kernel (the iovec import and the VFS layer around it), 6–9 % of the
+                // server's CPU per message at 16 B–1 KiB (docs/benchmarks.md).
+                None if b.is_empty() => e.sock.read(a),
                 None => e
                     .sock
                     .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
@@ -628,6 +632,8 @@ impl<N: Net> Reactor<N> {
             let used = e.conn.tx_iov(&mut iov);
             let want: usize = iov[..used].iter().map(|s| s.len()).sum();
             let res = match session(&mut self.sessions, e.flags, idx) {
+                // One slice is a plain send(2), cheaper than writev(2) (see `read`).
+                None if used == 1 => e.sock.write(&iov[0]),
                 None => e.sock.write_vectored(&iov[..used]),
                 Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
             };
