@@ -1,6 +1,6 @@
 //! Owns `Ring`: a power-of-two circular byte buffer with two-slice views, so a socket can be
-//! read into (readv) and written from (writev) without copying and a frame can be decoded in
-//! place. It never touches a socket; callers hand its slices to the kernel.
+//! read into and written from without copying (one slice, or readv/writev across the wrap) and
+//! a frame can be decoded in place. It never touches a socket; callers hand its slices to the kernel.
 //! Must not: allocate after construction, touch a socket, or interpret the bytes it holds.
 
 /// A circular byte buffer. Filled bytes start at `head` and run `len` bytes, wrapping at the
