@@ -50,6 +50,11 @@ struct Segs {
     list: VecDeque<Seg>,
     /// Unwritten bytes outside the ring (shared frames and an rx ring's payload).
     shared_len: usize,
+    /// `Seg::Rx` entries in `list`, and those still waiting for their ring: counted so the
+    /// per-read and per-step checks (`holds_rx`, `awaits_rx`) never walk a long queue of
+    /// shared frames (a slow subscriber's).
+    rx_segs: u32,
+    rx_waiting: u32,
     /// Since when the queue has been over the slow-consumer soft limit.
     over_soft_since: Option<Tick>,
 }
@@ -107,6 +112,10 @@ impl TxQueue {
             end: at + len,
         };
         self.push_seg(seg, len);
+        if let Some(segs) = self.segs.as_mut() {
+            segs.rx_segs += 1;
+            segs.rx_waiting += 1;
+        }
     }
 
     fn push_seg(&mut self, seg: Seg, len: usize) {
@@ -125,37 +134,30 @@ impl TxQueue {
 
     /// Is a `push_rx` waiting for its ring?
     pub fn awaits_rx(&self) -> bool {
-        self.rx_segs().any(|(ring, _, _)| ring.is_none())
+        self.segs.as_ref().is_some_and(|s| s.rx_waiting > 0)
     }
 
     /// Does the queue hold a read ring (to be written soon, so the next read can have it)?
     pub fn holds_rx(&self) -> bool {
-        self.rx_segs().next().is_some()
-    }
-
-    fn rx_segs(&self) -> impl Iterator<Item = (&Option<Box<Ring>>, usize, usize)> {
-        self.segs
-            .iter()
-            .flat_map(|s| &s.list)
-            .filter_map(|seg| match seg {
-                Seg::Rx { ring, at, end } => Some((ring, *at, *end)),
-                _ => None,
-            })
+        self.segs.as_ref().is_some_and(|s| s.rx_segs > 0)
     }
 
     /// The rx side hands over the ring a `push_rx` refers to (emptied: what it still held for
     /// the decoder was moved out first).
     pub fn lend(&mut self, lent: Box<Ring>, pool: &mut BufPool) {
-        let waiting = self
-            .segs
-            .iter_mut()
-            .flat_map(|s| &mut s.list)
-            .find_map(|seg| match seg {
-                Seg::Rx { ring: r @ None, .. } => Some(r),
-                _ => None,
-            });
+        let Some(segs) = self.segs.as_mut().filter(|s| s.rx_waiting > 0) else {
+            return pool.give(lent);
+        };
+        // Pushed last, so found from the back.
+        let waiting = segs.list.iter_mut().rev().find_map(|seg| match seg {
+            Seg::Rx { ring: r @ None, .. } => Some(r),
+            _ => None,
+        });
         match waiting {
-            Some(r) => *r = Some(lent),
+            Some(r) => {
+                *r = Some(lent);
+                segs.rx_waiting -= 1;
+            }
             None => pool.give(lent),
         }
     }
@@ -164,12 +166,16 @@ impl TxQueue {
     /// frame of its own and give the ring back, so a slow peer never keeps the reactor's large
     /// read ring (the copy the echo saved is paid only when the socket backs up).
     pub fn return_rx(&mut self, pool: &mut BufPool) {
-        for seg in self.segs.iter_mut().flat_map(|s| &mut s.list) {
+        let Some(segs) = self.segs.as_mut().filter(|s| s.rx_segs > s.rx_waiting) else {
+            return;
+        };
+        for seg in segs.list.iter_mut() {
             if let Seg::Rx { ring, at, end } = seg {
                 if let Some(r) = ring.take() {
                     let rest: SharedFrame = Rc::from(r.stored(*at..*end));
                     pool.give(r);
                     *seg = Seg::Shared(rest, 0);
+                    segs.rx_segs -= 1;
                 }
             }
         }
@@ -282,6 +288,7 @@ impl TxQueue {
                         segs.shared_len -= m;
                         n -= m;
                         if *at == *end {
+                            segs.rx_segs -= 1;
                             if let Some(Seg::Rx { ring: Some(r), .. }) = segs.list.pop_front() {
                                 pool.give(r);
                             }
@@ -338,15 +345,11 @@ impl<'a> RingCursor<'a> {
 mod tests {
     use super::*;
 
+    /// Write everything, at most `step` bytes per write.
     fn drain(q: &mut TxQueue, pool: &mut BufPool, step: usize) -> Vec<u8> {
         let mut out = Vec::new();
         while !q.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let n = q.slices(&mut iov);
-            let all: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
-            let take = all.len().min(step);
-            out.extend_from_slice(&all[..take]);
-            q.consume(take, pool);
+            out.extend(drain_some(q, pool, step));
         }
         out
     }
@@ -392,6 +395,16 @@ mod tests {
         r
     }
 
+    /// A queue that sends `payload` from a read ring it holds.
+    fn echoing(pool: &mut BufPool, payload: &[u8]) -> TxQueue {
+        let ring = read_ring(pool, payload);
+        let mut q = TxQueue::default();
+        q.push_rx(8, payload.len());
+        q.lend(ring, pool);
+        assert!(q.holds_rx() && !q.awaits_rx());
+        q
+    }
+
     #[test]
     fn an_echo_from_the_read_ring_leaves_in_order_and_the_ring_comes_back() {
         for step in [1, 3, 7, 100, 1 << 20] {
@@ -425,10 +438,7 @@ mod tests {
     #[test]
     fn an_unsent_rest_is_copied_out_and_the_read_ring_goes_back() {
         let mut pool = BufPool::new(16, 4);
-        let ring = read_ring(&mut pool, b"0123456789");
-        let mut q = TxQueue::default();
-        q.push_rx(8, 10);
-        q.lend(ring, &mut pool);
+        let mut q = echoing(&mut pool, b"0123456789");
         let mut out = drain_some(&mut q, &mut pool, 4);
         assert!(pool.take_large().is_none(), "still out, writing");
         q.return_rx(&mut pool);
@@ -445,10 +455,7 @@ mod tests {
     #[test]
     fn releasing_a_queue_returns_the_read_ring() {
         let mut pool = BufPool::new(16, 4);
-        let ring = read_ring(&mut pool, b"abc");
-        let mut q = TxQueue::default();
-        q.push_rx(8, 3);
-        q.lend(ring, &mut pool);
+        let mut q = echoing(&mut pool, b"abc");
         q.release(&mut pool);
         assert_eq!(pool.lent(), 0);
         assert!(pool.take_large().is_some());

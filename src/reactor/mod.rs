@@ -731,7 +731,7 @@ impl<N: Net> Reactor<N> {
                 self.clients.release(id);
             }
             self.metrics.move_conn(e.class, ConnClass::NONE);
-            self.wheel.cancel(self.conn_base + idx as TimerId);
+            self.wheel.cancel(self.conn_timer_id(idx));
             self.sessions.remove(&idx);
             self.net.deregister(&mut e.sock);
             e.conn.release(&mut self.pool);
