@@ -76,7 +76,9 @@ impl Harness {
     fn with(cfg: Config) -> Harness {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let watch = Rc::new(RefCell::new(None));
-        let router = Router::new().mount("/echo", Recorder(seen.clone(), watch.clone()));
+        let router = Router::new()
+            .mount("/echo", Recorder(seen.clone(), watch.clone()))
+            .mount("/topic/{name}", crate::app::TopicApp::default());
         let metrics = Arc::new(Metrics::new(1)).handle(0);
         let shared = super::Shared::new(&cfg).expect("no TLS files to load");
         let r = Reactor::from_parts(cfg, router, FakeNet::new(), None, shared, metrics);
@@ -127,8 +129,13 @@ impl Harness {
 
     /// A WebSocket on `/echo`, upgraded, with the 101 taken from what was written.
     fn open(&mut self) -> Peer {
+        self.open_at("/echo")
+    }
+
+    /// A WebSocket on `path`, upgraded, with the 101 taken from what was written.
+    fn open_at(&mut self, path: &str) -> Peer {
         let peer = self.net().connect();
-        peer.send(&request("x", "/echo", KEY));
+        peer.send(&request("x", path, KEY));
         self.settle();
         let out = peer.take_written();
         let head = check_response(&out, 0, KEY).expect("a valid 101");
@@ -249,46 +256,60 @@ fn a_1_mib_echo_leaves_one_byte_per_write_with_writable_only_while_bytes_remain(
 }
 
 #[test]
-fn a_large_reply_is_written_before_the_next_ready_connection_is_read() {
-    // Flushing at the end of the iteration batches small replies; a large one would only
-    // wait there, leaving its peer idle while the loop reads the others (`FLUSH_AT_ONCE`).
+fn a_reply_is_written_before_the_next_ready_connection_is_read() {
+    // The reply to a read leaves right after it, small or large, rather than at the end of
+    // the iteration: one write per connection either way, its bytes still in cache, and its
+    // peer not idle while the loop reads the others (`Reactor::read`).
     let mut h = Harness::new();
     let (a, b) = (h.open(), h.open());
-    let big = pattern(100 * 1024);
     *h.watch.borrow_mut() = Some(a.clone());
-    a.send(&client(OpCode::Binary, &big));
-    b.send(&client(OpCode::Binary, &big));
-    h.turn(); // one batch: a's edge, then b's
-    let echo = server(OpCode::Binary, &big);
     let (ida, idb) = (id_of(&a), id_of(&b));
-    let seen: Vec<Seen> = h
-        .seen()
-        .into_iter()
-        .skip_while(|s| !matches!(s, Seen::Written(_)))
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            Seen::Written(0),
-            Seen::Message(ida, big.clone()),
-            Seen::Written(echo.len()),
-            Seen::Message(idb, big.clone()),
-        ]
-    );
-    // Small replies still wait for the end of the iteration, batched.
-    let small = pattern(100);
-    h.seen.borrow_mut().clear();
-    a.send(&client(OpCode::Binary, &small));
-    b.send(&client(OpCode::Binary, &small));
-    h.turn();
-    let written = echo.len() + server(OpCode::Binary, &small).len();
-    assert_eq!(
-        h.seen()[2],
-        Seen::Written(echo.len()),
-        "a's small echo waited"
-    );
-    assert_eq!(a.written_len(), written);
-    assert_eq!(b.written(), [echo, server(OpCode::Binary, &small)].concat());
+    let mut sent = 0;
+    for len in [100, 100 * 1024] {
+        let payload = pattern(len);
+        h.seen.borrow_mut().clear();
+        let writes = a.calls().writes;
+        a.send(&client(OpCode::Binary, &payload));
+        b.send(&client(OpCode::Binary, &payload));
+        h.turn(); // one batch: a's edge, then b's
+        let echo = server(OpCode::Binary, &payload);
+        assert_eq!(
+            h.seen(),
+            [
+                Seen::Written(sent),
+                Seen::Message(ida, payload.clone()),
+                Seen::Written(sent + echo.len()),
+                Seen::Message(idb, payload.clone()),
+            ],
+            "{len} B: a's echo left before b was read"
+        );
+        assert_eq!(a.calls().writes - writes, 1, "{len} B: one write");
+        sent += echo.len();
+        assert_eq!(b.written_len(), sent);
+    }
+}
+
+#[test]
+fn broadcasts_queued_for_a_subscriber_in_one_iteration_leave_in_one_write() {
+    // Frames that publishes queue for *other* connections wait for the end of the
+    // iteration, so a subscriber gets every broadcast of one iteration in one write.
+    let mut h = Harness::new();
+    let sub = h.open_at("/topic/t");
+    let (p1, p2) = (h.open_at("/topic/t"), h.open_at("/topic/t"));
+    let writes = |peers: [&Peer; 3]| peers.map(|p| p.calls().writes);
+    let before = writes([&sub, &p1, &p2]);
+    p1.send(&client(OpCode::Text, b"one"));
+    p2.send(&client(OpCode::Text, b"two"));
+    h.turn(); // one batch: p1's edge, then p2's
+    let want = [server(OpCode::Text, b"one"), server(OpCode::Text, b"two")].concat();
+    for p in [&sub, &p1, &p2] {
+        assert_eq!(p.written(), want);
+    }
+    let after = writes([&sub, &p1, &p2]);
+    // The subscriber: both frames in one write. A publisher's own copy leaves with its
+    // read, so p1 (read before p2's frame existed) took two writes and p2 one.
+    assert_eq!(after, [before[0] + 1, before[1] + 2, before[2] + 1]);
+    h.assert_asleep();
 }
 
 #[test]

@@ -74,10 +74,6 @@ struct Entry<S> {
     client: Option<ClientId>,
 }
 
-/// Queued bytes at which `read` writes a connection's reply at once instead of at the end of
-/// the iteration.
-const FLUSH_AT_ONCE: usize = 64 * 1024;
-
 /// Already in `dirty` for this iteration.
 const DIRTY: u8 = 1;
 /// Reading stopped with bytes possibly left in the socket (rx full or tx over its limit);
@@ -561,11 +557,18 @@ impl<N: Net> Reactor<N> {
         }
         if let Some(e) = self.conns.get_mut(idx) {
             e.conn.shed_rx(&mut self.pool);
-            // A large reply leaves now rather than after every other ready connection has
-            // been read: batching saves nothing on a write this big, and holding it back
-            // leaves its peer (and then this loop) idle. An echo sent from the large read
-            // ring leaves now too, so the ring is back for the next connection's read.
-            if (e.conn.tx_len() >= FLUSH_AT_ONCE || e.conn.tx_holds_rx()) && !e.has(CLOSING) {
+            // The reply to what was just read leaves now, while its bytes are in cache,
+            // rather than after every other ready connection has been read: there is one
+            // write per connection either way, and holding it back means one tx ring per
+            // ready connection in use at once (1,000 connections: 7–10 % more CPU per
+            // message, docs/benchmarks.md) and its peer idle meanwhile. Frames that
+            // publishes queue for *other* connections still wait for the end of the
+            // iteration (`mark_dirty`), so a subscriber's broadcasts of one iteration leave
+            // in one write. A socket already full (WRITABLE asked for) is left to that
+            // event; an echo from the large read ring leaves regardless, so the ring is
+            // back for the next connection's read.
+            let socket_full = e.interest.is_writable();
+            if ((e.conn.tx_len() > 0 && !socket_full) || e.conn.tx_holds_rx()) && !e.has(CLOSING) {
                 self.flush(idx);
                 return;
             }
