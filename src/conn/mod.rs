@@ -451,6 +451,11 @@ impl Conn {
         self.tx.queue.len()
     }
 
+    /// The bytes to write when they are one contiguous run (`TxQueue::contiguous`).
+    pub fn tx_contiguous(&self) -> Option<&[u8]> {
+        self.tx.queue.contiguous()
+    }
+
     /// The bytes to write, in order, as slices for one `writev`; returns how many.
     pub fn tx_iov<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
         self.tx.queue.slices(iov)

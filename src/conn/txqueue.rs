@@ -209,6 +209,18 @@ impl TxQueue {
         Some(*segs.over_soft_since.get_or_insert(now))
     }
 
+    /// The queued bytes when they are one contiguous run in the ring (the usual small reply):
+    /// the reactor writes them with send(2) without setting up an iovec array.
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        if self.segs.is_some() {
+            return None;
+        }
+        match self.ring.as_ref().map(|r| r.as_slices()) {
+            Some((a, [])) if !a.is_empty() => Some(a),
+            _ => None,
+        }
+    }
+
     /// Fill `iov` with the queued bytes in order; returns how many slices were used.
     pub fn slices<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
         let (a, b) = self
@@ -372,6 +384,25 @@ mod tests {
             assert!(q.segs.is_none() && q.ring.is_none());
             assert_eq!(pool.lent(), 0);
         }
+    }
+
+    #[test]
+    fn only_one_unwrapped_run_of_own_bytes_is_contiguous() {
+        let mut pool = BufPool::new(16, 4);
+        let mut q = TxQueue::default();
+        assert_eq!(q.contiguous(), None, "empty");
+        q.push(&mut pool, &[b"0123456789"]);
+        assert_eq!(q.contiguous(), Some(&b"0123456789"[..]));
+        // Consume 8, then push 10: the bytes wrap around the 16-byte ring.
+        q.consume(8, &mut pool);
+        q.push(&mut pool, &[b"abcdefghij"]);
+        assert_eq!(q.contiguous(), None, "wrapped: two slices");
+        assert_eq!(drain(&mut q, &mut pool, 100), b"89abcdefghij");
+        q.push(&mut pool, &[b"own"]);
+        q.push_shared(Rc::from(&b"SHARED"[..]));
+        assert_eq!(q.contiguous(), None, "a shared frame follows");
+        assert_eq!(drain(&mut q, &mut pool, 100), b"ownSHARED");
+        assert_eq!(pool.lent(), 0);
     }
 
     #[test]

@@ -631,14 +631,23 @@ impl<N: Net> Reactor<N> {
             }
         }
         while e.conn.tx_len() > 0 {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let used = e.conn.tx_iov(&mut iov);
-            let want: usize = iov[..used].iter().map(|s| s.len()).sum();
-            let res = match session(&mut self.sessions, e.flags, idx) {
-                // One slice is a plain send(2), cheaper than writev(2) (see `read`).
-                None if used == 1 => e.sock.write(&iov[0]),
-                None => e.sock.write_vectored(&iov[..used]),
-                Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
+            let tls = session(&mut self.sessions, e.flags, idx);
+            let (res, want) = match (tls, e.conn.tx_contiguous()) {
+                // The usual reply, one run of bytes in the ring: a plain send(2), cheaper
+                // than writev(2) (see `read`), and no 64-entry iovec array to fill (a
+                // tenth of the user-space instructions of a 1 KiB echo, callgrind).
+                (None, Some(bytes)) => (e.sock.write(bytes), bytes.len()),
+                (tls, _) => {
+                    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                    let used = e.conn.tx_iov(&mut iov);
+                    let want: usize = iov[..used].iter().map(|s| s.len()).sum();
+                    let res = match tls {
+                        None if used == 1 => e.sock.write(&iov[0]),
+                        None => e.sock.write_vectored(&iov[..used]),
+                        Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
+                    };
+                    (res, want)
+                }
             };
             match res {
                 Ok(n) => {
