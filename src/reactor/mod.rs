@@ -564,11 +564,9 @@ impl<N: Net> Reactor<N> {
             // message, docs/benchmarks.md) and its peer idle meanwhile. Frames that
             // publishes queue for *other* connections still wait for the end of the
             // iteration (`mark_dirty`), so a subscriber's broadcasts of one iteration leave
-            // in one write. A socket already full (WRITABLE asked for) is left to that
-            // event; an echo from the large read ring leaves regardless, so the ring is
+            // in one write. An echo from the large read ring leaves here too, so the ring is
             // back for the next connection's read.
-            let socket_full = e.interest.is_writable();
-            if ((e.conn.tx_len() > 0 && !socket_full) || e.conn.tx_holds_rx()) && !e.has(CLOSING) {
+            if (e.conn.tx_len() > 0 || e.conn.tx_holds_rx()) && !e.has(CLOSING) {
                 self.flush(idx);
                 return;
             }
