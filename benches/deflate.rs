@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flate2::{Compress, Compression, FlushCompress};
 use wsloop::config::CompressionMode;
-use wsloop::ws::deflate::{self, negotiate, Codec};
+use wsloop::ws::deflate::{negotiate, Codec, Compressors};
 
 const SIZES: [usize; 6] = [64, 256, 1024, 4096, 16384, 131072];
 
@@ -38,7 +38,7 @@ fn codec_bench(c: &mut Criterion) {
     let agreement = negotiate(&["permessage-deflate"], CompressionMode::Shared).unwrap();
     for &n in &SIZES {
         let msg = json(n);
-        let z = Codec::new(agreement, None)
+        let z = Codec::new(agreement, None, &mut Compressors::new())
             .compress(&msg, 0)
             .unwrap_or_default();
         println!(
@@ -51,10 +51,13 @@ fn codec_bench(c: &mut Criterion) {
     for &n in &SIZES {
         let msg = json(n);
         group.throughput(Throughput::Bytes(n as u64));
+        let mut shared = Compressors::new();
         group.bench_function(format!("{n}"), |b| {
             b.iter(|| {
-                if let Some(z) = Codec::new(agreement, None).compress(black_box(&msg), 0) {
-                    deflate::recycle(z);
+                if let Some(z) =
+                    Codec::new(agreement, None, &mut shared).compress(black_box(&msg), 0)
+                {
+                    shared.recycle(z);
                 }
             })
         });
@@ -63,12 +66,15 @@ fn codec_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("deflate_shared_inflate");
     for &n in &SIZES {
         let msg = json(n);
-        let z = Codec::new(agreement, None).compress(&msg, 0).unwrap();
+        let z = Codec::new(agreement, None, &mut Compressors::new())
+            .compress(&msg, 0)
+            .unwrap();
         let mut out = Vec::with_capacity(n + 1);
         group.throughput(Throughput::Bytes(n as u64));
+        let mut shared = Compressors::new();
         group.bench_function(format!("{n}"), |b| {
             b.iter(|| {
-                Codec::new(agreement, None)
+                Codec::new(agreement, None, &mut shared)
                     .inflate(black_box(&z), &mut out, 1 << 20, None)
                     .unwrap()
             })

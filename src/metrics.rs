@@ -10,11 +10,10 @@
 //!   connections by transport and state, topics, timers). Each worker writes only its own
 //!   slot, cache-line aligned, with relaxed atomic adds: no lock, no line shared with another
 //!   writer. A `/metrics` request on any worker reads every slot and sums.
-//! - **process-wide** (`OUTCOMES`): rare per-connection outcomes — the answer to an upgrade
-//!   request, close codes sent and received — recorded once per connection where the protocol
-//!   layer decides them (`conn::Outbox`), which has no worker slot at hand. Like
-//!   `conn::queued_in_process`, a shared atomic that is touched once per connection, not per
-//!   message.
+//! - **process-wide** (`Outcomes`, one per registry): rare per-connection outcomes — the
+//!   answer to an upgrade request, close codes sent and received. The protocol layer decides
+//!   them and hands them back as values (`conn::Outcome`); each reactor counts them here once
+//!   per loop iteration, so these atomics are touched once per connection, not per message.
 
 use std::fmt::{Display, Write as _};
 use std::ops::Deref;
@@ -317,8 +316,12 @@ impl Default for Outcomes {
     }
 }
 
-/// The process's outcomes, recorded by `conn::Outbox` and the reactor.
-pub static OUTCOMES: Outcomes = Outcomes::new();
+/// A registry's outcomes: its own, or a caller's that it reports.
+#[derive(Debug)]
+enum HeldOutcomes {
+    Own(Box<Outcomes>),
+    Lent(&'static Outcomes),
+}
 
 /// The Redis link's numbers. One link per process (docs/architecture.md, "The Redis link"),
 /// so one writer: the worker that owns it stores the link's own counts after each turn of its
@@ -344,10 +347,10 @@ impl RedisMetrics {
 #[derive(Debug)]
 pub struct Metrics {
     workers: Box<[WorkerMetrics]>,
-    outcomes: &'static Outcomes,
-    /// Bytes queued on every connection of the process (`conn::queued_in_process`).
+    outcomes: HeldOutcomes,
+    /// Bytes queued on every connection of the process (the workers' `conn::Resources::queued`).
     queued_bytes: Gauge,
-    /// Connections owning permessage-deflate state (`ws::deflate::dedicated_in_use`).
+    /// Connections owning permessage-deflate state (the workers' `Compressors::dedicated`).
     deflate_dedicated: Gauge,
     /// Distinct client addresses with open connections (the reactor's per-address count).
     client_addresses: Gauge,
@@ -355,13 +358,17 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry for `workers` workers, reporting the process's `OUTCOMES`.
+    /// A registry for `workers` workers, with outcomes of its own.
     pub fn new(workers: usize) -> Metrics {
-        Metrics::with_outcomes(workers, &OUTCOMES)
+        Metrics::holding(workers, HeldOutcomes::Own(Box::default()))
     }
 
-    /// A registry reporting the given outcomes (tests use their own to stay independent).
+    /// A registry reporting the given outcomes (a test that records some itself).
     pub fn with_outcomes(workers: usize, outcomes: &'static Outcomes) -> Metrics {
+        Metrics::holding(workers, HeldOutcomes::Lent(outcomes))
+    }
+
+    fn holding(workers: usize, outcomes: HeldOutcomes) -> Metrics {
         Metrics {
             workers: (0..workers.max(1))
                 .map(|_| WorkerMetrics::default())
@@ -395,7 +402,10 @@ impl Metrics {
     }
 
     pub fn outcomes(&self) -> &Outcomes {
-        self.outcomes
+        match &self.outcomes {
+            HeldOutcomes::Own(o) => o,
+            HeldOutcomes::Lent(o) => o,
+        }
     }
 
     /// The process-wide queued bytes, read by the caller (which may see `conn`).
@@ -507,10 +517,10 @@ impl Metrics {
         r.sample(
             "wsloop_upgrades_total",
             &accepted,
-            self.outcomes.answers(101),
+            self.outcomes().answers(101),
         );
         for status in STATUS_MIN..=STATUS_MAX {
-            let n = self.outcomes.answers(status);
+            let n = self.outcomes().answers(status);
             if status != 101 && n > 0 {
                 let s = status.to_string();
                 let labels = [("result", "rejected"), ("status", s.as_str())];
@@ -555,13 +565,13 @@ impl Metrics {
                 "wsloop_close_frames_sent_total",
                 "WebSocket close frames sent, by status code (1005: sent without a code; \
                  3xxx/4xxx: application codes; other: anything else).",
-                &self.outcomes.close_sent,
+                &self.outcomes().close_sent,
             ),
             (
                 "wsloop_close_frames_received_total",
                 "Valid WebSocket close frames received, by status code (1005: without a code; \
                  3xxx/4xxx: application codes; other: anything else).",
-                &self.outcomes.close_received,
+                &self.outcomes().close_received,
             ),
         ];
         for (name, help, codes) in closes {

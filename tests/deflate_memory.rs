@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use wsloop::buf::BufPool;
 use wsloop::config::{CompressionMode, Config};
-use wsloop::conn::{Conn, Event, Step};
+use wsloop::conn::{Conn, Event, Resources, Step};
 
 /// Live heap bytes of the whole process.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -87,7 +87,7 @@ fn message(compressed: bool) -> Vec<u8> {
 }
 
 /// Feed `bytes` to `conn`, echo every message, drain what it queued.
-fn drive(conn: &mut Conn, cfg: &Config, pool: &mut BufPool, bytes: &[u8]) -> usize {
+fn drive(conn: &mut Conn, cfg: &Config, pool: &mut Resources, bytes: &[u8]) -> usize {
     conn.rx_ring(pool).push(bytes);
     let mut messages = 0;
     loop {
@@ -106,6 +106,8 @@ fn drive(conn: &mut Conn, cfg: &Config, pool: &mut BufPool, bytes: &[u8]) -> usi
     conn.shed_rx(pool);
     let n = conn.tx_len();
     conn.consume_tx(n, pool);
+    // The reactor counts the outcomes once per iteration; so does this driver.
+    pool.take_outcomes().for_each(drop);
     messages
 }
 
@@ -116,7 +118,7 @@ fn measure(mode: CompressionMode) -> (usize, usize) {
     cfg.compression.mode = mode;
     // Rings go back to the pool when drained; a pool that keeps none shows what the
     // connections themselves hold.
-    let mut pool = BufPool::new(cfg.buffer_size, 0);
+    let mut pool = Resources::new(BufPool::new(cfg.buffer_size, 0));
     let msg = message(mode != CompressionMode::Off);
     let mut conns: Vec<Conn> = Vec::with_capacity(CONNECTIONS);
     let mut first = 0;

@@ -15,14 +15,16 @@
 
 mod deadline;
 mod outbox;
+mod resources;
 #[cfg(test)]
 mod tests;
 mod txqueue;
 
 pub use deadline::Expiry;
 pub use outbox::Outbox;
+pub use resources::{Outcome, Resources};
 
-pub use txqueue::{queued_in_process, SharedFrame, MAX_IOV};
+pub use txqueue::{SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
 use std::io::IoSlice;
@@ -257,7 +259,8 @@ impl Conn {
     /// with no copy. Only a WebSocket may borrow it: its decoder consumes every byte but a
     /// split header or control frame, so `shed_rx` can always give it back; an HTTP
     /// connection may leave a held request's pipelined successors unread.
-    pub fn rx_ring(&mut self, pool: &mut BufPool) -> &mut Ring {
+    pub fn rx_ring<'s>(&'s mut self, res: &'s mut Resources) -> &'s mut Ring {
+        let pool = &mut res.pool;
         let idle = self.rx.ring.as_ref().is_none_or(|r| r.is_empty());
         if idle && self.tx.mode == Mode::WebSocket && pool.large_size() > pool.buffer_size() {
             let own = self.rx.ring.take();
@@ -282,7 +285,8 @@ impl Conn {
     /// what a handed-over read ring still held (`RxSide::hand_over`), moving what is left in
     /// it — at most a split frame header or control frame — into an ordinary ring; and an
     /// ordinary ring that holds nothing (the connection is idle between frames).
-    pub fn shed_rx(&mut self, pool: &mut BufPool) {
+    pub fn shed_rx(&mut self, res: &mut Resources) {
+        let pool = &mut res.pool;
         if let Some(large) = self.rx.ring.take_if(|r| r.capacity() > pool.buffer_size()) {
             if large.len() <= pool.buffer_size() {
                 if !large.is_empty() {
@@ -313,10 +317,11 @@ impl Conn {
     pub fn poll_event<'s>(
         &'s mut self,
         cfg: &Config,
-        pool: &'s mut BufPool,
+        res: &'s mut Resources,
         now: Tick,
     ) -> (Step<'s>, Outbox<'s>) {
         let Conn { rx, tx, .. } = self;
+        let pool = &mut res.pool;
         if tx.queue.awaits_rx() {
             rx.hand_over(&mut tx.queue, pool);
         }
@@ -327,7 +332,7 @@ impl Conn {
             .as_ref()
             .filter(|r| r.capacity() == pool.large_size() && pool.large_size() > pool.buffer_size())
             .and_then(|r| r.filled_addrs());
-        let mut out = Outbox::new(tx, pool, cfg);
+        let mut out = Outbox::new(tx, res, cfg);
         out.read_ring = read_ring;
         let step = rx.step(cfg, &mut out, now);
         (step, out)
@@ -341,8 +346,8 @@ impl Conn {
 
     /// After a write: whatever of an rx ring's payload is still unsent is copied out and the
     /// ring goes back to the pool (`TxQueue::return_rx`).
-    pub fn return_rx(&mut self, pool: &mut BufPool) {
-        self.tx.queue.return_rx(pool);
+    pub fn return_rx(&mut self, res: &mut Resources) {
+        self.tx.queue.return_rx(&mut res.pool);
     }
 
     /// Bytes arrived at `now` (call once per read that returned data).
@@ -359,13 +364,13 @@ impl Conn {
 
     /// A timer fired at `now`: act on whichever deadline passed. Returns the close code to
     /// report to the application, if it must be told now.
-    pub fn on_timeout(&mut self, cfg: &Config, pool: &mut BufPool, now: Tick) -> Option<u16> {
+    pub fn on_timeout(&mut self, cfg: &Config, res: &mut Resources, now: Tick) -> Option<u16> {
         self.times.observe(self.tx.state, self.tx.cycle, now);
         let msg = self.rx.asm.started_at();
         let expiry = self.times.expired(self.tx.state, msg, &cfg.timeouts, now)?;
         log::debug!("deadline passed: {expiry:?}");
         let (cycle_started, mode) = (self.tx.cycle != 0, self.tx.mode);
-        let mut out = Outbox::new(&mut self.tx, pool, cfg);
+        let mut out = Outbox::new(&mut self.tx, res, cfg);
         match expiry {
             Expiry::Handshake => {
                 let pending = self.rx.ring.as_ref().is_some_and(|r| !r.is_empty());
@@ -435,10 +440,10 @@ impl Conn {
     /// The server is shutting down: an open WebSocket gets close 1001 "going away" (RFC 6455
     /// §7.4.1) and finishes its closing handshake under the linger deadline; a connection
     /// still in its handshake is dropped. Returns the code to report, if any.
-    pub fn going_away(&mut self, cfg: &Config, pool: &mut BufPool) -> Option<u16> {
+    pub fn going_away(&mut self, cfg: &Config, res: &mut Resources) -> Option<u16> {
         match self.tx.state {
             State::Open => {
-                Outbox::new(&mut self.tx, pool, cfg).close(1001, "server shutting down");
+                Outbox::new(&mut self.tx, res, cfg).close(1001, "server shutting down");
                 None
             }
             State::Handshake | State::Upgrading => self.abort(),
@@ -462,9 +467,10 @@ impl Conn {
     }
 
     /// `n` bytes were written; a drained ring goes back to the pool.
-    pub fn consume_tx(&mut self, n: usize, pool: &mut BufPool) {
+    pub fn consume_tx(&mut self, n: usize, res: &mut Resources) {
         self.tx.tail_pong = 0;
-        self.tx.queue.consume(n, pool);
+        res.queue_shrank(n.min(self.tx.queue.len()));
+        self.tx.queue.consume(n, &mut res.pool);
     }
 
     /// Did the held request ask to keep the connection open after its response?
@@ -474,19 +480,25 @@ impl Conn {
 
     /// Answer a held long poll with a complete response; the connection goes back to reading
     /// requests (pipelined ones may already wait in rx). False if nothing was held.
-    pub fn complete_held(&mut self, response: &[u8], pool: &mut BufPool, cfg: &Config) -> bool {
+    pub fn complete_held(&mut self, response: &[u8], res: &mut Resources, cfg: &Config) -> bool {
         if self.tx.state != State::Held {
             return false;
         }
         let keep_alive = self.tx.held_keep_alive;
-        Outbox::new(&mut self.tx, pool, cfg).respond(response, keep_alive);
+        Outbox::new(&mut self.tx, res, cfg).respond(response, keep_alive);
         true
     }
 
     /// Slow-consumer check after a publish: `Some(reason)` if this connection must be
     /// closed — over the hard limit, over the soft limit for longer than allowed, or over
-    /// the soft limit while the whole process is over its cap.
-    pub fn slow_consumer(&mut self, cfg: &Config, now: Tick) -> Option<&'static str> {
+    /// the soft limit while the whole process is over its cap (`process_queued`: the bytes
+    /// queued on every connection of the process, as the reactor counts them).
+    pub fn slow_consumer(
+        &mut self,
+        cfg: &Config,
+        now: Tick,
+        process_queued: usize,
+    ) -> Option<&'static str> {
         let s = &cfg.slow;
         if self.tx_len() > s.hard_limit {
             return Some("slow consumer: queue over the hard limit");
@@ -495,7 +507,7 @@ impl Conn {
         if now.saturating_sub(since) >= s.soft_for.as_millis() as Tick {
             return Some("slow consumer: queue over the soft limit for too long");
         }
-        if txqueue::queued_in_process() > s.process_limit {
+        if process_queued > s.process_limit {
             return Some("slow consumer: server queues full");
         }
         None
@@ -504,7 +516,7 @@ impl Conn {
     /// Close with 1008 (policy violation) and a reason, e.g. a slow consumer. The close frame
     /// queues behind the backlog; the linger deadline drops a peer that never drains it.
     /// Returns the code to report.
-    pub fn close_policy(&mut self, cfg: &Config, pool: &mut BufPool, reason: &str) -> Option<u16> {
+    pub fn close_policy(&mut self, cfg: &Config, res: &mut Resources, reason: &str) -> Option<u16> {
         if self.tx.state == State::Streaming {
             // An SSE or streaming response has no close frame: it just ends (EventSource will
             // reconnect and resume with Last-Event-ID).
@@ -514,7 +526,7 @@ impl Conn {
         if self.tx.state != State::Open {
             return None;
         }
-        Outbox::new(&mut self.tx, pool, cfg).fail(1008, reason);
+        Outbox::new(&mut self.tx, res, cfg).fail(1008, reason);
         self.rx.asm.clear();
         Some(1008)
     }
@@ -536,18 +548,19 @@ impl Conn {
     /// Send one published message through this connection's own compressor (its
     /// `BroadcastForm::OwnContext`): a copy for this connection alone. Returns false unless
     /// the WebSocket is open.
-    pub fn send_own(&mut self, pool: &mut BufPool, cfg: &Config, text: bool, data: &[u8]) -> bool {
-        Outbox::new(&mut self.tx, pool, cfg).send_data(text, data)
+    pub fn send_own(&mut self, res: &mut Resources, cfg: &Config, text: bool, data: &[u8]) -> bool {
+        Outbox::new(&mut self.tx, res, cfg).send_data(text, data)
     }
 
     /// Queue bytes encoded once for many connections (a publish: a WebSocket frame, an SSE
     /// event or a chunk). Returns false, queuing nothing, unless a WebSocket or a streaming
     /// response is open.
-    pub fn push_shared(&mut self, frame: SharedFrame) -> bool {
+    pub fn push_shared(&mut self, frame: SharedFrame, res: &mut Resources) -> bool {
         if !matches!(self.tx.state, State::Open | State::Streaming) {
             return false;
         }
         self.tx.tail_pong = 0;
+        res.queue_grew(frame.len());
         self.tx.queue.push_shared(frame);
         true
     }
@@ -575,13 +588,19 @@ impl Conn {
         report
     }
 
-    /// Return every buffer to the pool (the connection is being freed).
-    pub fn release(&mut self, pool: &mut BufPool) {
+    /// Return every buffer to the pool (the connection is being freed), and its
+    /// compression state: a released connection never compresses again.
+    pub fn release(&mut self, res: &mut Resources) {
         self.rx.asm.clear();
         if let Some(r) = self.rx.ring.take() {
-            pool.give(r);
+            res.pool.give(r);
         }
-        self.tx.queue.release(pool);
+        res.queue_shrank(self.tx.queue.len());
+        self.tx.queue.release(&mut res.pool);
+        if let Some(streams) = self.tx.deflate.as_mut().and_then(|d| d.streams.take()) {
+            drop(streams);
+            res.compressors.streams_freed();
+        }
     }
 }
 
@@ -705,8 +724,7 @@ impl RxSide {
         match upgrade::validate(&req, &cfg.allowed_origins) {
             Ok(up) => {
                 // RFC 7692 §5: choose the response now, so `Outbox::accept` can answer it.
-                let mode =
-                    deflate::mode_for_new(cfg.compression.mode, cfg.compression.max_dedicated);
+                let mode = out.compression_mode(cfg);
                 out.set_deflate(deflate::negotiate(&up.extensions, mode));
                 Step::Event(Event::Upgrade(req, up))
             }
@@ -868,7 +886,7 @@ fn close_received<'s>(payload: &'s [u8], out: &mut Outbox<'_>) -> Step<'s> {
         }
         Ok(status) => {
             let (code, reason) = status.unwrap_or((1005, ""));
-            crate::metrics::OUTCOMES.close_received.record(code);
+            out.record(Outcome::CloseReceived(code));
             if was_open {
                 // Echo the status code (§5.5.1); a close without one is echoed without one,
                 // since 1005 must never appear on the wire (§7.4.1).

@@ -4,13 +4,11 @@
 //! large echo is not copied at all: it is sent from the read ring it arrived in). Sans-IO.
 //! Must not: write to a socket or queue anything after a close frame (RFC 6455 §5.5.1).
 
-use super::{DeflateState, Mode, State, TxSide};
-use crate::buf::BufPool;
+use super::{DeflateState, Mode, Outcome, Resources, State, TxSide};
 use crate::config::Config;
 use crate::http::upgrade::{self, WsUpgrade};
-use crate::metrics::OUTCOMES;
 use crate::ws::close::encode_close_payload;
-use crate::ws::deflate::{self, Agreement, Codec, RSV1};
+use crate::ws::deflate::{Agreement, Codec, RSV1};
 use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::ws::message::Message;
 
@@ -19,7 +17,7 @@ use crate::ws::message::Message;
 #[derive(Debug)]
 pub struct Outbox<'a> {
     tx: &'a mut TxSide,
-    pool: &'a mut BufPool,
+    res: &'a mut Resources,
     /// Queue size past which the peer counts as not reading (`Config::max_queued_bytes`).
     limit: usize,
     /// Messages sent through this window, for the reactor's messages-out count.
@@ -34,15 +32,20 @@ pub struct Outbox<'a> {
 }
 
 impl<'a> Outbox<'a> {
-    pub(crate) fn new(tx: &'a mut TxSide, pool: &'a mut BufPool, cfg: &Config) -> Outbox<'a> {
+    pub(crate) fn new(tx: &'a mut TxSide, res: &'a mut Resources, cfg: &Config) -> Outbox<'a> {
         Outbox {
             tx,
-            pool,
+            res,
             limit: cfg.max_queued_bytes,
             sent: 0,
             compress_min: cfg.compression.threshold,
             read_ring: None,
         }
+    }
+
+    /// Record an outcome for the reactor's metrics.
+    pub(super) fn record(&mut self, o: Outcome) {
+        self.res.record(o);
     }
 
     /// Messages sent through this outbox so far.
@@ -79,9 +82,10 @@ impl<'a> Outbox<'a> {
         if let Some(d) = self.tx.deflate.as_mut() {
             if d.agreement.keeps_context() {
                 d.streams = Some(Box::default());
+                self.res.compressors.streams_created();
             }
         }
-        OUTCOMES.answered(101);
+        self.res.record(Outcome::Answered(101));
         self.push(&head);
         self.tx.route = route;
         self.tx.mode = Mode::WebSocket;
@@ -132,7 +136,7 @@ impl<'a> Outbox<'a> {
     pub fn reject(&mut self, status: u16, reason: &str) {
         let mut resp = Vec::with_capacity(192);
         upgrade::write_status(status, reason, &mut resp);
-        OUTCOMES.answered(status);
+        self.res.record(Outcome::Answered(status));
         self.push(&resp);
         self.tx.reported = true;
         self.tx.state = State::Closing;
@@ -187,8 +191,7 @@ impl<'a> Outbox<'a> {
             Some(code) => encode_close_payload(code, reason, &mut payload),
             None => 0,
         };
-        // Once per connection: a process-wide count is cheap here (metrics.rs).
-        OUTCOMES.close_sent.record(code.unwrap_or(1005));
+        self.res.record(Outcome::CloseSent(code.unwrap_or(1005)));
         self.frame(OpCode::Close, &payload[..n]);
     }
 
@@ -197,8 +200,9 @@ impl<'a> Outbox<'a> {
     /// (§5.5.3 allows answering only the most recent ping), so a ping flood from a peer that
     /// does not read costs one pending pong.
     pub(crate) fn pong(&mut self, payload: &[u8]) {
-        if self.tx.tail_pong > 0 && self.queued() > self.limit {
-            self.tx.queue.truncate_back(self.tx.tail_pong as usize);
+        let tail = self.tx.tail_pong as usize;
+        if tail > 0 && self.queued() > self.limit && self.tx.queue.truncate_back(tail) {
+            self.res.queue_shrank(tail);
         }
         let n = self.frame(OpCode::Pong, payload);
         self.tx.tail_pong = n as u8;
@@ -238,13 +242,14 @@ impl<'a> Outbox<'a> {
         let n = encode_header(&h, &mut head);
         // Growth is bounded: the reactor stops reading from a connection whose queue is over
         // its limit, and publishes close a subscriber over the slow-consumer limit.
-        if payload.len() > self.pool.buffer_size() {
+        self.res.queue_grew(n + payload.len());
+        if payload.len() > self.res.pool.buffer_size() {
             // A payload larger than a pooled ring goes out as its own writev segment. If it
             // is the message just read, still in the large read ring, it is sent from there
             // (the ring follows at the end of the step, `Conn::poll_event`); otherwise it
             // costs one allocation and one copy, instead of growing (and zero-filling) a ring.
-            self.tx.queue.push(self.pool, &[&head[..n]]);
-            let max_behind = self.pool.buffer_size();
+            self.tx.queue.push(&mut self.res.pool, &[&head[..n]]);
+            let max_behind = self.res.pool.buffer_size();
             match self
                 .read_ring
                 .and_then(|r| offset_in(r, payload, max_behind))
@@ -256,7 +261,9 @@ impl<'a> Outbox<'a> {
                 None => self.tx.queue.push_shared(payload.into()),
             }
         } else {
-            self.tx.queue.push(self.pool, &[&head[..n], payload]);
+            self.tx
+                .queue
+                .push(&mut self.res.pool, &[&head[..n], payload]);
         }
         self.tx.tail_pong = 0;
         n + payload.len()
@@ -268,7 +275,8 @@ impl<'a> Outbox<'a> {
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        self.tx.queue.push(self.pool, &[bytes]);
+        self.res.queue_grew(bytes.len());
+        self.tx.queue.push(&mut self.res.pool, &[bytes]);
         self.tx.tail_pong = 0;
     }
 }
@@ -278,7 +286,17 @@ impl Outbox<'_> {
     /// The connection's permessage-deflate codec, if it was negotiated.
     pub(crate) fn deflate(&mut self) -> Option<Codec<'_>> {
         let d = self.tx.deflate.as_deref_mut()?;
-        Some(Codec::new(d.agreement, d.streams.as_deref_mut()))
+        Some(Codec::new(
+            d.agreement,
+            d.streams.as_deref_mut(),
+            &mut self.res.compressors,
+        ))
+    }
+
+    /// The compression mode to negotiate a new WebSocket with (`Compressors::mode_for_new`).
+    pub(crate) fn compression_mode(&self, cfg: &Config) -> crate::config::CompressionMode {
+        let c = &cfg.compression;
+        self.res.compressors.mode_for_new(c.mode, c.max_dedicated)
     }
 
     /// Record the agreement the 101 will answer with (before `accept`).
@@ -298,7 +316,7 @@ impl Outbox<'_> {
         match self.deflate().and_then(|mut c| c.compress(payload, min)) {
             Some(z) => {
                 self.frame_rsv(opcode, RSV1, &z);
-                deflate::recycle(z);
+                self.res.compressors.recycle(z);
             }
             None => {
                 self.frame(opcode, payload);

@@ -19,7 +19,7 @@ enum Seen {
 
 struct Harness {
     conn: Conn,
-    pool: BufPool,
+    res: Resources,
     cfg: Config,
     seen: Vec<Seen>,
     /// The fake clock, in milliseconds.
@@ -28,10 +28,10 @@ struct Harness {
 
 impl Harness {
     fn new(cfg: Config) -> Harness {
-        let pool = BufPool::new(cfg.buffer_size, 8);
+        let res = Resources::new(BufPool::new(cfg.buffer_size, 8));
         Harness {
             conn: Conn::new(0),
-            pool,
+            res,
             cfg,
             seen: Vec::new(),
             now: 0,
@@ -51,7 +51,7 @@ impl Harness {
     /// Push bytes through rx, running the machine whenever the ring fills, like the reactor.
     fn feed(&mut self, mut bytes: &[u8]) {
         loop {
-            let ring = self.conn.rx_ring(&mut self.pool);
+            let ring = self.conn.rx_ring(&mut self.res);
             let n = ring.free().min(bytes.len());
             ring.push(&bytes[..n]);
             bytes = &bytes[n..];
@@ -61,12 +61,12 @@ impl Harness {
                 break;
             }
         }
-        self.conn.shed_rx(&mut self.pool);
+        self.conn.shed_rx(&mut self.res);
     }
 
     fn run(&mut self) {
         loop {
-            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.pool, self.now);
+            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.res, self.now);
             match step {
                 Step::Idle => break,
                 Step::Again => {}
@@ -88,7 +88,7 @@ impl Harness {
         let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
         let n = self.conn.tx_iov(&mut iov);
         let v: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
-        self.conn.consume_tx(v.len(), &mut self.pool);
+        self.conn.consume_tx(v.len(), &mut self.res);
         v
     }
 
@@ -318,7 +318,7 @@ fn frames_across_the_ring_wrap_at_every_offset() {
         h.feed(UPGRADE);
         h.output();
         // Put the ring's head `offset` bytes past 4 KiB before its end, so the frame wraps.
-        let ring = h.conn.rx_ring(&mut h.pool);
+        let ring = h.conn.rx_ring(&mut h.res);
         let cap = ring.capacity();
         ring.clear_at(cap - 4096 + offset);
         let f = raw(0x82, &msg);
@@ -357,7 +357,7 @@ fn pings_coalesce_to_the_newest_pong_when_the_peer_does_not_read() {
 fn after_our_close_data_is_discarded_and_the_peers_close_finishes() {
     let mut h = Harness::open();
     {
-        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.pool, 0);
+        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.res, 0);
         out.close(1000, "done");
     }
     assert_eq!(h.close_code(), Some(1000));
@@ -410,7 +410,7 @@ fn idle_connections_hold_no_buffers() {
     h.feed(&text(true, b"hi"));
     h.output();
     assert_eq!(
-        h.pool.lent(),
+        h.res.pool.lent(),
         0,
         "rx and tx rings go back to the pool when drained"
     );
@@ -421,7 +421,7 @@ fn idle_connections_hold_no_buffers() {
         format!("{:?}", h.conn.rx.asm),
         "Assembler { partial: None }"
     );
-    assert_eq!(h.pool.lent(), 0);
+    assert_eq!(h.res.pool.lent(), 0);
 }
 
 #[test]
@@ -460,7 +460,7 @@ impl Harness {
         if due > t {
             return None;
         }
-        self.conn.on_timeout(&self.cfg, &mut self.pool, t)
+        self.conn.on_timeout(&self.cfg, &mut self.res, t)
     }
 }
 
@@ -561,7 +561,7 @@ fn a_peer_that_ignores_our_close_is_dropped_after_the_linger() {
     h.output();
     h.now = 1000;
     {
-        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.pool, 1000);
+        let (_, mut out) = h.conn.poll_event(&h.cfg, &mut h.res, 1000);
         out.close(1000, "bye");
     }
     h.output();
@@ -576,26 +576,26 @@ mod deflate;
 #[test]
 fn a_large_frame_is_read_into_the_large_ring_and_leaves_nothing_behind() {
     let mut h = Harness::open();
-    let lent = h.pool.lent();
+    let lent = h.res.pool.lent();
     let msg: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
     let f = raw(0x82, &msg);
     // One read's worth: the whole frame fits the large ring, so one `feed` step takes it.
-    let ring = h.conn.rx_ring(&mut h.pool);
+    let ring = h.conn.rx_ring(&mut h.res);
     assert_eq!(ring.capacity(), crate::buf::pool::LARGE_READ);
     assert!(ring.free() >= f.len());
     ring.push(&f);
     h.run();
-    h.conn.shed_rx(&mut h.pool);
+    h.conn.shed_rx(&mut h.res);
     assert_eq!(h.frames(), vec![(2, msg)]);
     assert!(h.conn.rx.ring.is_none(), "the large ring went back");
-    assert_eq!(h.pool.lent(), lent);
+    assert_eq!(h.res.pool.lent(), lent);
 
     // A split header left behind moves to an ordinary ring; the large one still goes back.
     let next = raw(0x81, b"after");
-    let ring = h.conn.rx_ring(&mut h.pool);
+    let ring = h.conn.rx_ring(&mut h.res);
     ring.push(&[&raw(0x81, b"first")[..], &next[..3]].concat());
     h.run();
-    h.conn.shed_rx(&mut h.pool);
+    h.conn.shed_rx(&mut h.res);
     let own = h.conn.rx.ring.as_ref().expect("leftover kept");
     assert_eq!((own.capacity(), own.len()), (h.cfg.buffer_size, 3));
     h.feed(&next[3..]);
@@ -609,16 +609,16 @@ fn a_large_frame_is_read_into_the_large_ring_and_leaves_nothing_behind() {
 #[test]
 fn an_echo_is_sent_from_the_read_ring_and_survives_the_next_read() {
     let mut h = Harness::open();
-    let lent = h.pool.lent();
+    let lent = h.res.pool.lent();
     let one: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
     let two: Vec<u8> = (0..40 * 1024u32).map(|i| (i % 13) as u8).collect();
     let third = raw(0x82, b"third");
     // One read brings two whole messages and the first bytes of a third.
-    let ring = h.conn.rx_ring(&mut h.pool);
+    let ring = h.conn.rx_ring(&mut h.res);
     assert_eq!(ring.capacity(), crate::buf::pool::LARGE_READ);
     ring.push(&[&raw(0x82, &one)[..], &raw(0x82, &two), &third[..4]].concat());
     h.run();
-    h.conn.shed_rx(&mut h.pool);
+    h.conn.shed_rx(&mut h.res);
     // The first echo was copied (40 KiB more were read behind it, too much to move when tx
     // takes the ring); the second refers to the read ring, which tx now holds; the split
     // header behind it moved to an ordinary rx ring.
@@ -626,7 +626,7 @@ fn an_echo_is_sent_from_the_read_ring_and_survives_the_next_read() {
     let own = h.conn.rx.ring.as_ref().expect("the split header is kept");
     assert_eq!((own.capacity(), own.len()), (h.cfg.buffer_size, 4));
     // No other read can have the large ring while tx writes from it.
-    assert!(h.pool.take_large().is_none());
+    assert!(h.res.pool.take_large().is_none());
     h.feed(&third[4..]);
     assert_eq!(
         h.frames(),
@@ -634,9 +634,9 @@ fn an_echo_is_sent_from_the_read_ring_and_survives_the_next_read() {
         "every echo intact and in order"
     );
     assert!(!h.conn.tx_holds_rx());
-    assert_eq!(h.pool.lent(), lent, "every ring went back");
+    assert_eq!(h.res.pool.lent(), lent, "every ring went back");
     assert!(
-        h.pool.take_large().is_some(),
+        h.res.pool.take_large().is_some(),
         "the large ring is in the pool again"
     );
 }
@@ -645,24 +645,73 @@ fn an_echo_is_sent_from_the_read_ring_and_survives_the_next_read() {
 fn a_partly_written_echo_gives_the_read_ring_back() {
     let mut h = Harness::open();
     let msg: Vec<u8> = (0..100 * 1024u32).map(|i| (i % 241) as u8).collect();
-    let ring = h.conn.rx_ring(&mut h.pool);
+    let ring = h.conn.rx_ring(&mut h.res);
     ring.push(&raw(0x82, &msg));
     h.run();
-    h.conn.shed_rx(&mut h.pool);
+    h.conn.shed_rx(&mut h.res);
     assert!(h.conn.tx_holds_rx());
     // The socket takes 1,000 bytes; the rest is copied out and the ring returns at once.
     let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
     let n = h.conn.tx_iov(&mut iov);
     let mut out: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
     out.truncate(1000);
-    h.conn.consume_tx(1000, &mut h.pool);
-    h.conn.return_rx(&mut h.pool);
+    h.conn.consume_tx(1000, &mut h.res);
+    h.conn.return_rx(&mut h.res);
     assert!(!h.conn.tx_holds_rx());
-    let mut next = h.pool.take_large().expect("back in the pool");
+    let mut next = h.res.pool.take_large().expect("back in the pool");
     next.push(&vec![0xEE; 200 * 1024]); // the next read overwrites it
     out.extend(h.output());
-    h.pool.give(next);
+    h.res.pool.give(next);
     let (hd, k) = crate::ws::frame::parse_header(&out).unwrap().unwrap();
     assert_eq!(hd.payload_len as usize, msg.len());
     assert_eq!(&out[k..], &msg[..]);
+}
+
+#[test]
+fn resources_tally_queued_bytes_and_outcomes() {
+    // What replaced process-wide counters: the reactor's `Resources` sees every byte queued
+    // and written, and every outcome, as values it then records.
+    let mut h = Harness::new(Config::default());
+    h.feed(UPGRADE);
+    assert_eq!(h.res.queued(), h.conn.tx_len());
+    assert!(h.res.queued() > 0, "the 101 is queued");
+    let seen: Vec<Outcome> = h.res.take_outcomes().collect();
+    assert_eq!(seen, [Outcome::Answered(101)]);
+    h.output();
+    assert_eq!(h.res.queued(), 0);
+    // An echo, a shared frame, a pong: counted in, and out as they are written.
+    h.feed(&text(true, b"hello"));
+    let shared: SharedFrame = std::rc::Rc::from(&b"0123456789"[..]);
+    assert!(h.conn.push_shared(shared, &mut h.res));
+    h.feed(&raw(0x89, b"ping"));
+    assert_eq!(h.res.queued(), h.conn.tx_len());
+    assert_eq!(h.res.queued(), (2 + 5) + 10 + (2 + 4));
+    h.conn.consume_tx(3, &mut h.res);
+    assert_eq!(h.res.queued(), h.conn.tx_len());
+    // The peer's close: its code is counted as received and as sent (the echo).
+    h.feed(&close(1000, b""));
+    let seen: Vec<Outcome> = h.res.take_outcomes().collect();
+    assert_eq!(
+        seen,
+        [Outcome::CloseReceived(1000), Outcome::CloseSent(1000)]
+    );
+    // Freed with bytes still queued: they leave the count too.
+    assert!(h.res.queued() > 0);
+    h.conn.release(&mut h.res);
+    assert_eq!(h.res.queued(), 0);
+}
+
+#[test]
+fn pongs_replaced_at_the_tail_leave_the_queued_count() {
+    let mut h = Harness::new(Config {
+        max_queued_bytes: 0,
+        ..Config::default()
+    });
+    h.feed(UPGRADE);
+    h.output();
+    for _ in 0..5 {
+        h.feed(&raw(0x89, b"ping"));
+    }
+    assert_eq!(h.conn.tx_len(), 2 + 4, "one pending pong");
+    assert_eq!(h.res.queued(), h.conn.tx_len());
 }

@@ -8,19 +8,9 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::buf::{BufPool, Ring};
 use crate::timer::Tick;
-
-/// Bytes queued on every connection of the process (all workers): the gauge behind the
-/// process-wide slow-consumer cap and the `queued bytes` metric.
-static QUEUED: AtomicUsize = AtomicUsize::new(0);
-
-/// Bytes queued on every connection of the process.
-pub fn queued_in_process() -> usize {
-    QUEUED.load(Ordering::Relaxed)
-}
 
 /// A complete frame (header and payload) encoded once and queued on many connections.
 pub type SharedFrame = Rc<[u8]>;
@@ -88,7 +78,6 @@ impl TxQueue {
         for p in parts {
             ring.push(p);
         }
-        QUEUED.fetch_add(n, Ordering::Relaxed);
         if let Some(segs) = self.segs.as_mut() {
             match segs.list.back_mut() {
                 Some(Seg::Ring(k)) => *k += n,
@@ -128,7 +117,6 @@ impl TxQueue {
             Box::new(segs)
         });
         segs.shared_len += len;
-        QUEUED.fetch_add(len, Ordering::Relaxed);
         segs.list.push_back(seg);
     }
 
@@ -192,7 +180,6 @@ impl TxQueue {
             Some(_) => return false,
         }
         ring.truncate_back(n);
-        QUEUED.fetch_sub(n, Ordering::Relaxed);
         true
     }
 
@@ -267,7 +254,6 @@ impl TxQueue {
 
     /// `n` bytes were written: drop them; a drained ring goes back to the pool.
     pub fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
-        QUEUED.fetch_sub(n.min(self.len()), Ordering::Relaxed);
         if let Some(segs) = self.segs.as_mut() {
             while n > 0 {
                 let Some(front) = segs.list.front_mut() else {
@@ -323,7 +309,6 @@ impl TxQueue {
 
     /// Give every buffer back (the connection is being freed).
     pub fn release(&mut self, pool: &mut BufPool) {
-        QUEUED.fetch_sub(self.len(), Ordering::Relaxed);
         for seg in self.segs.take().into_iter().flat_map(|s| s.list) {
             if let Seg::Rx { ring: Some(r), .. } = seg {
                 pool.give(r);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::Input;
 use crate::buf::BufPool;
 use crate::config::Config;
-use crate::conn::{Conn, Event, State, Step, MAX_IOV};
+use crate::conn::{Conn, Event, Resources, State, Step, MAX_IOV};
 use crate::pubsub::Published;
 use crate::timer::Tick;
 use crate::ws::close::is_valid_close_code;
@@ -27,7 +27,7 @@ Sec-WebSocket-Version: 13\r\n\r\n";
 
 struct Driver<'a> {
     conn: Conn,
-    pool: BufPool,
+    res: Resources,
     cfg: Config,
     now: Tick,
     /// Client bytes not yet read by the "reactor".
@@ -83,7 +83,7 @@ pub fn conn(data: &[u8]) {
     let stream: Vec<u8> = [UPGRADE, wire].concat();
     let mut d = Driver {
         conn: Conn::new(0),
-        pool: BufPool::new(cfg.buffer_size, 4),
+        res: Resources::new(BufPool::new(cfg.buffer_size, 4)),
         cfg,
         now: 0,
         wire_in: &stream,
@@ -115,7 +115,7 @@ pub fn conn(data: &[u8]) {
                 d.publish(published, usize::from(arg) * 8);
             }
             6 if arg < 32 => {
-                let code = d.conn.going_away(&d.cfg, &mut d.pool);
+                let code = d.conn.going_away(&d.cfg, &mut d.res);
                 d.report(code);
             }
             7 if arg < 32 => d.peer_fin(),
@@ -154,8 +154,8 @@ pub fn conn(data: &[u8]) {
         d.conn.state()
     );
     assert!(d.reported.len() <= 1, "close reported {:?}", d.reported);
-    d.conn.release(&mut d.pool);
-    assert_eq!(d.pool.lent(), 0, "a ring was not given back");
+    d.conn.release(&mut d.res);
+    assert_eq!(d.res.pool.lent(), 0, "a ring was not given back");
     d.check_output();
 }
 
@@ -167,7 +167,7 @@ impl Driver<'_> {
             if !self.conn.wants_read(self.cfg.max_queued_bytes) {
                 break;
             }
-            let ring = self.conn.rx_ring(&mut self.pool);
+            let ring = self.conn.rx_ring(&mut self.res);
             let k = ring.free().min(n).min(self.wire_in.len());
             assert!(k > 0, "wants_read with a full rx ring");
             ring.push(&self.wire_in[..k]);
@@ -176,13 +176,13 @@ impl Driver<'_> {
             self.conn.on_input(self.now);
             self.process();
         }
-        self.conn.shed_rx(&mut self.pool);
+        self.conn.shed_rx(&mut self.res);
     }
 
     fn process(&mut self) {
         let limit = 100_000;
         for _ in 0..limit {
-            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.pool, self.now);
+            let (step, mut out) = self.conn.poll_event(&self.cfg, &mut self.res, self.now);
             match step {
                 Step::Idle => return,
                 Step::Again => {}
@@ -213,10 +213,10 @@ impl Driver<'_> {
             self.wire_out.extend_from_slice(&s[..k]);
             taken += k;
         }
-        self.conn.consume_tx(taken, &mut self.pool);
+        self.conn.consume_tx(taken, &mut self.res);
         // What `Reactor::flush` does after its writes: an echo still being sent from the read
         // ring is copied out so the ring can serve the next read.
-        self.conn.return_rx(&mut self.pool);
+        self.conn.return_rx(&mut self.res);
         // What `Reactor::flush` does once everything is said.
         if self.conn.wants_shutdown() {
             if self.eof {
@@ -236,7 +236,7 @@ impl Driver<'_> {
             .deadline(&self.cfg, self.now)
             .is_some_and(|d| d <= self.now)
         {
-            let code = self.conn.on_timeout(&self.cfg, &mut self.pool, self.now);
+            let code = self.conn.on_timeout(&self.cfg, &mut self.res, self.now);
             self.report(code);
         }
         self.peer_reads(0);
@@ -246,10 +246,13 @@ impl Driver<'_> {
     fn publish(&mut self, n: u32, len: usize) {
         let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
         let p = Rc::new(Published::encode(u64::from(n), false, &payload));
-        if self.conn.push_shared(p.frame.clone()) {
+        if self.conn.push_shared(p.frame.clone(), &mut self.res) {
             self.sent.push((false, payload));
-            if let Some(reason) = self.conn.slow_consumer(&self.cfg, self.now) {
-                let code = self.conn.close_policy(&self.cfg, &mut self.pool, reason);
+            if let Some(reason) = self
+                .conn
+                .slow_consumer(&self.cfg, self.now, self.res.queued())
+            {
+                let code = self.conn.close_policy(&self.cfg, &mut self.res, reason);
                 self.report(code);
             }
         }

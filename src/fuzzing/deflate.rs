@@ -13,7 +13,9 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 use super::Input;
 use crate::config::CompressionMode;
-use crate::ws::deflate::{negotiate, negotiate_counted, Agreement, Codec, Streams, NAME};
+use crate::ws::deflate::{
+    negotiate, negotiate_counted, Agreement, Codec, Compressors, Streams, NAME,
+};
 
 /// §7.2.1: the end of a sync flush, removed by the sender and appended by the receiver.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -235,12 +237,13 @@ fn peer_inflate(d: &mut Decompress, data: &[u8], what: &str) -> Vec<u8> {
 /// promised none), and a client's messages within the agreed window and context inflate.
 fn honoured(a: Agreement) {
     let mut streams = a.keeps_context().then(Streams::default);
+    let mut shared = Compressors::new();
     let server_bits = a.server_max_window_bits();
     // zlib cannot inflate with an 8-bit raw window either: a server that never compresses
     // under an 8-bit agreement (ws::deflate module docs) needs no client of that size here.
     let mut client_rx = Decompress::new_with_window_bits(false, server_bits.max(9));
     for (i, msg) in messages().iter().enumerate() {
-        let sent = Codec::new(a, streams.as_mut()).compress(msg, 0);
+        let sent = Codec::new(a, streams.as_mut(), &mut shared).compress(msg, 0);
         let Some(sent) = sent else {
             continue; // sent uncompressed: always allowed (§6)
         };
@@ -256,7 +259,7 @@ fn honoured(a: Agreement) {
             peer_inflate(&mut client_rx, &sent, &what)
         };
         assert_eq!(&got, msg, "{what}");
-        crate::ws::deflate::recycle(sent);
+        shared.recycle(sent);
     }
     // A client compresses with the window it may use (zlib's smallest is 9 bits, which an
     // 8-bit agreement's server inflates with: module docs) and keeps context unless told not
@@ -269,7 +272,7 @@ fn honoured(a: Agreement) {
         }
         let sent = peer_deflate(&mut client_tx, msg);
         let mut out = Vec::new();
-        Codec::new(a, streams.as_mut())
+        Codec::new(a, streams.as_mut(), &mut shared)
             .inflate(&sent, &mut out, 1 << 20, None)
             .unwrap_or_else(|e| panic!("client message {i} under {a:?}: {e:?}"));
         assert_eq!(&out, msg, "client message {i} under {a:?}");

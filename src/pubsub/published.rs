@@ -7,7 +7,7 @@
 use std::cell::{OnceCell, RefCell};
 
 use crate::conn::SharedFrame;
-use crate::ws::deflate::{self, RSV1};
+use crate::ws::deflate::{Compressors, RSV1};
 use crate::ws::frame::{encode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
 
 /// One published message: a WebSocket frame encoded once, plus what other transports need.
@@ -62,11 +62,17 @@ impl Published {
     /// every permessage-deflate subscriber whose server side keeps no context: compressed
     /// once per window size however many receive it. `None` when the message is shorter than
     /// `min_len` or does not shrink — the plain `frame` is sent then.
-    pub fn deflated(&self, bits: u8, min_len: usize) -> Option<SharedFrame> {
+    pub fn deflated(
+        &self,
+        compressors: &mut Compressors,
+        bits: u8,
+        min_len: usize,
+    ) -> Option<SharedFrame> {
         if let Some((_, f)) = self.deflated.borrow().iter().find(|(b, _)| *b == bits) {
             return f.clone();
         }
-        let frame = deflate::compress_fresh(self.payload(), bits, min_len)
+        let frame = compressors
+            .compress_fresh(self.payload(), bits, min_len)
             .map(|z| frame(self.text, RSV1, &z).0);
         self.deflated.borrow_mut().push((bits, frame.clone()));
         frame

@@ -4,6 +4,7 @@
 //! Must not: open a socket or read a clock.
 
 use super::*;
+use crate::ws::deflate::Compressors;
 
 fn hub() -> Hub {
     Hub::new(PubSubLimits {
@@ -18,16 +19,23 @@ fn hub() -> Hub {
 fn a_message_is_deflated_once_per_window_size() {
     let text = "{\"price\":42,\"ok\":true}".repeat(40);
     let p = Published::encode(7, true, text.as_bytes());
-    let a = p.deflated(15, 256).expect("compressible");
-    assert!(Rc::ptr_eq(&a, &p.deflated(15, 256).unwrap()), "cached");
+    let a = p
+        .deflated(&mut Compressors::new(), 15, 256)
+        .expect("compressible");
+    assert!(
+        Rc::ptr_eq(&a, &p.deflated(&mut Compressors::new(), 15, 256).unwrap()),
+        "cached"
+    );
     assert_eq!(a[0], 0xC1, "FIN + RSV1 (RFC 7692 §6) + text");
     assert!(a.len() < p.frame.len() / 4);
-    let b = p.deflated(9, 256).expect("compressible");
+    let b = p
+        .deflated(&mut Compressors::new(), 9, 256)
+        .expect("compressible");
     assert!(!Rc::ptr_eq(&a, &b));
     // Below the threshold, and with the unusable 8-bit window, the plain frame is sent.
     let short = Published::encode(8, true, b"{\"price\":42}");
-    assert_eq!(short.deflated(15, 256), None);
-    assert_eq!(p.deflated(8, 256), None);
+    assert_eq!(short.deflated(&mut Compressors::new(), 15, 256), None);
+    assert_eq!(p.deflated(&mut Compressors::new(), 8, 256), None);
 }
 
 #[test]

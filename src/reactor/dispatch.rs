@@ -30,7 +30,7 @@ impl<N: Net> Reactor<N> {
         let id = self.conn_id(idx);
         let Reactor {
             conns,
-            pool,
+            res,
             router,
             cfg,
             cmds,
@@ -39,13 +39,14 @@ impl<N: Net> Reactor<N> {
             metrics,
             clients,
             net,
+            totals,
             ..
         } = self;
         let e = &mut conns[idx];
         let via_proxy = e.has(VIA_PROXY);
         loop {
             let route = e.conn.route();
-            let (step, mut out) = e.conn.poll_event(cfg, pool, now);
+            let (step, mut out) = e.conn.poll_event(cfg, res, now);
             if let Step::Event(Event::Message(_)) = step {
                 metrics.messages_in.inc();
             }
@@ -79,7 +80,7 @@ impl<N: Net> Reactor<N> {
                         req.target
                     );
                     // Rendered only when `/metrics` is asked for.
-                    let render = || observe::render(metrics.all(), clients);
+                    let render = || observe::render(metrics.all(), clients, totals);
                     let env = &mut HttpEnv {
                         router,
                         hub,
@@ -203,7 +204,7 @@ impl<N: Net> Reactor<N> {
                 if let Some(code) =
                     self.conns[idx]
                         .conn
-                        .close_policy(&self.cfg, &mut self.pool, &reason)
+                        .close_policy(&self.cfg, &mut self.res, &reason)
                 {
                     self.told_closed(idx, code, &reason);
                 }
@@ -230,12 +231,16 @@ impl<N: Net> Reactor<N> {
                     BroadcastForm::Plain => published.frame.clone(),
                     // RFC 7692 §7.2.1: compressed once per window size for all of them.
                     BroadcastForm::Fresh { bits } => published
-                        .deflated(bits, self.cfg.compression.threshold)
+                        .deflated(
+                            &mut self.res.compressors,
+                            bits,
+                            self.cfg.compression.threshold,
+                        )
                         .unwrap_or_else(|| published.frame.clone()),
                     BroadcastForm::OwnContext => {
                         let p = &published;
                         if e.conn
-                            .send_own(&mut self.pool, &self.cfg, p.text, p.payload())
+                            .send_own(&mut self.res, &self.cfg, p.text, p.payload())
                         {
                             self.after_push(idx, conn);
                         }
@@ -252,7 +257,7 @@ impl<N: Net> Reactor<N> {
                         let resp = http::poll_release(
                             &self.hub, &topic, after, &published, &self.date, keep_alive,
                         );
-                        if e.conn.complete_held(&resp, &mut self.pool, &self.cfg) {
+                        if e.conn.complete_held(&resp, &mut self.res, &self.cfg) {
                             self.resume.push(idx); // pipelined requests may be waiting
                         }
                     }
@@ -260,7 +265,7 @@ impl<N: Net> Reactor<N> {
                     continue;
                 }
             };
-            if e.conn.push_shared(bytes) {
+            if e.conn.push_shared(bytes, &mut self.res) {
                 self.after_push(idx, conn);
             }
         }
@@ -270,14 +275,15 @@ impl<N: Net> Reactor<N> {
     /// behind (the others never wait for it).
     fn after_push(&mut self, idx: usize, conn: ConnId) {
         self.metrics.messages_out.inc();
+        let process_queued = self.process_queued();
         let e = &mut self.conns[idx];
-        if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now) {
+        if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now, process_queued) {
             log::info!(
                 "closing {conn:?} of {}: {reason}",
                 who(&self.clients, e.client, self.net.peer_addr(&e.sock))
             );
             self.metrics.slow_closes.inc();
-            if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.pool, reason) {
+            if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.res, reason) {
                 self.told_closed(idx, code, reason);
             }
         }

@@ -482,6 +482,15 @@ impl Net for FakeNet {
         self.now
     }
 
+    fn nanos(&self) -> u64 {
+        self.now * 1_000_000
+    }
+
+    /// The fake wall clock runs with the fake monotonic one, from 2026-01-01T00:00:00Z.
+    fn unix_ms(&self) -> u64 {
+        1_767_225_600_000 + self.now
+    }
+
     fn accept(&mut self) -> io::Result<(FakeStream, SocketAddr)> {
         self.accepts += 1;
         assert!(self.accepts < SPIN_LIMIT, "busy loop on accept");

@@ -159,7 +159,7 @@ impl Harness {
     /// Nothing left: no slot, no ring lent out.
     fn assert_all_freed(&self) {
         assert_eq!(self.r.conns.len(), 0, "slots");
-        assert_eq!(self.r.pool.lent(), 0, "rings lent");
+        assert_eq!(self.r.res.pool.lent(), 0, "rings lent");
     }
 }
 
@@ -218,7 +218,7 @@ fn an_upgrade_and_a_frame_arriving_one_byte_per_read_are_served() {
         assert_eq!(peer.calls().reads, bytes.len() * per_byte);
         assert!(turns >= bytes.len(), "{turns} iterations");
         // Idle between messages: the rx ring went back to the pool.
-        assert_eq!(h.r.pool.lent(), 0);
+        assert_eq!(h.r.res.pool.lent(), 0);
         h.assert_asleep();
     }
     // Under the default limit, a head dribbled a byte per read is refused at its 64th read
@@ -251,7 +251,7 @@ fn a_1_mib_echo_leaves_one_byte_per_write_with_writable_only_while_bytes_remain(
     // with no re-registration in between.
     let (r, rw) = (Interest::READABLE, Interest::READABLE | Interest::WRITABLE);
     assert_eq!(peer.interests(), [r, rw, r]);
-    assert_eq!(h.r.pool.lent(), 0);
+    assert_eq!(h.r.res.pool.lent(), 0);
     h.assert_asleep();
 }
 
@@ -357,7 +357,7 @@ fn an_echo_the_socket_takes_in_part_frees_the_read_ring_for_the_next_connection(
         a.written() == server(OpCode::Binary, &big_a),
         "a's echo intact"
     );
-    assert_eq!(h.r.pool.lent(), 0);
+    assert_eq!(h.r.res.pool.lent(), 0);
     h.assert_asleep();
 }
 

@@ -40,16 +40,15 @@ use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mio::{Interest, Poll, Token};
 use slab::Slab;
 
 use crate::app::{Command, Router};
-use crate::buf::BufPool;
 use crate::cidr;
 use crate::config::Config;
-use crate::conn::{Conn, State, MAX_IOV};
+use crate::conn::{Conn, Outcome, Resources, State, MAX_IOV};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerId, Wheel};
@@ -140,6 +139,8 @@ pub(crate) struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Open connections per client address (`--max-connections-per-ip`).
     pub clients: Arc<Clients>,
+    /// The workers' queued bytes and dedicated compressors, added up.
+    pub totals: Arc<Totals>,
 }
 
 impl Shared {
@@ -147,16 +148,50 @@ impl Shared {
         Ok(Shared {
             tls: tls_config(cfg)?,
             clients: Arc::new(Clients::new(cfg.max_connections_per_ip)),
+            totals: Arc::default(),
         })
     }
+}
+
+/// What the workers of a process add up between them: each counts its own exactly (in its
+/// `conn::Resources`) and adds the change here once per loop iteration (`sync_totals`), so
+/// no cache line is shared per message.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    /// Bytes queued on every connection: the slow-consumer process cap and a gauge.
+    queued: AtomicUsize,
+    /// Connections that own compression state (`--compression-max-dedicated`).
+    dedicated: AtomicUsize,
+}
+
+impl Totals {
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn dedicated(&self) -> usize {
+        self.dedicated.load(Ordering::Relaxed)
+    }
+}
+
+/// Move a total by the change from `told` (what this worker last added) to `now`.
+fn add_change(total: &AtomicUsize, told: &mut usize, now: usize) {
+    if now > *told {
+        total.fetch_add(now - *told, Ordering::Relaxed);
+    } else if now < *told {
+        total.fetch_sub(*told - now, Ordering::Relaxed);
+    }
+    *told = now;
 }
 
 /// A single-threaded event loop serving one listening socket. `N` is its way to the
 /// operating system: mio in production, a scripted fake in the fault harness.
 pub struct Reactor<N: Net = MioNet> {
     net: N,
-    /// The time of this iteration, read once after `poll` returns.
+    /// The time of this iteration, read once after `poll` returns: monotonic, and by the
+    /// wall clock (milliseconds since the Unix epoch).
     now: Tick,
+    unix_ms: u64,
     /// One timer per connection, one per ticking handler and one for the Redis link
     /// (`timers.rs` names them).
     wheel: Wheel,
@@ -180,12 +215,17 @@ pub struct Reactor<N: Net = MioNet> {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Open connections per client address, shared by all workers.
     clients: Arc<Clients>,
+    /// The process's sums of every worker's counts, and this worker's part in them as last
+    /// added (queued bytes, dedicated compressors).
+    totals: Arc<Totals>,
+    told: (usize, usize),
     /// This worker's slot in the process's metrics (`render_metrics` renders them all).
     metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
     conns: Slab<Entry<N::Stream>>,
-    pool: BufPool,
+    /// The buffer pool and shared compressors lent to every connection.
+    res: Resources,
     router: Router,
     cfg: Config,
     next_generation: u32,
@@ -230,10 +270,11 @@ impl<N: Net> Reactor<N> {
         shared: Shared,
         metrics: metrics::Worker,
     ) -> Reactor<N> {
-        let now = net.now();
+        let (now, unix_ms) = (net.now(), net.unix_ms());
         Reactor {
             net,
             now,
+            unix_ms,
             wheel: Wheel::new(now),
             conn_base: 1 + router.routes() as TimerId,
             sessions: HashMap::new(),
@@ -245,10 +286,12 @@ impl<N: Net> Reactor<N> {
             redis: redis::Role::Off,
             tls: shared.tls,
             clients: shared.clients,
+            totals: shared.totals,
+            told: (0, 0),
             metrics,
             draining_until: None,
             conns: Slab::with_capacity(1024),
-            pool: BufPool::new(cfg.buffer_size, cfg.pool_max_free),
+            res: Resources::for_config(&cfg),
             router,
             cfg,
             next_generation: 0,
@@ -283,15 +326,16 @@ impl<N: Net> Reactor<N> {
                     return Ok(false);
                 }
             }
-            let polled = Instant::now();
+            let polled = self.net.nanos();
             if let Err(e) = self.net.poll(ready, self.poll_timeout()) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            self.after_poll(polled);
+            self.after_poll(self.net.nanos().saturating_sub(polled));
             self.now = self.net.now();
+            self.unix_ms = self.net.unix_ms();
             self.refresh_date();
             for ev in ready.iter() {
                 match ev.token() {
@@ -315,15 +359,44 @@ impl<N: Net> Reactor<N> {
             self.redis_sync();
             self.flush_dirty();
             self.free_closed();
+            self.sync_totals();
             return Ok(true);
         }
     }
 
+    /// Once per iteration: add this worker's change in queued bytes and dedicated
+    /// compressors to the process's totals, learn the rest of the process's part, and count
+    /// the outcomes its connections recorded.
+    fn sync_totals(&mut self) {
+        let t = &self.totals;
+        add_change(&t.queued, &mut self.told.0, self.res.queued());
+        add_change(
+            &t.dedicated,
+            &mut self.told.1,
+            self.res.compressors.dedicated(),
+        );
+        let elsewhere = t.dedicated().saturating_sub(self.told.1);
+        self.res.compressors.set_dedicated_elsewhere(elsewhere);
+        let outcomes = self.metrics.all().outcomes();
+        for o in self.res.take_outcomes() {
+            match o {
+                Outcome::Answered(status) => outcomes.answered(status),
+                Outcome::CloseSent(code) => outcomes.close_sent.record(code),
+                Outcome::CloseReceived(code) => outcomes.close_received.record(code),
+            }
+        }
+    }
+
+    /// Bytes queued on every connection of the process: this worker's exactly, the others'
+    /// as they last added them.
+    fn process_queued(&self) -> usize {
+        let elsewhere = self.totals.queued().saturating_sub(self.told.0);
+        elsewhere + self.res.queued()
+    }
+
     /// Keep the `Date` header value current (formatted once a second, not per response).
     fn refresh_date(&mut self) {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let unix_ms = self.unix_ms;
         if unix_ms / 1000 != self.date_second {
             self.date_second = unix_ms / 1000;
             self.date = crate::text::Civil::from_unix_ms(unix_ms).http_date();
@@ -383,7 +456,7 @@ impl<N: Net> Reactor<N> {
         self.draining_until = Some(self.now + self.cfg.timeouts.drain.as_millis() as Tick);
         let ids: Vec<usize> = self.conns.iter().map(|(idx, _)| idx).collect();
         for idx in ids {
-            if let Some(code) = self.conns[idx].conn.going_away(&self.cfg, &mut self.pool) {
+            if let Some(code) = self.conns[idx].conn.going_away(&self.cfg, &mut self.res) {
                 self.told_closed(idx, code, "");
             }
             self.mark_dirty(idx);
@@ -489,7 +562,7 @@ impl<N: Net> Reactor<N> {
     /// so rather than leaving the client guessing. Not under TLS, where plaintext would be
     /// noise to the client: it just sees the close.
     fn refuse(&mut self, sock: &mut N::Stream, status: u16, body: &str) {
-        metrics::OUTCOMES.answered(status);
+        self.metrics.all().outcomes().answered(status);
         if self.tls.is_none() {
             let mut resp = Vec::with_capacity(160);
             crate::http::upgrade::write_status(status, body, &mut resp);
@@ -518,7 +591,7 @@ impl<N: Net> Reactor<N> {
             // may still wait there), and after RDHUP the FIN waits behind the data: keep
             // reading until WouldBlock or EOF.
             let plain = !e.has(TLS) && !e.has(PEER_DONE);
-            let ring = e.conn.rx_ring(&mut self.pool);
+            let ring = e.conn.rx_ring(&mut self.res);
             let (a, b) = ring.free_slices_mut();
             let room = a.len() + b.len();
             let res = match session(&mut self.sessions, e.flags, idx) {
@@ -556,7 +629,7 @@ impl<N: Net> Reactor<N> {
             }
         }
         if let Some(e) = self.conns.get_mut(idx) {
-            e.conn.shed_rx(&mut self.pool);
+            e.conn.shed_rx(&mut self.res);
             // The reply to what was just read leaves now, while its bytes are in cache,
             // rather than after every other ready connection has been read: there is one
             // write per connection either way, and holding it back means one tx ring per
@@ -592,7 +665,7 @@ impl<N: Net> Reactor<N> {
         if let Some(code) = self.conns[idx].conn.abort() {
             self.told_closed(idx, code, "");
         }
-        self.conns[idx].conn.release(&mut self.pool);
+        self.conns[idx].conn.release(&mut self.res);
     }
 
     fn mark_dirty(&mut self, idx: usize) {
@@ -650,7 +723,7 @@ impl<N: Net> Reactor<N> {
             match res {
                 Ok(n) => {
                     self.metrics.bytes_out.add(n as u64);
-                    e.conn.consume_tx(n, &mut self.pool);
+                    e.conn.consume_tx(n, &mut self.res);
                     // A short plain write means the send buffer is full (WRITABLE will tell
                     // us); under TLS it only means the session's buffer was, and that has
                     // been flushed: go on until WouldBlock.
@@ -672,7 +745,7 @@ impl<N: Net> Reactor<N> {
         let e = &mut self.conns[idx];
         // What the socket did not take of an echo is copied out of the large read ring, which
         // goes back to the pool: the ring serves every connection's reads, not one slow peer.
-        e.conn.return_rx(&mut self.pool);
+        e.conn.return_rx(&mut self.res);
         // TLS records the socket could not take yet (the plaintext left tx already).
         let tls_pending = match session(&mut self.sessions, e.flags, idx)
             .map(|tls| crate::tls::flush(&mut e.sock, tls))
@@ -744,7 +817,7 @@ impl<N: Net> Reactor<N> {
             self.wheel.cancel(self.conn_timer_id(idx));
             self.sessions.remove(&idx);
             self.net.deregister(&mut e.sock);
-            e.conn.release(&mut self.pool);
+            e.conn.release(&mut self.res);
         }
     }
 }

@@ -88,6 +88,12 @@ pub trait Net {
     /// Monotonic milliseconds; read once per loop iteration.
     fn now(&self) -> Tick;
 
+    /// Monotonic nanoseconds, for timing (the time blocked in `poll`).
+    fn nanos(&self) -> u64;
+
+    /// Milliseconds since the Unix epoch by the wall clock; read once per loop iteration.
+    fn unix_ms(&self) -> u64;
+
     /// Accept one pending connection. `WouldBlock` when none is pending, or when accepting
     /// has stopped (`stop_accepting`).
     fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)>;
@@ -184,6 +190,14 @@ impl Net for MioNet {
 
     fn now(&self) -> Tick {
         self.clock.now()
+    }
+
+    fn nanos(&self) -> u64 {
+        self.clock.nanos()
+    }
+
+    fn unix_ms(&self) -> u64 {
+        super::clock::unix_ms()
     }
 
     fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {

@@ -5,11 +5,10 @@
 //! Must not: take a lock or allocate per message.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::clients::Clients;
-use super::{Net, Reactor};
-use crate::conn::{queued_in_process, Mode, State};
+use super::{Net, Reactor, Totals};
+use crate::conn::{Mode, State};
 use crate::metrics::{ConnClass, Metrics, Phase, Transport};
 
 impl<N: Net> Reactor<N> {
@@ -21,15 +20,16 @@ impl<N: Net> Reactor<N> {
 
     /// The process's metrics (every worker's slot summed) in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        render(self.metrics.all(), &self.clients)
+        render(self.metrics.all(), &self.clients, &self.totals)
     }
 
-    /// Right after `poll` returns: count the iteration and the time blocked, and refresh the
+    /// Right after `poll` returns: count the iteration and the time blocked (`polled_nanos`,
+    /// by `Net::nanos`), and refresh the
     /// gauges only this worker can see (cheap: a few relaxed stores per iteration).
-    pub(super) fn after_poll(&mut self, polled: Instant) {
+    pub(super) fn after_poll(&mut self, polled_nanos: u64) {
         let m = &self.metrics;
         m.loop_iterations.inc();
-        m.poll_nanos.add(polled.elapsed().as_nanos() as u64);
+        m.poll_nanos.add(polled_nanos);
         m.timers.set(self.wheel.len() as i64);
         m.topics.set(self.hub.topic_count() as i64);
         m.history_bytes.set(self.hub.history_bytes() as i64);
@@ -77,10 +77,10 @@ impl<N: Net> Reactor<N> {
 }
 
 /// Render `all` after setting the process-wide gauges only the reactor can read.
-pub(super) fn render(all: &Metrics, clients: &Clients) -> String {
-    all.set_queued_bytes(queued_in_process());
+pub(super) fn render(all: &Metrics, clients: &Clients, totals: &Totals) -> String {
+    all.set_queued_bytes(totals.queued());
     all.set_client_addresses(clients.addresses());
-    all.set_deflate_dedicated(crate::ws::deflate::dedicated_in_use());
+    all.set_deflate_dedicated(totals.dedicated());
     let mut out = String::with_capacity(8 * 1024);
     all.render(&mut out);
     out

@@ -18,7 +18,6 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::SystemTime;
 
 use mio::net::TcpStream;
 use mio::Interest;
@@ -77,8 +76,7 @@ pub fn resolve(cfg: &Config) -> io::Result<Option<SocketAddr>> {
 fn node_id() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
-    h.write_u128(t.map_or(0, |d| d.as_nanos()));
+    h.write_u64(super::clock::unix_nanos());
     h.finish()
 }
 

@@ -6,8 +6,6 @@
 //! connection keeps no timer key (docs/architecture.md §9).
 //! Must not: touch the wheel per frame or keep more than one entry per connection.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::{Net, Reactor};
 use crate::app::{Command, Ctx, RouteId};
 use crate::conn::State;
@@ -72,7 +70,7 @@ impl<N: Net> Reactor<N> {
             return; // cannot happen: freeing a slot cancels its timer
         };
         let was_held = e.conn.state() == State::Held;
-        if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.pool, self.now) {
+        if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.res, self.now) {
             self.told_closed(idx, code, "");
         }
         if was_held && self.conns[idx].conn.state() != State::Held {
@@ -85,9 +83,7 @@ impl<N: Net> Reactor<N> {
     }
 
     fn tick(&mut self, route: RouteId, at: Tick) {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let unix_ms = self.unix_ms;
         let before = self.cmds.len();
         self.router
             .handler(route)

@@ -19,9 +19,8 @@
 //! asked for `server_max_window_bits=8` is answered with 8 but never sent a compressed message
 //! (RFC 7692 §6: whether to compress is decided per message, so this honours the agreement).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -49,7 +48,7 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// First allocation for an inflated message; it then doubles, never past the limit + 1.
 const INFLATE_FIRST_CHUNK: usize = 16 * 1024;
 
-/// A per-thread scratch buffer larger than this is freed after use instead of kept.
+/// A scratch buffer larger than this is freed after use instead of kept.
 const SCRATCH_KEEP: usize = 1 << 20;
 
 // ------------------------------------------------------------------------------------------
@@ -467,46 +466,13 @@ pub fn compressed_bound(max: u64) -> u64 {
 
 /// A connection's own compressor and decompressor, for the directions that keep context
 /// (allocated lazily: a direction that never carries a compressed message costs nothing).
-/// Each one alive is counted process-wide (`dedicated_in_use`), for the cap that keeps the
-/// client's choice of context takeover from deciding the server's memory.
+/// The connections that own one are counted by their reactor (`Compressors::dedicated`), for
+/// the cap that keeps the client's choice of context takeover from deciding the server's
+/// memory.
+#[derive(Default)]
 pub struct Streams {
     tx: Option<Compress>,
     rx: Option<Decompress>,
-}
-
-/// `Streams` alive in the process (every worker).
-static DEDICATED: AtomicUsize = AtomicUsize::new(0);
-
-/// How many connections own compression state now (`--compression-max-dedicated`).
-pub fn dedicated_in_use() -> usize {
-    DEDICATED.load(Ordering::Relaxed)
-}
-
-impl Default for Streams {
-    fn default() -> Streams {
-        DEDICATED.fetch_add(1, Ordering::Relaxed);
-        Streams { tx: None, rx: None }
-    }
-}
-
-impl Drop for Streams {
-    fn drop(&mut self) {
-        DEDICATED.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The mode to negotiate a new connection with: `Dedicated` turns into `Shared` once
-/// `max_dedicated` connections own compression state, so past the cap new clients are
-/// answered with `server_no_context_takeover`/`client_no_context_takeover` (RFC 7692 §7.1.1:
-/// the server may always ask for them) and cost no per-connection state. Workers check
-/// the count before they create state, so concurrent upgrades on N workers can pass the
-/// cap by at most N − 1.
-pub fn mode_for_new(mode: CompressionMode, max_dedicated: usize) -> CompressionMode {
-    if mode == CompressionMode::Dedicated && dedicated_in_use() >= max_dedicated {
-        CompressionMode::Shared
-    } else {
-        mode
-    }
 }
 
 impl fmt::Debug for Streams {
@@ -518,49 +484,117 @@ impl fmt::Debug for Streams {
     }
 }
 
-/// The per-thread state shared by every connection of the reactor on this thread.
-struct Shared {
+/// The compression state one reactor shares among all its connections, owned by the reactor
+/// like its buffer pool and lent to each codec (`Codec::new`): the compressors and the
+/// decompressor of directions without context takeover (they keep nothing between messages,
+/// so they are reset before each one), the output scratch buffer, and the count of
+/// connections that own `Streams`, checked against `--compression-max-dedicated`.
+#[derive(Default)]
+pub struct Compressors {
     /// One compressor per window size 9..=15 (index `bits - 9`), created on first use.
     deflaters: [Option<Compress>; 7],
     /// A 15-bit decompressor: it inflates any window size.
     inflater: Option<Decompress>,
     /// Reused output buffer of `Codec::compress`.
     scratch: Vec<u8>,
+    /// Connections of this reactor that own `Streams`.
+    dedicated: usize,
+    /// Connections of the rest of the process that own `Streams`, as the reactor last learnt
+    /// it (`set_dedicated_elsewhere`).
+    elsewhere: usize,
 }
 
-thread_local! {
-    static SHARED: RefCell<Shared> = const {
-        RefCell::new(Shared {
-            deflaters: [const { None }; 7],
-            inflater: None,
-            scratch: Vec::new(),
-        })
-    };
+impl fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compressors")
+            .field("dedicated", &self.dedicated)
+            .field("elsewhere", &self.elsewhere)
+            .finish()
+    }
 }
 
-/// Run `f` on this thread's shared state; `None` if it is unavailable (being torn down, or
-/// already borrowed — which the single-threaded call graph never does).
-fn with_shared<R>(f: impl FnOnce(&mut Shared) -> R) -> Option<R> {
-    SHARED
-        .try_with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
-        .ok()
-        .flatten()
-}
+impl Compressors {
+    pub fn new() -> Compressors {
+        Compressors::default()
+    }
 
-/// A buffer for compressed output: the thread's scratch if it is free.
-fn take_scratch() -> Vec<u8> {
-    with_shared(|s| std::mem::take(&mut s.scratch)).unwrap_or_default()
-}
+    /// How many of this reactor's connections own compression state now.
+    pub fn dedicated(&self) -> usize {
+        self.dedicated
+    }
 
-/// Give back a buffer from `Codec::compress` for the next message.
-pub fn recycle(mut buf: Vec<u8>) {
-    if buf.capacity() <= SCRATCH_KEEP {
-        buf.clear();
-        let _ = with_shared(|s| {
-            if s.scratch.capacity() < buf.capacity() {
-                s.scratch = buf;
+    /// What the rest of the process owns (the reactor sums its workers' counts).
+    pub fn set_dedicated_elsewhere(&mut self, n: usize) {
+        self.elsewhere = n;
+    }
+
+    /// A connection took its own `Streams` (at the 101) / gave them up (when freed).
+    pub fn streams_created(&mut self) {
+        self.dedicated += 1;
+    }
+
+    pub fn streams_freed(&mut self) {
+        self.dedicated = self.dedicated.saturating_sub(1);
+    }
+
+    /// The mode to negotiate a new connection with: `Dedicated` turns into `Shared` once
+    /// `max_dedicated` connections own compression state, so past the cap new clients are
+    /// answered with `server_no_context_takeover`/`client_no_context_takeover` (RFC 7692
+    /// §7.1.1: the server may always ask for them) and cost no per-connection state. This
+    /// reactor's count is exact; the rest of the process's is as of the reactor's last loop
+    /// iteration, so upgrades on N workers can pass the cap by what the others accept within
+    /// one iteration.
+    pub fn mode_for_new(&self, mode: CompressionMode, max_dedicated: usize) -> CompressionMode {
+        if mode == CompressionMode::Dedicated && self.dedicated + self.elsewhere >= max_dedicated {
+            CompressionMode::Shared
+        } else {
+            mode
+        }
+    }
+
+    /// A buffer for compressed output: the scratch buffer, taken until `recycle`.
+    fn take_scratch(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.scratch)
+    }
+
+    /// Give back a buffer from `Codec::compress` for the next message.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= SCRATCH_KEEP {
+            buf.clear();
+            if self.scratch.capacity() < buf.capacity() {
+                self.scratch = buf;
             }
-        });
+        }
+    }
+
+    /// A message compressed for every connection whose agreement lets the server compress
+    /// without context takeover, with window `bits`: the compressed payload, or `None` when
+    /// it is shorter than `min_len`, `bits` is 8 (see the module docs), or compression does
+    /// not shrink it.
+    pub fn compress_fresh(&mut self, payload: &[u8], bits: u8, min_len: usize) -> Option<Vec<u8>> {
+        if payload.len() < min_len || !(9..=15).contains(&bits) {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.deflate_fresh(payload, bits, &mut out).then_some(out)
+    }
+
+    /// Compress one message with an empty window of `bits` (9..=15) on the shared
+    /// compressor. Such a message references nothing sent before it, so any receiver whose
+    /// agreed window is at least `bits` can inflate it, with or without its own context
+    /// (§7.2.1): this is what lets a broadcast be compressed once for many connections
+    /// (`pubsub::Published::deflated`). False when the output would not be smaller.
+    fn deflate_fresh(&mut self, payload: &[u8], bits: u8, out: &mut Vec<u8>) -> bool {
+        let c = self.deflaters[usize::from(bits - 9)].get_or_insert_with(|| new_compressor(bits));
+        c.reset();
+        deflate_message(c, payload, out) && out.len() < payload.len()
+    }
+
+    /// The shared decompressor, reset for a message that starts with an empty window.
+    fn inflater(&mut self) -> &mut Decompress {
+        let d = self.inflater.get_or_insert_with(|| new_decompressor(15));
+        d.reset(false);
+        d
     }
 }
 
@@ -574,27 +608,36 @@ fn new_decompressor(bits: u8) -> Decompress {
     Decompress::new_with_window_bits(false, bits.clamp(9, 15))
 }
 
-/// One connection's permessage-deflate, lent for one message: what was agreed, and the
-/// connection's `Streams` if it has any.
+/// One connection's permessage-deflate, lent for one message: what was agreed, the
+/// connection's `Streams` if it has any, and its reactor's shared `Compressors`.
 pub struct Codec<'s> {
     agreement: Agreement,
     streams: Option<&'s mut Streams>,
+    shared: &'s mut Compressors,
 }
 
 impl<'s> Codec<'s> {
-    pub fn new(agreement: Agreement, streams: Option<&'s mut Streams>) -> Codec<'s> {
-        Codec { agreement, streams }
+    pub fn new(
+        agreement: Agreement,
+        streams: Option<&'s mut Streams>,
+        shared: &'s mut Compressors,
+    ) -> Codec<'s> {
+        Codec {
+            agreement,
+            streams,
+            shared,
+        }
     }
 
     /// Compress one outgoing message (§7.2.1), or `None` to send it uncompressed: shorter than
     /// `min_len`, an agreed 8-bit window, or (without context takeover) output no smaller
-    /// than the input. Hand the buffer back with `recycle` once it is queued.
+    /// than the input. Hand the buffer back with `Compressors::recycle` once it is queued.
     pub fn compress(&mut self, payload: &[u8], min_len: usize) -> Option<Vec<u8>> {
         let bits = self.agreement.server_max_window_bits();
         if payload.len() < min_len || bits < 9 {
             return None;
         }
-        let mut out = take_scratch();
+        let mut out = self.shared.take_scratch();
         let own = match self.streams.as_deref_mut() {
             Some(s) if !self.agreement.server_no_context_takeover() => Some(s),
             _ => None,
@@ -612,12 +655,12 @@ impl<'s> Codec<'s> {
                 ok
             }
             // §7.2.1 with server_no_context_takeover: an empty window for every message.
-            None => deflate_fresh(payload, bits, &mut out),
+            None => self.shared.deflate_fresh(payload, bits, &mut out),
         };
         if done {
             Some(out)
         } else {
-            recycle(out);
+            self.shared.recycle(out);
             None
         }
     }
@@ -632,7 +675,7 @@ impl<'s> Codec<'s> {
         data: &[u8],
         out: &mut Vec<u8>,
         max: u64,
-        mut utf8: Option<&mut Utf8Validator>,
+        utf8: Option<&mut Utf8Validator>,
     ) -> Result<(), ProtocolError> {
         // `max + 1` bytes is how "too large" is detected, so it must not overflow.
         let max = usize::try_from(max)
@@ -649,41 +692,10 @@ impl<'s> Codec<'s> {
                 inflate_message(d, data, out, max, utf8)
             }
             // §7.2.2 with client_no_context_takeover: every message starts with an empty
-            // window, so this thread's decompressor serves every connection.
-            None => with_shared(|s| {
-                let d = s.inflater.get_or_insert_with(|| new_decompressor(15));
-                d.reset(false);
-                inflate_message(d, data, out, max, utf8.as_deref_mut())
-            })
-            .unwrap_or_else(|| inflate_message(&mut new_decompressor(15), data, out, max, utf8)),
+            // window, so the reactor's one decompressor serves every connection.
+            None => inflate_message(self.shared.inflater(), data, out, max, utf8),
         }
     }
-}
-
-/// Compress one message with an empty window of `bits` (9..=15) on this thread's shared
-/// compressor. Such a message references nothing sent before it, so any receiver whose
-/// agreed window is at least `bits` can inflate it, with or without its own context (§7.2.1):
-/// this is what lets a broadcast be compressed once for many connections
-/// (`pubsub::Published::deflated`). False when the output would not be smaller.
-fn deflate_fresh(payload: &[u8], bits: u8, out: &mut Vec<u8>) -> bool {
-    with_shared(|s| {
-        let c = s.deflaters[usize::from(bits - 9)].get_or_insert_with(|| new_compressor(bits));
-        c.reset();
-        deflate_message(c, payload, out) && out.len() < payload.len()
-    })
-    .unwrap_or(false)
-}
-
-/// A message compressed for every connection whose agreement lets the server compress
-/// without context takeover, with window `bits`: the compressed payload, or `None` when it
-/// is shorter than `min_len`, `bits` is 8 (see the module docs), or compression does not
-/// shrink it.
-pub fn compress_fresh(payload: &[u8], bits: u8, min_len: usize) -> Option<Vec<u8>> {
-    if payload.len() < min_len || !(9..=15).contains(&bits) {
-        return None;
-    }
-    let mut out = Vec::new();
-    deflate_fresh(payload, bits, &mut out).then_some(out)
 }
 
 /// Deflate `payload` with a sync flush into `out` and drop the flush's trailing `00 00 ff

@@ -280,7 +280,7 @@ fn state_lives_only_where_context_is_kept() {
         format!("{:?}", h.conn.rx.asm),
         "Assembler { partial: None }"
     );
-    assert_eq!(h.pool.lent(), 0);
+    assert_eq!(h.res.pool.lent(), 0);
     // Dedicated, but the client asked for no context takeover both ways: still nothing.
     let (h, _) = open_offering(
         config(CompressionMode::Dedicated),
@@ -298,4 +298,36 @@ fn state_lives_only_where_context_is_kept() {
         format!("{:?}", h.conn.tx.streams()),
         "Some(Streams { tx: true, rx: true })"
     );
+}
+
+#[test]
+fn dedicated_streams_are_counted_by_the_reactors_compressors_and_capped() {
+    // --compression-max-dedicated: connections past the cap are answered with
+    // no_context_takeover and own nothing; the count comes from the reactor's `Resources`,
+    // with the rest of the process's as the reactor last learnt it.
+    let mut cfg = config(CompressionMode::Dedicated);
+    cfg.compression.max_dedicated = 2;
+    let mut res = Resources::new(BufPool::new(cfg.buffer_size, 8));
+    res.compressors.set_dedicated_elsewhere(1);
+    let mut conns = Vec::new();
+    let mut exts = Vec::new();
+    for _ in 0..2 {
+        let mut h = Harness::new(cfg.clone());
+        std::mem::swap(&mut h.res, &mut res);
+        h.feed(&upgrade_offering("permessage-deflate"));
+        let head = String::from_utf8(h.output()).unwrap();
+        exts.push(head.contains("server_no_context_takeover"));
+        std::mem::swap(&mut h.res, &mut res);
+        conns.push(h);
+    }
+    assert_eq!(
+        exts,
+        [false, true],
+        "one under the cap (1 elsewhere + 1), then shared"
+    );
+    assert_eq!(res.compressors.dedicated(), 1);
+    for mut h in conns {
+        h.conn.release(&mut res);
+    }
+    assert_eq!(res.compressors.dedicated(), 0, "freed with the connection");
 }

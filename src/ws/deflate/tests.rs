@@ -244,19 +244,26 @@ fn round_trip_without_context_takeover() {
     let a = agreement(Shared, "permessage-deflate");
     for len in [0, 1, 100, 1000, 65536, 1 << 20] {
         let msg = sample(len, len as u64);
-        let sent = Codec::new(a, None).compress(&msg, 0);
+        let sent = Codec::new(a, None, &mut Compressors::new()).compress(&msg, 0);
         let mut client = Decompress::new(false);
         if let Some(z) = &sent {
             assert!(z.len() < msg.len() || msg.is_empty(), "len {len}");
             // No context: a fresh peer decompressor per message inflates it.
             assert_eq!(peer_inflate(&mut client, z), msg, "len {len}");
-            recycle(z.clone());
+            Compressors::new().recycle(z.clone());
         } else {
             assert!(len < 64, "len {len} sent uncompressed");
         }
         // And the client's messages, each compressed from an empty window.
         let z = peer_deflate(&mut Compress::new(Compression::default(), false), &msg);
-        assert_eq!(inflate_all(&mut Codec::new(a, None), &z, 1 << 20), Ok(msg));
+        assert_eq!(
+            inflate_all(
+                &mut Codec::new(a, None, &mut Compressors::new()),
+                &z,
+                1 << 20
+            ),
+            Ok(msg)
+        );
     }
 }
 
@@ -264,28 +271,43 @@ fn round_trip_without_context_takeover() {
 fn the_empty_message() {
     let a = agreement(Shared, "permessage-deflate");
     // An empty message compresses to one 0x00 byte (what is left of an empty stored block)...
-    let z = Codec::new(a, None).compress(b"", 0);
+    let z = Codec::new(a, None, &mut Compressors::new()).compress(b"", 0);
     assert_eq!(z, None, "output no smaller than the input: sent as is");
     let mut out = Vec::new();
     assert!(deflate_message(&mut new_compressor(15), b"", &mut out));
     assert_eq!(out, [0x00]);
     // ...and inflates, like zero bytes, to nothing.
     assert_eq!(
-        inflate_all(&mut Codec::new(a, None), &[0x00], 10),
+        inflate_all(
+            &mut Codec::new(a, None, &mut Compressors::new()),
+            &[0x00],
+            10
+        ),
         Ok(vec![])
     );
-    assert_eq!(inflate_all(&mut Codec::new(a, None), &[], 10), Ok(vec![]));
+    assert_eq!(
+        inflate_all(&mut Codec::new(a, None, &mut Compressors::new()), &[], 10),
+        Ok(vec![])
+    );
 }
 
 #[test]
 fn small_messages_stay_uncompressed() {
     let a = agreement(Shared, "permessage-deflate");
     let msg = sample(127, 1);
-    assert_eq!(Codec::new(a, None).compress(&msg, 128), None);
-    assert!(Codec::new(a, None).compress(&sample(128, 1), 128).is_some());
+    assert_eq!(
+        Codec::new(a, None, &mut Compressors::new()).compress(&msg, 128),
+        None
+    );
+    assert!(Codec::new(a, None, &mut Compressors::new())
+        .compress(&sample(128, 1), 128)
+        .is_some());
     // Incompressible data is sent as is when no context is kept.
     let noise = noise(4096);
-    assert_eq!(Codec::new(a, None).compress(&noise, 0), None);
+    assert_eq!(
+        Codec::new(a, None, &mut Compressors::new()).compress(&noise, 0),
+        None
+    );
 }
 
 #[test]
@@ -307,7 +329,8 @@ fn round_trip_with_context_takeover_at_every_window_size() {
             let msg = [sample(600, 7), sample(600, 7)].concat();
             // Client → server.
             let z = peer_deflate(&mut client_tx, &msg);
-            let mut codec = Codec::new(a, Some(&mut ours));
+            let mut shared = Compressors::new();
+            let mut codec = Codec::new(a, Some(&mut ours), &mut shared);
             assert_eq!(
                 inflate_all(&mut codec, &z, 1 << 20).as_ref(),
                 Ok(&msg),
@@ -322,7 +345,7 @@ fn round_trip_with_context_takeover_at_every_window_size() {
                         "bits {bits} round {round}"
                     );
                     sizes.push(z.len());
-                    recycle(z);
+                    drop(z);
                 }
                 None => assert_eq!(bits, 8, "only an 8-bit window disables compression"),
             }
@@ -346,17 +369,39 @@ fn a_shared_decompressor_serves_interleaved_connections() {
     let z2 = peer_deflate(&mut Compress::new(Compression::default(), false), &m2);
     for _ in 0..3 {
         assert_eq!(
-            inflate_all(&mut Codec::new(a, None), &z1, 1 << 20).as_ref(),
+            inflate_all(
+                &mut Codec::new(a, None, &mut Compressors::new()),
+                &z1,
+                1 << 20
+            )
+            .as_ref(),
             Ok(&m1)
         );
         assert_eq!(
-            inflate_all(&mut Codec::new(a, None), &z2, 1 << 20).as_ref(),
+            inflate_all(
+                &mut Codec::new(a, None, &mut Compressors::new()),
+                &z2,
+                1 << 20
+            )
+            .as_ref(),
             Ok(&m2)
         );
     }
     // A failed message leaves nothing behind for the next one.
-    assert!(inflate_all(&mut Codec::new(a, None), &[0xff; 40], 1 << 20).is_err());
-    assert_eq!(inflate_all(&mut Codec::new(a, None), &z1, 1 << 20), Ok(m1));
+    assert!(inflate_all(
+        &mut Codec::new(a, None, &mut Compressors::new()),
+        &[0xff; 40],
+        1 << 20
+    )
+    .is_err());
+    assert_eq!(
+        inflate_all(
+            &mut Codec::new(a, None, &mut Compressors::new()),
+            &z1,
+            1 << 20
+        ),
+        Ok(m1)
+    );
 }
 
 #[test]
@@ -369,7 +414,8 @@ fn a_final_block_ends_a_message() {
     for mode in [Shared, Dedicated] {
         let a = agreement(mode, "permessage-deflate");
         let mut s = Streams::default();
-        let mut codec = Codec::new(a, Some(&mut s));
+        let mut shared = Compressors::new();
+        let mut codec = Codec::new(a, Some(&mut s), &mut shared);
         assert_eq!(inflate_all(&mut codec, &z, 1 << 20).as_ref(), Ok(&msg));
         // Bytes after the final block are not part of any stream.
         let mut junk = z.clone();
@@ -387,23 +433,33 @@ fn inflation_stops_one_byte_past_the_limit() {
     let msg = sample(10_000, 4);
     let z = peer_deflate(&mut Compress::new(Compression::default(), false), &msg);
     assert_eq!(
-        inflate_all(&mut Codec::new(a, None), &z, 10_000).as_ref(),
+        inflate_all(
+            &mut Codec::new(a, None, &mut Compressors::new()),
+            &z,
+            10_000
+        )
+        .as_ref(),
         Ok(&msg)
     );
     assert_eq!(
-        inflate_all(&mut Codec::new(a, None), &z, 9_999),
+        inflate_all(&mut Codec::new(a, None, &mut Compressors::new()), &z, 9_999),
         Err(ProtocolError::MessageTooLarge {
             size: 10_000,
             max: 9_999
         })
     );
     assert_eq!(
-        inflate_all(&mut Codec::new(a, None), &z, 0),
+        inflate_all(&mut Codec::new(a, None, &mut Compressors::new()), &z, 0),
         Err(ProtocolError::MessageTooLarge { size: 1, max: 0 })
     );
     // No limit at all (u64::MAX) must not overflow the "limit + 1" arithmetic.
     assert_eq!(
-        inflate_all(&mut Codec::new(a, None), &z, u64::MAX).as_ref(),
+        inflate_all(
+            &mut Codec::new(a, None, &mut Compressors::new()),
+            &z,
+            u64::MAX
+        )
+        .as_ref(),
         Ok(&msg)
     );
 }
@@ -421,7 +477,12 @@ fn a_bomb_is_refused_with_bounded_memory() {
     ] {
         let mut s = Streams::default();
         let mut out = Vec::new();
-        let err = Codec::new(a, Some(&mut s)).inflate(&bomb, &mut out, 1 << 20, None);
+        let err = Codec::new(a, Some(&mut s), &mut Compressors::new()).inflate(
+            &bomb,
+            &mut out,
+            1 << 20,
+            None,
+        );
         assert_eq!(
             err,
             Err(ProtocolError::MessageTooLarge {
@@ -441,7 +502,7 @@ fn a_bomb_is_refused_with_bounded_memory() {
     let mut out = Vec::new();
     let a = agreement(Shared, "permessage-deflate");
     assert!(matches!(
-        Codec::new(a, None).inflate(&small, &mut out, 64 << 10, None),
+        Codec::new(a, None, &mut Compressors::new()).inflate(&small, &mut out, 64 << 10, None),
         Err(ProtocolError::MessageTooLarge { .. })
     ));
     assert!(out.capacity() <= (64 << 10) + 1);
@@ -456,7 +517,11 @@ fn corrupt_streams_fail() {
         &[0x00, 0x05, 0x00, 0x00, 0x00], // stored block whose LEN and NLEN disagree
     ] {
         assert_eq!(
-            inflate_all(&mut Codec::new(a, None), bad, 1 << 20),
+            inflate_all(
+                &mut Codec::new(a, None, &mut Compressors::new()),
+                bad,
+                1 << 20
+            ),
             Err(ProtocolError::BadCompressedData),
             "{bad:x?}"
         );
@@ -467,7 +532,12 @@ fn corrupt_streams_fail() {
         &[sample(2000, 5), sample(2000, 5)].concat(),
     );
     let tail = &z[z.len() / 2..];
-    assert!(inflate_all(&mut Codec::new(a, None), tail, 1 << 20).is_err());
+    assert!(inflate_all(
+        &mut Codec::new(a, None, &mut Compressors::new()),
+        tail,
+        1 << 20
+    )
+    .is_err());
 }
 
 #[test]
@@ -477,7 +547,7 @@ fn inflated_text_is_validated_as_it_comes() {
         let z = peer_deflate(&mut Compress::new(Compression::default(), false), msg);
         let mut v = Utf8Validator::new();
         let mut out = Vec::new();
-        Codec::new(a, None)
+        Codec::new(a, None, &mut Compressors::new())
             .inflate(&z, &mut out, 1 << 20, Some(&mut v))
             .map(|()| out)
     };
