@@ -48,7 +48,9 @@ const DOCS: &[&str] = &[
     "docs/testing.md",
 ];
 
-const SOURCE_DIRS: &[&str] = &["src", "tests", "benches", "fuzz", "examples"];
+/// `proto/src` is the `wsloop-proto` crate, whose modules `wsloop` re-exports under their own
+/// names (`conn`, `ws`, …), so its files map to root modules like `src/`'s.
+const SOURCE_DIRS: &[&str] = &["src", "proto/src", "tests", "benches", "fuzz", "examples"];
 
 /// Table columns whose code spans are all names of code, bare identifiers included.
 const NAME_COLUMNS: &[&str] = &[
@@ -212,13 +214,17 @@ fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `src/ws/decode.rs` → `ws::decode`; `src/ws/mod.rs` → `ws`; `src/lib.rs` → the root. Files
+/// `src/ws/decode.rs` (or `proto/src/ws/decode.rs`) → `ws::decode`; `src/ws/mod.rs` → `ws`;
+/// `src/lib.rs` → the root. Files
 /// outside `src/` keep their top directory (`tests/faults.rs` → `tests::faults`) so that a test
 /// crate never passes for a library module of the same name.
 fn module_of(rel: &str) -> Vec<String> {
     let mut parts: Vec<String> = rel.split('/').map(str::to_string).collect();
     let last = parts.pop().unwrap();
     let stem = last.trim_end_matches(".rs");
+    if parts.len() >= 2 && parts[0] == "proto" && parts[1] == "src" {
+        parts.remove(0);
+    }
     if parts.first().map(String::as_str) == Some("src") {
         parts.remove(0);
         if parts.is_empty() && (stem == "lib" || stem == "main") {
@@ -860,11 +866,17 @@ fn resolve(name: &Name, index: &Index) -> Verdict {
         let found = index
             .files
             .iter()
-            .filter(|(f, _)| f.as_str() == format!("src/{file}") || f.as_str() == file.as_str())
+            .filter(|(f, _)| {
+                f.as_str() == format!("src/{file}")
+                    || f.as_str() == format!("proto/src/{file}")
+                    || f.as_str() == file.as_str()
+            })
             .map(|(_, m)| m.clone())
             .collect::<Vec<_>>();
         if found.is_empty() {
-            return Verdict::Missing(format!("no source file `{file}` (looked in src/ and /)"));
+            return Verdict::Missing(format!(
+                "no source file `{file}` (looked in src/, proto/src/ and /)"
+            ));
         }
         (found, &segs[..])
     } else {

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::conn::{Mode, Outbox};
 use crate::http::request::Request;
 use crate::http::response;
-use crate::poll;
+use crate::longpoll;
 use crate::pubsub::{Hub, Published};
 use crate::sse;
 
@@ -356,12 +356,12 @@ fn poll_start(
 
 /// The JSON batch of `msgs`.
 pub fn batch(hub: &Hub, topic: &str, msgs: &[std::rc::Rc<Published>], gap: bool) -> String {
-    let items = msgs.iter().map(|p| poll::Item {
+    let items = msgs.iter().map(|p| longpoll::Item {
         seq: p.seq,
         text: p.text,
         payload: p.payload(),
     });
-    poll::batch(topic, hub.last_seq(topic), gap, items)
+    longpoll::batch(topic, hub.last_seq(topic), gap, items)
 }
 
 /// The response that completes a held poll when `published` arrives.

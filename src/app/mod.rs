@@ -25,9 +25,7 @@ use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::ws::Message;
 
-/// Identifies a connection for the life of the server (slab index and generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
+pub use crate::conn::ConnId;
 
 /// A handler's answer to an upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use super::Input;
-use crate::app::ConnId;
 use crate::config::PubSubLimits;
+use crate::conn::ConnId;
 use crate::pubsub::{Hub, Published, TopicError};
 use crate::ws::frame::{parse_header, OpCode};
 

@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 
-use crate::app::ConnId;
 use crate::config::PubSubLimits;
+use crate::conn::ConnId;
 
 /// Why a subscription or a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,6 +42,11 @@ use crate::ws::frame::OpCode;
 use crate::ws::message::{Assembler, Message};
 use crate::ws::ProtocolError;
 
+/// Identifies a connection for the life of the server (the reactor packs its slab index
+/// and generation into it): how the layers above `conn` (topics, handlers) name one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
 /// Where a connection is in its life. Transitions only move down this list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
