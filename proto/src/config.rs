@@ -140,9 +140,9 @@ pub struct CompressionConfig {
     /// Default `Shared`.
     pub mode: CompressionMode,
     /// Outgoing messages shorter than this are sent uncompressed: every compressed message
-    /// without context takeover costs a compressor reset (~8 µs, mostly clearing its 128 KiB
-    /// hash table), and deflate shrinks JSON of 64 bytes to ~90%, of 256 bytes to ~50%
-    /// (docs/benchmarks-deflate.md). Default 256 bytes.
+    /// without context takeover costs a compressor reset (mostly clearing its 128 KiB hash
+    /// table), and deflate shrinks short JSON little (both measured in
+    /// docs/benchmarks-deflate.md). Default 256 bytes.
     pub threshold: usize,
     /// With `Dedicated`: most connections owning compression state (~420 KiB each) in the
     /// process; later ones negotiate as with `Shared`. The client chooses context takeover,

@@ -5,8 +5,8 @@
 //!
 //! One `Mutex` over a map, not sharded atomics: it is taken only when a connection is
 //! accepted or freed (and, behind a trusted proxy, when a request names its client) — never
-//! per message — and held for one hash lookup (~50 ns). Even 100,000 accepts a second keep
-//! it busy well under 1% of the time, so contention between workers is negligible; a fixed
+//! per message — and held for one hash lookup, so even a high accept rate keeps it free
+//! almost all the time and contention between workers is negligible; a fixed
 //! array of atomic counters indexed by a hash would avoid the lock but let two addresses
 //! that collide share a cap, which a per-client limit must not do.
 //!

@@ -596,8 +596,8 @@ impl<N: Net> Reactor<N> {
             let room = a.len() + b.len();
             let res = match session(&mut self.sessions, e.flags, idx) {
                 // One free slice (the usual case) is a plain recv(2): readv(2) costs more in
-                // the kernel (the iovec import and the VFS layer around it), 6–9 % of the
-                // server's CPU per message at 16 B–1 KiB (docs/benchmarks.md).
+                // the kernel (the iovec import and the VFS layer around it); measured in
+                // docs/perf-history.md, "recv/send instead of readv/writev".
                 None if b.is_empty() => e.sock.read(a),
                 None => e
                     .sock
@@ -633,8 +633,9 @@ impl<N: Net> Reactor<N> {
             // The reply to what was just read leaves now, while its bytes are in cache,
             // rather than after every other ready connection has been read: there is one
             // write per connection either way, and holding it back means one tx ring per
-            // ready connection in use at once (1,000 connections: 7–10 % more CPU per
-            // message, docs/benchmarks.md) and its peer idle meanwhile. Frames that
+            // ready connection in use at once (more CPU per message at many connections:
+            // docs/perf-history.md, "recv/send instead of readv/writev") and its peer idle
+            // meanwhile. Frames that
             // publishes queue for *other* connections still wait for the end of the
             // iteration (`mark_dirty`), so a subscriber's broadcasts of one iteration leave
             // in one write. An echo from the large read ring leaves here too, so the ring is
@@ -705,8 +706,8 @@ impl<N: Net> Reactor<N> {
             let tls = session(&mut self.sessions, e.flags, idx);
             let (res, want) = match (tls, e.conn.tx_contiguous()) {
                 // The usual reply, one run of bytes in the ring: a plain send(2), cheaper
-                // than writev(2) (see `read`), and no 64-entry iovec array to fill (a
-                // tenth of the user-space instructions of a 1 KiB echo, callgrind).
+                // than writev(2) (see `read`), and no 64-entry iovec array to fill
+                // (docs/perf-history.md, "Instructions per echoed message").
                 (None, Some(bytes)) => (e.sock.write(bytes), bytes.len()),
                 (tls, _) => {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];

@@ -35,10 +35,9 @@ pub const RSV1: u8 = 0b100;
 /// The extension's name (RFC 7692 §7).
 pub const NAME: &str = "permessage-deflate";
 
-/// zlib compression level for outgoing messages: 1, zlib-rs's fast "quick" strategy. On JSON
-/// it is ~3x faster than zlib's default level 6 at 16-128 KiB for ~1.5x the output
-/// (`cargo bench --bench deflate`, docs/benchmarks-deflate.md). The level does not change a
-/// compressor's memory.
+/// zlib compression level for outgoing messages: 1, zlib-rs's fast "quick" strategy, which
+/// trades some output size for much less time on JSON (`cargo bench --bench deflate`;
+/// figures in docs/benchmarks-deflate.md). The level does not change a compressor's memory.
 const LEVEL: u32 = 1;
 
 /// §7.2.1 / §7.2.2: a sync flush ends with these four octets; the sender removes them and the

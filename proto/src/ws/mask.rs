@@ -63,7 +63,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
 const WIDE_FROM: usize = 256;
 
 /// `xor_words` compiled for AVX2: the same loop, vectorised to 32-byte registers (half the
-/// instructions of the SSE2 build per byte; unmasking is ~7 % of the server's CPU at 64 KiB).
+/// instructions of the SSE2 build per byte; what unmasking costs the server at 64 KiB is in
+/// docs/perf-history.md, "Unmasking with AVX2").
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn xor_words_avx2(words: &mut [u8], mask: u64) {
