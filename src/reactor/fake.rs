@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Token};
 
 use super::net::{Net, Ready};
 use super::token::LISTENER;
@@ -50,6 +50,18 @@ pub enum WriteStep {
     WouldBlock,
     /// The write fails with this errno.
     Err(i32),
+}
+
+/// Where an outbound connection (`Net::connect`) stands, as `Net::connected` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connect {
+    /// An accepted connection: there is nothing to complete.
+    Inbound,
+    /// connect(2) answered EINPROGRESS; the peer has not answered yet.
+    Pending,
+    Done,
+    /// The connect failed with this errno (e.g. ECONNREFUSED).
+    Failed(i32),
 }
 
 /// System calls one stream received.
@@ -100,6 +112,7 @@ struct Wire {
     calls: Calls,
     /// Reads and writes since the last poll (the busy-loop guard).
     since_poll: usize,
+    connect: Connect,
 }
 
 impl Wire {
@@ -121,6 +134,7 @@ impl Wire {
             closed: false,
             calls: Calls::default(),
             since_poll: 0,
+            connect: Connect::Inbound,
         }
     }
 
@@ -222,12 +236,14 @@ impl Wire {
         self.read_edge &= !readable;
         self.write_edge &= !writable;
         let queued = |f: fn(&ReadStep) -> bool| readable && self.reads.iter().any(f);
+        // A failed connect raises EPOLLOUT | EPOLLERR.
+        let refused = writable && matches!(self.connect, Connect::Failed(_));
         (readable || writable).then(|| Ready {
             token: self.token,
             readable,
             writable,
             read_closed: queued(|s| *s == ReadStep::Eof),
-            error: queued(|s| matches!(s, ReadStep::Err(e) if *e != libc::EINTR)),
+            error: refused || queued(|s| matches!(s, ReadStep::Err(e) if *e != libc::EINTR)),
         })
     }
 }
@@ -364,6 +380,27 @@ impl Peer {
     pub fn token(&self) -> Token {
         self.0.borrow().token
     }
+
+    /// An outbound connection's peer accepts it: the next poll reports WRITABLE, and
+    /// `Net::connected` says yes.
+    pub fn complete_connect(&self) {
+        let mut w = self.0.borrow_mut();
+        w.connect = Connect::Done;
+        w.write_edge = true;
+    }
+
+    /// An outbound connection fails (e.g. ECONNREFUSED): WRITABLE with an error.
+    pub fn refuse_connect(&self, errno: i32) {
+        let mut w = self.0.borrow_mut();
+        w.connect = Connect::Failed(errno);
+        w.write_edge = true;
+    }
+
+    /// The address the reactor connected to (an outbound connection) or was connected
+    /// from (an accepted one).
+    pub fn addr(&self) -> SocketAddr {
+        self.0.borrow().peer_addr
+    }
 }
 
 enum Pending {
@@ -387,6 +424,12 @@ pub struct FakeNet {
     poll_errors: VecDeque<i32>,
     signals: usize,
     next_port: u16,
+    /// Outbound connections the reactor opened (`Net::connect`), oldest first.
+    outbound: VecDeque<Peer>,
+    /// The next `Net::connect` calls fail at once with these errnos.
+    connect_errors: VecDeque<i32>,
+    /// `Net::connect` calls made.
+    pub connects: usize,
     /// Connections shed through the reserve descriptor.
     pub shed: usize,
     pub accepts: usize,
@@ -408,6 +451,16 @@ impl FakeNet {
         self.pending.push_back(Pending::Conn(wire.clone()));
         self.accept_edge = true; // a new connection wakes the listener
         Peer(wire)
+    }
+
+    /// The oldest outbound connection the reactor opened and the test has not taken yet.
+    pub fn take_outbound(&mut self) -> Option<Peer> {
+        self.outbound.pop_front()
+    }
+
+    /// The next `Net::connect` fails at once with `errno` (e.g. ENETUNREACH).
+    pub fn fail_connect(&mut self, errno: i32) {
+        self.connect_errors.push_back(errno);
     }
 
     /// The next accept fails with `errno` (e.g. EINTR, ECONNABORTED).
@@ -578,7 +631,29 @@ impl Net for FakeNet {
         Ok(())
     }
 
-    fn registry(&self) -> Option<&Registry> {
-        None
+    fn connect(
+        &mut self,
+        addr: SocketAddr,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<FakeStream> {
+        self.connects += 1;
+        if let Some(errno) = self.connect_errors.pop_front() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let wire = Rc::new(RefCell::new(Wire::new(addr)));
+        wire.borrow_mut().connect = Connect::Pending;
+        let mut stream = FakeStream(wire.clone());
+        self.register(&mut stream, token, interest)?;
+        self.outbound.push_back(Peer(wire));
+        Ok(stream)
+    }
+
+    fn connected(&mut self, s: &mut FakeStream) -> io::Result<bool> {
+        match s.0.borrow().connect {
+            Connect::Inbound | Connect::Done => Ok(true),
+            Connect::Pending => Ok(false),
+            Connect::Failed(errno) => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 }

@@ -60,8 +60,8 @@ impl Handler for Recorder {
     }
 }
 
-struct Harness {
-    r: Reactor<FakeNet>,
+pub(super) struct Harness {
+    pub(super) r: Reactor<FakeNet>,
     ready: Vec<Ready>,
     seen: Rc<RefCell<Vec<Seen>>>,
     /// The peer whose received bytes `Seen::Written` reports.
@@ -69,11 +69,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         Harness::with(Config::default())
     }
 
-    fn with(cfg: Config) -> Harness {
+    pub(super) fn with(cfg: Config) -> Harness {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let watch = Rc::new(RefCell::new(None));
         let router = Router::new()
@@ -90,13 +90,13 @@ impl Harness {
         }
     }
 
-    fn net(&mut self) -> &mut FakeNet {
+    pub(super) fn net(&mut self) -> &mut FakeNet {
         &mut self.r.net
     }
 
     /// One loop iteration, then the interest invariant: WRITABLE is registered exactly
     /// while a connection has bytes it could not write (DESIGN §2 step 6).
-    fn turn(&mut self) {
+    pub(super) fn turn(&mut self) {
         assert!(self.r.turn(&mut self.ready).expect("turn"), "loop ended");
         for (idx, e) in self.r.conns.iter() {
             assert_eq!(e.sock.registered(), Some(e.interest), "slot {idx}");
@@ -107,7 +107,7 @@ impl Harness {
 
     /// Iterate until an iteration has nothing to do: the poller reports nothing and no
     /// read waits to resume (the loop would sleep). Returns the iterations taken.
-    fn settle(&mut self) -> usize {
+    pub(super) fn settle(&mut self) -> usize {
         for n in 1..=MAX_TURNS {
             let resuming = !self.r.resume.is_empty();
             self.turn();
@@ -119,7 +119,7 @@ impl Harness {
     }
 
     /// The loop would sleep now, not spin.
-    fn assert_asleep(&mut self) {
+    pub(super) fn assert_asleep(&mut self) {
         let before = self.net().polls;
         self.turn();
         assert!(self.ready.is_empty(), "events while idle: {:?}", self.ready);
@@ -133,7 +133,7 @@ impl Harness {
     }
 
     /// A WebSocket on `path`, upgraded, with the 101 taken from what was written.
-    fn open_at(&mut self, path: &str) -> Peer {
+    pub(super) fn open_at(&mut self, path: &str) -> Peer {
         let peer = self.net().connect();
         peer.send(&request("x", path, KEY));
         self.settle();
@@ -163,14 +163,14 @@ impl Harness {
     }
 }
 
-fn client(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+pub(super) fn client(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_masked(opcode, payload, [0x37, 0xfa, 0x21, 0x3d], &mut out);
     out
 }
 
 /// An unmasked server frame, as the reactor must write it.
-fn server(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+pub(super) fn server(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let header = FrameHeader {
         fin: true,
         rsv: 0,

@@ -26,6 +26,8 @@ mod dispatch;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod fake_redis_tests;
+#[cfg(test)]
 mod fake_tests;
 mod listener;
 pub mod net;
@@ -210,7 +212,7 @@ pub struct Reactor<N: Net = MioNet> {
     /// The link to the other workers (None with one worker).
     bus: Option<workers::BusEnd>,
     /// This worker's part in the Redis backplane (`reactor/redis.rs`).
-    redis: redis::Role,
+    redis: redis::Role<N::Stream>,
     /// TLS for every accepted connection (`--tls-cert`/`--tls-key`).
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Open connections per client address, shared by all workers.

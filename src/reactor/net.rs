@@ -17,7 +17,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -130,10 +130,19 @@ pub trait Net {
     /// The peer's address (for logs; a syscall, so only when a log line is written).
     fn peer_addr(&self, s: &Self::Stream) -> Option<SocketAddr>;
 
-    /// The mio registry, for event sources beyond the listener and the connections (a
-    /// worker's waker, a backplane link) that live in the same poller. `None` when there is
-    /// no epoll behind this `Net` (a scripted one).
-    fn registry(&self) -> Option<&Registry>;
+    /// Open an outbound connection to `addr` without blocking (connect(2) answers
+    /// EINPROGRESS) and register it under `token` with `interest`: the Redis link's socket.
+    /// It completes, or fails, on a later WRITABLE (`Net::connected`).
+    fn connect(
+        &mut self,
+        addr: SocketAddr,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<Self::Stream>;
+
+    /// Has `connect`'s socket connected? `Ok(true)` once it has (with TCP_NODELAY set),
+    /// `Ok(false)` while it is still in progress (a spurious wake-up), `Err` if it failed.
+    fn connected(&mut self, s: &mut Self::Stream) -> io::Result<bool>;
 }
 
 /// The production `Net`: one mio `Poll` (epoll), the listener, the signal pipe, the reserve
@@ -252,7 +261,29 @@ impl Net for MioNet {
         s.peer_addr().ok()
     }
 
-    fn registry(&self) -> Option<&Registry> {
-        Some(self.poll.registry())
+    fn connect(
+        &mut self,
+        addr: SocketAddr,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<TcpStream> {
+        let mut sock = TcpStream::connect(addr)?;
+        self.poll.registry().register(&mut sock, token, interest)?;
+        Ok(sock)
+    }
+
+    fn connected(&mut self, s: &mut TcpStream) -> io::Result<bool> {
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        match s.peer_addr() {
+            Ok(_) => {
+                // Commands and publishes are queued in one buffer: no Nagle delay on top.
+                let _ = s.set_nodelay(true);
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

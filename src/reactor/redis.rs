@@ -1,5 +1,6 @@
-//! Owns the Redis link's socket inside the reactor's own `Poll`: a non-blocking mio
-//! `TcpStream` under the `REDIS` token, connected, read, written and closed as the sans-IO
+//! Owns the Redis link's socket inside the reactor's own poller: a non-blocking stream opened
+//! through `Net::connect` under the `REDIS` token (so the fake harness scripts Redis like any
+//! peer), connected, read, written and closed as the sans-IO
 //! `backplane::Link` asks, its deadlines (connect, PING, backoff, linger) kept by one timer
 //! wheel entry. Nothing here blocks: connect returns at once (EINPROGRESS) and completes on
 //! WRITABLE; reads and writes stop at `WouldBlock`; the host name was resolved before the
@@ -19,7 +20,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use mio::net::TcpStream;
 use mio::Interest;
 
 use super::timers::REDIS_TIMER;
@@ -29,24 +29,24 @@ use super::{Net, Reactor, Ready};
 use crate::backplane::{Action, Event, Link, LinkState};
 use crate::config::Config;
 
-/// This worker's part in the backplane.
+/// This worker's part in the backplane; `S` is the `Net`'s stream type.
 #[derive(Debug, Default)]
-pub(super) enum Role {
+pub(super) enum Role<S> {
     /// No `--redis`.
     #[default]
     Off,
     /// Worker 0: owns the link.
-    Owner(Box<Backplane>),
+    Owner(Box<Backplane<S>>),
     /// Another worker: mails its hub's interest changes to worker 0.
     Forward,
 }
 
 /// The link and its socket.
 #[derive(Debug)]
-pub(super) struct Backplane {
+pub(super) struct Backplane<S> {
     link: Link,
     addr: SocketAddr,
-    sock: Option<TcpStream>,
+    sock: Option<S>,
     /// The socket's connect completed (WRITABLE seen, no error).
     connected: bool,
     /// "Link up" was logged for the current connection.
@@ -159,7 +159,7 @@ impl<N: Net> Reactor<N> {
         };
         let now = self.now;
         if !bp.connected && (ev.is_writable() || ev.is_error()) {
-            bp.finish_connect(now);
+            bp.finish_connect(&mut self.net, now);
         }
         if bp.connected && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
             self.redis_read(&mut bp);
@@ -169,16 +169,16 @@ impl<N: Net> Reactor<N> {
 
     /// Read until `WouldBlock`, decoding after every read so buffered bytes stay small;
     /// each message from another node is published here like a local one, but not to Redis.
-    fn redis_read(&mut self, bp: &mut Backplane) {
+    fn redis_read(&mut self, bp: &mut Backplane<N::Stream>) {
         let mut buf = [0u8; 64 * 1024];
         loop {
             let Some(sock) = bp.sock.as_mut() else { return };
             match sock.read(&mut buf) {
-                Ok(0) => return bp.lost(self.now, "Redis closed the connection"),
+                Ok(0) => return bp.lost(&mut self.net, self.now, "Redis closed the connection"),
                 Ok(n) => bp.link.feed(&buf[..n], self.now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return bp.lost(self.now, &format!("read: {e}")),
+                Err(e) => return bp.lost(&mut self.net, self.now, &format!("read: {e}")),
             }
             loop {
                 match bp.link.poll_event(self.now) {
@@ -191,7 +191,7 @@ impl<N: Net> Reactor<N> {
                         self.publish_local(topic, text, payload);
                     }
                     Ok(None) => break,
-                    Err(e) => return bp.close(&e.to_string()),
+                    Err(e) => return bp.close(&mut self.net, &e.to_string()),
                 }
             }
         }
@@ -206,11 +206,11 @@ impl<N: Net> Reactor<N> {
         let now = self.now;
         while let Some(action) = bp.link.poll_action(now) {
             match action {
-                Action::Connect => bp.connect(self.net.registry(), now),
-                Action::Disconnect(why) => bp.close(why),
+                Action::Connect => bp.connect(&mut self.net, now),
+                Action::Disconnect(why) => bp.close(&mut self.net, why),
             }
         }
-        bp.flush(now);
+        bp.flush(&mut self.net, now);
         let (state, stats) = (bp.link.state(), bp.link.stats());
         if state == LinkState::Up && !bp.up_logged {
             (bp.up_logged, bp.down_logged) = (true, false);
@@ -238,7 +238,7 @@ impl<N: Net> Reactor<N> {
     }
 }
 
-impl Backplane {
+impl<S: Read + Write> Backplane<S> {
     fn interest(&mut self, topic: &str, on: bool, now: crate::timer::Tick) {
         if on {
             self.link.want(topic);
@@ -247,44 +247,31 @@ impl Backplane {
         }
     }
 
-    /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE. Without a
-    /// real poller (a scripted `Net`) there is nothing to connect with.
-    fn connect(&mut self, registry: Option<&mio::Registry>, now: crate::timer::Tick) {
-        self.close_socket();
-        let Some(registry) = registry else {
-            return self.lost(now, "no poller to register the Redis socket with");
-        };
-        let opened = TcpStream::connect(self.addr).and_then(|mut sock| {
-            registry.register(&mut sock, REDIS, Interest::READABLE | Interest::WRITABLE)?;
-            Ok(sock)
-        });
-        match opened {
+    /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE.
+    fn connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick) {
+        self.close_socket(net);
+        match net.connect(self.addr, REDIS, Interest::READABLE | Interest::WRITABLE) {
             Ok(sock) => self.sock = Some(sock),
-            Err(e) => self.lost(now, &format!("connect: {e}")),
+            Err(e) => self.lost(net, now, &format!("connect: {e}")),
         }
     }
 
     /// WRITABLE (or an error) on a connecting socket: connected, or failed.
-    fn finish_connect(&mut self, now: crate::timer::Tick) {
-        let Some(sock) = self.sock.as_ref() else {
+    fn finish_connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick) {
+        let Some(sock) = self.sock.as_mut() else {
             return;
         };
-        match (sock.take_error(), sock.peer_addr()) {
-            (Ok(Some(e)) | Err(e), _) => self.lost(now, &format!("connect: {e}")),
-            (Ok(None), Ok(_)) => {
-                self.connected = true;
-                // Publishes and commands queue in one buffer: no Nagle delay on top.
-                let _ = sock.set_nodelay(true);
-            }
+        match net.connected(sock) {
+            Ok(true) => self.connected = true,
             // Not connected yet (a spurious wake-up): wait for the next event.
-            (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => {}
-            (Ok(None), Err(e)) => self.lost(now, &format!("connect: {e}")),
+            Ok(false) => {}
+            Err(e) => self.lost(net, now, &format!("connect: {e}")),
         }
     }
 
     /// Write what the link queued, until `WouldBlock` (WRITABLE is always registered, so the
     /// next edge resumes it).
-    fn flush(&mut self, now: crate::timer::Tick) {
+    fn flush<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick) {
         while self.connected && !self.link.tx().is_empty() {
             let Some(sock) = self.sock.as_mut() else {
                 return;
@@ -293,19 +280,19 @@ impl Backplane {
                 Ok(n) => self.link.consume_tx(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return self.lost(now, &format!("write: {e}")),
+                Err(e) => return self.lost(net, now, &format!("write: {e}")),
             }
         }
     }
 
     /// The socket failed: tell the link (which schedules the retry) and close it.
-    fn lost(&mut self, now: crate::timer::Tick, why: &str) {
+    fn lost<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick, why: &str) {
         self.link.on_closed(now);
-        self.close(why);
+        self.close(net, why);
     }
 
     /// Close the socket because the link gave up on it.
-    fn close(&mut self, why: &str) {
+    fn close<N: Net<Stream = S>>(&mut self, net: &mut N, why: &str) {
         self.up_logged = false;
         if !std::mem::replace(&mut self.down_logged, true) {
             log::warn!(
@@ -314,12 +301,25 @@ impl Backplane {
         } else {
             log::debug!("redis: {why}");
         }
-        self.close_socket();
+        self.close_socket(net);
     }
 
-    fn close_socket(&mut self) {
-        // Dropping the socket closes it, which also removes it from epoll.
-        self.sock = None;
+    fn close_socket<N: Net<Stream = S>>(&mut self, net: &mut N) {
+        if let Some(mut sock) = self.sock.take() {
+            net.deregister(&mut sock);
+            // Dropping the socket closes it.
+        }
         self.connected = false;
+    }
+}
+
+#[cfg(test)]
+impl<N: Net> Reactor<N> {
+    /// The id this node's publishes carry, while it owns the link (tests).
+    pub(super) fn redis_node(&self) -> Option<u64> {
+        match &self.redis {
+            Role::Owner(bp) => Some(bp.link.node()),
+            _ => None,
+        }
     }
 }

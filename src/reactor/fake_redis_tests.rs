@@ -1,0 +1,264 @@
+//! The Redis link under the fault harness (docs/testing.md §4): the real `Reactor` owning the
+//! backplane (`reactor/redis.rs`) over `fake::FakeNet`, whose outbound connection is a
+//! scripted Redis — connect completed or refused, replies whole, split at every byte or one
+//! byte per read, the link lost and re-established with every subscription sent again.
+//! Each test asserts what the scripted Redis was sent, what a local WebSocket subscriber
+//! received, and the link state the metrics show.
+//! Must not: open a socket, start a thread or wait on real time.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use super::fake::Peer;
+use super::fake_tests::{client, server, Harness};
+use super::*;
+use crate::backplane::envelope;
+use crate::metrics::RedisMetrics;
+use crate::ws::frame::OpCode;
+
+/// Another node of the cluster (its publishes are delivered here).
+const OTHER: u64 = 0x9999_8888_7777_6666;
+const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
+
+fn redis_addr() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 6379))
+}
+
+/// A harness whose worker owns the Redis link (it has asked to connect).
+fn with_redis() -> Harness {
+    let mut h = Harness::new();
+    h.r.join_redis(Some(redis_addr()));
+    h
+}
+
+/// The link's state as the metrics show it (`RedisMetrics::STATES`).
+fn link_state(h: &Harness) -> &'static str {
+    let m = h.r.metrics.all();
+    RedisMetrics::STATES[m.redis.state.get() as usize]
+}
+
+fn push(kind: &str, channel: &str, last: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n",
+        kind.len(),
+        channel.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(last);
+    out
+}
+
+fn confirm(channel: &str, count: u32) -> Vec<u8> {
+    push("subscribe", channel, format!(":{count}\r\n").as_bytes())
+}
+
+/// A message another node published on `channel`, as Redis pushes it.
+fn message(channel: &str, text: bool, body: &[u8]) -> Vec<u8> {
+    let payload = [&envelope::header(OTHER, text)[..], body].concat();
+    let mut blob = format!("${}\r\n", payload.len()).into_bytes();
+    blob.extend_from_slice(&payload);
+    blob.extend_from_slice(b"\r\n");
+    push("message", channel, &blob)
+}
+
+/// Move the clock past the longest reconnection wait (`--redis-backoff-max`).
+fn past_backoff(h: &mut Harness) {
+    let wait = h.r.cfg.redis.backoff_max.as_millis() as Tick + 1;
+    h.net().advance(wait);
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The scripted Redis the reactor connected to, once the connect has completed and the
+/// handshake pipeline has been written; returns it with what it was sent.
+fn accept_link(h: &mut Harness) -> (Peer, Vec<u8>) {
+    h.settle();
+    let redis = h
+        .net()
+        .take_outbound()
+        .expect("the reactor connects to Redis");
+    assert_eq!(redis.addr(), redis_addr());
+    assert!(
+        redis.written().is_empty(),
+        "nothing written before the connect completed"
+    );
+    redis.complete_connect();
+    h.settle();
+    let sent = redis.take_written();
+    assert!(sent.starts_with(b"*"), "RESP commands: {sent:?}");
+    assert!(contains(&sent, b"HELLO"), "the handshake: {sent:?}");
+    (redis, sent)
+}
+
+#[test]
+fn the_link_connects_through_net_and_comes_up_on_the_hello_reply() {
+    let mut h = with_redis();
+    assert_eq!(h.net().connects, 1);
+    assert_eq!(link_state(&h), "connecting");
+    let (redis, _) = accept_link(&mut h);
+    assert_eq!(link_state(&h), "connecting", "HELLO not answered yet");
+    redis.send(HELLO_REPLY);
+    h.settle();
+    assert_eq!(link_state(&h), "up");
+    h.assert_asleep();
+}
+
+/// A subscriber of `news` on this node, with the link up and `SUBSCRIBE wsloop:news`
+/// confirmed: (the WebSocket peer, Redis).
+fn subscribed() -> (Harness, Peer, Peer) {
+    let mut h = with_redis();
+    let (redis, _) = accept_link(&mut h);
+    redis.send(HELLO_REPLY);
+    let ws = h.open_at("/topic/news");
+    let sent = redis.take_written();
+    assert!(
+        contains(&sent, b"SUBSCRIBE") && contains(&sent, b"wsloop:news"),
+        "the topic's first subscriber subscribes the channel: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    redis.send(&confirm("wsloop:news", 1));
+    h.settle();
+    assert_eq!(link_state(&h), "up");
+    (h, ws, redis)
+}
+
+#[test]
+fn a_message_from_another_node_reaches_a_local_subscriber() {
+    let (mut h, ws, redis) = subscribed();
+    redis.send(&message("wsloop:news", true, b"hello from afar"));
+    h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"hello from afar"));
+}
+
+#[test]
+fn a_local_publish_goes_to_redis_with_this_nodes_envelope() {
+    let (mut h, ws, redis) = subscribed();
+    ws.send(&client(OpCode::Text, b"mine"));
+    h.settle();
+    assert_eq!(
+        ws.take_written(),
+        server(OpCode::Text, b"mine"),
+        "delivered locally"
+    );
+    let sent = redis.take_written();
+    assert!(
+        contains(&sent, b"PUBLISH") && contains(&sent, b"wsloop:news"),
+        "{sent:?}"
+    );
+    assert!(sent.ends_with(b"mine\r\n"), "{sent:?}");
+    // Redis echoes our own publish back: it is not delivered a second time.
+    let node = h.r.redis_node().expect("the link's node id");
+    let payload = [&envelope::header(node, true)[..], b"mine"].concat();
+    let mut blob = format!("${}\r\n", payload.len()).into_bytes();
+    blob.extend_from_slice(&payload);
+    blob.extend_from_slice(b"\r\n");
+    redis.send(&push("message", "wsloop:news", &blob));
+    h.settle();
+    assert!(ws.take_written().is_empty(), "our own echo is dropped");
+}
+
+#[test]
+fn replies_split_at_every_byte_are_the_same_replies() {
+    // The handshake reply, the subscription's confirmation and a message, in two reads
+    // split at every position: the link resumes each partial frame on the next read.
+    let mut whole = HELLO_REPLY.to_vec();
+    whole.extend(confirm("wsloop:news", 1));
+    whole.extend(message("wsloop:news", false, &[0, 1, 2, 0xff]));
+    for cut in 1..whole.len() {
+        let mut h = with_redis();
+        let (redis, _) = accept_link(&mut h);
+        let ws = h.open_at("/topic/news");
+        redis.send(&whole[..cut]);
+        h.settle();
+        redis.send(&whole[cut..]);
+        h.settle();
+        assert_eq!(link_state(&h), "up", "cut at {cut}");
+        assert_eq!(
+            ws.take_written(),
+            server(OpCode::Binary, &[0, 1, 2, 0xff]),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn replies_arriving_one_byte_per_read_are_the_same_replies() {
+    let mut h = with_redis();
+    let (redis, _) = accept_link(&mut h);
+    let ws = h.open_at("/topic/news");
+    let mut whole = HELLO_REPLY.to_vec();
+    whole.extend(confirm("wsloop:news", 1));
+    whole.extend(message("wsloop:news", true, b"dribbled"));
+    whole.extend(message("wsloop:news", true, b"and another"));
+    redis.send_bytewise(&whole, true);
+    h.settle();
+    let want = [
+        server(OpCode::Text, b"dribbled"),
+        server(OpCode::Text, b"and another"),
+    ]
+    .concat();
+    assert_eq!(ws.take_written(), want);
+    assert_eq!(redis.unread(), 0, "every byte was read");
+}
+
+#[test]
+fn a_lost_link_reconnects_after_the_backoff_and_subscribes_again() {
+    let (mut h, ws, redis) = subscribed();
+    redis.push_read(super::fake::ReadStep::Eof);
+    h.settle();
+    assert_eq!(link_state(&h), "down");
+    assert!(redis.closed(), "the lost socket is closed");
+    // Local delivery goes on while Redis is away.
+    ws.send(&client(OpCode::Text, b"still here"));
+    h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"still here"));
+    assert_eq!(h.net().connects, 1, "no reconnect before the backoff");
+    // The backoff is at most `--redis-backoff-max`; the loop sleeps until it, not spins.
+    h.assert_asleep();
+    past_backoff(&mut h);
+    let (redis2, sent) = accept_link(&mut h);
+    assert_eq!(h.net().connects, 2);
+    assert!(
+        contains(&sent, b"SUBSCRIBE") && contains(&sent, b"wsloop:news"),
+        "the new connection subscribes every live topic again: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    redis2.send(HELLO_REPLY);
+    redis2.send(&confirm("wsloop:news", 1));
+    redis2.send(&message("wsloop:news", true, b"after the outage"));
+    h.settle();
+    assert_eq!(link_state(&h), "up");
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"after the outage"));
+}
+
+#[test]
+fn a_refused_or_failed_connect_is_retried_and_never_stops_local_delivery() {
+    let mut h = with_redis();
+    h.settle();
+    let first = h.net().take_outbound().expect("a connect");
+    first.refuse_connect(libc::ECONNREFUSED);
+    h.settle();
+    assert_eq!(link_state(&h), "down");
+    assert!(first.closed());
+    let ws = h.open_at("/topic/news");
+    ws.send(&client(OpCode::Text, b"local"));
+    h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"local"));
+    // The next attempt fails at once (connect(2) itself errs): retried again, later.
+    h.net().fail_connect(libc::ENETUNREACH);
+    past_backoff(&mut h);
+    h.settle();
+    assert_eq!(h.net().connects, 2);
+    assert_eq!(link_state(&h), "down");
+    past_backoff(&mut h);
+    let (redis, sent) = accept_link(&mut h);
+    assert_eq!(h.net().connects, 3);
+    assert!(
+        contains(&sent, b"wsloop:news"),
+        "the live topic is subscribed"
+    );
+    redis.send(HELLO_REPLY);
+    h.settle();
+    assert_eq!(link_state(&h), "up");
+}
