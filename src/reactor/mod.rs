@@ -35,10 +35,11 @@ mod observe;
 mod redis;
 mod timers;
 mod token;
+mod transport;
 pub mod workers;
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use crate::timer::{Tick, TimerId, Wheel};
 use clients::{ClientId, Clients};
 pub use net::{MioNet, Net, Ready};
 use token::{LISTENER, REDIS, SIGNALS, WAKER};
+use transport::Transport;
 
 /// A slab slot: the socket and the connection's protocol state.
 struct Entry<S> {
@@ -589,23 +591,15 @@ impl<N: Net> Reactor<N> {
                 e.set(READ_BLOCKED, blocked);
                 break;
             }
-            // Under TLS a short read of plaintext says nothing about the socket (records
-            // may still wait there), and after RDHUP the FIN waits behind the data: keep
-            // reading until WouldBlock or EOF.
-            let plain = !e.has(TLS) && !e.has(PEER_DONE);
+            let peer_done = e.has(PEER_DONE);
+            let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
+            // A short read drains the socket, unless it is TLS (`short_means_drained`) or
+            // the peer's FIN waits behind the data (RDHUP): then read until WouldBlock or EOF.
+            let drains = t.short_means_drained() && !peer_done;
             let ring = e.conn.rx_ring(&mut self.res);
             let (a, b) = ring.free_slices_mut();
             let room = a.len() + b.len();
-            let res = match session(&mut self.sessions, e.flags, idx) {
-                // One free slice (the usual case) is a plain recv(2): readv(2) costs more in
-                // the kernel (the iovec import and the VFS layer around it); measured in
-                // docs/perf-history.md, "recv/send instead of readv/writev".
-                None if b.is_empty() => e.sock.read(a),
-                None => e
-                    .sock
-                    .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
-                Some(tls) => crate::tls::read(&mut e.sock, tls, a, b),
-            };
+            let res = t.read(a, b);
             match res {
                 Ok(0) => {
                     self.peer_closed(idx);
@@ -617,7 +611,7 @@ impl<N: Net> Reactor<N> {
                     e.conn.on_input(self.now);
                     self.process(idx);
                     // A short read drained the socket: epoll will report the next bytes.
-                    if n < room && plain {
+                    if n < room && drains {
                         break;
                     }
                 }
@@ -704,23 +698,19 @@ impl<N: Net> Reactor<N> {
                 self.clients.release(id);
             }
         }
+        let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
+        let mut failed = false;
         while e.conn.tx_len() > 0 {
-            let tls = session(&mut self.sessions, e.flags, idx);
-            let (res, want) = match (tls, e.conn.tx_contiguous()) {
-                // The usual reply, one run of bytes in the ring: a plain send(2), cheaper
-                // than writev(2) (see `read`), and no 64-entry iovec array to fill
+            let (res, want) = match e.conn.tx_contiguous() {
+                // The usual reply, one run of bytes in the ring: one slice (a plain send(2)
+                // on a plain socket), and no 64-entry iovec array to fill
                 // (docs/perf-history.md, "Instructions per echoed message").
-                (None, Some(bytes)) => (e.sock.write(bytes), bytes.len()),
-                (tls, _) => {
+                Some(bytes) => (t.write(&[IoSlice::new(bytes)]), bytes.len()),
+                None => {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];
                     let used = e.conn.tx_iov(&mut iov);
                     let want: usize = iov[..used].iter().map(|s| s.len()).sum();
-                    let res = match tls {
-                        None if used == 1 => e.sock.write(&iov[0]),
-                        None => e.sock.write_vectored(&iov[..used]),
-                        Some(tls) => crate::tls::write(&mut e.sock, tls, &iov[..used]),
-                    };
-                    (res, want)
+                    (t.write(&iov[..used]), want)
                 }
             };
             match res {
@@ -730,7 +720,7 @@ impl<N: Net> Reactor<N> {
                     // A short plain write means the send buffer is full (WRITABLE will tell
                     // us); under TLS it only means the session's buffer was, and that has
                     // been flushed: go on until WouldBlock.
-                    if n == 0 || (n < want && !e.has(TLS)) {
+                    if n == 0 || (n < want && t.short_means_drained()) {
                         break;
                     }
                 }
@@ -740,22 +730,23 @@ impl<N: Net> Reactor<N> {
                     // Not marked dirty again: a connection re-queued on every failed write
                     // would keep `flush_dirty` writing to a dead socket forever.
                     log::debug!("write: {err}");
-                    self.abort(idx);
+                    failed = true;
                     break;
                 }
             }
+        }
+        if failed {
+            self.abort(idx);
         }
         let e = &mut self.conns[idx];
         // What the socket did not take of an echo is copied out of the large read ring, which
         // goes back to the pool: the ring serves every connection's reads, not one slow peer.
         e.conn.return_rx(&mut self.res);
         // TLS records the socket could not take yet (the plaintext left tx already).
-        let tls_pending = match session(&mut self.sessions, e.flags, idx)
-            .map(|tls| crate::tls::flush(&mut e.sock, tls))
-        {
-            None | Some(Ok(true)) => false,
-            Some(Ok(false)) => true,
-            Some(Err(err)) => {
+        let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
+        let tls_pending = match t.flush() {
+            Ok(done) => !done,
+            Err(err) => {
                 log::debug!("tls write: {err}");
                 if let Some(code) = e.conn.abort() {
                     self.told_closed(idx, code, "");
@@ -771,9 +762,8 @@ impl<N: Net> Reactor<N> {
                 // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
                 // the TCP connection first); reading on until its FIN avoids a reset that
                 // could destroy the last bytes we sent.
-                if let Some(tls) = session(&mut self.sessions, e.flags, idx) {
-                    crate::tls::shutdown(&mut e.sock, tls);
-                }
+                Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx))
+                    .close_notify();
                 let _ = self.net.shutdown_write(&mut e.sock);
                 e.conn.start_draining();
                 self.resume.push(idx);
