@@ -6,9 +6,10 @@
 
 use std::rc::Rc;
 
+use super::accept::TOO_MANY_FROM_YOU;
 use super::clients::{ClientId, Clients};
 use super::workers::Mail;
-use super::{observe, token, Net, Reactor, TOO_MANY_FROM_YOU, VIA_PROXY};
+use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::config::Config;

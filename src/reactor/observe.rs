@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use super::clients::Clients;
-use super::{Net, Reactor, Totals};
+use super::totals::Totals;
+use super::{Net, Reactor};
 use crate::conn::{Mode, State};
 use crate::metrics::{ConnClass, Metrics, Phase, Transport};
 

@@ -1,0 +1,150 @@
+//! Owns a connection's slot from accept to free: accepting until WouldBlock (and shedding
+//! one pending connection when out of descriptors), the process-wide connection limit and the
+//! per-address cap, registering the socket and its TLS session, the answer to a connection
+//! refused at accept, and the deferred free at the end of the iteration.
+//! Must not: read or write a connection's bytes (that is `io.rs`), or free a slot before the
+//! iteration's events are all handled.
+
+use std::io::{ErrorKind, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mio::Interest;
+
+use super::clients::Clients;
+use super::{listener, token, Entry, Net, Reactor, TLS, VIA_PROXY};
+use crate::cidr;
+use crate::conn::Conn;
+use crate::metrics::ConnClass;
+
+/// Open client connections over all workers of the process.
+pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The body of the 429 that refuses a client over `--max-connections-per-ip`.
+pub(super) const TOO_MANY_FROM_YOU: &str = "too many connections from your address";
+
+impl<N: Net> Reactor<N> {
+    /// Accept until WouldBlock (edge-triggered: one event may stand for many connections).
+    pub(super) fn accept_all(&mut self) {
+        loop {
+            match self.net.accept() {
+                Ok((sock, peer)) => self.admit(sock, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if listener::out_of_fds(&e) => {
+                    log::warn!("accept: {e}; shedding a pending connection");
+                    if !self.net.shed_one() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // ECONNABORTED and friends concern one connection only.
+                    log::debug!("accept: {e}");
+                    if e.kind() != ErrorKind::ConnectionAborted {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn admit(&mut self, mut sock: N::Stream, peer: SocketAddr) {
+        self.metrics.accepted.inc();
+        // The limit is process-wide: workers share one count.
+        if OPEN.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_connections {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.refused_full.inc();
+            self.refuse(&mut sock, 503, "");
+            return;
+        }
+        let ip = cidr::canonical(peer.ip());
+        // A trusted proxy is no client: its connections count for the clients its requests
+        // name (`dispatch.rs::count_client`), and the proxy itself is never capped.
+        let via_proxy = cidr::any_contains(&self.cfg.trust_proxy, ip);
+        let client = if via_proxy {
+            None
+        } else {
+            match self.clients.acquire(ip, true) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    // Refused before reading a byte: a client over its cap costs no slot,
+                    // no buffer and no parsing.
+                    OPEN.fetch_sub(1, Ordering::Relaxed);
+                    self.metrics.refused_per_ip.inc();
+                    log::debug!("{ip}: refused, over max_connections_per_ip");
+                    self.refuse(&mut sock, 429, TOO_MANY_FROM_YOU);
+                    return;
+                }
+            }
+        };
+        let undo = |clients: &Clients| {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            if let Some(id) = client {
+                clients.release(id);
+            }
+        };
+        let session = match self.tls.as_ref().map(crate::tls::session) {
+            None => None,
+            Some(Ok(session)) => Some(session),
+            Some(Err(e)) => {
+                log::warn!("tls session: {e}");
+                undo(&self.clients);
+                return;
+            }
+        };
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = self.conns.vacant_entry();
+        let idx = entry.key();
+        let token = token::encode(idx, self.next_generation);
+        if let Err(e) = self.net.register(&mut sock, token, Interest::READABLE) {
+            log::warn!("register: {e}");
+            undo(&self.clients);
+            return;
+        }
+        entry.insert(Entry {
+            sock,
+            conn: Conn::new(self.now),
+            generation: self.next_generation,
+            interest: Interest::READABLE,
+            flags: if via_proxy { VIA_PROXY } else { 0 } | if session.is_some() { TLS } else { 0 },
+            class: ConnClass::NONE,
+            client,
+        });
+        if let Some(session) = session {
+            self.sessions.insert(idx, session);
+        }
+        self.track(idx);
+        self.arm(idx);
+    }
+
+    /// Answer a connection refused at accept and close it. Best effort: a full server says
+    /// so rather than leaving the client guessing. Not under TLS, where plaintext would be
+    /// noise to the client: it just sees the close.
+    pub(super) fn refuse(&mut self, sock: &mut N::Stream, status: u16, body: &str) {
+        self.metrics.all().outcomes().answered(status);
+        if self.tls.is_none() {
+            let mut resp = Vec::with_capacity(160);
+            crate::http::upgrade::write_status(status, body, &mut resp);
+            let _ = sock.write(&resp);
+        }
+    }
+
+    /// Deferred close: sockets and slots are released only here, after the whole event
+    /// batch, so no event in the batch can refer to a slot reused meanwhile.
+    pub(super) fn free_closed(&mut self) {
+        for idx in std::mem::take(&mut self.closing) {
+            let id = self.conn_id(idx);
+            self.hub.unsubscribe_all(id);
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            let mut e = self.conns.remove(idx);
+            if let Some(id) = e.client {
+                self.clients.release(id);
+            }
+            self.metrics.move_conn(e.class, ConnClass::NONE);
+            self.wheel.cancel(self.conn_timer_id(idx));
+            self.sessions.remove(&idx);
+            self.net.deregister(&mut e.sock);
+            e.conn.release(&mut self.res);
+        }
+    }
+}

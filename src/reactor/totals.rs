@@ -1,0 +1,73 @@
+//! Owns what the workers of a process add up between them — the bytes queued on all
+//! connections (the slow-consumer process cap) and the connections owning compression state
+//! (`--compression-max-dedicated`) — and the once-per-iteration step that adds this worker's
+//! counts from its `conn::Resources` and records the outcomes its connections handed back.
+//! Must not: be touched per message: each worker counts exactly in its own `Resources`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Net, Reactor};
+use crate::conn::Outcome;
+
+/// What the workers of a process add up between them: each counts its own exactly (in its
+/// `conn::Resources`) and adds the change here once per loop iteration (`sync_totals`), so
+/// no cache line is shared per message.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    /// Bytes queued on every connection: the slow-consumer process cap and a gauge.
+    queued: AtomicUsize,
+    /// Connections that own compression state (`--compression-max-dedicated`).
+    dedicated: AtomicUsize,
+}
+
+impl Totals {
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn dedicated(&self) -> usize {
+        self.dedicated.load(Ordering::Relaxed)
+    }
+}
+
+/// Move a total by the change from `told` (what this worker last added) to `now`.
+fn add_change(total: &AtomicUsize, told: &mut usize, now: usize) {
+    if now > *told {
+        total.fetch_add(now - *told, Ordering::Relaxed);
+    } else if now < *told {
+        total.fetch_sub(*told - now, Ordering::Relaxed);
+    }
+    *told = now;
+}
+
+impl<N: Net> Reactor<N> {
+    /// Once per iteration: add this worker's change in queued bytes and dedicated
+    /// compressors to the process's totals, learn the rest of the process's part, and count
+    /// the outcomes its connections recorded.
+    pub(super) fn sync_totals(&mut self) {
+        let t = &self.totals;
+        add_change(&t.queued, &mut self.told.0, self.res.queued());
+        add_change(
+            &t.dedicated,
+            &mut self.told.1,
+            self.res.compressors.dedicated(),
+        );
+        let elsewhere = t.dedicated().saturating_sub(self.told.1);
+        self.res.compressors.set_dedicated_elsewhere(elsewhere);
+        let outcomes = self.metrics.all().outcomes();
+        for o in self.res.take_outcomes() {
+            match o {
+                Outcome::Answered(status) => outcomes.answered(status),
+                Outcome::CloseSent(code) => outcomes.close_sent.record(code),
+                Outcome::CloseReceived(code) => outcomes.close_received.record(code),
+            }
+        }
+    }
+
+    /// Bytes queued on every connection of the process: this worker's exactly, the others'
+    /// as they last added them.
+    pub(super) fn process_queued(&self) -> usize {
+        let elsewhere = self.totals.queued().saturating_sub(self.told.0);
+        elsewhere + self.res.queued()
+    }
+}
