@@ -3,8 +3,12 @@
 //! on inflation (message limit, corrupt streams, UTF-8).
 //! Must not: open a socket or read a clock.
 
+use super::codec::{deflate_message, new_compressor, TAIL};
 use super::*;
 use crate::config::CompressionMode::{self, Dedicated, Off, Shared};
+use crate::ws::utf8::Utf8Validator;
+use crate::ws::ProtocolError;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use proptest::prelude::*;
 
 /// The response for `offers` under `mode` (None: the extension is declined).
