@@ -11,14 +11,17 @@
 //! 4. teardown: `is_done()` / `wants_shutdown()` / `release()`.
 //!
 //! Protocol obligations (pong for ping, close echo, fail on a protocol error) are queued here
-//! ahead of application data; the reactor only moves bytes.
+//! ahead of application data; the reactor only moves bytes. Input is read in `http_input.rs`
+//! (request heads and bodies) and `ws_input.rs` (frames); the rest of the machine is here.
 
 mod deadline;
+mod http_input;
 mod outbox;
 mod resources;
 #[cfg(test)]
 mod tests;
 mod txqueue;
+mod ws_input;
 
 pub use deadline::Expiry;
 pub use outbox::Outbox;
@@ -27,20 +30,18 @@ pub use resources::{Outcome, Resources};
 pub use txqueue::{SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
+use http_input::Head;
 use std::io::IoSlice;
 use txqueue::TxQueue;
 
 use crate::buf::{BufPool, Ring};
 use crate::config::Config;
-use crate::http::request::{self, Request};
-use crate::http::upgrade::{self, WsUpgrade};
+use crate::http::request::Request;
+use crate::http::upgrade::WsUpgrade;
 use crate::timer::Tick;
-use crate::ws::close::parse_close_payload;
-use crate::ws::decode::{DecodeRules, Decoder, Piece};
-use crate::ws::deflate::{self, Agreement, Streams, RSV1};
-use crate::ws::frame::OpCode;
+use crate::ws::decode::Decoder;
+use crate::ws::deflate::{Agreement, Streams};
 use crate::ws::message::{Assembler, Message};
-use crate::ws::ProtocolError;
 
 /// Identifies a connection for the life of the server (the reactor packs its slab index
 /// and generation into it): how the layers above `conn` (topics, handlers) name one.
@@ -120,19 +121,6 @@ impl Default for Parser {
     fn default() -> Self {
         Parser::Http(Head::default())
     }
-}
-
-/// Where the current HTTP request stands.
-#[derive(Debug, Default, Clone, Copy)]
-struct Head {
-    /// Bytes of the request head already searched for CRLFCRLF (linear parsing).
-    scanned: u32,
-    /// Length of the request head, dropped once the request is answered.
-    len: u32,
-    /// Length of the request body that follows the head.
-    body: u32,
-    /// Reads the request head has arrived in so far.
-    reads: u32,
 }
 
 /// The tx side: state, bytes out. `Outbox` is a window onto it.
@@ -665,240 +653,6 @@ impl RxSide {
                 self.asm.clear();
                 Step::Idle
             }
-        }
-    }
-
-    /// Gather the request head; parse it once, when CRLFCRLF has arrived.
-    fn handshake<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
-        let (Some(ring), Parser::Http(head)) = (self.ring.as_mut(), &mut self.parser) else {
-            return Step::Idle;
-        };
-        if head.len > 0 {
-            // The previous request on this keep-alive connection was answered.
-            ring.consume((head.len + head.body) as usize);
-            *head = Head::default();
-        }
-        if ring.is_empty() {
-            return Step::Idle;
-        }
-        let full = ring.is_full();
-        let buf = ring.make_contiguous();
-        let Some(head_len) = request::find_head_end(buf, head.scanned as usize) else {
-            // Count the reads that brought bytes (tungstenite's AttackCheck); a call with
-            // nothing new (the reactor runs buffered input before reading) costs nothing.
-            if buf.len() as u32 > head.scanned {
-                head.reads += 1;
-            }
-            head.scanned = buf.len() as u32;
-            if let Err(e) = request::check_partial(buf, &cfg.http) {
-                out.reject(e.status(), e.reason());
-            } else if head.reads >= cfg.http.max_head_reads {
-                out.reject(400, "request head arrived in too many pieces");
-            } else if full {
-                // The head limit is larger than the ring: the ring binds.
-                out.reject(431, "request header fields too large");
-            }
-            return Step::Idle;
-        };
-        head.len = head_len as u32;
-        let head_bytes: &'s [u8] = &buf[..head_len];
-        let req = match request::parse(head_bytes, &cfg.http) {
-            Ok(req) => req,
-            Err(e) => {
-                out.reject(e.status(), e.reason());
-                return Step::Again;
-            }
-        };
-        if !upgrade::wants_websocket(&req) {
-            let body_len = match request_body_len(&req, cfg) {
-                Ok(n) => n,
-                Err((status, reason)) => {
-                    out.reject(status, reason);
-                    return Step::Again;
-                }
-            };
-            head.body = body_len as u32;
-            if body_len > 0 {
-                out.set_state(State::Body);
-                return Step::Again;
-            }
-            out.set_state(State::Upgrading);
-            return Step::Event(Event::Request(req, &[]));
-        }
-        out.set_state(State::Upgrading);
-        match upgrade::validate(&req, &cfg.allowed_origins) {
-            Ok(up) => {
-                // RFC 7692 §5: choose the response now, so `Outbox::accept` can answer it.
-                let mode = out.compression_mode(cfg);
-                out.set_deflate(deflate::negotiate(&up.extensions, mode));
-                Step::Event(Event::Upgrade(req, up))
-            }
-            Err(rej) => {
-                out.reject(rej.status, rej.reason);
-                Step::Again
-            }
-        }
-    }
-
-    /// Wait for the whole body (bounded by `max_body`, checked before reading it), then hand
-    /// the request over with it.
-    fn body<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>) -> Step<'s> {
-        let (Some(ring), Parser::Http(head)) = (self.ring.as_mut(), &self.parser) else {
-            return Step::Idle;
-        };
-        let (head_len, total) = (head.len as usize, (head.len + head.body) as usize);
-        if ring.len() < total {
-            if ring.capacity() < total {
-                ring.grow(total);
-            }
-            return Step::Idle;
-        }
-        let buf: &'s [u8] = ring.make_contiguous();
-        match request::parse(&buf[..head_len], &cfg.http) {
-            Ok(req) => {
-                out.set_state(State::Upgrading);
-                Step::Event(Event::Request(req, &buf[head_len..total]))
-            }
-            Err(e) => {
-                out.reject(e.status(), e.reason());
-                Step::Again
-            }
-        }
-    }
-
-    /// Decode frames: control frames are answered here, data frames become messages.
-    fn frames<'s>(&'s mut self, cfg: &Config, out: &mut Outbox<'_>, now: Tick) -> Step<'s> {
-        let Some(ring) = self.ring.as_mut() else {
-            return Step::Idle;
-        };
-        if out.state() != State::Open && self.asm.in_message() {
-            self.asm.clear();
-        }
-        if let Parser::Http(head) = &self.parser {
-            // The request head stayed in place while the caller looked at it; bytes that
-            // followed it are the first frames (tungstenite's `tail`).
-            ring.consume(head.len as usize);
-            self.parser = Parser::Ws(Decoder::new());
-        }
-        let Parser::Ws(decoder) = &mut self.parser else {
-            unreachable!("bug: parser switched to frames above");
-        };
-        // RFC 7692 §6: permessage-deflate claims RSV1 (first frames of data messages only; the
-        // decoder refuses it on control and continuation frames), and a compressed frame may
-        // be a little larger than the data it carries.
-        let rules = match out.deflate() {
-            None => DecodeRules {
-                max_frame_size: cfg.ws.max_frame_size,
-                allowed_rsv: 0,
-            },
-            Some(_) => DecodeRules {
-                max_frame_size: deflate::compressed_bound(cfg.ws.max_frame_size),
-                allowed_rsv: RSV1,
-            },
-        };
-        let piece = match decoder.next(ring, &rules) {
-            Ok(Some(p)) => p,
-            Ok(None) => return Step::Idle,
-            Err(e) => return fail(e, out),
-        };
-        if piece.opcode.is_control() {
-            return control(piece, out);
-        }
-        if out.state() != State::Open {
-            // §7.1.2 / §1.4: after our close, data frames are read and discarded.
-            return Step::Again;
-        }
-        match self.asm.feed(piece, &cfg.ws, now, out.deflate().as_mut()) {
-            Ok(Some(msg)) => Step::Event(Event::Message(msg)),
-            Ok(None) => Step::Again,
-            // The partial message is freed on the next step (state is no longer Open).
-            Err(e) => fail(e, out),
-        }
-    }
-}
-
-/// The length of a plain request's body (RFC 9112 §6): `Content-Length`, at most
-/// `max_body` (413 before reading it); bodies of unknown length are refused with 411.
-fn request_body_len(req: &Request<'_>, cfg: &Config) -> Result<usize, (u16, &'static str)> {
-    if req.header("transfer-encoding").is_some() {
-        return Err((
-            411,
-            "chunked request bodies are not accepted; send Content-Length",
-        ));
-    }
-    let mut lengths = req.headers_named("content-length");
-    let Some(value) = lengths.next() else {
-        return match req.method {
-            "POST" | "PUT" | "PATCH" => Err((411, "Content-Length required")),
-            _ => Ok(0),
-        };
-    };
-    let parsed = std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    // Repeated Content-Length headers must agree (RFC 9112 §6.3); we require a single one.
-    match (parsed, lengths.next()) {
-        (Some(n), None) if n > cfg.http.max_body => Err((413, "request body too large")),
-        (Some(n), None) => Ok(n),
-        _ => Err((400, "invalid Content-Length")),
-    }
-}
-
-/// Fail the WebSocket connection (§7.1.7): send a close with the error's code and report it.
-fn fail<'s>(e: ProtocolError, out: &mut Outbox<'_>) -> Step<'s> {
-    log::debug!("protocol error: {e}");
-    if out.state() == State::Open {
-        out.fail(e.close_code(), e.reason());
-        Step::Event(Event::Closed {
-            code: e.close_code(),
-            reason: e.reason(),
-        })
-    } else {
-        // Already closing: the peer gets no second close frame.
-        out.set_state(State::Closing);
-        Step::Again
-    }
-}
-
-/// Answer a control frame (§5.5): ping → pong, pong → nothing, close → echo and finish.
-/// The decoder lends control payloads as one contiguous slice.
-fn control<'s>(p: Piece<'s>, out: &mut Outbox<'_>) -> Step<'s> {
-    debug_assert!(p.b.is_empty(), "bug: control payload split");
-    match p.opcode {
-        OpCode::Ping => {
-            if out.state() == State::Open {
-                out.pong(p.a);
-            }
-            Step::Again
-        }
-        OpCode::Close => close_received(p.a, out),
-        _ => Step::Again, // unsolicited pongs are allowed (§5.5.3) and ignored
-    }
-}
-
-/// The peer's close frame (§5.5.1, §7.1.2): validate it, echo it, and finish.
-fn close_received<'s>(payload: &'s [u8], out: &mut Outbox<'_>) -> Step<'s> {
-    let was_open = out.state() == State::Open;
-    match parse_close_payload(payload) {
-        Err(e) => {
-            let told = out.report(e.close_code(), e.reason());
-            out.fail(e.close_code(), e.reason());
-            if was_open {
-                told
-            } else {
-                Step::Again
-            }
-        }
-        Ok(status) => {
-            let (code, reason) = status.unwrap_or((1005, ""));
-            out.record(Outcome::CloseReceived(code));
-            if was_open {
-                // Echo the status code (§5.5.1); a close without one is echoed without one,
-                // since 1005 must never appear on the wire (§7.4.1).
-                out.close_frame(status.map(|(c, _)| c), "");
-            }
-            out.set_state(State::Closing);
-            out.report(code, reason)
         }
     }
 }
