@@ -15,6 +15,7 @@
 //! - a topic's numbers never go backwards: a dropped topic leaves its last number in a
 //!   bounded `SeqBook`, and a topic created again continues from it.
 
+pub mod fanout;
 mod published;
 mod seqs;
 

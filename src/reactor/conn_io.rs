@@ -88,7 +88,8 @@ impl<N: Net> Reactor<N> {
             // iteration (`mark_dirty`), so a subscriber's broadcasts of one iteration leave
             // in one write. An echo from the large read ring leaves here too, so the ring is
             // back for the next connection's read.
-            if (e.conn.tx_len() > 0 || e.conn.tx_holds_rx()) && !e.has(CLOSING) {
+            // (A read ring handed to tx for an echo is queued bytes too: `tx_len` counts it.)
+            if e.conn.tx_len() > 0 && !e.has(CLOSING) {
                 self.flush(idx);
                 return;
             }
@@ -207,7 +208,7 @@ impl<N: Net> Reactor<N> {
             }
         };
         let e = &mut self.conns[idx];
-        if e.conn.wants_shutdown() && !tls_pending {
+        if !tls_pending && e.conn.take_shutdown() {
             if e.has(EOF) {
                 e.conn.abort();
             } else {
@@ -217,11 +218,10 @@ impl<N: Net> Reactor<N> {
                 Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx))
                     .close_notify();
                 let _ = self.net.shutdown_write(&mut e.sock);
-                e.conn.start_draining();
                 self.resume.push(idx);
             }
         }
-        if e.conn.is_done() {
+        if e.conn.state() == State::Closed {
             if !e.has(CLOSING) {
                 e.set(CLOSING, true);
                 self.closing.push(idx);

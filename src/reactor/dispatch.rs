@@ -13,11 +13,12 @@ use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::config::Config;
-use crate::conn::{BroadcastForm, Event, Mode, Outbox, Step};
+use crate::conn::{Event, Outbox, Step};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::metrics;
+use crate::pubsub::fanout::{self, Fanout};
 use crate::pubsub::{Published, TopicError};
 
 impl<N: Net> Reactor<N> {
@@ -227,38 +228,33 @@ impl<N: Net> Reactor<N> {
             else {
                 continue;
             };
-            let bytes = match e.conn.mode() {
-                Mode::WebSocket => match e.conn.broadcast_form() {
-                    BroadcastForm::Plain => published.frame.clone(),
-                    // RFC 7692 §7.2.1: compressed once per window size for all of them.
-                    BroadcastForm::Fresh { bits } => published
-                        .deflated(
-                            &mut self.res.compressors,
-                            bits,
-                            self.cfg.compression.threshold,
-                        )
-                        .unwrap_or_else(|| published.frame.clone()),
-                    BroadcastForm::OwnContext => {
-                        let p = &published;
-                        if e.conn
-                            .send_own(&mut self.res, &self.cfg, p.text, p.payload())
-                        {
-                            self.after_push(idx, conn);
-                        }
-                        continue;
+            let threshold = self.cfg.compression.threshold;
+            let plan = fanout::plan(
+                &published,
+                e.conn.takes(),
+                &mut self.res.compressors,
+                threshold,
+            );
+            let bytes = match plan {
+                Fanout::Shared(bytes) => bytes,
+                Fanout::OwnCompressor => {
+                    let p = &published;
+                    if e.conn
+                        .send_own(&mut self.res, &self.cfg, p.text, p.payload())
+                    {
+                        self.after_push(idx, conn);
                     }
-                },
-                Mode::Sse => published.sse_event(),
-                Mode::Stream => published.stream_chunk(),
-                Mode::Poll | Mode::Http => {
+                    continue;
+                }
+                Fanout::ReleasePoll => {
                     // A held long poll is answered with the batch and goes back to reading
                     // requests; one that is no longer held just stops listening.
                     if let Some((topic, after)) = self.hub.take_waiting(conn) {
-                        let keep_alive = e.conn.held_keep_alive();
-                        let resp = http::poll_release(
-                            &self.hub, &topic, after, &published, &self.date, keep_alive,
-                        );
-                        if e.conn.complete_held(&resp, &mut self.res, &self.cfg) {
+                        let (hub, date) = (&self.hub, &self.date);
+                        let batch = |keep_alive| {
+                            http::poll_release(hub, &topic, after, &published, date, keep_alive)
+                        };
+                        if e.conn.complete_held(&mut self.res, &self.cfg, batch) {
                             self.resume.push(idx); // pipelined requests may be waiting
                         }
                     }

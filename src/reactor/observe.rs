@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::clients::Clients;
 use super::totals::Totals;
 use super::{Net, Reactor};
-use crate::conn::{Mode, State};
+use crate::conn::{State, Takes};
 use crate::metrics::{ConnClass, Metrics, Phase, Transport};
 
 impl<N: Net> Reactor<N> {
@@ -57,8 +57,8 @@ impl<N: Net> Reactor<N> {
             }
             State::Open => ConnClass::new(Transport::WebSocket, Phase::Open),
             State::Held => ConnClass::new(Transport::Poll, Phase::Open),
-            State::Streaming => match e.conn.mode() {
-                Mode::Sse => ConnClass::new(Transport::Sse, Phase::Open),
+            State::Streaming => match e.conn.takes() {
+                Takes::SseEvent => ConnClass::new(Transport::Sse, Phase::Open),
                 _ => ConnClass::new(Transport::Stream, Phase::Open),
             },
             // Only a WebSocket sends a close frame and waits for the answer.

@@ -175,6 +175,19 @@ pub enum BroadcastForm {
     OwnContext,
 }
 
+/// How a subscriber takes a published message (`Conn::takes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// A WebSocket: a frame, in this form.
+    Frame(BroadcastForm),
+    /// A Server-Sent Events response: an event.
+    SseEvent,
+    /// A chunked streaming response: a chunk.
+    StreamChunk,
+    /// A long poll (held, or no longer held): the batch that answers it, if it is held.
+    HeldPoll,
+}
+
 /// What a connection carries once its first request is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -473,13 +486,32 @@ impl Conn {
 
     /// Answer a held long poll with a complete response; the connection goes back to reading
     /// requests (pipelined ones may already wait in rx). False if nothing was held.
-    pub fn complete_held(&mut self, response: &[u8], res: &mut Resources, cfg: &Config) -> bool {
+    /// `response` builds it, told whether the request asked to keep the connection alive.
+    pub fn complete_held(
+        &mut self,
+        res: &mut Resources,
+        cfg: &Config,
+        response: impl FnOnce(bool) -> Vec<u8>,
+    ) -> bool {
         if self.tx.state != State::Held {
             return false;
         }
         let keep_alive = self.tx.held_keep_alive;
-        Outbox::new(&mut self.tx, res, cfg).respond(response, keep_alive);
+        Outbox::new(&mut self.tx, res, cfg).respond(&response(keep_alive), keep_alive);
         true
+    }
+
+    /// How this connection takes a published message, for the fan-out plan
+    /// (`pubsub::fanout::plan`): a WebSocket frame in the form its permessage-deflate
+    /// agreement allows, an SSE event, a stream chunk, or the batch that answers a held
+    /// long poll.
+    pub fn takes(&self) -> Takes {
+        match self.tx.mode {
+            Mode::WebSocket => Takes::Frame(self.broadcast_form()),
+            Mode::Sse => Takes::SseEvent,
+            Mode::Stream => Takes::StreamChunk,
+            Mode::Poll | Mode::Http => Takes::HeldPoll,
+        }
     }
 
     /// Slow-consumer check after a publish: `Some(reason)` if this connection must be
@@ -558,8 +590,18 @@ impl Conn {
         true
     }
 
-    /// Everything is said and written: the reactor should send FIN (shutdown write) and
-    /// call `start_draining`.
+    /// Everything is said and written: send FIN now. True once, when the connection has
+    /// closed its side and tx is empty; the connection then drains (reads and discards
+    /// until the peer's FIN, `State::Draining`).
+    pub fn take_shutdown(&mut self) -> bool {
+        let now = self.wants_shutdown();
+        if now {
+            self.tx.state = State::Draining;
+        }
+        now
+    }
+
+    /// Everything is said and written (`take_shutdown` would send FIN).
     pub fn wants_shutdown(&self) -> bool {
         self.tx.state == State::Closing && self.tx.queue.is_empty()
     }
