@@ -132,7 +132,7 @@ pub fn run(
         seqs: Mutex::new(SeqBook::new(cfg.pubsub.max_topics.saturating_mul(n))),
     });
     let make_router = Arc::new(make_router);
-    // One registry, a slot per worker: any worker can render the sum (metrics.rs).
+    // One registry, a slot per worker: any worker can render the sum (metrics/mod.rs).
     let metrics = Arc::new(Metrics::new(n));
     let mut threads = Vec::new();
     // Each worker reports once its signal handler is installed; the server is announced only
