@@ -10,7 +10,7 @@ use std::io::{ErrorKind, IoSlice};
 use mio::Interest;
 
 use super::transport::Transport;
-use super::{token, Net, Reactor, CLOSING, DIRTY, EOF, PEER_DONE, READ_BLOCKED, TLS, VIA_PROXY};
+use super::{token, Net, Reactor, DIRTY, EOF, FREEING, PEER_DONE, READ_BLOCKED, TLS, VIA_PROXY};
 use crate::conn::{State, MAX_IOV};
 
 /// The TLS session of slab slot `idx`, if its flags say it has one.
@@ -89,7 +89,7 @@ impl<N: Net> Reactor<N> {
             // in one write. An echo from the large read ring leaves here too, so the ring is
             // back for the next connection's read.
             // (A read ring handed to tx for an echo is queued bytes too: `tx_len` counts it.)
-            if e.conn.tx_len() > 0 && !e.has(CLOSING) {
+            if e.conn.tx_len() > 0 && !e.has(FREEING) {
                 self.flush(idx);
                 return;
             }
@@ -222,8 +222,8 @@ impl<N: Net> Reactor<N> {
             }
         }
         if e.conn.state() == State::Closed {
-            if !e.has(CLOSING) {
-                e.set(CLOSING, true);
+            if !e.has(FREEING) {
+                e.set(FREEING, true);
                 self.closing.push(idx);
             }
             return;

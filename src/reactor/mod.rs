@@ -78,7 +78,7 @@ struct Entry<S> {
     generation: u32,
     /// The interest currently registered with epoll (re-registered only on change).
     interest: Interest,
-    /// Bit set of the `DIRTY`, `READ_BLOCKED`, `EOF` and `CLOSING` flags below.
+    /// Bit set of the flags below (`DIRTY` … `TLS`).
     flags: u8,
     /// The connections gauge that counts it (`observe.rs::track`).
     class: ConnClass,
@@ -88,6 +88,12 @@ struct Entry<S> {
     client: Option<ClientId>,
 }
 
+// `Entry::flags`: the reactor's own bookkeeping of a slot — which of its per-iteration lists
+// the slot is already in (`DIRTY`, `FREEING`), what the socket told it (`READ_BLOCKED`, `EOF`,
+// `PEER_DONE`) and what the slot is (`VIA_PROXY`, `TLS`). None of them is protocol state:
+// that is `Conn::state` alone (`FREEING` is not `State::Closing`: a connection in any state
+// is freed once `State::Closed`).
+
 /// Already in `dirty` for this iteration.
 const DIRTY: u8 = 1;
 /// Reading stopped with bytes possibly left in the socket (rx full or tx over its limit);
@@ -96,8 +102,8 @@ const DIRTY: u8 = 1;
 const READ_BLOCKED: u8 = 2;
 /// The peer's FIN has been read.
 const EOF: u8 = 4;
-/// Already in `closing`.
-const CLOSING: u8 = 8;
+/// Already in `closing`, the slots freed at the end of the iteration.
+const FREEING: u8 = 8;
 /// epoll reported RDHUP/HUP/ERR: read to the end, no short-read shortcut.
 const PEER_DONE: u8 = 16;
 /// The socket peer is a trusted proxy (`--trust-proxy`): each request names the client.
@@ -318,7 +324,7 @@ impl<N: Net> Reactor<N> {
             }
             self.expire_timers();
             for idx in std::mem::take(&mut self.resume) {
-                if self.conns.get(idx).is_some_and(|e| !e.has(CLOSING)) {
+                if self.conns.get(idx).is_some_and(|e| !e.has(FREEING)) {
                     self.read(idx);
                 }
             }
