@@ -12,4 +12,4 @@ pub mod resp;
 pub use link::{Action, Event, Link, LinkError, LinkState, Stats};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,6 +2,8 @@
 //! with synthetic time — handshake pipeline, subscriptions, own-node echoes, publishes,
 //! timeouts, backoff, linger, reconnection and bad input.
 //! Must not: open a socket or wait on real time.
+//! Its RESP builders (`push`, `confirm`, `message`, `tagged`, `HELLO_REPLY`) also script Redis
+//! for the reactor's fake harness (`reactor/fake_redis_tests.rs`).
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use crate::config::{RedisConfig, RedisUrl};
 use crate::timer::Tick;
 
 const NODE: u64 = 0x1111_2222_3333_4444;
-const OTHER: u64 = 0x9999_8888_7777_6666;
+pub(crate) const OTHER: u64 = 0x9999_8888_7777_6666;
 
 fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
     RedisConfig {
@@ -45,7 +47,7 @@ fn cmd(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-fn push(kind: &str, channel: &str, last: &[u8]) -> Vec<u8> {
+pub(crate) fn push(kind: &str, channel: &str, last: &[u8]) -> Vec<u8> {
     let mut out = format!(
         ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n",
         kind.len(),
@@ -56,14 +58,14 @@ fn push(kind: &str, channel: &str, last: &[u8]) -> Vec<u8> {
     out
 }
 
-fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
     let mut blob = format!("${}\r\n", payload.len()).into_bytes();
     blob.extend_from_slice(payload);
     blob.extend_from_slice(b"\r\n");
     push("message", channel, &blob)
 }
 
-fn confirm(subscribed: bool, channel: &str, count: u32) -> Vec<u8> {
+pub(crate) fn confirm(subscribed: bool, channel: &str, count: u32) -> Vec<u8> {
     let kind = if subscribed {
         "subscribe"
     } else {
@@ -72,11 +74,11 @@ fn confirm(subscribed: bool, channel: &str, count: u32) -> Vec<u8> {
     push(kind, channel, format!(":{count}\r\n").as_bytes())
 }
 
-fn tagged(node: u64, text: bool, body: &[u8]) -> Vec<u8> {
+pub(crate) fn tagged(node: u64, text: bool, body: &[u8]) -> Vec<u8> {
     [&envelope::header(node, text)[..], body].concat()
 }
 
-const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
+pub(crate) const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
 
 type Got = Vec<(String, bool, Vec<u8>)>;
 

@@ -11,13 +11,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use super::fake::Peer;
 use super::fake_tests::{client, server, Harness};
 use super::*;
-use crate::backplane::envelope;
+use crate::backplane::tests::{confirm, message, tagged, HELLO_REPLY, OTHER};
 use crate::metrics::RedisMetrics;
 use crate::ws::frame::OpCode;
-
-/// Another node of the cluster (its publishes are delivered here).
-const OTHER: u64 = 0x9999_8888_7777_6666;
-const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
 
 fn redis_addr() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 6379))
@@ -36,28 +32,9 @@ fn link_state(h: &Harness) -> &'static str {
     RedisMetrics::STATES[m.redis.state.get() as usize]
 }
 
-fn push(kind: &str, channel: &str, last: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n",
-        kind.len(),
-        channel.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(last);
-    out
-}
-
-fn confirm(channel: &str, count: u32) -> Vec<u8> {
-    push("subscribe", channel, format!(":{count}\r\n").as_bytes())
-}
-
 /// A message another node published on `channel`, as Redis pushes it.
-fn message(channel: &str, text: bool, body: &[u8]) -> Vec<u8> {
-    let payload = [&envelope::header(OTHER, text)[..], body].concat();
-    let mut blob = format!("${}\r\n", payload.len()).into_bytes();
-    blob.extend_from_slice(&payload);
-    blob.extend_from_slice(b"\r\n");
-    push("message", channel, &blob)
+fn from_other(channel: &str, text: bool, body: &[u8]) -> Vec<u8> {
+    message(channel, &tagged(OTHER, text, body))
 }
 
 /// Move the clock past the longest reconnection wait (`--redis-backoff-max`).
@@ -117,7 +94,7 @@ fn subscribed() -> (Harness, Peer, Peer) {
         "the topic's first subscriber subscribes the channel: {:?}",
         String::from_utf8_lossy(&sent)
     );
-    redis.send(&confirm("wsloop:news", 1));
+    redis.send(&confirm(true, "wsloop:news", 1));
     h.settle();
     assert_eq!(link_state(&h), "up");
     (h, ws, redis)
@@ -126,7 +103,7 @@ fn subscribed() -> (Harness, Peer, Peer) {
 #[test]
 fn a_message_from_another_node_reaches_a_local_subscriber() {
     let (mut h, ws, redis) = subscribed();
-    redis.send(&message("wsloop:news", true, b"hello from afar"));
+    redis.send(&from_other("wsloop:news", true, b"hello from afar"));
     h.settle();
     assert_eq!(ws.take_written(), server(OpCode::Text, b"hello from afar"));
 }
@@ -149,11 +126,7 @@ fn a_local_publish_goes_to_redis_with_this_nodes_envelope() {
     assert!(sent.ends_with(b"mine\r\n"), "{sent:?}");
     // Redis echoes our own publish back: it is not delivered a second time.
     let node = h.r.redis_node().expect("the link's node id");
-    let payload = [&envelope::header(node, true)[..], b"mine"].concat();
-    let mut blob = format!("${}\r\n", payload.len()).into_bytes();
-    blob.extend_from_slice(&payload);
-    blob.extend_from_slice(b"\r\n");
-    redis.send(&push("message", "wsloop:news", &blob));
+    redis.send(&message("wsloop:news", &tagged(node, true, b"mine")));
     h.settle();
     assert!(ws.take_written().is_empty(), "our own echo is dropped");
 }
@@ -163,8 +136,8 @@ fn replies_split_at_every_byte_are_the_same_replies() {
     // The handshake reply, the subscription's confirmation and a message, in two reads
     // split at every position: the link resumes each partial frame on the next read.
     let mut whole = HELLO_REPLY.to_vec();
-    whole.extend(confirm("wsloop:news", 1));
-    whole.extend(message("wsloop:news", false, &[0, 1, 2, 0xff]));
+    whole.extend(confirm(true, "wsloop:news", 1));
+    whole.extend(from_other("wsloop:news", false, &[0, 1, 2, 0xff]));
     for cut in 1..whole.len() {
         let mut h = with_redis();
         let (redis, _) = accept_link(&mut h);
@@ -188,9 +161,9 @@ fn replies_arriving_one_byte_per_read_are_the_same_replies() {
     let (redis, _) = accept_link(&mut h);
     let ws = h.open_at("/topic/news");
     let mut whole = HELLO_REPLY.to_vec();
-    whole.extend(confirm("wsloop:news", 1));
-    whole.extend(message("wsloop:news", true, b"dribbled"));
-    whole.extend(message("wsloop:news", true, b"and another"));
+    whole.extend(confirm(true, "wsloop:news", 1));
+    whole.extend(from_other("wsloop:news", true, b"dribbled"));
+    whole.extend(from_other("wsloop:news", true, b"and another"));
     redis.send_bytewise(&whole, true);
     h.settle();
     let want = [
@@ -225,8 +198,8 @@ fn a_lost_link_reconnects_after_the_backoff_and_subscribes_again() {
         String::from_utf8_lossy(&sent)
     );
     redis2.send(HELLO_REPLY);
-    redis2.send(&confirm("wsloop:news", 1));
-    redis2.send(&message("wsloop:news", true, b"after the outage"));
+    redis2.send(&confirm(true, "wsloop:news", 1));
+    redis2.send(&from_other("wsloop:news", true, b"after the outage"));
     h.settle();
     assert_eq!(link_state(&h), "up");
     assert_eq!(ws.take_written(), server(OpCode::Text, b"after the outage"));
