@@ -103,6 +103,8 @@ impl<N: Net> Reactor<N> {
             }
             metrics.messages_out.add(out.messages_sent());
         }
+        // Before the 101 leaves (the caller flushes next): see `sync_dedicated`.
+        self.sync_dedicated();
         self.apply_commands();
     }
 

@@ -74,13 +74,19 @@ impl Harness {
     }
 
     pub(super) fn with(cfg: Config) -> Harness {
+        let shared = super::Shared::new(&cfg).expect("no TLS files to load");
+        Harness::sharing(cfg, shared)
+    }
+
+    /// A worker of a process whose other workers hold `shared` too (the totals, the
+    /// per-address counts).
+    pub(super) fn sharing(cfg: Config, shared: Shared) -> Harness {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let watch = Rc::new(RefCell::new(None));
         let router = Router::new()
             .mount("/echo", Recorder(seen.clone(), watch.clone()))
             .mount("/topic/{name}", crate::app::TopicApp::default());
         let metrics = Arc::new(Metrics::new(1)).handle(0);
-        let shared = super::Shared::new(&cfg).expect("no TLS files to load");
         let r = Reactor::from_parts(cfg, router, FakeNet::new(), None, shared, metrics);
         Harness {
             r,
@@ -695,4 +701,40 @@ fn a_signal_closes_every_websocket_with_1001_and_the_loop_ends_after_the_handsha
         !h.r.turn(&mut h.ready).expect("turn"),
         "the loop should end"
     );
+}
+
+#[test]
+fn the_dedicated_compressor_cap_holds_across_workers() {
+    // Two workers of one process (one `Shared`): a connection that took dedicated state on
+    // one counts on the other (`reactor/totals.rs`), so a client that upgrades again through
+    // the other worker is answered past the cap (no context takeover). The count is added
+    // before the 101 leaves (`sync_dedicated` at the end of `process`) and learnt after every
+    // poll (`learn_totals`); the harness cannot interleave two workers inside one iteration,
+    // so this checks the sum, not that ordering.
+    let mut cfg = Config::default();
+    cfg.compression.mode = crate::config::CompressionMode::Dedicated;
+    cfg.compression.max_dedicated = 1;
+    let shared = super::Shared::new(&cfg).expect("no TLS files to load");
+    let mut w0 = Harness::sharing(cfg.clone(), shared.clone());
+    let mut w1 = Harness::sharing(cfg, shared);
+    let offer = |h: &mut Harness| {
+        let head = String::from_utf8(request("x", "/echo", KEY)).unwrap();
+        let head = head.strip_suffix("\r\n").unwrap();
+        let req = format!("{head}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+        let peer = h.net().connect();
+        peer.send(req.as_bytes());
+        // Accept, then read and answer.
+        h.turn();
+        h.turn();
+        let head = String::from_utf8(peer.take_written()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        (peer, head.contains("server_no_context_takeover"))
+    };
+    // Both workers idle in poll first, as they would be.
+    w0.assert_asleep();
+    w1.assert_asleep();
+    let (_a, shared_a) = offer(&mut w0);
+    assert!(!shared_a, "the first connection keeps its context");
+    let (_b, shared_b) = offer(&mut w1);
+    assert!(shared_b, "the second, on the other worker, is past the cap");
 }

@@ -308,6 +308,7 @@ impl<N: Net> Reactor<N> {
             self.after_poll(self.net.nanos().saturating_sub(polled));
             self.now = self.net.now();
             self.unix_ms = self.net.unix_ms();
+            self.learn_totals();
             self.refresh_date();
             for ev in ready.iter() {
                 match ev.token() {

@@ -1,7 +1,8 @@
 //! Owns what the workers of a process add up between them — the bytes queued on all
 //! connections (the slow-consumer process cap) and the connections owning compression state
-//! (`--compression-max-dedicated`) — and the once-per-iteration step that adds this worker's
-//! counts from its `conn::Resources` and records the outcomes its connections handed back.
+//! (`--compression-max-dedicated`) — and the steps that add this worker's counts from its
+//! `conn::Resources` (queued bytes once per iteration; dedicated compressors when they change,
+//! once per connection) and record the outcomes its connections handed back.
 //! Must not: be touched per message: each worker counts exactly in its own `Resources`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,15 +46,8 @@ impl<N: Net> Reactor<N> {
     /// compressors to the process's totals, learn the rest of the process's part, and count
     /// the outcomes its connections recorded.
     pub(super) fn sync_totals(&mut self) {
-        let t = &self.totals;
-        add_change(&t.queued, &mut self.told.0, self.res.queued());
-        add_change(
-            &t.dedicated,
-            &mut self.told.1,
-            self.res.compressors.dedicated(),
-        );
-        let elsewhere = t.dedicated().saturating_sub(self.told.1);
-        self.res.compressors.set_dedicated_elsewhere(elsewhere);
+        add_change(&self.totals.queued, &mut self.told.0, self.res.queued());
+        self.sync_dedicated();
         let outcomes = self.metrics.all().outcomes();
         for o in self.res.take_outcomes() {
             match o {
@@ -62,6 +56,24 @@ impl<N: Net> Reactor<N> {
                 Outcome::CloseReceived(code) => outcomes.close_received.record(code),
             }
         }
+    }
+
+    /// Add this worker's change in connections owning compression state now, not at the end
+    /// of the iteration: it changes once per connection (at the 101, when freed), and the
+    /// 101 leaves before the iteration ends, so a client that upgrades again at once must
+    /// find its first connection counted by every worker (`--compression-max-dedicated`).
+    pub(super) fn sync_dedicated(&mut self) {
+        let mine = self.res.compressors.dedicated();
+        if mine != self.told.1 {
+            add_change(&self.totals.dedicated, &mut self.told.1, mine);
+        }
+        self.learn_totals();
+    }
+
+    /// After `poll`: learn what the rest of the process owns before deciding anything.
+    pub(super) fn learn_totals(&mut self) {
+        let elsewhere = self.totals.dedicated().saturating_sub(self.told.1);
+        self.res.compressors.set_dedicated_elsewhere(elsewhere);
     }
 
     /// Bytes queued on every connection of the process: this worker's exactly, the others'
