@@ -130,9 +130,9 @@ impl Compressors {
     /// `max_dedicated` connections own compression state, so past the cap new clients are
     /// answered with `server_no_context_takeover`/`client_no_context_takeover` (RFC 7692
     /// §7.1.1: the server may always ask for them) and cost no per-connection state. This
-    /// reactor's count is exact; the rest of the process's is as of the reactor's last loop
-    /// iteration, so upgrades on N workers can pass the cap by what the others accept within
-    /// one iteration.
+    /// reactor's count is exact; the rest of the process's is what the others had added when
+    /// this reactor last woke (they add a change before its 101 leaves), so only upgrades
+    /// decided at the same moment on N workers can pass the cap, by at most N − 1.
     pub fn mode_for_new(&self, mode: CompressionMode, max_dedicated: usize) -> CompressionMode {
         if mode == CompressionMode::Dedicated && self.dedicated + self.elsewhere >= max_dedicated {
             CompressionMode::Shared
