@@ -321,7 +321,8 @@ fn broadcasts_queued_for_a_subscriber_in_one_iteration_leave_in_one_write() {
 #[test]
 fn a_small_echo_is_one_plain_read_and_one_plain_write() {
     // recv(2)/send(2) rather than readv(2)/writev(2) when one buffer will do: cheaper in the
-    // kernel, which is most of the cost of a small message (docs/benchmarks.md).
+    // kernel, which is most of the cost of a small message (docs/perf-history.md,
+    // "recv/send instead of readv/writev").
     let mut h = Harness::new();
     let peer = h.open();
     let before = peer.calls();
