@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use wsloop::buf::BufPool;
 use wsloop::config::{CompressionMode, Config};
-use wsloop::conn::{Conn, Event, Resources, Step};
+use wsloop::conn::{Close, Conn, Event, Io, Received, Resources, Sent, Step};
 
 /// Live heap bytes of the whole process.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -86,9 +86,34 @@ fn message(compressed: bool) -> Vec<u8> {
     client::frame(0xC1, &z)
 }
 
+/// A socket in memory: reads give `bytes` once, writes take everything.
+struct Wire<'a> {
+    bytes: &'a [u8],
+}
+
+impl Io for Wire<'_> {
+    fn read(&mut self, a: &mut [u8], _: &mut [u8]) -> std::io::Result<usize> {
+        let k = a.len().min(self.bytes.len());
+        a[..k].copy_from_slice(&self.bytes[..k]);
+        self.bytes = &self.bytes[k..];
+        Ok(k)
+    }
+
+    fn write(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        Ok(bufs.iter().map(|b| b.len()).sum())
+    }
+}
+
 /// Feed `bytes` to `conn`, echo every message, drain what it queued.
 fn drive(conn: &mut Conn, cfg: &Config, pool: &mut Resources, bytes: &[u8]) -> usize {
-    conn.rx_ring(pool).push(bytes);
+    let mut wire = Wire { bytes };
+    let got = conn
+        .read_from(0, pool, &mut wire)
+        .expect("a read from memory");
+    assert!(
+        matches!(got, Received::Bytes { filled: false, .. }),
+        "{got:?}"
+    );
     let mut messages = 0;
     loop {
         let (step, mut out) = conn.poll_event(cfg, pool, 0);
@@ -103,9 +128,9 @@ fn drive(conn: &mut Conn, cfg: &Config, pool: &mut Resources, bytes: &[u8]) -> u
             Step::Event(e) => panic!("unexpected {e:?}"),
         }
     }
-    conn.shed_rx(pool);
-    let n = conn.tx_len();
-    conn.consume_tx(n, pool);
+    // As the reactor does after processing: rx buffers no longer needed go back.
+    conn.interest(cfg, pool);
+    while let Ok(Sent::Wrote { .. }) = conn.write_to(pool, &mut wire) {}
     // The reactor counts the outcomes once per iteration; so does this driver.
     pool.take_outcomes().for_each(drop);
     messages
@@ -134,7 +159,7 @@ fn measure(mode: CompressionMode) -> (usize, usize) {
     }
     let total = LIVE.load(Relaxed) - start;
     for mut c in conns {
-        c.release(&mut pool);
+        c.close(&cfg, &mut pool, Close::Abort);
     }
     (first, total)
 }

@@ -8,14 +8,14 @@
 //! messages sent, in order, and nothing after a close frame.
 //! Must not: use real sockets, threads or time.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::rc::Rc;
 use std::time::Duration;
 
 use super::Input;
 use crate::buf::BufPool;
 use crate::config::Config;
-use crate::conn::{Conn, Event, Resources, State, Step, MAX_IOV};
+use crate::conn::{Close, Conn, Event, Io, Push, Pushed, Received, Resources, Sent, State, Step};
 use crate::pubsub::Published;
 use crate::timer::Tick;
 use crate::ws::close::is_valid_close_code;
@@ -102,7 +102,7 @@ pub fn conn(data: &[u8]) {
 
     let mut published = 0u32;
     for op in ops.chunks(2) {
-        if d.conn.is_done() {
+        if d.done() {
             break;
         }
         let (kind, arg) = (op[0], op.get(1).copied().unwrap_or(0));
@@ -115,7 +115,7 @@ pub fn conn(data: &[u8]) {
                 d.publish(published, usize::from(arg) * 8);
             }
             6 if arg < 32 => {
-                let code = d.conn.going_away(&d.cfg, &mut d.res);
+                let code = d.conn.close(&d.cfg, &mut d.res, Close::GoingAway);
                 d.report(code);
             }
             7 if arg < 32 => d.peer_fin(),
@@ -126,7 +126,7 @@ pub fn conn(data: &[u8]) {
     // The rest of the input, then a peer that reads everything and a clock that runs: every
     // connection must end by itself.
     for _ in 0..10_000 {
-        if d.wire_in.is_empty() || d.conn.is_done() || d.eof {
+        if d.wire_in.is_empty() || d.done() || d.eof {
             break;
         }
         let before = d.wire_in.len();
@@ -138,7 +138,7 @@ pub fn conn(data: &[u8]) {
         }
     }
     for _ in 0..16 {
-        if d.conn.is_done() {
+        if d.done() {
             break;
         }
         d.peer_reads(usize::MAX);
@@ -148,13 +148,9 @@ pub fn conn(data: &[u8]) {
         d.advance(due.saturating_sub(d.now));
     }
     d.peer_reads(usize::MAX);
-    assert!(
-        d.conn.is_done(),
-        "connection in {:?} never ended",
-        d.conn.state()
-    );
+    assert!(d.done(), "connection in {:?} never ended", d.conn.state());
     assert!(d.reported.len() <= 1, "close reported {:?}", d.reported);
-    d.conn.release(&mut d.res);
+    d.conn.close(&d.cfg, &mut d.res, Close::Abort);
     assert_eq!(d.res.pool.lent(), 0, "a ring was not given back");
     d.check_output();
 }
@@ -163,20 +159,30 @@ impl Driver<'_> {
     /// Read up to `n` client bytes the way `Reactor::read` does: only while the connection
     /// wants to read, at most the ring's free space per read, the state machine after each.
     fn deliver(&mut self, mut n: usize) {
-        while n > 0 && !self.wire_in.is_empty() && !self.conn.is_done() {
-            if !self.conn.wants_read(self.cfg.max_queued_bytes) {
-                break;
-            }
-            let ring = self.conn.rx_ring(&mut self.res);
-            let k = ring.free().min(n).min(self.wire_in.len());
-            assert!(k > 0, "wants_read with a full rx ring");
-            ring.push(&self.wire_in[..k]);
-            self.wire_in = &self.wire_in[k..];
-            n -= k;
-            self.conn.on_input(self.now);
+        if self.conn.interest(&self.cfg, &mut self.res).input {
             self.process();
         }
-        self.conn.shed_rx(&mut self.res);
+        while n > 0 && !self.wire_in.is_empty() && !self.done() {
+            if !self.conn.interest(&self.cfg, &mut self.res).read {
+                break;
+            }
+            let mut wire = Wire {
+                input: &mut self.wire_in,
+                limit: &mut n,
+                output: None,
+            };
+            match self.conn.read_from(self.now, &mut self.res, &mut wire) {
+                Ok(Received::Bytes { n: k, .. }) => assert!(k > 0),
+                other => panic!("read_from gave {other:?} with bytes to read"),
+            }
+            self.process();
+        }
+        // What `Reactor::read` asks at its end: buffers the input no longer needs go back.
+        self.conn.interest(&self.cfg, &mut self.res);
+    }
+
+    fn done(&self) -> bool {
+        self.conn.status().state == State::Closed
     }
 
     fn process(&mut self) {
@@ -203,29 +209,26 @@ impl Driver<'_> {
         panic!("poll_event did not return Idle in {limit} steps");
     }
 
-    /// The peer reads up to `n` bytes of output (a short write when fewer than queued).
-    fn peer_reads(&mut self, n: usize) {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let used = self.conn.tx_iov(&mut iov);
-        let mut taken = 0;
-        for s in &iov[..used] {
-            let k = s.len().min(n - taken);
-            self.wire_out.extend_from_slice(&s[..k]);
-            taken += k;
-        }
-        self.conn.consume_tx(taken, &mut self.res);
-        // What `Reactor::flush` does after its writes: an echo still being sent from the read
-        // ring is copied out so the ring can serve the next read.
-        self.conn.return_rx(&mut self.res);
-        // What `Reactor::flush` does once everything is said.
-        if self.conn.wants_shutdown() {
-            if self.eof {
-                let code = self.conn.abort();
-                self.report(code);
-            } else {
-                self.conn.start_draining();
+    /// The peer reads up to `n` bytes of output (a short write when fewer than queued), the
+    /// way `Reactor::flush` writes: until nothing is left or the peer stops taking bytes,
+    /// then FIN once everything is said.
+    fn peer_reads(&mut self, mut n: usize) {
+        let mut none: &[u8] = &[];
+        loop {
+            let mut wire = Wire {
+                input: &mut none,
+                limit: &mut n,
+                output: Some(&mut self.wire_out),
+            };
+            match self.conn.write_to(&mut self.res, &mut wire) {
+                Ok(Sent::Nothing) => break,
+                Ok(Sent::Wrote { n: 0, .. }) => break,
+                Ok(Sent::Wrote { .. }) => {}
+                Err(e) => panic!("the wire never fails: {e}"),
             }
         }
+        // Nothing to do at FIN: the fake peer reads nothing after it.
+        self.conn.take_shutdown();
     }
 
     /// Move the fake clock forward and fire the connection's deadline if it is due.
@@ -246,15 +249,15 @@ impl Driver<'_> {
     fn publish(&mut self, n: u32, len: usize) {
         let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
         let p = Rc::new(Published::encode(u64::from(n), false, &payload));
-        if self.conn.push_shared(p.frame.clone(), &mut self.res) {
-            self.sent.push((false, payload));
-            if let Some(reason) = self
-                .conn
-                .slow_consumer(&self.cfg, self.now, self.res.queued())
-            {
-                let code = self.conn.close_policy(&self.cfg, &mut self.res, reason);
-                self.report(code);
+        let push = Push::Shared(p.frame.clone());
+        match self.conn.push(&self.cfg, &mut self.res, self.now, push) {
+            Pushed::Queued => self.sent.push((false, payload)),
+            Pushed::SlowClosed { report, .. } => {
+                self.sent.push((false, payload));
+                self.report(report);
             }
+            Pushed::Refused => {}
+            Pushed::Released => panic!("a WebSocket holds no poll"),
         }
     }
 
@@ -264,8 +267,16 @@ impl Driver<'_> {
         }
         self.eof = true;
         self.wire_in = &[];
-        let code = self.conn.on_eof();
-        self.report(code);
+        let (mut none, mut limit): (&[u8], usize) = (&[], usize::MAX);
+        let mut wire = Wire {
+            input: &mut none,
+            limit: &mut limit,
+            output: None,
+        };
+        match self.conn.read_from(self.now, &mut self.res, &mut wire) {
+            Ok(Received::Eof { report }) => self.report(report),
+            other => panic!("read_from gave {other:?} at the end"),
+        }
         self.peer_reads(0);
     }
 
@@ -286,9 +297,6 @@ impl Driver<'_> {
             "close reported {:?}",
             self.reported
         );
-        if self.conn.state() == State::Closed {
-            assert!(self.conn.is_done());
-        }
     }
 
     /// The wire, as a client would parse it: the 101 head, then frames.
@@ -333,5 +341,39 @@ impl Driver<'_> {
         // with output still queued.
         assert!(data.len() <= self.sent.len());
         assert_eq!(data[..], self.sent[..data.len()], "data frames differ");
+    }
+}
+
+/// The fake socket: reads take client bytes (at most `limit` in all), writes hand server
+/// bytes to the peer (at most `limit`), like a socket whose peer reads only so much.
+struct Wire<'w, 'a> {
+    input: &'w mut &'a [u8],
+    limit: &'w mut usize,
+    output: Option<&'w mut Vec<u8>>,
+}
+
+impl Io for Wire<'_, '_> {
+    fn read(&mut self, a: &mut [u8], b: &mut [u8]) -> io::Result<usize> {
+        let mut got = 0;
+        for buf in [a, b] {
+            let k = buf.len().min(*self.limit).min(self.input.len());
+            buf[..k].copy_from_slice(&self.input[..k]);
+            *self.input = &self.input[k..];
+            *self.limit -= k;
+            got += k;
+        }
+        Ok(got)
+    }
+
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let out = self.output.as_deref_mut().expect("a write to the wire");
+        let mut taken = 0;
+        for s in bufs {
+            let k = s.len().min(*self.limit);
+            out.extend_from_slice(&s[..k]);
+            *self.limit -= k;
+            taken += k;
+        }
+        Ok(taken)
     }
 }

@@ -16,7 +16,7 @@ use crate::ws::deflate::Compressors;
 pub enum Fanout {
     /// These bytes, shared with every subscriber that takes the same form (no copy).
     Shared(SharedFrame),
-    /// The message through the connection's own compressor (`Conn::send_own`): its
+    /// The message through the connection's own compressor (`conn::Push::Own`): its
     /// permessage-deflate keeps context, so no frame compressed by anyone else fits.
     OwnCompressor,
     /// The connection is a long poll: if it is held, answer it with the batch and let it go

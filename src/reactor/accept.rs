@@ -14,6 +14,7 @@ use mio::Interest;
 use super::clients::Clients;
 use super::{listener, token, Entry, Net, Reactor, TLS, VIA_PROXY};
 use crate::cidr;
+use crate::conn::Close;
 use crate::conn::Conn;
 use crate::metrics::ConnClass;
 
@@ -144,7 +145,8 @@ impl<N: Net> Reactor<N> {
             self.wheel.cancel(self.conn_timer_id(idx));
             self.sessions.remove(&idx);
             self.net.deregister(&mut e.sock);
-            e.conn.release(&mut self.res);
+            // Freed: its buffers and compression state go back (it was told already).
+            e.conn.close(&self.cfg, &mut self.res, Close::Abort);
         }
     }
 }

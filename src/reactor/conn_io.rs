@@ -5,13 +5,13 @@
 //! Must not: block, parse protocol bytes, or let one connection's error touch another.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, IoSlice};
+use std::io::ErrorKind;
 
 use mio::Interest;
 
 use super::transport::Transport;
-use super::{token, Net, Reactor, DIRTY, EOF, FREEING, PEER_DONE, READ_BLOCKED, TLS, VIA_PROXY};
-use crate::conn::{State, MAX_IOV};
+use super::{token, Net, Reactor, DIRTY, FREEING, PEER_DONE, READ_BLOCKED, TLS, VIA_PROXY};
+use crate::conn::{Close, Received, Sent, State};
 
 /// The TLS session of slab slot `idx`, if its flags say it has one.
 pub(super) fn session(
@@ -33,14 +33,21 @@ impl<N: Net> Reactor<N> {
         // so `flush` does not schedule one more read for it.
         self.conns[idx].set(READ_BLOCKED, false);
         // Bytes already buffered (pipelined requests behind one just answered) go first.
-        if self.conns[idx].conn.has_input() {
+        if self.conns[idx]
+            .conn
+            .interest(&self.cfg, &mut self.res)
+            .input
+        {
             self.process(idx);
         }
         loop {
             let e = &mut self.conns[idx];
-            if !e.conn.wants_read(self.cfg.max_queued_bytes) {
-                let blocked = !matches!(e.conn.state(), State::Closing | State::Closed);
-                e.set(READ_BLOCKED, blocked);
+            if !e.conn.interest(&self.cfg, &mut self.res).read {
+                let state = e.conn.status().state;
+                e.set(
+                    READ_BLOCKED,
+                    !matches!(state, State::Closing | State::Closed),
+                );
                 break;
             }
             let peer_done = e.has(PEER_DONE);
@@ -48,22 +55,18 @@ impl<N: Net> Reactor<N> {
             // A short read drains the socket, unless it is TLS (`short_means_drained`) or
             // the peer's FIN waits behind the data (RDHUP): then read until WouldBlock or EOF.
             let drains = t.short_means_drained() && !peer_done;
-            let ring = e.conn.rx_ring(&mut self.res);
-            let (a, b) = ring.free_slices_mut();
-            let room = a.len() + b.len();
-            let res = t.read(a, b);
-            match res {
-                Ok(0) => {
-                    self.peer_closed(idx);
+            match e.conn.read_from(self.now, &mut self.res, &mut t) {
+                Ok(Received::Eof { report }) => {
+                    if let Some(code) = report {
+                        self.told_closed(idx, code, "");
+                    }
                     break;
                 }
-                Ok(n) => {
+                Ok(Received::Bytes { n, filled }) => {
                     self.metrics.bytes_in.add(n as u64);
-                    ring.commit(n);
-                    e.conn.on_input(self.now);
                     self.process(idx);
                     // A short read drained the socket: epoll will report the next bytes.
-                    if n < room && drains {
+                    if !filled && drains {
                         break;
                     }
                 }
@@ -76,34 +79,21 @@ impl<N: Net> Reactor<N> {
                 }
             }
         }
+        // The reply to what was just read leaves now, while its bytes are in cache, rather
+        // than after every other ready connection has been read: there is one write per
+        // connection either way, and holding it back means one tx ring per ready connection
+        // in use at once (more CPU per message at many connections: docs/perf-history.md,
+        // "recv/send instead of readv/writev") and its peer idle meanwhile. Frames that
+        // publishes queue for *other* connections still wait for the end of the iteration
+        // (`mark_dirty`), so a subscriber's broadcasts of one iteration leave in one write.
+        // An echo from the large read ring leaves here too, so the ring is back for the next
+        // connection's read.
         if let Some(e) = self.conns.get_mut(idx) {
-            e.conn.shed_rx(&mut self.res);
-            // The reply to what was just read leaves now, while its bytes are in cache,
-            // rather than after every other ready connection has been read: there is one
-            // write per connection either way, and holding it back means one tx ring per
-            // ready connection in use at once (more CPU per message at many connections:
-            // docs/perf-history.md, "recv/send instead of readv/writev") and its peer idle
-            // meanwhile. Frames that
-            // publishes queue for *other* connections still wait for the end of the
-            // iteration (`mark_dirty`), so a subscriber's broadcasts of one iteration leave
-            // in one write. An echo from the large read ring leaves here too, so the ring is
-            // back for the next connection's read.
-            // (A read ring handed to tx for an echo is queued bytes too: `tx_len` counts it.)
-            if e.conn.tx_len() > 0 && !e.has(FREEING) {
+            // (Asking also gives back the rx buffers the processed input no longer needs.)
+            if e.conn.interest(&self.cfg, &mut self.res).write && !e.has(FREEING) {
                 self.flush(idx);
                 return;
             }
-        }
-        self.mark_dirty(idx);
-    }
-
-    /// The peer's FIN: report the close to the app if it was not told, then let the flush
-    /// finish what is queued and free the connection.
-    pub(super) fn peer_closed(&mut self, idx: usize) {
-        let e = &mut self.conns[idx];
-        e.set(EOF, true);
-        if let Some(code) = e.conn.on_eof() {
-            self.told_closed(idx, code, "");
         }
         self.mark_dirty(idx);
     }
@@ -112,10 +102,12 @@ impl<N: Net> Reactor<N> {
     /// so its buffers go back at once and no write follows the error; the caller's flush
     /// (or the one it marks dirty) finds it done and frees it.
     pub(super) fn abort(&mut self, idx: usize) {
-        if let Some(code) = self.conns[idx].conn.abort() {
+        let code = self.conns[idx]
+            .conn
+            .close(&self.cfg, &mut self.res, Close::Abort);
+        if let Some(code) = code {
             self.told_closed(idx, code, "");
         }
-        self.conns[idx].conn.release(&mut self.res);
     }
 
     pub(super) fn mark_dirty(&mut self, idx: usize) {
@@ -146,34 +138,22 @@ impl<N: Net> Reactor<N> {
         // keeps idle ones in its `keepalive` pool and reuses them for any client. Every state
         // change is followed by a flush, so this sees each return to waiting (a response,
         // a held poll answered by a publish or by its deadline).
-        if e.has(VIA_PROXY) && e.conn.state() == State::Handshake {
+        if e.has(VIA_PROXY) && e.conn.status().state == State::Handshake {
             if let Some(id) = e.client.take() {
                 self.clients.release(id);
             }
         }
         let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
         let mut failed = false;
-        while e.conn.tx_len() > 0 {
-            let (res, want) = match e.conn.tx_contiguous() {
-                // The usual reply, one run of bytes in the ring: one slice (a plain send(2)
-                // on a plain socket), and no 64-entry iovec array to fill
-                // (docs/perf-history.md, "Instructions per echoed message").
-                Some(bytes) => (t.write(&[IoSlice::new(bytes)]), bytes.len()),
-                None => {
-                    let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                    let used = e.conn.tx_iov(&mut iov);
-                    let want: usize = iov[..used].iter().map(|s| s.len()).sum();
-                    (t.write(&iov[..used]), want)
-                }
-            };
-            match res {
-                Ok(n) => {
+        loop {
+            match e.conn.write_to(&mut self.res, &mut t) {
+                Ok(Sent::Nothing) => break,
+                Ok(Sent::Wrote { n, short }) => {
                     self.metrics.bytes_out.add(n as u64);
-                    e.conn.consume_tx(n, &mut self.res);
                     // A short plain write means the send buffer is full (WRITABLE will tell
                     // us); under TLS it only means the session's buffer was, and that has
                     // been flushed: go on until WouldBlock.
-                    if n == 0 || (n < want && t.short_means_drained()) {
+                    if n == 0 || (short && t.short_means_drained()) {
                         break;
                     }
                 }
@@ -188,47 +168,38 @@ impl<N: Net> Reactor<N> {
                 }
             }
         }
+        // TLS records the socket could not take yet (the plaintext left tx already).
+        let tls_pending = !failed
+            && match t.flush() {
+                Ok(done) => !done,
+                Err(err) => {
+                    log::debug!("tls write: {err}");
+                    failed = true;
+                    false
+                }
+            };
         if failed {
             self.abort(idx);
         }
         let e = &mut self.conns[idx];
-        // What the socket did not take of an echo is copied out of the large read ring, which
-        // goes back to the pool: the ring serves every connection's reads, not one slow peer.
-        e.conn.return_rx(&mut self.res);
-        // TLS records the socket could not take yet (the plaintext left tx already).
-        let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
-        let tls_pending = match t.flush() {
-            Ok(done) => !done,
-            Err(err) => {
-                log::debug!("tls write: {err}");
-                if let Some(code) = e.conn.abort() {
-                    self.told_closed(idx, code, "");
-                }
-                false
-            }
-        };
-        let e = &mut self.conns[idx];
         if !tls_pending && e.conn.take_shutdown() {
-            if e.has(EOF) {
-                e.conn.abort();
-            } else {
-                // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes
-                // the TCP connection first); reading on until its FIN avoids a reset that
-                // could destroy the last bytes we sent.
-                Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx))
-                    .close_notify();
-                let _ = self.net.shutdown_write(&mut e.sock);
-                self.resume.push(idx);
-            }
+            // Our FIN tells the peer we are done (RFC 6455 §7.1.1: the server closes the TCP
+            // connection first); reading on until its FIN avoids a reset that could destroy
+            // the last bytes we sent. (After the peer's FIN there is nothing to wait for:
+            // `take_shutdown` closed it.)
+            Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx)).close_notify();
+            let _ = self.net.shutdown_write(&mut e.sock);
+            self.resume.push(idx);
         }
-        if e.conn.state() == State::Closed {
+        if e.conn.status().state == State::Closed {
             if !e.has(FREEING) {
                 e.set(FREEING, true);
                 self.closing.push(idx);
             }
             return;
         }
-        let want = if e.conn.tx_len() > 0 || tls_pending {
+        let wants = e.conn.interest(&self.cfg, &mut self.res);
+        let want = if wants.write || tls_pending {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
@@ -240,7 +211,7 @@ impl<N: Net> Reactor<N> {
             }
             e.interest = want;
         }
-        if e.has(READ_BLOCKED) && e.conn.wants_read(self.cfg.max_queued_bytes) {
+        if e.has(READ_BLOCKED) && wants.read {
             e.set(READ_BLOCKED, false);
             self.resume.push(idx);
         }

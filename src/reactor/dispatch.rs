@@ -13,7 +13,7 @@ use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::config::Config;
-use crate::conn::{Event, Outbox, Step};
+use crate::conn::{Close, Event, Outbox, Push, Pushed, Step};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
@@ -47,7 +47,7 @@ impl<N: Net> Reactor<N> {
         let e = &mut conns[idx];
         let via_proxy = e.has(VIA_PROXY);
         loop {
-            let route = e.conn.route();
+            let route = e.conn.status().route;
             let (step, mut out) = e.conn.poll_event(cfg, res, now);
             if let Step::Event(Event::Message(_)) = step {
                 metrics.messages_in.inc();
@@ -111,7 +111,7 @@ impl<N: Net> Reactor<N> {
     /// Tell a connection's handler that it closed (once; the caller checked).
     pub(super) fn told_closed(&mut self, idx: usize, code: u16, reason: &str) {
         let id = self.conn_id(idx);
-        let route = self.conns[idx].conn.route();
+        let route = self.conns[idx].conn.status().route;
         let ctx = &mut Ctx::detached(Some(id), &mut self.cmds);
         self.router.handler(route).on_close(ctx, code, reason);
     }
@@ -205,11 +205,8 @@ impl<N: Net> Reactor<N> {
             {
                 // Close 1008 with the reason (cut to the 123 bytes a close frame allows).
                 let reason = format!("subscription refused: {e}");
-                if let Some(code) =
-                    self.conns[idx]
-                        .conn
-                        .close_policy(&self.cfg, &mut self.res, &reason)
-                {
+                let policy = Close::Policy(&reason);
+                if let Some(code) = self.conns[idx].conn.close(&self.cfg, &mut self.res, policy) {
                     self.told_closed(idx, code, &reason);
                 }
                 self.mark_dirty(idx);
@@ -231,62 +228,49 @@ impl<N: Net> Reactor<N> {
                 continue;
             };
             let threshold = self.cfg.compression.threshold;
-            let plan = fanout::plan(
-                &published,
-                e.conn.takes(),
-                &mut self.res.compressors,
-                threshold,
-            );
-            let bytes = match plan {
-                Fanout::Shared(bytes) => bytes,
+            let takes = e.conn.status().takes;
+            let plan = fanout::plan(&published, takes, &mut self.res.compressors, threshold);
+            let (cfg, now) = (&self.cfg, self.now);
+            let pushed = match plan {
+                Fanout::Shared(bytes) => e.conn.push(cfg, &mut self.res, now, Push::Shared(bytes)),
                 Fanout::OwnCompressor => {
-                    let p = &published;
-                    if e.conn
-                        .send_own(&mut self.res, &self.cfg, p.text, p.payload())
-                    {
-                        self.after_push(idx, conn);
-                    }
-                    continue;
+                    let (text, data) = (published.text, published.payload());
+                    e.conn
+                        .push(cfg, &mut self.res, now, Push::Own { text, data })
                 }
                 Fanout::ReleasePoll => {
                     // A held long poll is answered with the batch and goes back to reading
                     // requests; one that is no longer held just stops listening.
-                    if let Some((topic, after)) = self.hub.take_waiting(conn) {
-                        let (hub, date) = (&self.hub, &self.date);
-                        let batch = |keep_alive| {
-                            http::poll_release(hub, &topic, after, &published, date, keep_alive)
-                        };
-                        if e.conn.complete_held(&mut self.res, &self.cfg, batch) {
-                            self.resume.push(idx); // pipelined requests may be waiting
+                    match self.hub.take_waiting(conn) {
+                        Some((topic, after)) => {
+                            let (hub, date) = (&self.hub, &self.date);
+                            let mut batch = |keep_alive| {
+                                http::poll_release(hub, &topic, after, &published, date, keep_alive)
+                            };
+                            e.conn.push(cfg, &mut self.res, now, Push::Held(&mut batch))
                         }
+                        None => Pushed::Refused,
                     }
-                    self.mark_dirty(idx);
-                    continue;
                 }
             };
-            if e.conn.push_shared(bytes, &mut self.res) {
-                self.after_push(idx, conn);
+            match pushed {
+                Pushed::Refused => {}
+                Pushed::Queued => self.metrics.messages_out.inc(),
+                Pushed::Released => self.resume.push(idx), // pipelined requests may wait
+                Pushed::SlowClosed { reason, report } => {
+                    self.metrics.messages_out.inc();
+                    log::info!(
+                        "closing {conn:?} of {}: {reason}",
+                        who(&self.clients, e.client, self.net.peer_addr(&e.sock))
+                    );
+                    self.metrics.slow_closes.inc();
+                    if let Some(code) = report {
+                        self.told_closed(idx, code, reason);
+                    }
+                }
             }
+            self.mark_dirty(idx);
         }
-    }
-
-    /// Count a message queued by `deliver` and close its connection if it now falls too far
-    /// behind (the others never wait for it).
-    fn after_push(&mut self, idx: usize, conn: ConnId) {
-        self.metrics.messages_out.inc();
-        let process_queued = self.process_queued();
-        let e = &mut self.conns[idx];
-        if let Some(reason) = e.conn.slow_consumer(&self.cfg, self.now, process_queued) {
-            log::info!(
-                "closing {conn:?} of {}: {reason}",
-                who(&self.clients, e.client, self.net.peer_addr(&e.sock))
-            );
-            self.metrics.slow_closes.inc();
-            if let Some(code) = e.conn.close_policy(&self.cfg, &mut self.res, reason) {
-                self.told_closed(idx, code, reason);
-            }
-        }
-        self.mark_dirty(idx);
     }
 }
 

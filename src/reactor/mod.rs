@@ -62,7 +62,7 @@ use slab::Slab;
 
 use crate::app::{Command, Router};
 use crate::config::Config;
-use crate::conn::{Conn, Resources, State};
+use crate::conn::{Close, Conn, Resources, State};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerId, Wheel};
@@ -89,10 +89,12 @@ struct Entry<S> {
 }
 
 // `Entry::flags`: the reactor's own bookkeeping of a slot — which of its per-iteration lists
-// the slot is already in (`DIRTY`, `FREEING`), what the socket told it (`READ_BLOCKED`, `EOF`,
-// `PEER_DONE`) and what the slot is (`VIA_PROXY`, `TLS`). None of them is protocol state:
-// that is `Conn::state` alone (`FREEING` is not `State::Closing`: a connection in any state
-// is freed once `State::Closed`).
+// the slot is already in (`DIRTY`, `FREEING`), what epoll told it that the connection cannot
+// know (`READ_BLOCKED`: no edge will come for bytes left in the socket; `PEER_DONE`: RDHUP)
+// and what the slot is (`VIA_PROXY`, `TLS`). None of them is protocol state: that is the
+// connection's alone (`Conn::status`; the peer's FIN is the connection's to remember, since
+// `Conn::read_from` is what sees it), and `FREEING` is not `State::Closing`: a connection in
+// any state is freed once `State::Closed`.
 
 /// Already in `dirty` for this iteration.
 const DIRTY: u8 = 1;
@@ -100,16 +102,14 @@ const DIRTY: u8 = 1;
 /// under edge-triggered epoll no new event will come, so the loop must resume reading by
 /// itself once there is room.
 const READ_BLOCKED: u8 = 2;
-/// The peer's FIN has been read.
-const EOF: u8 = 4;
 /// Already in `closing`, the slots freed at the end of the iteration.
-const FREEING: u8 = 8;
+const FREEING: u8 = 4;
 /// epoll reported RDHUP/HUP/ERR: read to the end, no short-read shortcut.
-const PEER_DONE: u8 = 16;
+const PEER_DONE: u8 = 8;
 /// The socket peer is a trusted proxy (`--trust-proxy`): each request names the client.
-const VIA_PROXY: u8 = 32;
+const VIA_PROXY: u8 = 16;
 /// A `wss://`/`https://` connection: its TLS session is in `Reactor::sessions`.
-const TLS: u8 = 64;
+const TLS: u8 = 32;
 
 impl<S> Entry<S> {
     fn has(&self, flag: u8) -> bool {
@@ -292,7 +292,7 @@ impl<N: Net> Reactor<N> {
                 let done = self
                     .conns
                     .iter()
-                    .all(|(_, e)| matches!(e.conn.state(), State::Draining | State::Closed));
+                    .all(|(_, e)| matches!(e.conn.status().state, State::Draining | State::Closed));
                 if done || self.now >= until {
                     log::info!("shutdown complete; {} connections left", self.conns.len());
                     return Ok(false);
@@ -399,7 +399,8 @@ impl<N: Net> Reactor<N> {
         self.draining_until = Some(self.now + self.cfg.timeouts.drain.as_millis() as Tick);
         let ids: Vec<usize> = self.conns.iter().map(|(idx, _)| idx).collect();
         for idx in ids {
-            if let Some(code) = self.conns[idx].conn.going_away(&self.cfg, &mut self.res) {
+            let away = Close::GoingAway;
+            if let Some(code) = self.conns[idx].conn.close(&self.cfg, &mut self.res, away) {
                 self.told_closed(idx, code, "");
             }
             self.mark_dirty(idx);

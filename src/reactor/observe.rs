@@ -51,13 +51,14 @@ impl<N: Net> Reactor<N> {
     pub(super) fn track(&mut self, idx: usize) {
         let e = &mut self.conns[idx];
         let was = e.class;
-        let now = match e.conn.state() {
+        let status = e.conn.status();
+        let now = match status.state {
             State::Handshake | State::Body | State::Upgrading => {
                 ConnClass::new(Transport::Http, Phase::Handshake)
             }
             State::Open => ConnClass::new(Transport::WebSocket, Phase::Open),
             State::Held => ConnClass::new(Transport::Poll, Phase::Open),
-            State::Streaming => match e.conn.takes() {
+            State::Streaming => match status.takes {
                 Takes::SseEvent => ConnClass::new(Transport::Sse, Phase::Open),
                 _ => ConnClass::new(Transport::Stream, Phase::Open),
             },

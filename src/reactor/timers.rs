@@ -69,11 +69,11 @@ impl<N: Net> Reactor<N> {
         let Some(e) = self.conns.get_mut(idx) else {
             return; // cannot happen: freeing a slot cancels its timer
         };
-        let was_held = e.conn.state() == State::Held;
+        let was_held = e.conn.status().state == State::Held;
         if let Some(code) = e.conn.on_timeout(&self.cfg, &mut self.res, self.now) {
             self.told_closed(idx, code, "");
         }
-        if was_held && self.conns[idx].conn.state() != State::Held {
+        if was_held && self.conns[idx].conn.status().state != State::Held {
             // The hold ran out (204): stop listening, and serve any pipelined request.
             let id = self.conn_id(idx);
             self.hub.take_waiting(id);

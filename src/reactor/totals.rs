@@ -70,16 +70,12 @@ impl<N: Net> Reactor<N> {
         self.learn_totals();
     }
 
-    /// After `poll`: learn what the rest of the process owns before deciding anything.
+    /// After `poll`: learn what the rest of the process owns and has queued before deciding
+    /// anything (`Resources::process_queued` adds this worker's exact count).
     pub(super) fn learn_totals(&mut self) {
         let elsewhere = self.totals.dedicated().saturating_sub(self.told.1);
         self.res.compressors.set_dedicated_elsewhere(elsewhere);
-    }
-
-    /// Bytes queued on every connection of the process: this worker's exactly, the others'
-    /// as they last added them.
-    pub(super) fn process_queued(&self) -> usize {
-        let elsewhere = self.totals.queued().saturating_sub(self.told.0);
-        elsewhere + self.res.queued()
+        let queued = self.totals.queued().saturating_sub(self.told.0);
+        self.res.set_queued_elsewhere(queued);
     }
 }

@@ -1,6 +1,6 @@
 //! Owns `Transport`: one connection's byte stream as the reactor's read and flush see it —
 //! the socket itself, or a TLS session over the socket (`src/tls/`). The reactor moves bytes
-//! through it with the same four verbs either way, so `Reactor::read` and `Reactor::flush`
+//! through it with the same verbs either way (reads and writes as the connection's `conn::Io`), so `Reactor::read` and `Reactor::flush`
 //! have no TLS branches; what differs (recv/send or records, what a short read or write
 //! means, records still pending, close_notify) is decided here.
 //! Must not: block, buffer plaintext of its own, or outlive the call it was made for (it
@@ -9,6 +9,8 @@
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 
 use rustls::ServerConnection;
+
+use crate::conn::Io;
 
 /// A view of one connection's stream for the length of one read or flush.
 pub(super) struct Transport<'a, S> {
@@ -19,31 +21,6 @@ pub(super) struct Transport<'a, S> {
 impl<'a, S: Read + Write> Transport<'a, S> {
     pub fn new(sock: &'a mut S, tls: Option<&'a mut ServerConnection>) -> Transport<'a, S> {
         Transport { sock, tls }
-    }
-
-    /// Read plaintext into `a`, then `b`. `Ok(0)` is the end (the peer's FIN, or its
-    /// close_notify under TLS).
-    pub fn read(&mut self, a: &mut [u8], b: &mut [u8]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
-            // One free slice (the usual case) is a plain recv(2): readv(2) costs more in the
-            // kernel (the iovec import and the VFS layer around it); measured in
-            // docs/perf-history.md, "recv/send instead of readv/writev".
-            None if b.is_empty() => self.sock.read(a),
-            None => self
-                .sock
-                .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
-            Some(tls) => crate::tls::read(self.sock, tls, a, b),
-        }
-    }
-
-    /// Write plaintext from `iov`; returns how much was taken. One slice is a plain
-    /// send(2), several one writev(2).
-    pub fn write(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
-            None if iov.len() == 1 => self.sock.write(&iov[0]),
-            None => self.sock.write_vectored(iov),
-            Some(tls) => crate::tls::write(self.sock, tls, iov),
-        }
     }
 
     /// Does a read that filled less than it was offered mean the socket is drained (and a
@@ -67,6 +44,34 @@ impl<'a, S: Read + Write> Transport<'a, S> {
     pub fn close_notify(&mut self) {
         if let Some(tls) = self.tls.as_deref_mut() {
             crate::tls::shutdown(self.sock, tls);
+        }
+    }
+}
+
+/// What the connection reads from and writes to (`Conn::read_from`, `Conn::write_to`).
+impl<S: Read + Write> Io for Transport<'_, S> {
+    /// Read plaintext into `a`, then `b`. `Ok(0)` is the end (the peer's FIN, or its
+    /// close_notify under TLS).
+    fn read(&mut self, a: &mut [u8], b: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            // One free slice (the usual case) is a plain recv(2): readv(2) costs more in the
+            // kernel (the iovec import and the VFS layer around it); measured in
+            // docs/perf-history.md, "recv/send instead of readv/writev".
+            None if b.is_empty() => self.sock.read(a),
+            None => self
+                .sock
+                .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
+            Some(tls) => crate::tls::read(self.sock, tls, a, b),
+        }
+    }
+
+    /// Write plaintext from `iov`; returns how much was taken. One slice is a plain
+    /// send(2), several one writev(2).
+    fn write(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None if iov.len() == 1 => self.sock.write(&iov[0]),
+            None => self.sock.write_vectored(iov),
+            Some(tls) => crate::tls::write(self.sock, tls, iov),
         }
     }
 }

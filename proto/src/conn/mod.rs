@@ -2,13 +2,13 @@
 //! close frame, with no socket and no clock (sans-IO, DESIGN §1 L2).
 //! Must not: touch a socket, read a clock, or call a handler: the reactor does all three.
 //!
-//! The reactor drives it with four kinds of calls, always in this order per readiness event:
-//! 1. input: `rx_ring()` lends the rx ring to read into; `on_eof()` reports the peer's FIN;
-//! 2. events: `poll_event()` until it returns `Step::Idle`; each step may yield an `Event`
-//!    (upgrade request, message, close) together with an `Outbox` through which the caller
-//!    answers (accept/reject, send, close) — every answer lands in this connection's tx ring;
-//! 3. output: `tx_iov()` / `consume_tx()` around a vectored write;
-//! 4. teardown: `is_done()` / `wants_shutdown()` / `release()`.
+//! The reactor drives it through ten calls (`interface.rs`), per readiness event in this
+//! order: `read_from` (one read into the rx ring), `poll_event` until it returns
+//! `Step::Idle` (each step may yield an `Event` — upgrade request, request, message, close —
+//! with an `Outbox` through which the caller answers: every answer lands in this
+//! connection's tx ring), `write_to` (one write of what is queued) until nothing is left,
+//! `take_shutdown` (FIN), then `interest`, `deadline` and `status` to learn what it wants
+//! next; `on_timeout`, `push` (a publish) and `close` arrive from outside.
 //!
 //! Protocol obligations (pong for ping, close echo, fail on a protocol error) are queued here
 //! ahead of application data; the reactor only moves bytes. Input is read in `http_input.rs`
@@ -16,6 +16,7 @@
 
 mod deadline;
 mod http_input;
+mod interface;
 mod outbox;
 mod resources;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod txqueue;
 mod ws_input;
 
 pub use deadline::Expiry;
+pub use interface::{Close, Interest, Io, Push, Pushed, Received, Sent, Status};
 pub use outbox::Outbox;
 pub use resources::{Outcome, Resources};
 
@@ -31,7 +33,6 @@ pub use txqueue::{SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
 use http_input::Head;
-use std::io::IoSlice;
 use txqueue::TxQueue;
 
 use crate::buf::{BufPool, Ring};
@@ -127,8 +128,9 @@ impl Default for Parser {
 #[derive(Debug)]
 pub(crate) struct TxSide {
     state: State,
-    /// The application has been told the connection closed.
-    reported: bool,
+    /// `REPORTED`, `HELD_KEEP_ALIVE`, `PEER_EOF`: one byte, so the small fields fill one
+    /// word (the slab slot, and so an idle connection, does not grow).
+    flags: u8,
     /// Length of a pong frame at the very end of tx that no write has touched yet: a newer
     /// ping replaces it (RFC 6455 §5.5.3 allows answering only the most recent ping).
     tail_pong: u8,
@@ -139,12 +141,31 @@ pub(crate) struct TxSide {
     /// Requests answered on this connection (wrapping): a new one restarts the keep-alive
     /// deadline.
     cycle: u8,
-    /// The held request asked to keep the connection alive after its response.
-    held_keep_alive: bool,
     /// permessage-deflate as negotiated with the upgrade request (RFC 7692), answered in the
     /// 101; `None` (and no allocation) for connections that did not negotiate it.
     deflate: Option<Box<DeflateState>>,
     queue: TxQueue,
+}
+
+/// `TxSide::flags`: the application has been told the connection closed.
+const REPORTED: u8 = 1;
+/// `TxSide::flags`: the held request asked to keep the connection alive after its response.
+const HELD_KEEP_ALIVE: u8 = 2;
+/// `TxSide::flags`: the peer's FIN has been read (nothing more will arrive).
+const PEER_EOF: u8 = 4;
+
+impl TxSide {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
 }
 
 /// A connection's permessage-deflate state, behind one pointer.
@@ -218,12 +239,11 @@ impl Conn {
             rx: RxSide::default(),
             tx: TxSide {
                 state: State::Handshake,
-                reported: false,
+                flags: HELD_KEEP_ALIVE,
                 tail_pong: 0,
                 route: 0,
                 mode: Mode::Http,
                 cycle: 0,
-                held_keep_alive: true,
                 deflate: None,
                 queue: TxQueue::default(),
             },
@@ -234,19 +254,10 @@ impl Conn {
         self.tx.state
     }
 
-    /// The handler index chosen when the upgrade was accepted.
-    pub fn route(&self) -> u16 {
-        self.tx.route
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.tx.mode
-    }
-
     /// Is reading from the socket useful now? Not once the peer has nothing more to tell us,
     /// not while rx is full, and not while tx holds more than `max_queued` bytes (a client
     /// that does not read its replies is throttled by TCP, not buffered without bound).
-    pub fn wants_read(&self, max_queued: usize) -> bool {
+    pub(crate) fn wants_read(&self, max_queued: usize) -> bool {
         match self.tx.state {
             State::Closing | State::Closed => false,
             State::Draining => true,
@@ -255,7 +266,7 @@ impl Conn {
     }
 
     /// Are unprocessed bytes buffered?
-    pub fn has_input(&self) -> bool {
+    pub(crate) fn has_input(&self) -> bool {
         self.rx.ring.as_ref().is_some_and(|r| !r.is_empty())
     }
 
@@ -265,7 +276,7 @@ impl Conn {
     /// with no copy. Only a WebSocket may borrow it: its decoder consumes every byte but a
     /// split header or control frame, so `shed_rx` can always give it back; an HTTP
     /// connection may leave a held request's pipelined successors unread.
-    pub fn rx_ring<'s>(&'s mut self, res: &'s mut Resources) -> &'s mut Ring {
+    pub(crate) fn rx_ring<'s>(&'s mut self, res: &'s mut Resources) -> &'s mut Ring {
         let pool = &mut res.pool;
         let idle = self.rx.ring.as_ref().is_none_or(|r| r.is_empty());
         if idle && self.tx.mode == Mode::WebSocket && pool.large_size() > pool.buffer_size() {
@@ -291,7 +302,7 @@ impl Conn {
     /// what a handed-over read ring still held (`RxSide::hand_over`), moving what is left in
     /// it — at most a split frame header or control frame — into an ordinary ring; and an
     /// ordinary ring that holds nothing (the connection is idle between frames).
-    pub fn shed_rx(&mut self, res: &mut Resources) {
+    pub(crate) fn shed_rx(&mut self, res: &mut Resources) {
         let pool = &mut res.pool;
         if let Some(large) = self.rx.ring.take_if(|r| r.capacity() > pool.buffer_size()) {
             if large.len() <= pool.buffer_size() {
@@ -344,20 +355,8 @@ impl Conn {
         (step, out)
     }
 
-    /// Does tx hold the large read ring (an echo sent from it)? Then it should be written
-    /// now: the next read on any connection wants that ring.
-    pub fn tx_holds_rx(&self) -> bool {
-        self.tx.queue.holds_rx()
-    }
-
-    /// After a write: whatever of an rx ring's payload is still unsent is copied out and the
-    /// ring goes back to the pool (`TxQueue::return_rx`).
-    pub fn return_rx(&mut self, res: &mut Resources) {
-        self.tx.queue.return_rx(&mut res.pool);
-    }
-
     /// Bytes arrived at `now` (call once per read that returned data).
-    pub fn on_input(&mut self, now: Tick) {
+    pub(crate) fn on_input(&mut self, now: Tick) {
         self.times.input(self.tx.state, self.tx.cycle, now);
     }
 
@@ -428,12 +427,12 @@ impl Conn {
     /// The peer closed its side (read returned 0) or the socket failed. Returns the close
     /// code to report to the application, if it has not been told yet (1006: no close frame,
     /// RFC 6455 §7.1.5).
-    pub fn on_eof(&mut self) -> Option<u16> {
+    pub(crate) fn on_eof(&mut self) -> Option<u16> {
         let report = match self.tx.state {
-            State::Open | State::CloseSent if !self.tx.reported => Some(1006),
+            State::Open | State::CloseSent if !self.tx.has(REPORTED) => Some(1006),
             _ => None,
         };
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
         self.tx.state = match self.tx.state {
             // A close echo or error response still queued may yet reach the peer.
             State::Closing => State::Closing,
@@ -446,7 +445,7 @@ impl Conn {
     /// The server is shutting down: an open WebSocket gets close 1001 "going away" (RFC 6455
     /// §7.4.1) and finishes its closing handshake under the linger deadline; a connection
     /// still in its handshake is dropped. Returns the code to report, if any.
-    pub fn going_away(&mut self, cfg: &Config, res: &mut Resources) -> Option<u16> {
+    pub(crate) fn going_away(&mut self, cfg: &Config, res: &mut Resources) -> Option<u16> {
         match self.tx.state {
             State::Open => {
                 Outbox::new(&mut self.tx, res, cfg).close(1001, "server shutting down");
@@ -462,32 +461,17 @@ impl Conn {
         self.tx.queue.len()
     }
 
-    /// The bytes to write when they are one contiguous run (`TxQueue::contiguous`).
-    pub fn tx_contiguous(&self) -> Option<&[u8]> {
-        self.tx.queue.contiguous()
-    }
-
-    /// The bytes to write, in order, as slices for one `writev`; returns how many.
-    pub fn tx_iov<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
-        self.tx.queue.slices(iov)
-    }
-
     /// `n` bytes were written; a drained ring goes back to the pool.
-    pub fn consume_tx(&mut self, n: usize, res: &mut Resources) {
+    pub(crate) fn consume_tx(&mut self, n: usize, res: &mut Resources) {
         self.tx.tail_pong = 0;
         res.queue_shrank(n.min(self.tx.queue.len()));
         self.tx.queue.consume(n, &mut res.pool);
     }
 
-    /// Did the held request ask to keep the connection open after its response?
-    pub fn held_keep_alive(&self) -> bool {
-        self.tx.held_keep_alive
-    }
-
     /// Answer a held long poll with a complete response; the connection goes back to reading
     /// requests (pipelined ones may already wait in rx). False if nothing was held.
     /// `response` builds it, told whether the request asked to keep the connection alive.
-    pub fn complete_held(
+    pub(crate) fn complete_held(
         &mut self,
         res: &mut Resources,
         cfg: &Config,
@@ -496,7 +480,7 @@ impl Conn {
         if self.tx.state != State::Held {
             return false;
         }
-        let keep_alive = self.tx.held_keep_alive;
+        let keep_alive = self.tx.has(HELD_KEEP_ALIVE);
         Outbox::new(&mut self.tx, res, cfg).respond(&response(keep_alive), keep_alive);
         true
     }
@@ -505,7 +489,7 @@ impl Conn {
     /// (`pubsub::fanout::plan`): a WebSocket frame in the form its permessage-deflate
     /// agreement allows, an SSE event, a stream chunk, or the batch that answers a held
     /// long poll.
-    pub fn takes(&self) -> Takes {
+    pub(crate) fn takes(&self) -> Takes {
         match self.tx.mode {
             Mode::WebSocket => Takes::Frame(self.broadcast_form()),
             Mode::Sse => Takes::SseEvent,
@@ -518,7 +502,7 @@ impl Conn {
     /// closed — over the hard limit, over the soft limit for longer than allowed, or over
     /// the soft limit while the whole process is over its cap (`process_queued`: the bytes
     /// queued on every connection of the process, as the reactor counts them).
-    pub fn slow_consumer(
+    pub(crate) fn slow_consumer(
         &mut self,
         cfg: &Config,
         now: Tick,
@@ -541,7 +525,12 @@ impl Conn {
     /// Close with 1008 (policy violation) and a reason, e.g. a slow consumer. The close frame
     /// queues behind the backlog; the linger deadline drops a peer that never drains it.
     /// Returns the code to report.
-    pub fn close_policy(&mut self, cfg: &Config, res: &mut Resources, reason: &str) -> Option<u16> {
+    pub(crate) fn close_policy(
+        &mut self,
+        cfg: &Config,
+        res: &mut Resources,
+        reason: &str,
+    ) -> Option<u16> {
         if self.tx.state == State::Streaming {
             // An SSE or streaming response has no close frame: it just ends (EventSource will
             // reconnect and resume with Last-Event-ID).
@@ -557,7 +546,7 @@ impl Conn {
     }
 
     /// How a published message must be framed for this WebSocket (RFC 7692 §7.2.1).
-    pub fn broadcast_form(&self) -> BroadcastForm {
+    pub(crate) fn broadcast_form(&self) -> BroadcastForm {
         match self.tx.deflate.as_deref() {
             None => BroadcastForm::Plain,
             // No server context: a message deflated from an empty window by anyone fits.
@@ -570,17 +559,10 @@ impl Conn {
         }
     }
 
-    /// Send one published message through this connection's own compressor (its
-    /// `BroadcastForm::OwnContext`): a copy for this connection alone. Returns false unless
-    /// the WebSocket is open.
-    pub fn send_own(&mut self, res: &mut Resources, cfg: &Config, text: bool, data: &[u8]) -> bool {
-        Outbox::new(&mut self.tx, res, cfg).send_data(text, data)
-    }
-
     /// Queue bytes encoded once for many connections (a publish: a WebSocket frame, an SSE
     /// event or a chunk). Returns false, queuing nothing, unless a WebSocket or a streaming
     /// response is open.
-    pub fn push_shared(&mut self, frame: SharedFrame, res: &mut Resources) -> bool {
+    pub(crate) fn push_shared(&mut self, frame: SharedFrame, res: &mut Resources) -> bool {
         if !matches!(self.tx.state, State::Open | State::Streaming) {
             return false;
         }
@@ -590,34 +572,8 @@ impl Conn {
         true
     }
 
-    /// Everything is said and written: send FIN now. True once, when the connection has
-    /// closed its side and tx is empty; the connection then drains (reads and discards
-    /// until the peer's FIN, `State::Draining`).
-    pub fn take_shutdown(&mut self) -> bool {
-        let now = self.wants_shutdown();
-        if now {
-            self.tx.state = State::Draining;
-        }
-        now
-    }
-
-    /// Everything is said and written (`take_shutdown` would send FIN).
-    pub fn wants_shutdown(&self) -> bool {
-        self.tx.state == State::Closing && self.tx.queue.is_empty()
-    }
-
-    /// Our FIN is out; read and discard until the peer's.
-    pub fn start_draining(&mut self) {
-        self.tx.state = State::Draining;
-    }
-
-    /// The socket can be closed and the connection freed.
-    pub fn is_done(&self) -> bool {
-        self.tx.state == State::Closed
-    }
-
     /// Drop the connection at once (I/O error, shutdown): returns the code to report, if any.
-    pub fn abort(&mut self) -> Option<u16> {
+    pub(crate) fn abort(&mut self) -> Option<u16> {
         let report = self.on_eof();
         self.tx.state = State::Closed;
         report
@@ -625,7 +581,7 @@ impl Conn {
 
     /// Return every buffer to the pool (the connection is being freed), and its
     /// compression state: a released connection never compresses again.
-    pub fn release(&mut self, res: &mut Resources) {
+    pub(crate) fn release(&mut self, res: &mut Resources) {
         self.rx.asm.clear();
         if let Some(r) = self.rx.ring.take() {
             res.pool.give(r);

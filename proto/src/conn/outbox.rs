@@ -4,7 +4,7 @@
 //! large echo is not copied at all: it is sent from the read ring it arrived in). Sans-IO.
 //! Must not: write to a socket or queue anything after a close frame (RFC 6455 §5.5.1).
 
-use super::{DeflateState, Mode, Outcome, Resources, State, TxSide};
+use super::{DeflateState, Mode, Outcome, Resources, State, TxSide, HELD_KEEP_ALIVE, REPORTED};
 use crate::config::Config;
 use crate::http::upgrade::{self, WsUpgrade};
 use crate::ws::close::encode_close_payload;
@@ -104,31 +104,31 @@ impl<'a> Outbox<'a> {
         } else {
             State::Closing
         };
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
     }
 
     /// Start a streaming response: `head` is the response head and any first bytes of the
     /// body (e.g. SSE `retry:` and replayed events). Messages then arrive as shared bytes
-    /// (`Conn::push_shared`) until the client goes away.
+    /// (`Conn::push`) until the client goes away.
     pub fn start_stream(&mut self, mode: Mode, head: &[u8]) {
         debug_assert!(matches!(mode, Mode::Sse | Mode::Stream));
         self.push(head);
         self.tx.mode = mode;
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
         self.tx.state = State::Streaming;
     }
 
-    /// Hold the request (a long poll) until `Conn::complete_held` or the hold deadline;
+    /// Hold the request (a long poll) until `Conn::push` answers it or the hold deadline;
     /// `keep_alive` is the request's choice for after the response.
     pub fn hold(&mut self, keep_alive: bool) {
-        self.tx.held_keep_alive = keep_alive;
+        self.tx.set(HELD_KEEP_ALIVE, keep_alive);
         self.tx.mode = Mode::Poll;
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
         self.tx.state = State::Held;
     }
 
     pub(crate) fn held_keep_alive(&self) -> bool {
-        self.tx.held_keep_alive
+        self.tx.has(HELD_KEEP_ALIVE)
     }
 
     /// Refuse the request with an HTTP status and `Connection: close`; nothing more the
@@ -138,7 +138,7 @@ impl<'a> Outbox<'a> {
         upgrade::write_status(status, reason, &mut resp);
         self.res.record(Outcome::Answered(status));
         self.push(&resp);
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
         self.tx.state = State::Closing;
     }
 
@@ -181,7 +181,7 @@ impl<'a> Outbox<'a> {
             self.close_frame(Some(code), reason);
         }
         self.tx.state = State::Closing;
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
     }
 
     /// Queue a close frame; `None` sends an empty payload (no status code).
@@ -217,10 +217,10 @@ impl<'a> Outbox<'a> {
 
     /// Tell the application once that the connection is finished.
     pub(crate) fn report<'s>(&mut self, code: u16, reason: &'s str) -> super::Step<'s> {
-        if self.tx.reported {
+        if self.tx.has(REPORTED) {
             return super::Step::Again;
         }
-        self.tx.reported = true;
+        self.tx.set(REPORTED, true);
         super::Step::Event(super::Event::Closed { code, reason })
     }
 

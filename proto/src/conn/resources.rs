@@ -28,6 +28,9 @@ pub struct Resources {
     pub compressors: Compressors,
     /// Bytes queued on every connection of this reactor (`queued`).
     queued: usize,
+    /// Bytes queued on the other reactors of the process, as the reactor last learnt them
+    /// (`set_queued_elsewhere`).
+    queued_elsewhere: usize,
     /// Outcomes since the reactor last took them (`take_outcomes`).
     outcomes: Vec<Outcome>,
 }
@@ -38,6 +41,7 @@ impl Resources {
             pool,
             compressors: Compressors::new(),
             queued: 0,
+            queued_elsewhere: 0,
             outcomes: Vec::new(),
         }
     }
@@ -50,6 +54,17 @@ impl Resources {
     /// Bytes queued on every connection that was lent these resources.
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// What the rest of the process has queued, for the slow-consumer process cap.
+    pub fn set_queued_elsewhere(&mut self, n: usize) {
+        self.queued_elsewhere = n;
+    }
+
+    /// Bytes queued on every connection of the process: these exactly, the others' as the
+    /// reactor last learnt them.
+    pub fn process_queued(&self) -> usize {
+        self.queued + self.queued_elsewhere
     }
 
     pub(super) fn queue_grew(&mut self, n: usize) {

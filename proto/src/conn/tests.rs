@@ -715,3 +715,26 @@ fn pongs_replaced_at_the_tail_leave_the_queued_count() {
     assert_eq!(h.conn.tx_len(), 2 + 4, "one pending pong");
     assert_eq!(h.res.queued(), h.conn.tx_len());
 }
+
+/// What the old interface asked of a connection, for the tests written against it.
+impl Conn {
+    fn is_done(&self) -> bool {
+        self.tx.state == State::Closed
+    }
+
+    fn tx_holds_rx(&self) -> bool {
+        self.tx.queue.holds_rx()
+    }
+
+    fn wants_shutdown(&self) -> bool {
+        self.tx.state == State::Closing && self.tx.queue.is_empty()
+    }
+
+    fn tx_iov<'a>(&'a self, iov: &mut [std::io::IoSlice<'a>; MAX_IOV]) -> usize {
+        self.tx.queue.slices(iov)
+    }
+
+    fn return_rx(&mut self, res: &mut Resources) {
+        self.tx.queue.return_rx(&mut res.pool);
+    }
+}

@@ -126,6 +126,7 @@ impl TxQueue {
     }
 
     /// Does the queue hold a read ring (to be written soon, so the next read can have it)?
+    #[cfg(test)]
     pub fn holds_rx(&self) -> bool {
         self.segs.as_ref().is_some_and(|s| s.rx_segs > 0)
     }
