@@ -439,7 +439,7 @@ impl Layers {
             return Err(ConfigError(format!("{at}: must be longer than 0")));
         }
         if cfg.workers == 0 {
-            cfg.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cfg.workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(256));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Topics over loopback: chat rooms deliver every message to every member in order, the clock
 //! ticks each second, one publish reaches 10,000 subscribers, a subscriber that stops reading
-//! is closed at the hard limit while the others miss nothing, publishes cross workers, and the
+//! is closed at the hard limit while the others miss nothing, publishes cross workers, chat ids
+//! are unique across workers, and the
 //! hub stays within its caps on topics and history bytes however many topic names clients use.
 
 // Tests are clients of the server: they use sockets and the clock freely.
@@ -69,6 +70,29 @@ fn three_chat_members_see_every_message_in_order() {
     assert!(members[0].next_text().contains(r#""type":"leave""#));
     other_room.send_frame(0x81, b"hi");
     assert!(other_room.next_text().contains(r#""text":"hi""#));
+}
+
+#[test]
+fn chat_ids_are_distinct_across_workers() {
+    // SO_REUSEPORT spreads connections over both workers by their source port; each worker
+    // numbers its slots from 0, so ids made of the slot alone collided (the first user of
+    // each worker got the same id).
+    let srv = Server::start(&["--workers", "2"]);
+    let mut members = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let mut m = Client::open_path(srv.addr(), "/chat/ids");
+        let join = m.next_text();
+        let id = join
+            .split(r#""id":"#)
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("a join notice with an id: {join}"))
+            .to_string();
+        assert!(!ids.contains(&id), "id {id} given twice: {ids:?}");
+        ids.push(id);
+        members.push(m);
+    }
 }
 
 #[test]

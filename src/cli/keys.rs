@@ -88,7 +88,7 @@ impl Field {
             Field::Bytes(_) | Field::Bytes64(_) => SIZE_EXPECTED,
             Field::Duration(_) => DURATION_EXPECTED,
             Field::List(_) => "a list of strings",
-            Field::Workers(_) => "a number of workers of at least 1, or \"auto\"",
+            Field::Workers(_) => "a number of workers from 1 to 256, or \"auto\"",
             Field::Flag(_) => "true or false",
             Field::Path(_) => "a file path",
             Field::Compression(_) => "off, shared or dedicated",
@@ -156,6 +156,10 @@ impl Field {
                 };
                 if n == 0 {
                     return Err("must be at least 1 (\"auto\" is one per core)".into());
+                }
+                // A connection's id carries its worker's index in one byte.
+                if n > 256 {
+                    return Err("must be at most 256".into());
                 }
                 *f(cfg) = to_usize(n)?;
             }

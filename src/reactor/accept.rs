@@ -93,10 +93,14 @@ impl<N: Net> Reactor<N> {
                 return;
             }
         };
-        self.next_generation = self.next_generation.wrapping_add(1);
+        // The worker's index in the top byte: a `ConnId` (slot and generation) then names one
+        // connection in the whole process, not one per worker (a chat on two workers gave
+        // two users the same id).
+        self.next_generation = self.next_generation.wrapping_add(1) & 0x00FF_FFFF;
+        let generation = self.worker << 24 | self.next_generation;
         let entry = self.conns.vacant_entry();
         let idx = entry.key();
-        let token = token::encode(idx, self.next_generation);
+        let token = token::encode(idx, generation);
         if let Err(e) = self.net.register(&mut sock, token, Interest::READABLE) {
             log::warn!("register: {e}");
             undo(&self.clients);
@@ -105,7 +109,7 @@ impl<N: Net> Reactor<N> {
         entry.insert(Entry {
             sock,
             conn: Conn::new(self.now),
-            generation: self.next_generation,
+            generation,
             interest: Interest::READABLE,
             flags: if via_proxy { VIA_PROXY } else { 0 } | if session.is_some() { TLS } else { 0 },
             class: ConnClass::NONE,

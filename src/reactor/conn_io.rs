@@ -33,16 +33,14 @@ impl<N: Net> Reactor<N> {
         // so `flush` does not schedule one more read for it.
         self.conns[idx].set(READ_BLOCKED, false);
         // Bytes already buffered (pipelined requests behind one just answered) go first.
-        if self.conns[idx]
-            .conn
-            .interest(&self.cfg, &mut self.res)
-            .input
-        {
+        let mut wants = self.conns[idx].conn.interest(&self.cfg, &mut self.res);
+        if wants.input {
             self.process(idx);
+            wants = self.conns[idx].conn.interest(&self.cfg, &mut self.res);
         }
         loop {
             let e = &mut self.conns[idx];
-            if !e.conn.interest(&self.cfg, &mut self.res).read {
+            if !wants.read {
                 let state = e.conn.status().state;
                 e.set(
                     READ_BLOCKED,
@@ -65,6 +63,9 @@ impl<N: Net> Reactor<N> {
                 Ok(Received::Bytes { n, filled }) => {
                     self.metrics.bytes_in.add(n as u64);
                     self.process(idx);
+                    // Asking also gives back the rx buffers the processed input no longer
+                    // needs (the large read ring first of all).
+                    wants = self.conns[idx].conn.interest(&self.cfg, &mut self.res);
                     // A short read drained the socket: epoll will report the next bytes.
                     if !filled && drains {
                         break;
@@ -75,6 +76,7 @@ impl<N: Net> Reactor<N> {
                 Err(err) => {
                     log::debug!("read: {err}");
                     self.abort(idx);
+                    wants.write = false; // nothing queued can reach the peer now
                     break;
                 }
             }
@@ -88,12 +90,10 @@ impl<N: Net> Reactor<N> {
         // (`mark_dirty`), so a subscriber's broadcasts of one iteration leave in one write.
         // An echo from the large read ring leaves here too, so the ring is back for the next
         // connection's read.
-        if let Some(e) = self.conns.get_mut(idx) {
-            // (Asking also gives back the rx buffers the processed input no longer needs.)
-            if e.conn.interest(&self.cfg, &mut self.res).write && !e.has(FREEING) {
-                self.flush(idx);
-                return;
-            }
+        // (The peer's FIN and WouldBlock change nothing queued: `wants` is still true.)
+        if wants.write && !self.conns[idx].has(FREEING) {
+            self.flush(idx);
+            return;
         }
         self.mark_dirty(idx);
     }

@@ -200,7 +200,10 @@ pub struct Reactor<N: Net = MioNet> {
     res: Resources,
     router: Router,
     cfg: Config,
+    /// Counts accepted connections (24 bits) for their generation, whose top byte is
+    /// `worker`, this worker's index.
     next_generation: u32,
+    worker: u32,
     /// Connections to flush before sleeping.
     dirty: Vec<usize>,
     /// Connections whose reading should resume without waiting for an event.
@@ -243,6 +246,8 @@ impl<N: Net> Reactor<N> {
         metrics: metrics::Worker,
     ) -> Reactor<N> {
         let (now, unix_ms) = (net.now(), net.unix_ms());
+        // At most 256 workers (`cli`'s bound on `--workers`), so the index fits the byte.
+        let worker = bus.as_ref().map_or(0, |b| b.me as u32 & 0xFF);
         Reactor {
             net,
             now,
@@ -267,6 +272,7 @@ impl<N: Net> Reactor<N> {
             router,
             cfg,
             next_generation: 0,
+            worker,
             dirty: Vec::new(),
             resume: Vec::new(),
             closing: Vec::new(),

@@ -198,6 +198,7 @@ impl Conn {
     /// buffer — so ask after every `poll_event` loop (the reactor does, to decide what to
     /// do next): an idle connection holds no buffer, and the large ring serves the next
     /// read on any connection.
+    #[inline]
     pub fn interest(&mut self, cfg: &Config, res: &mut Resources) -> Interest {
         self.shed_rx(res);
         Interest {

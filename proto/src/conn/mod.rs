@@ -302,7 +302,17 @@ impl Conn {
     /// what a handed-over read ring still held (`RxSide::hand_over`), moving what is left in
     /// it — at most a split frame header or control frame — into an ordinary ring; and an
     /// ordinary ring that holds nothing (the connection is idle between frames).
+    #[inline]
     pub(crate) fn shed_rx(&mut self, res: &mut Resources) {
+        self.rx.asm.shed();
+        // The usual case once the processed input's buffers are back (`interest` asks more
+        // than once per read): nothing to give back, and no call made to find that out.
+        if self.rx.ring.is_some() {
+            self.shed_ring(res);
+        }
+    }
+
+    fn shed_ring(&mut self, res: &mut Resources) {
         let pool = &mut res.pool;
         if let Some(large) = self.rx.ring.take_if(|r| r.capacity() > pool.buffer_size()) {
             if large.len() <= pool.buffer_size() {
@@ -318,7 +328,6 @@ impl Conn {
                 self.rx.ring = Some(large); // cannot happen for a WebSocket; kept, not lost
             }
         }
-        self.rx.asm.shed();
         let idle = match &self.rx.parser {
             Parser::Http(h) => h.len == 0,
             Parser::Ws(d) => d.at_frame_boundary(),

@@ -77,6 +77,7 @@ impl Assembler {
     }
 
     /// Free the buffer of a message already delivered (the connection went idle).
+    #[inline]
     pub fn shed(&mut self) {
         if self.partial.as_ref().is_some_and(|p| p.delivered) {
             self.partial = None;
