@@ -9,7 +9,7 @@
 //! touches sockets and the clock). `client` (L1–L2) is the sans-IO client side used by the
 //! load generator `wsloop-load`; the server never imports it.
 
-pub use wsloop_proto::{buf, cidr, config, conn, http, longpoll, sse, text, timer, ws};
+pub use wsloop_proto::{bits, buf, cidr, config, conn, http, longpoll, sse, text, timer, ws};
 
 pub mod app;
 pub mod backplane;

@@ -10,6 +10,7 @@
 //! · L2 `conn` (one connection's state machine, and `ConnId`, which names a connection to
 //! the layers above).
 
+pub mod bits;
 pub mod buf;
 pub mod cidr;
 pub mod config;

@@ -13,6 +13,7 @@ use mio::Interest;
 
 use super::clients::Clients;
 use super::{listener, token, Entry, Net, Reactor, TLS, VIA_PROXY};
+use crate::bits::Bits;
 use crate::cidr;
 use crate::conn::Close;
 use crate::conn::Conn;
@@ -111,7 +112,9 @@ impl<N: Net> Reactor<N> {
             conn: Conn::new(self.now),
             generation,
             interest: Interest::READABLE,
-            flags: if via_proxy { VIA_PROXY } else { 0 } | if session.is_some() { TLS } else { 0 },
+            flags: Bits::new(
+                if via_proxy { VIA_PROXY } else { 0 } | if session.is_some() { TLS } else { 0 },
+            ),
             class: ConnClass::NONE,
             client,
         });

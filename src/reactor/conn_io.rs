@@ -11,15 +11,16 @@ use mio::Interest;
 
 use super::transport::Transport;
 use super::{token, Net, Reactor, DIRTY, FREEING, PEER_DONE, READ_BLOCKED, TLS, VIA_PROXY};
+use crate::bits::Bits;
 use crate::conn::{Close, Received, Sent, State};
 
 /// The TLS session of slab slot `idx`, if its flags say it has one.
 pub(super) fn session(
     sessions: &mut HashMap<usize, Box<rustls::ServerConnection>>,
-    flags: u8,
+    flags: Bits,
     idx: usize,
 ) -> Option<&mut rustls::ServerConnection> {
-    if flags & TLS == 0 {
+    if !flags.has(TLS) {
         return None;
     }
     sessions.get_mut(&idx).map(|s| &mut **s)
@@ -31,7 +32,7 @@ impl<N: Net> Reactor<N> {
     pub(super) fn read(&mut self, idx: usize) {
         // Reading again supersedes an earlier stop (set again below if it stops the same way),
         // so `flush` does not schedule one more read for it.
-        self.conns[idx].set(READ_BLOCKED, false);
+        self.conns[idx].flags.set(READ_BLOCKED, false);
         // Bytes already buffered (pipelined requests behind one just answered) go first.
         let mut wants = self.conns[idx].conn.interest(&self.cfg, &mut self.res);
         if wants.input {
@@ -42,13 +43,13 @@ impl<N: Net> Reactor<N> {
             let e = &mut self.conns[idx];
             if !wants.read {
                 let state = e.conn.status().state;
-                e.set(
+                e.flags.set(
                     READ_BLOCKED,
                     !matches!(state, State::Closing | State::Closed),
                 );
                 break;
             }
-            let peer_done = e.has(PEER_DONE);
+            let peer_done = e.flags.has(PEER_DONE);
             let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
             // A short read drains the socket, unless it is TLS (`short_means_drained`) or
             // the peer's FIN waits behind the data (RDHUP): then read until WouldBlock or EOF.
@@ -91,7 +92,7 @@ impl<N: Net> Reactor<N> {
         // An echo from the large read ring leaves here too, so the ring is back for the next
         // connection's read.
         // (The peer's FIN and WouldBlock change nothing queued: `wants` is still true.)
-        if wants.write && !self.conns[idx].has(FREEING) {
+        if wants.write && !self.conns[idx].flags.has(FREEING) {
             self.flush(idx);
             return;
         }
@@ -112,8 +113,8 @@ impl<N: Net> Reactor<N> {
 
     pub(super) fn mark_dirty(&mut self, idx: usize) {
         if let Some(e) = self.conns.get_mut(idx) {
-            if !e.has(DIRTY) {
-                e.set(DIRTY, true);
+            if !e.flags.has(DIRTY) {
+                e.flags.set(DIRTY, true);
                 self.dirty.push(idx);
             }
         }
@@ -125,7 +126,7 @@ impl<N: Net> Reactor<N> {
     pub(super) fn flush_dirty(&mut self) {
         while let Some(idx) = self.dirty.pop() {
             if let Some(e) = self.conns.get_mut(idx) {
-                e.set(DIRTY, false);
+                e.flags.set(DIRTY, false);
                 self.flush(idx);
             }
         }
@@ -138,7 +139,7 @@ impl<N: Net> Reactor<N> {
         // keeps idle ones in its `keepalive` pool and reuses them for any client. Every state
         // change is followed by a flush, so this sees each return to waiting (a response,
         // a held poll answered by a publish or by its deadline).
-        if e.has(VIA_PROXY) && e.conn.status().state == State::Handshake {
+        if e.flags.has(VIA_PROXY) && e.conn.status().state == State::Handshake {
             if let Some(id) = e.client.take() {
                 self.clients.release(id);
             }
@@ -192,8 +193,8 @@ impl<N: Net> Reactor<N> {
             self.resume.push(idx);
         }
         if e.conn.status().state == State::Closed {
-            if !e.has(FREEING) {
-                e.set(FREEING, true);
+            if !e.flags.has(FREEING) {
+                e.flags.set(FREEING, true);
                 self.closing.push(idx);
             }
             return;
@@ -211,8 +212,8 @@ impl<N: Net> Reactor<N> {
             }
             e.interest = want;
         }
-        if e.has(READ_BLOCKED) && wants.read {
-            e.set(READ_BLOCKED, false);
+        if e.flags.has(READ_BLOCKED) && wants.read {
+            e.flags.set(READ_BLOCKED, false);
             self.resume.push(idx);
         }
         self.arm(idx);

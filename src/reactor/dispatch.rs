@@ -45,7 +45,7 @@ impl<N: Net> Reactor<N> {
             ..
         } = self;
         let e = &mut conns[idx];
-        let via_proxy = e.has(VIA_PROXY);
+        let via_proxy = e.flags.has(VIA_PROXY);
         loop {
             let route = e.conn.status().route;
             let (step, mut out) = e.conn.poll_event(cfg, res, now);

@@ -61,6 +61,7 @@ use mio::{Interest, Poll, Token};
 use slab::Slab;
 
 use crate::app::{Command, Router};
+use crate::bits::Bits;
 use crate::config::Config;
 use crate::conn::{Close, Conn, Resources, State};
 use crate::metrics::{self, ConnClass, Metrics};
@@ -79,7 +80,7 @@ struct Entry<S> {
     /// The interest currently registered with epoll (re-registered only on change).
     interest: Interest,
     /// Bit set of the flags below (`DIRTY` … `TLS`).
-    flags: u8,
+    flags: Bits,
     /// The connections gauge that counts it (`observe.rs::track`).
     class: ConnClass,
     /// The client address this connection counts for (`--max-connections-per-ip`): the
@@ -110,20 +111,6 @@ const PEER_DONE: u8 = 8;
 const VIA_PROXY: u8 = 16;
 /// A `wss://`/`https://` connection: its TLS session is in `Reactor::sessions`.
 const TLS: u8 = 32;
-
-impl<S> Entry<S> {
-    fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    fn set(&mut self, flag: u8, on: bool) {
-        if on {
-            self.flags |= flag;
-        } else {
-            self.flags &= !flag;
-        }
-    }
-}
 
 /// The TLS configuration `cfg` asks for, loaded from its PEM files.
 pub fn tls_config(cfg: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
@@ -331,7 +318,7 @@ impl<N: Net> Reactor<N> {
             }
             self.expire_timers();
             for idx in std::mem::take(&mut self.resume) {
-                if self.conns.get(idx).is_some_and(|e| !e.has(FREEING)) {
+                if self.conns.get(idx).is_some_and(|e| !e.flags.has(FREEING)) {
                     self.read(idx);
                 }
             }
@@ -380,7 +367,7 @@ impl<N: Net> Reactor<N> {
             // With the peer's FIN in the same event, a short read must not end reading:
             // the EOF behind the data would raise no further edge.
             if ev.is_read_closed() || ev.is_error() {
-                self.conns[idx].set(PEER_DONE, true);
+                self.conns[idx].flags.set(PEER_DONE, true);
             }
             self.read(idx);
         }

@@ -131,7 +131,7 @@ impl Conn {
         match io.read(a, b) {
             Ok(0) => {
                 self.shed_rx(res);
-                self.tx.set(PEER_EOF, true);
+                self.tx.flags.set(PEER_EOF, true);
                 Ok(Received::Eof {
                     report: self.on_eof(),
                 })
@@ -184,7 +184,7 @@ impl Conn {
         if self.tx.state != State::Closing || !self.tx.queue.is_empty() {
             return false;
         }
-        if self.tx.has(PEER_EOF) {
+        if self.tx.flags.has(PEER_EOF) {
             self.tx.state = State::Closed;
             return false;
         }

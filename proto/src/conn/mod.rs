@@ -35,6 +35,7 @@ use deadline::Deadlines;
 use http_input::Head;
 use txqueue::TxQueue;
 
+use crate::bits::Bits;
 use crate::buf::{BufPool, Ring};
 use crate::config::Config;
 use crate::http::request::Request;
@@ -130,7 +131,7 @@ pub(crate) struct TxSide {
     state: State,
     /// `REPORTED`, `HELD_KEEP_ALIVE`, `PEER_EOF`: one byte, so the small fields fill one
     /// word (the slab slot, and so an idle connection, does not grow).
-    flags: u8,
+    flags: Bits,
     /// Length of a pong frame at the very end of tx that no write has touched yet: a newer
     /// ping replaces it (RFC 6455 §5.5.3 allows answering only the most recent ping).
     tail_pong: u8,
@@ -153,20 +154,6 @@ const REPORTED: u8 = 1;
 const HELD_KEEP_ALIVE: u8 = 2;
 /// `TxSide::flags`: the peer's FIN has been read (nothing more will arrive).
 const PEER_EOF: u8 = 4;
-
-impl TxSide {
-    fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    fn set(&mut self, flag: u8, on: bool) {
-        if on {
-            self.flags |= flag;
-        } else {
-            self.flags &= !flag;
-        }
-    }
-}
 
 /// A connection's permessage-deflate state, behind one pointer.
 pub(crate) struct DeflateState {
@@ -239,7 +226,7 @@ impl Conn {
             rx: RxSide::default(),
             tx: TxSide {
                 state: State::Handshake,
-                flags: HELD_KEEP_ALIVE,
+                flags: Bits::new(HELD_KEEP_ALIVE),
                 tail_pong: 0,
                 route: 0,
                 mode: Mode::Http,
@@ -438,10 +425,10 @@ impl Conn {
     /// RFC 6455 §7.1.5).
     pub(crate) fn on_eof(&mut self) -> Option<u16> {
         let report = match self.tx.state {
-            State::Open | State::CloseSent if !self.tx.has(REPORTED) => Some(1006),
+            State::Open | State::CloseSent if !self.tx.flags.has(REPORTED) => Some(1006),
             _ => None,
         };
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
         self.tx.state = match self.tx.state {
             // A close echo or error response still queued may yet reach the peer.
             State::Closing => State::Closing,
@@ -489,7 +476,7 @@ impl Conn {
         if self.tx.state != State::Held {
             return false;
         }
-        let keep_alive = self.tx.has(HELD_KEEP_ALIVE);
+        let keep_alive = self.tx.flags.has(HELD_KEEP_ALIVE);
         Outbox::new(&mut self.tx, res, cfg).respond(&response(keep_alive), keep_alive);
         true
     }

@@ -104,7 +104,7 @@ impl<'a> Outbox<'a> {
         } else {
             State::Closing
         };
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
     }
 
     /// Start a streaming response: `head` is the response head and any first bytes of the
@@ -114,21 +114,21 @@ impl<'a> Outbox<'a> {
         debug_assert!(matches!(mode, Mode::Sse | Mode::Stream));
         self.push(head);
         self.tx.mode = mode;
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
         self.tx.state = State::Streaming;
     }
 
     /// Hold the request (a long poll) until `Conn::push` answers it or the hold deadline;
     /// `keep_alive` is the request's choice for after the response.
     pub fn hold(&mut self, keep_alive: bool) {
-        self.tx.set(HELD_KEEP_ALIVE, keep_alive);
+        self.tx.flags.set(HELD_KEEP_ALIVE, keep_alive);
         self.tx.mode = Mode::Poll;
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
         self.tx.state = State::Held;
     }
 
     pub(crate) fn held_keep_alive(&self) -> bool {
-        self.tx.has(HELD_KEEP_ALIVE)
+        self.tx.flags.has(HELD_KEEP_ALIVE)
     }
 
     /// Refuse the request with an HTTP status and `Connection: close`; nothing more the
@@ -138,7 +138,7 @@ impl<'a> Outbox<'a> {
         upgrade::write_status(status, reason, &mut resp);
         self.res.record(Outcome::Answered(status));
         self.push(&resp);
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
         self.tx.state = State::Closing;
     }
 
@@ -181,7 +181,7 @@ impl<'a> Outbox<'a> {
             self.close_frame(Some(code), reason);
         }
         self.tx.state = State::Closing;
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
     }
 
     /// Queue a close frame; `None` sends an empty payload (no status code).
@@ -217,10 +217,10 @@ impl<'a> Outbox<'a> {
 
     /// Tell the application once that the connection is finished.
     pub(crate) fn report<'s>(&mut self, code: u16, reason: &'s str) -> super::Step<'s> {
-        if self.tx.has(REPORTED) {
+        if self.tx.flags.has(REPORTED) {
             return super::Step::Again;
         }
-        self.tx.set(REPORTED, true);
+        self.tx.flags.set(REPORTED, true);
         super::Step::Event(super::Event::Closed { code, reason })
     }
 
