@@ -1,6 +1,6 @@
 //! The HTTP push transports over raw HTTP on loopback: SSE framing byte for byte and resume
 //! with Last-Event-ID, long polls held then released or timed out, short polls, pipelined
-//! keep-alive requests answered in order, one publish reaching WebSocket, SSE, streaming and
+//! keep-alive requests answered in order, a poll pipelined behind a publish seeing it, one publish reaching WebSocket, SSE, streaming and
 //! polling subscribers alike, and bad input refused (413, 414, 431, 411, 405) without
 //! disturbing anyone.
 
@@ -173,6 +173,29 @@ fn pipelined_keep_alive_requests_are_answered_in_order() {
     assert_eq!(statuses, vec!["200", "200", "404", "202", "200"], "{all}");
     assert!(
         all.contains(r#""messages":[{"seq":2,"text":"y"}]"#),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_poll_pipelined_behind_a_publish_sees_it() {
+    // Read-your-writes on one keep-alive connection, both requests in one read: the publish
+    // is applied before the poll is read, so a short poll (which never waits) finds it.
+    let srv = Server::start(&["--workers", "1"]);
+    publish(&srv, "ryw", "a");
+    let mut s = send(
+        &srv,
+        "POST /publish/ryw HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nb\
+         GET /poll/ryw?after=1&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let all = read_until(&mut s, "\r\n\r\n", 99);
+    let statuses: Vec<&str> = all
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &all[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, vec!["202", "200"], "{all}");
+    assert!(
+        all.contains(r#""messages":[{"seq":2,"text":"b"}]"#),
         "{all}"
     );
 }

@@ -298,9 +298,10 @@ fn stream_headers<'h>(
     hs
 }
 
-/// Subscribe, then start the stream with `head`. The subscription comes first and now, not as
-/// a command: a publish queued by an earlier pipelined request must find this subscriber, and
-/// a refused subscription must not leave a stream that never delivers.
+/// Subscribe, then start the stream with `head`. A subscription the hub would refuse is
+/// answered with its status instead (not a stream that never delivers); an accepted one is a
+/// `Command::Subscribe` like a WebSocket handler's, applied right after this request, before
+/// the next is read.
 #[allow(clippy::too_many_arguments)]
 fn open_stream(
     env: &mut HttpEnv<'_>,
@@ -311,8 +312,11 @@ fn open_stream(
     head: &[u8],
     out: &mut Outbox<'_>,
 ) {
-    match env.hub.subscribe(id, topic) {
-        Ok(()) => out.start_stream(mode, head),
+    match env.hub.check_subscribe(id, topic) {
+        Ok(()) => {
+            subscribe(env, id, topic);
+            out.start_stream(mode, head)
+        }
         Err(e) => {
             let body = format!("{e}\n");
             let (status, ka) = (e.status(), keep_alive(req));
@@ -343,15 +347,24 @@ fn poll_start(
     if !msgs.is_empty() || gap || !wait {
         return (200, Some(batch(env.hub, topic, &msgs, gap)));
     }
-    // Subscribe now, not as a command: a publish queued by an earlier pipelined request
-    // must find this subscriber when it is applied. A refused one is answered, not held.
-    if let Err(e) = env.hub.subscribe(id, topic) {
+    // A subscription the hub would refuse is answered, not held.
+    if let Err(e) = env.hub.check_subscribe(id, topic) {
         let error = crate::text::json_string(&e.to_string());
         return (e.status(), Some(format!("{{\"error\":{error}}}")));
     }
+    subscribe(env, id, topic);
     env.hub.wait(id, topic, after);
     out.hold(keep_alive(req));
     (200, None)
+}
+
+/// Subscribe the way every transport does: a command, applied after this request (one path
+/// for all of them, `Reactor::apply_commands`).
+fn subscribe(env: &mut HttpEnv<'_>, id: ConnId, topic: &str) {
+    env.cmds.push(Command::Subscribe {
+        conn: id,
+        topic: topic.to_string(),
+    });
 }
 
 /// The JSON batch of `msgs`.

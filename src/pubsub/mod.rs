@@ -253,16 +253,40 @@ impl Hub {
         Ok(())
     }
 
-    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> Result<(), TopicError> {
+    /// Whether `id` may subscribe to `topic` as far as its name and the connection's own
+    /// limit go: `Ok(true)` if it already does.
+    fn may_subscribe(&self, id: ConnId, topic: &str) -> Result<bool, TopicError> {
         self.check_name(topic)?;
         let mine = self.by_conn.get(&id).map_or(&[][..], |v| &v[..]);
         if mine.iter().any(|t| &**t == topic) {
-            return Ok(());
+            return Ok(true);
         }
         if mine.len() >= self.limits.max_topics_per_conn {
             return Err(TopicError::TooManyTopics {
                 max: self.limits.max_topics_per_conn,
             });
+        }
+        Ok(false)
+    }
+
+    /// Would `subscribe` succeed now? The HTTP transports ask before they answer, so a
+    /// refusal becomes the response's status; the subscription itself is then applied with
+    /// every other one (`app::Command::Subscribe`), before anything else can change the hub.
+    pub fn check_subscribe(&mut self, id: ConnId, topic: &str) -> Result<(), TopicError> {
+        let fits = self.may_subscribe(id, topic)?
+            || self.exists(topic)
+            || self.topics.len() < self.limits.max_topics
+            || !self.idle.is_empty(); // evicted to make room (`topic_mut`)
+        if fits {
+            Ok(())
+        } else {
+            Err(self.full())
+        }
+    }
+
+    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> Result<(), TopicError> {
+        if self.may_subscribe(id, topic)? {
+            return Ok(());
         }
         let t = self.topic_mut(topic)?;
         let name = t.name.clone();

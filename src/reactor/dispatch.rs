@@ -26,8 +26,22 @@ impl<N: Net> Reactor<N> {
         ConnId(token::encode(idx, self.conns[idx].generation).0 as u64)
     }
 
-    /// Run one connection's state machine over its buffered input, dispatching events.
+    /// Run one connection's state machine over its buffered input, dispatching events. What
+    /// the handlers recorded is applied after each event, before the next is read: a request
+    /// pipelined behind a publish (or a subscription) finds it done — a poll sees the message
+    /// its own connection published just before (read-your-writes).
     pub(super) fn process(&mut self, idx: usize) {
+        while self.step(idx) {
+            self.apply_commands();
+        }
+        // Before the 101 leaves (the caller flushes next): see `sync_dedicated`.
+        self.sync_dedicated();
+        self.apply_commands();
+    }
+
+    /// One step of a connection's state machine and the handler call for its event, if any.
+    /// False once the buffered input is used up (`Step::Idle`).
+    fn step(&mut self, idx: usize) -> bool {
         let now = self.now;
         let id = self.conn_id(idx);
         let Reactor {
@@ -46,66 +60,60 @@ impl<N: Net> Reactor<N> {
         } = self;
         let e = &mut conns[idx];
         let via_proxy = e.flags.has(VIA_PROXY);
-        loop {
-            let route = e.conn.status().route;
-            let (step, mut out) = e.conn.poll_event(cfg, res, now);
-            if let Step::Event(Event::Message(_)) = step {
+        let route = e.conn.status().route;
+        let (step, mut out) = e.conn.poll_event(cfg, res, now);
+        match step {
+            Step::Idle => return false,
+            Step::Again => {}
+            Step::Event(Event::Upgrade(req, up)) => {
+                if via_proxy && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
+                {
+                    return true;
+                }
+                log::debug!(
+                    "{} {} {} (upgrade)",
+                    who(clients, e.client, net.peer_addr(&e.sock)),
+                    req.method,
+                    req.target
+                );
+                upgrade(router, id, &req, &up, &mut out, cmds)
+            }
+            Step::Event(Event::Request(req, body)) => {
+                if via_proxy && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
+                {
+                    return true;
+                }
+                log::debug!(
+                    "{} {} {}",
+                    who(clients, e.client, net.peer_addr(&e.sock)),
+                    req.method,
+                    req.target
+                );
+                // Rendered only when `/metrics` is asked for.
+                let render = || observe::render(metrics.all(), clients, totals);
+                let env = &mut HttpEnv {
+                    router,
+                    hub,
+                    cfg,
+                    cmds,
+                    date,
+                    metrics: &render,
+                };
+                http::answer(env, id, &req, body, &mut out)
+            }
+            Step::Event(Event::Message(msg)) => {
                 metrics.messages_in.inc();
-            }
-            match step {
-                Step::Idle => break,
-                Step::Again => {}
-                Step::Event(Event::Upgrade(req, up)) => {
-                    if via_proxy
-                        && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
-                    {
-                        continue;
-                    }
-                    log::debug!(
-                        "{} {} {} (upgrade)",
-                        who(clients, e.client, net.peer_addr(&e.sock)),
-                        req.method,
-                        req.target
-                    );
-                    upgrade(router, id, &req, &up, &mut out, cmds)
-                }
-                Step::Event(Event::Request(req, body)) => {
-                    if via_proxy
-                        && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
-                    {
-                        continue;
-                    }
-                    log::debug!(
-                        "{} {} {}",
-                        who(clients, e.client, net.peer_addr(&e.sock)),
-                        req.method,
-                        req.target
-                    );
-                    // Rendered only when `/metrics` is asked for.
-                    let render = || observe::render(metrics.all(), clients, totals);
-                    let env = &mut HttpEnv {
-                        router,
-                        hub,
-                        cfg,
-                        cmds,
-                        date,
-                        metrics: &render,
-                    };
-                    http::answer(env, id, &req, body, &mut out)
-                }
-                Step::Event(Event::Message(msg)) => router
+                router
                     .handler(route)
-                    .on_message(&mut Ctx::new(id, &mut out, cmds), msg),
-                Step::Event(Event::Closed { code, reason }) => {
-                    let ctx = &mut Ctx::detached(Some(id), cmds);
-                    router.handler(route).on_close(ctx, code, reason)
-                }
+                    .on_message(&mut Ctx::new(id, &mut out, cmds), msg)
             }
-            metrics.messages_out.add(out.messages_sent());
+            Step::Event(Event::Closed { code, reason }) => {
+                let ctx = &mut Ctx::detached(Some(id), cmds);
+                router.handler(route).on_close(ctx, code, reason)
+            }
         }
-        // Before the 101 leaves (the caller flushes next): see `sync_dedicated`.
-        self.sync_dedicated();
-        self.apply_commands();
+        metrics.messages_out.add(out.messages_sent());
+        true
     }
 
     /// Tell a connection's handler that it closed (once; the caller checked).
