@@ -28,8 +28,14 @@ fn main() -> ExitCode {
         print!("{}", effective.to_toml());
         return ExitCode::SUCCESS;
     }
-    let cfg = effective.config;
-    raise_fd_limit();
+    let mut cfg = effective.config.clone();
+    if let Some(nofile) = raise_fd_limit() {
+        let chosen = !matches!(
+            effective.source("max_connections"),
+            Some(cli::Source::Default)
+        );
+        fit_to_fd_limit(&mut cfg, nofile, chosen);
+    }
     let subprotocols = cfg.subprotocols.clone();
     let listen = cfg.listen;
     let result = workers::run(
@@ -56,19 +62,54 @@ fn main() -> ExitCode {
 }
 
 /// Every connection is a descriptor: lift the soft limit to the hard one (systemd's
-/// LimitNOFILE sets the hard one; see deploy/).
-fn raise_fd_limit() {
+/// LimitNOFILE sets the hard one; see deploy/). Returns the soft limit now in force.
+fn raise_fd_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit write/read only the struct we pass.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            } else {
                 log::warn!("could not raise the open-file limit");
             }
         }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// Keep `--max-connections` within the descriptors the process has, less a reserve for its
+/// own (stdio, each worker's epoll, waker, listener and spare descriptor, the signal pipe,
+/// the Redis link, files): at the cap a new client gets a prompt 503, where past the
+/// descriptors it could only be shed unanswered. The default is lowered to fit; a value the
+/// operator chose is kept, with a warning.
+fn fit_to_fd_limit(cfg: &mut wsloop::config::Config, nofile: u64, chosen: bool) {
+    let reserve = 16 + 4 * cfg.workers as u64;
+    let room = usize::try_from(nofile.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX);
+    if cfg.max_connections <= room {
+        return;
+    }
+    if chosen {
+        log::warn!(
+            "--max-connections {} is more than the open-file limit ({nofile}) leaves room for \
+             (about {room}): past that, new clients are shed without an answer",
+            cfg.max_connections
+        );
+    } else {
+        log::info!(
+            "max_connections {room}: the open-file limit ({nofile}) less {reserve} for the \
+             server's own descriptors"
+        );
+        cfg.max_connections = room;
     }
 }

@@ -1,7 +1,8 @@
 //! Faults over loopback: peers that reset (RST) mid-handshake, mid-frame and mid-write,
 //! half-close after their close frame, vanish with a FIN and no close frame, or ignore the
 //! server's close (shutdown, protocol error, application close); and the server running out of
-//! file descriptors. After each fault the server's descriptor for that peer is gone and a fresh
+//! file descriptors (a prompt 503 at the default cap; past a cap set too high, prompt closes
+//! and one log line a second). After each fault the server's descriptor for that peer is gone and a fresh
 //! client is still served.
 
 // Tests are clients of the server: they use sockets and the clock freely.
@@ -241,7 +242,15 @@ fn try_open(addr: SocketAddr, wait: Duration) -> Result<Client, &'static str> {
 
 #[test]
 fn out_of_file_descriptors_sheds_the_excess_without_spinning_and_recovers() {
-    let mut srv = Server::start_with_nofile(&["--workers", "1"], 64);
+    // A connection cap the operator chose above what the descriptors allow (the default is
+    // lowered to fit: the next test), so the server does run out; its log goes to a file to
+    // count the shed lines.
+    let log = std::env::temp_dir().join(format!("wsloop-emfile-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let args = ["--workers", "1", "--max-connections", "100000"];
+    let mut srv = Server::start_with_nofile_and(&args, 64, move |cmd| {
+        cmd.stderr(file);
+    });
     let addr = srv.addr();
     // Fill every descriptor the server has.
     let mut open = Vec::new();
@@ -305,6 +314,16 @@ fn out_of_file_descriptors_sheds_the_excess_without_spinning_and_recovers() {
     );
     assert_eq!(hung, 0, "{hung} knocks hung ({closed} closed)");
     assert!(closed >= 20, "only {closed} knocks");
+    // One log line a second, each with its count, not one per shed connection.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("pending connection(s)"))
+        .count();
+    assert!(
+        (1..=4).contains(&lines),
+        "{lines} shed lines for {closed} knocks in 1.5 s:\n{text}"
+    );
 
     // Freeing some descriptors lets new clients in again.
     let before = srv.fd_count();
@@ -320,4 +339,37 @@ fn out_of_file_descriptors_sheds_the_excess_without_spinning_and_recovers() {
         c.echo("everyone");
     }
     srv.assert_running();
+}
+
+#[test]
+fn at_the_default_cap_a_client_gets_503_not_a_hang() {
+    // The default connection cap is the open-file limit less the server's own descriptors,
+    // so the client past it gets a prompt 503 (and the server never runs out).
+    let srv = Server::start_with_nofile(&["--workers", "1"], 64);
+    let addr = srv.addr();
+    let mut open = Vec::new();
+    let refused = loop {
+        assert!(open.len() < 64, "more connections than descriptors");
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(UPGRADE.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                other => panic!("connection {} ended with {other:?}", open.len()),
+            }
+        }
+        if !head.starts_with(b"HTTP/1.1 101 ") {
+            break String::from_utf8_lossy(&head).into_owned();
+        }
+        open.push(s);
+    };
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(
+        open.len() >= 40,
+        "only {} connections under 64 fds",
+        open.len()
+    );
 }

@@ -22,9 +22,6 @@ pub struct HttpLimits {
     /// Largest request body (`POST /publish`), refused with 413 before it is read. Default
     /// 64 KiB.
     pub max_body: usize,
-    /// Most reads a request head may arrive in (a head dribbled in tiny pieces costs a
-    /// syscall and a scan per piece). More → 400. Default 64.
-    pub max_head_reads: u32,
 }
 
 impl Default for HttpLimits {
@@ -33,7 +30,6 @@ impl Default for HttpLimits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_request_line: 8 * 1024,
-            max_head_reads: 64,
             max_body: 64 * 1024,
         }
     }

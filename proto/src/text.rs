@@ -1,6 +1,6 @@
 //! Owns small text encodings shared by several layers: JSON string literals (RFC 8259 §7),
-//! calendar dates from Unix time (for `Date` headers and the clock), and base64 for binary
-//! payloads carried in text transports. Pure functions; no clock is read here.
+//! calendar dates from Unix time (for `Date` headers and the clock), base64 for binary
+//! payloads carried in text transports, and decimal numbers as peers send them. Pure functions; no clock is read here.
 //! Must not: read a clock or allocate more than the output it returns.
 
 use base64::Engine;
@@ -10,6 +10,19 @@ pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     push_json_string(&mut out, s);
     out
+}
+
+/// A number a peer sent in decimal: ASCII digits only, at least one, no sign, no spaces, no
+/// overflow (RFC 9110 §8.6 for `Content-Length`: `1*DIGIT`). Rust's `str::parse` also takes
+/// a leading `+`, which a proxy in front may read differently — a request-smuggling seed.
+pub fn decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// Append a JSON string literal to `out`.
@@ -102,6 +115,25 @@ impl Civil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_takes_digits_only() {
+        assert_eq!(decimal(b"0"), Some(0));
+        assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-5",
+            b" 5",
+            b"5 ",
+            b"0x5",
+            b"5a",
+            b"18446744073709551616",
+            b"1e3",
+        ] {
+            assert_eq!(decimal(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -14,6 +14,7 @@ use crate::http::response;
 use crate::longpoll;
 use crate::pubsub::{Hub, Published};
 use crate::sse;
+use crate::text::decimal;
 
 /// What the endpoints need from the reactor.
 pub struct HttpEnv<'e> {
@@ -82,6 +83,11 @@ pub fn answer(
     if topic.is_some_and(|t| env.hub.check_name(t).is_err()) {
         return respond(out, 400, &[], b"topic names are 1 to 255 bytes\n");
     }
+    if matches!(endpoint, "sse" | "stream" | "poll") {
+        if let Some(why) = bad_position(req) {
+            return respond(out, 400, &[], format!("{why}\n").as_bytes());
+        }
+    }
     match (endpoint, topic) {
         ("/" | "/index.html", _) => respond(
             out,
@@ -133,6 +139,15 @@ pub fn answer(
                     b"text bodies must be UTF-8 (or send application/octet-stream)\n",
                 );
             }
+            // One message limit whatever the transport: a WebSocket message over it is closed
+            // with 1009, a publish over it refused the same way (RFC 9110 §15.5.14).
+            if body.len() > env.cfg.ws.max_message_size as usize {
+                let why = format!(
+                    "a message is at most {} bytes (--max-message-size)\n",
+                    env.cfg.ws.max_message_size
+                );
+                return respond(out, 413, &[], why.as_bytes());
+            }
             // A new topic the hub has no room for: refuse now, the publish would be dropped.
             if let Err(e) = env.hub.check_room(topic, body.len()) {
                 return respond(out, e.status(), &[], format!("{e}\n").as_bytes());
@@ -150,12 +165,14 @@ pub fn answer(
                 ack.as_bytes(),
             )
         }
-        _ if env.router.find(req.path).is_some() => respond(
-            out,
-            426,
-            &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-            b"this endpoint speaks WebSocket\n",
-        ),
+        // A WebSocket endpoint asked for something else: refused like any failed handshake,
+        // with `Connection: close` (docs/protocol.md §2). An `Upgrade` to another protocol
+        // (h2c, say) is a malformed WebSocket request (400); none at all needs one (426, with
+        // `Upgrade: websocket` and `Sec-WebSocket-Version: 13`).
+        _ if env.router.find(req.path).is_some() => match req.header("upgrade") {
+            Some(_) => out.reject(400, "Upgrade header must contain websocket"),
+            None => out.reject(426, "this endpoint speaks WebSocket"),
+        },
         _ => respond(out, 404, &[("Content-Type", "text/plain")], b"not found\n"),
     }
 }
@@ -208,8 +225,32 @@ fn query<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// A position a client sent (`after`, `lastEventId`, `Last-Event-ID`), checked by
+/// `bad_position` first: decimal digits only.
 fn num(v: Option<&str>) -> Option<u64> {
-    v.and_then(|v| v.trim().parse().ok())
+    v.and_then(|v| decimal(v.as_bytes()))
+}
+
+/// Why the positions and the `wait` choice a request carries cannot be read, if they cannot:
+/// a malformed value is refused (400), never taken as absent. `after` and `lastEventId` (and
+/// the `Last-Event-ID` header; empty means none, as EventSource sends it) are decimal
+/// sequence numbers; `wait` is `0` (answer at once) or `1` (hold: the default).
+fn bad_position(req: &Request<'_>) -> Option<&'static str> {
+    let decimal_or_absent = |v: Option<&[u8]>| v.is_none_or(|v| decimal(v).is_some());
+    if !decimal_or_absent(query(req, "after").map(str::as_bytes)) {
+        return Some("after must be a sequence number (decimal digits)");
+    }
+    if !decimal_or_absent(query(req, "lastEventId").map(str::as_bytes)) {
+        return Some("lastEventId must be a sequence number (decimal digits)");
+    }
+    let header = req.header("last-event-id").map(<[u8]>::trim_ascii);
+    if !decimal_or_absent(header.filter(|v| !v.is_empty())) {
+        return Some("Last-Event-ID must be a sequence number (decimal digits)");
+    }
+    if !matches!(query(req, "wait"), None | Some("0" | "1")) {
+        return Some("wait must be 0 (answer at once) or 1 (hold until a message)");
+    }
+    None
 }
 
 /// `GET /sse/{topic}`: a `text/event-stream` that replays what the client missed (after
@@ -232,6 +273,8 @@ fn sse_start(
     sse::push_retry(&mut head, env.cfg.sse_retry.as_millis() as u64);
     let last = req
         .header("last-event-id")
+        .map(<[u8]>::trim_ascii)
+        .filter(|v| !v.is_empty())
         .and_then(|v| std::str::from_utf8(v).ok());
     if let Some(last) = num(last.or_else(|| query(req, "lastEventId"))) {
         let (missed, gap) = env.hub.history_after(topic, last);

@@ -324,7 +324,8 @@ pub static SETTINGS: &[Setting] = &[
         name: "max_connections",
         group: SERVER,
         value_name: "N",
-        help: "Most open connections over all workers; further ones get 503 and are closed.",
+        help: "Most open connections over all workers; further ones get 503 and are closed. \
+               The default is lowered to the open-file limit less a reserve.",
         field: Field::Count(|c| &mut c.max_connections),
     },
     Setting {
@@ -423,13 +424,6 @@ pub static SETTINGS: &[Setting] = &[
         value_name: "BYTES",
         help: "Longest HTTP request line; longer → 414.",
         field: Field::Bytes(|c| &mut c.http.max_request_line),
-    },
-    Setting {
-        name: "max_head_reads",
-        group: HTTP,
-        value_name: "N",
-        help: "Most reads a request head may arrive in; more → 400.",
-        field: Field::Count32(|c| &mut c.http.max_head_reads),
     },
     Setting {
         name: "handshake_timeout",

@@ -1,6 +1,6 @@
 //! Owns the `http_request` property: the request head scanned as it arrives in chunks whose
-//! sizes come from the input (`find_head_end` resuming where it stopped, `check_partial` on
-//! every incomplete prefix, as `conn::RxSide::handshake` calls them), then `parse`, `validate`
+//! sizes come from the input (`find_head_end` resuming where it stopped, `check_partial_since`
+//! on every incomplete prefix, agreeing with the stateless `check_partial`, as `conn::RxSide::handshake` calls them), then `parse`, `validate`
 //! and the response writers. Scanning work stays linear in the bytes received however they are
 //! chunked, the head end is the same at every chunking, every verdict is a documented status,
 //! and every response written is a well-formed HTTP/1.1 response.
@@ -8,7 +8,7 @@
 
 use super::{chunk_at, Input};
 use crate::config::HttpLimits;
-use crate::http::request::{self, check_partial_counted, find_head_end_counted};
+use crate::http::request::{self, check_partial_since, find_head_end_counted, PartialHead};
 use crate::http::upgrade::{self, accept_key};
 
 /// `[limits][origins][chunk plan][bytes]`.
@@ -22,7 +22,6 @@ pub fn http_request(data: &[u8]) {
         max_header_bytes: [64, 512, 4096, 16384][usize::from(l & 3)],
         max_headers: [1, 4, 16, 100][usize::from((l >> 2) & 3)],
         max_request_line: [16, 128, 1024, 8192][usize::from((l >> 4) & 3)],
-        max_head_reads: 64,
         ..HttpLimits::default()
     };
     let origins: Vec<String> = if flags & 1 != 0 {
@@ -34,6 +33,7 @@ pub fn http_request(data: &[u8]) {
     let whole = request::find_head_end(stream, 0);
     let (mut scanned, mut end, mut calls) = (0, 0, 0usize);
     let (mut head_work, mut partial_work) = (0usize, 0usize);
+    let mut partial = PartialHead::default();
     let mut found = None;
     while end < stream.len() || calls == 0 {
         end = (end + chunk_at(&plan, calls, stream.len())).min(stream.len());
@@ -50,12 +50,16 @@ pub fn http_request(data: &[u8]) {
             "terminator within {end} bytes missed"
         );
         scanned = end;
-        let before = partial_work;
-        let verdict = check_partial_counted(prefix, &limits, &mut partial_work);
+        let verdict = check_partial_since(prefix, &mut partial, &limits, &mut partial_work);
+        // Linear: every byte is examined at most once, however the head is chunked.
         assert!(
-            partial_work - before <= limits.max_request_line + 2,
-            "check_partial examined {} bytes, more than the request-line limit",
-            partial_work - before
+            partial_work <= end,
+            "check_partial_since examined {partial_work} bytes of {end} in {calls} calls"
+        );
+        assert_eq!(
+            verdict.is_err(),
+            request::check_partial(prefix, &limits).is_err(),
+            "the incremental check disagrees with the whole one at {end} bytes"
         );
         if let Err(e) = verdict {
             assert!(matches!(e.status(), 414 | 431), "{e:?}");

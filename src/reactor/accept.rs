@@ -18,12 +18,38 @@ use crate::cidr;
 use crate::conn::Close;
 use crate::conn::Conn;
 use crate::metrics::ConnClass;
+use crate::timer::Tick;
 
 /// Open client connections over all workers of the process.
 pub(super) static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// The body of the 429 that refuses a client over `--max-connections-per-ip`.
 pub(super) const TOO_MANY_FROM_YOU: &str = "too many connections from your address";
+
+/// The log line for connections shed when descriptors run out, at most once a second with
+/// how many it stands for: a burst sheds hundreds, and a line each would flood the log.
+#[derive(Debug, Default)]
+pub(super) struct Sheds {
+    /// When the last line was written, if ever.
+    logged: Option<Tick>,
+    /// Shed since then.
+    count: u64,
+}
+
+impl Sheds {
+    fn note(&mut self, now: Tick, shed: bool, e: &std::io::Error) {
+        self.count += u64::from(shed);
+        if self.logged.is_some_and(|t| now < t + 1000) {
+            return;
+        }
+        log::warn!(
+            "accept: {e}; shed {} pending connection(s) since the last such line",
+            self.count
+        );
+        self.logged = Some(now);
+        self.count = 0;
+    }
+}
 
 impl<N: Net> Reactor<N> {
     /// Accept until WouldBlock (edge-triggered: one event may stand for many connections).
@@ -34,8 +60,9 @@ impl<N: Net> Reactor<N> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if listener::out_of_fds(&e) => {
-                    log::warn!("accept: {e}; shedding a pending connection");
-                    if !self.net.shed_one() {
+                    let shed = self.net.shed_one();
+                    self.sheds.note(self.now, shed, &e);
+                    if !shed {
                         return;
                     }
                 }

@@ -1,5 +1,6 @@
 //! Owns the listening socket: created with socket2 (SO_REUSEADDR, SO_REUSEPORT so one loop
-//! per core can share a port, a deep backlog), and the accept loop's error policy — accept
+//! per core can share a port — claimed first so no other process can join it — a deep
+//! backlog), and the accept loop's error policy — accept
 //! until WouldBlock, and on EMFILE shed the connection through a reserved descriptor instead
 //! of spinning on a listener that stays readable.
 //! Must not: spin on a listener that stays readable, or block.
@@ -22,6 +23,19 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListe
     // The kernel caps this at net.core.somaxconn (4096 on current kernels).
     socket.listen(4096)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Claim `addr` for this process before its workers share it. SO_REUSEPORT lets any socket
+/// of the same user with the option join the port's group, so a second wsloop started on the
+/// same port would silently take half the connections. A socket without it cannot bind a
+/// port someone is listening on: bound (not listening) first, it fails with "address in use"
+/// when another server has the port, and it holds a `:0` port while the workers' listeners
+/// bind it. Drop it once they listen.
+pub fn claim(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Is this accept error a lack of file descriptors (per process or system wide)?

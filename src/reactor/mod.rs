@@ -197,6 +197,8 @@ pub struct Reactor<N: Net = MioNet> {
     resume: Vec<usize>,
     /// Connections to free at the end of the iteration.
     closing: Vec<usize>,
+    /// Connections shed for want of descriptors, for a rate-limited log line.
+    sheds: accept::Sheds,
 }
 
 impl Reactor {
@@ -263,6 +265,7 @@ impl<N: Net> Reactor<N> {
             dirty: Vec::new(),
             resume: Vec::new(),
             closing: Vec::new(),
+            sheds: accept::Sheds::default(),
         }
     }
 

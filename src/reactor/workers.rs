@@ -108,13 +108,21 @@ pub fn run(
     let shared = super::Shared::new(&cfg)?;
     // Resolved once, before any loop runs: name resolution blocks, the loop must not.
     let redis = super::redis::resolve(&cfg)?;
+    // Several workers share the port with SO_REUSEPORT: claim it first, so that a port
+    // another process listens on fails here ("address in use") instead of being shared.
+    let claim = (n > 1).then(|| listener::claim(cfg.listen)).transpose()?;
+    let listen = match &claim {
+        Some(c) => c.local_addr()?.as_socket().unwrap_or(cfg.listen),
+        None => cfg.listen,
+    };
     // The first listener fixes the port (cfg.listen may say :0); the others share it.
-    let first = listener::bind(cfg.listen, n > 1)?;
+    let first = listener::bind(listen, n > 1)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
     for _ in 1..n {
         listeners.push(listener::bind(addr, true)?);
     }
+    drop(claim);
     let mut polls = Vec::new();
     let mut peers = Vec::new();
     let mut inboxes = Vec::new();

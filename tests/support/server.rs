@@ -30,8 +30,18 @@ impl Server {
     /// Like `start`, with the open-file limit (RLIMIT_NOFILE, soft and hard: wsloop raises its
     /// soft limit to the hard one) set to `nofile` in the child before it runs.
     pub fn start_with_nofile(args: &[&str], nofile: u64) -> Server {
+        Server::start_with_nofile_and(args, nofile, |_| {})
+    }
+
+    /// `start_with_nofile`, letting `configure` adjust the command too.
+    pub fn start_with_nofile_and(
+        args: &[&str],
+        nofile: u64,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         use std::os::unix::process::CommandExt;
         Server::start_with(args, move |cmd| {
+            configure(cmd);
             let lim = libc::rlimit {
                 rlim_cur: nofile as libc::rlim_t,
                 rlim_max: nofile as libc::rlim_t,

@@ -8,6 +8,7 @@ use super::{Event, Outbox, Parser, RxSide, State, Step};
 use crate::config::Config;
 use crate::http::request::{self, Request};
 use crate::http::upgrade;
+use crate::text::decimal;
 use crate::ws::deflate;
 
 /// Where the current HTTP request stands.
@@ -19,8 +20,8 @@ pub(super) struct Head {
     pub(super) len: u32,
     /// Length of the request body that follows the head.
     body: u32,
-    /// Reads the request head has arrived in so far.
-    reads: u32,
+    /// What the incomplete head's limit checks have seen (`request::check_partial_since`).
+    partial: request::PartialHead,
 }
 
 impl RxSide {
@@ -40,16 +41,13 @@ impl RxSide {
         let full = ring.is_full();
         let buf = ring.make_contiguous();
         let Some(head_len) = request::find_head_end(buf, head.scanned as usize) else {
-            // Count the reads that brought bytes (tungstenite's AttackCheck); a call with
-            // nothing new (the reactor runs buffered input before reading) costs nothing.
-            if buf.len() as u32 > head.scanned {
-                head.reads += 1;
-            }
             head.scanned = buf.len() as u32;
-            if let Err(e) = request::check_partial(buf, &cfg.http) {
+            // Bounded by bytes (414/431 here) and by time (the handshake deadline, 408), not
+            // by how many reads the head takes: an honest client on a slow or lossy link may
+            // send it a few bytes at a time.
+            if let Err(e) = request::check_partial_since(buf, &mut head.partial, &cfg.http, &mut 0)
+            {
                 out.reject(e.status(), e.reason());
-            } else if head.reads >= cfg.http.max_head_reads {
-                out.reject(400, "request head arrived in too many pieces");
             } else if full {
                 // The head limit is larger than the ring: the ring binds.
                 out.reject(431, "request header fields too large");
@@ -139,9 +137,8 @@ fn request_body_len(req: &Request<'_>, cfg: &Config) -> Result<usize, (u16, &'st
             _ => Ok(0),
         };
     };
-    let parsed = std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    // Digits only (RFC 9110 §8.6), around the field's optional whitespace.
+    let parsed = decimal(value.trim_ascii()).and_then(|n| usize::try_from(n).ok());
     // Repeated Content-Length headers must agree (RFC 9112 §6.3); we require a single one.
     match (parsed, lengths.next()) {
         (Some(n), None) if n > cfg.http.max_body => Err((413, "request body too large")),

@@ -146,22 +146,54 @@ fn request_line_too_long(buf: &[u8], limits: &HttpLimits, work: &mut usize) -> b
 
 /// Enforce the limits on a head that has NOT ended yet (call after `find_head_end` returned
 /// `None`), so a peer cannot make us buffer without bound (RFC 9112 §3: 414, RFC 6585 §5: 431).
-///
-/// Work is bounded by `max_request_line`, not by `buf.len()`.
+/// Stateless: looks at up to `max_request_line + 2` bytes. A connection calls
+/// [`check_partial_since`] instead, whose work is linear in the bytes received.
 pub fn check_partial(buf: &[u8], limits: &HttpLimits) -> Result<(), ParseError> {
-    check_partial_counted(buf, limits, &mut 0)
+    check_partial_since(buf, &mut PartialHead::default(), limits, &mut 0)
 }
 
-/// [`check_partial`], adding the number of bytes it examined to `work`.
+/// What [`check_partial_since`] remembers between the calls for one head.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PartialHead {
+    /// Bytes already examined.
+    pub seen: u32,
+    /// The request line has ended (within its limit).
+    pub line_done: bool,
+}
+
+/// [`check_partial`] for a head arriving piece by piece: only the bytes that came since the
+/// last call are examined (a LF ending the request line), so however the head is dribbled
+/// — a byte per read — the work stays linear in its length (the CVE-2023-43669 class), and
+/// the limits are on bytes (and the caller's deadline on time), never on the number of
+/// reads. Adds the bytes it examined to `work`.
 #[doc(hidden)]
 #[inline]
-pub fn check_partial_counted(
+pub fn check_partial_since(
     buf: &[u8],
+    head: &mut PartialHead,
     limits: &HttpLimits,
     work: &mut usize,
 ) -> Result<(), ParseError> {
-    if request_line_too_long(buf, limits, work) {
-        return Err(ParseError::RequestLineTooLong);
+    let from = (head.seen as usize).min(buf.len());
+    head.seen = buf.len() as u32;
+    if !head.line_done {
+        let new = &buf[from..];
+        let line_len = match new.iter().position(|&b| b == b'\n') {
+            Some(lf) => {
+                *work += lf + 1;
+                head.line_done = true;
+                from + lf
+            }
+            None => {
+                *work += new.len();
+                buf.len()
+            }
+        };
+        // Excluding its CR (or a trailing CR that may start the CRLF).
+        let len = line_len - usize::from(line_len > 0 && buf[line_len - 1] == b'\r');
+        if len > limits.max_request_line {
+            return Err(ParseError::RequestLineTooLong);
+        }
     }
     if buf.len() >= limits.max_header_bytes {
         // The head has not ended, so once it does it will be longer than the limit.
@@ -178,6 +210,11 @@ fn version_error(head: &[u8]) -> ParseError {
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(head.len());
     let line = &head[..line_end];
+    // RFC 9112 §3: method SP request-target SP HTTP-version. A raw space inside the target
+    // makes more than two: a malformed request line (400), whatever its last word says.
+    if line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return ParseError::Malformed("malformed request line");
+    }
     let token = line.rsplit(|&b| b == b' ').next().unwrap_or(line);
     match token {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
