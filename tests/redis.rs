@@ -2,7 +2,9 @@
 //! by scripts/test) on a free loopback port, with three wsloop nodes: a publish on one node
 //! reaches WebSocket, SSE and long-poll subscribers on every node exactly once; Redis killed,
 //! paused (SIGSTOP) or dropping the link (output-buffer limit) leaves every node serving its
-//! own clients without stalling, and each node resubscribes by itself once Redis is back.
+//! own clients without stalling (an HTTP publish then gets 503 with Retry-After, not a 202 for
+//! a message the other nodes will never see), and each node resubscribes by itself once Redis
+//! is back.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -290,6 +292,15 @@ fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
         });
         echo_is_prompt(n);
     }
+    // An HTTP publish is not acknowledged while it cannot reach the other nodes: 503, with
+    // when to try again, on every node (worker 0 owns the link; the others ask it).
+    let post =
+        "POST /publish/k-http HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx";
+    for n in [&a, &b, &c] {
+        let resp = http(n, post);
+        assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+        assert!(resp.contains("\r\nRetry-After: 1\r\n"), "{resp}");
+    }
     // Local delivery goes on; the cross-node copy is dropped and counted (at most once).
     publish(&mut publisher, &mut on_a, "during");
     wait_until("the drop is counted", Duration::from_secs(5), || {
@@ -302,6 +313,8 @@ fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
         assert!(metric(n, "wsloop_redis_reconnects_total") >= 1);
     }
     wait_until("C's link back", Duration::from_secs(10), || link_up(&c));
+    let resp = http(&c, post);
+    assert!(resp.starts_with("HTTP/1.1 202 "), "{resp}");
     publish(&mut publisher, &mut on_a, "after");
     // B never saw "during": its next message is "after".
     assert_eq!(on_b.next_text(), "after");

@@ -26,6 +26,8 @@ pub struct HttpEnv<'e> {
     pub date: &'e str,
     /// Prometheus text for `/metrics`.
     pub metrics: &'e dyn Fn() -> String,
+    /// `--redis` is set and its link is not up: a publish could not reach the other nodes.
+    pub broker_down: bool,
 }
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -137,6 +139,17 @@ pub fn answer(
                     400,
                     &[],
                     b"text bodies must be UTF-8 (or send application/octet-stream)\n",
+                );
+            }
+            // Not acknowledged unless it can reach every node: while the link to Redis is not
+            // up, the message would be dropped on its way (RFC 9110 §15.6.4: 503, and when to
+            // try again).
+            if env.broker_down {
+                return respond(
+                    out,
+                    503,
+                    &[("Retry-After", "1")],
+                    b"the message broker (Redis) is unreachable: not published\n",
                 );
             }
             // One message limit whatever the transport: a WebSocket message over it is closed

@@ -345,6 +345,12 @@ pub struct RedisMetrics {
 impl RedisMetrics {
     /// The link's states, as the `state` label shows them; `off` without `--redis`.
     pub const STATES: [&'static str; 4] = ["off", "down", "connecting", "up"];
+
+    /// Is the link up (handshake answered)? What the HTTP publish endpoint asks before it
+    /// accepts a message for the other nodes; any worker may ask, worker 0 sets it.
+    pub fn link_up(&self) -> bool {
+        self.state.get() == 3
+    }
 }
 
 /// Every number the server exports: one slot per worker, the process-wide outcomes, and the

@@ -91,6 +91,7 @@ impl<N: Net> Reactor<N> {
                 );
                 // Rendered only when `/metrics` is asked for.
                 let render = || observe::render(metrics.all(), clients, totals);
+                let broker_down = cfg.redis.url.is_some() && !metrics.all().redis.link_up();
                 let env = &mut HttpEnv {
                     router,
                     hub,
@@ -98,6 +99,7 @@ impl<N: Net> Reactor<N> {
                     cmds,
                     date,
                     metrics: &render,
+                    broker_down,
                 };
                 http::answer(env, id, &req, body, &mut out)
             }
