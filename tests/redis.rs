@@ -2,9 +2,9 @@
 //! by scripts/test) on a free loopback port, with three wsloop nodes: a publish on one node
 //! reaches WebSocket, SSE and long-poll subscribers on every node exactly once; Redis killed,
 //! paused (SIGSTOP) or dropping the link (output-buffer limit) leaves every node serving its
-//! own clients without stalling (an HTTP publish then gets 503 with Retry-After, not a 202 for
-//! a message the other nodes will never see), and each node resubscribes by itself once Redis
-//! is back.
+//! own clients without stalling (an HTTP publish is answered 202 only once Redis has the
+//! message, and 503 with Retry-After when it cannot be: never a 202 for a message the other
+//! nodes will not see), and each node resubscribes by itself once Redis is back.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -327,7 +327,27 @@ fn redis_paused_with_sigstop_never_stalls_a_node_and_the_link_recovers() {
     publish(&mut publisher, &mut on_a, "before");
     assert_eq!(on_b.next_text(), "before");
 
+    // An HTTP publish is answered once Redis has it, on every worker of B (worker 0 owns
+    // the link and sends the answer back to the worker that holds the request).
+    let post = "POST /publish/p-http HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx";
+    for _ in 0..6 {
+        let resp = http(&b, post);
+        assert!(resp.starts_with("HTTP/1.1 202 "), "{resp}");
+        assert!(resp.ends_with(r#"{"topic":"p-http"}"#), "{resp}");
+    }
+
     redis.signal(libc::SIGSTOP);
+    // Paused, Redis takes the bytes but never answers: the publish is held, then refused
+    // when the link gives up on the silence — never acknowledged.
+    let started = Instant::now();
+    let resp = http(&b, post);
+    assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+    assert!(resp.contains("\r\nRetry-After: 1\r\n"), "{resp}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held {:?}",
+        started.elapsed()
+    );
     // The socket stays open and silent: the unanswered PING is what tells the link.
     for n in [&a, &b, &c] {
         echo_is_prompt(n);

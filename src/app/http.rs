@@ -165,17 +165,26 @@ pub fn answer(
             if let Err(e) = env.hub.check_room(topic, body.len()) {
                 return respond(out, e.status(), &[], format!("{e}\n").as_bytes());
             }
+            // With other nodes behind Redis, acknowledged once Redis has it (the reactor
+            // answers the held request: `publish_answer`); alone, once it is published here.
+            if env.cfg.redis.url.is_some() {
+                env.cmds.push(Command::PublishForAck {
+                    conn: id,
+                    topic: topic.to_string(),
+                    text: !binary,
+                    payload: body.to_vec(),
+                    origin: cors.clone(),
+                });
+                return out.hold_for_ack(keep_alive);
+            }
             env.cmds.push(Command::Publish {
                 topic: topic.to_string(),
                 text: !binary,
                 payload: body.to_vec(),
             });
-            let ack = format!("{{\"topic\":{}}}", crate::text::json_string(topic));
-            respond(
-                out,
-                202,
-                &[("Content-Type", "application/json")],
-                ack.as_bytes(),
+            out.respond(
+                &publish_answer(topic, true, cors.as_deref(), env.date, keep_alive),
+                keep_alive,
             )
         }
         // A WebSocket endpoint asked for something else: refused like any failed handshake,
@@ -412,6 +421,30 @@ fn poll_start(
     env.hub.wait(id, topic, after);
     out.hold(keep_alive(req));
     (200, None)
+}
+
+/// The answer to `POST /publish/{topic}`: 202 with the topic once the message is published
+/// (and, with `--redis`, Redis has it), or 503 with `Retry-After` when it could not be.
+pub fn publish_answer(
+    topic: &str,
+    ok: bool,
+    origin: Option<&str>,
+    date: &str,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut hs = Vec::new();
+    if let Some(origin) = origin {
+        hs.extend([("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]);
+    }
+    if ok {
+        hs.push(("Content-Type", "application/json"));
+        let body = format!("{{\"topic\":{}}}", crate::text::json_string(topic));
+        response::full(202, &hs, body.as_bytes(), date, keep_alive, false)
+    } else {
+        hs.extend([("Retry-After", "1"), ("Content-Type", "text/plain")]);
+        let body = b"the message broker (Redis) did not take the message: not published\n";
+        response::full(503, &hs, body, date, keep_alive, false)
+    }
 }
 
 /// Subscribe the way every transport does: a command, applied after this request (one path

@@ -53,6 +53,15 @@ pub enum Command {
         text: bool,
         payload: Vec<u8>,
     },
+    /// `Publish`, for a publisher (`conn`, a held `POST /publish`) answered once the
+    /// broker has the message (202) or cannot take it (503); `origin` is its CORS origin.
+    PublishForAck {
+        conn: ConnId,
+        topic: String,
+        text: bool,
+        payload: Vec<u8>,
+        origin: Option<String>,
+    },
 }
 
 /// A matched route: the request, its WebSocket headers and the path parameters.

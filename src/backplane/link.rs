@@ -103,7 +103,8 @@ enum Expect {
     Hello,
     Select,
     Ping,
-    Publish,
+    /// A `PUBLISH`; the publisher waiting for Redis's answer, if one is (`publish`).
+    Publish(Option<u64>),
     /// A `SUBSCRIBE`/`UNSUBSCRIBE` of this many channels: one push each (or one error).
     Subscribe(usize),
     Unsubscribe(usize),
@@ -164,6 +165,9 @@ pub struct Link {
     last_rx: Tick,
     ping_sent: Option<Tick>,
     stats: Stats,
+    /// Publishers' answers not yet taken (`take_acks`): Redis took the message (true), or
+    /// refused it or the connection failed before it answered (false).
+    acks: Vec<(u64, bool)>,
 }
 
 /// Buffers are compacted once this much at their front is consumed (and freed down to it
@@ -218,6 +222,7 @@ impl Link {
             last_rx: now,
             ping_sent: None,
             stats: Stats::default(),
+            acks: Vec::new(),
         }
     }
 
@@ -272,16 +277,25 @@ impl Link {
     }
 
     /// Send a publish to Redis, or count it dropped (link not up, or `max_queued` bytes
-    /// already waiting). Returns whether it was queued.
-    pub fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) -> bool {
+    /// already waiting). Returns whether it was queued. `waiter` names a publisher waiting
+    /// for Redis's answer: `take_acks` reports it once, whatever happens (a dropped publish
+    /// is reported at once).
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        text: bool,
+        payload: &[u8],
+        waiter: Option<u64>,
+    ) -> bool {
         if self.phase != Phase::Up || self.tx.len() - self.tx_start > self.max_queued {
             self.stats.dropped += 1;
+            self.acks.extend(waiter.map(|w| (w, false)));
             return false;
         }
         let head = envelope::header(self.node, text);
         let channel: &[&[u8]] = &[self.prefix.as_bytes(), topic.as_bytes()];
         resp::push_command(&mut self.tx, &[&[b"PUBLISH"], channel, &[&head, payload]]);
-        self.expect.push_back(Expect::Publish);
+        self.expect.push_back(Expect::Publish(waiter));
         self.stats.published += 1;
         true
     }
@@ -338,6 +352,11 @@ impl Link {
         if self.state() != LinkState::Down {
             self.fail(now);
         }
+    }
+
+    /// The publishers' answers since the last call (`publish`'s `waiter`), in order.
+    pub fn take_acks(&mut self) -> std::vec::Drain<'_, (u64, bool)> {
+        self.acks.drain(..)
     }
 
     /// Bytes to write to the socket.
@@ -441,10 +460,11 @@ impl Link {
             }
             (Expect::Ping, Ok(())) => self.ping_sent = None,
             (Expect::Select, Ok(())) => {}
-            (Expect::Publish, Ok(())) => {}
-            (Expect::Publish, Err(e)) => {
+            (Expect::Publish(waiter), Ok(())) => self.acks.extend(waiter.map(|w| (w, true))),
+            (Expect::Publish(waiter), Err(e)) => {
                 log::warn!("redis: PUBLISH refused: {e}");
                 self.stats.dropped += 1;
+                self.acks.extend(waiter.map(|w| (w, false)));
             }
             (Expect::Subscribe(_) | Expect::Unsubscribe(_), Ok(())) => {
                 return Err(LinkError::Unexpected("a plain reply to (UN)SUBSCRIBE"))
@@ -536,7 +556,12 @@ impl Link {
         self.rx_start = 0;
         self.tx.clear();
         self.tx_start = 0;
-        self.expect.clear();
+        // Publishes Redis never answered: their publishers are told they may be lost.
+        for e in self.expect.drain(..) {
+            if let Expect::Publish(Some(w)) = e {
+                self.acks.push((w, false));
+            }
+        }
         self.ping_sent = None;
         self.last_rx = now;
         self.stats.channels = 0;

@@ -192,18 +192,18 @@ fn replies_and_messages_decode_alike_in_every_chunking() {
 #[test]
 fn publishes_are_tagged_and_dropped_when_the_link_is_not_up() {
     let mut l = link();
-    assert!(!l.publish("a", true, b"early"));
+    assert!(!l.publish("a", true, b"early", None));
     assert_eq!(l.poll_action(0), Some(Action::Connect));
-    assert!(!l.publish("a", true, b"handshake pending"));
+    assert!(!l.publish("a", true, b"handshake pending", None));
     assert_eq!(l.stats().dropped, 2);
     let mut l = up(&[]);
-    assert!(l.publish("news", true, b"hi"));
+    assert!(l.publish("news", true, b"hi", None));
     let channel_payload = tagged(NODE, true, b"hi");
     assert_eq!(l.tx(), &cmd(&[b"PUBLISH", b"p:news", &channel_payload])[..]);
     feed(&mut l, &[b":3\r\n"], 1).unwrap();
     // Redis stops reading: past max_queued (1000 bytes) publishes are dropped, not queued.
     let big = vec![b'x'; 400];
-    let sent = (0..5).filter(|_| l.publish("t", false, &big)).count();
+    let sent = (0..5).filter(|_| l.publish("t", false, &big, None)).count();
     assert_eq!(sent, 3, "queued until over 1000 bytes");
     assert_eq!(l.stats().published, 4);
     assert_eq!(l.stats().dropped, 2);
@@ -213,6 +213,32 @@ fn publishes_are_tagged_and_dropped_when_the_link_is_not_up() {
     feed(&mut l, &[b"-NOPERM no\r\n:1\r\n:1\r\n"], 1).unwrap();
     assert_eq!(l.stats().dropped, 3);
     assert_eq!(l.state(), LinkState::Up);
+}
+
+#[test]
+fn a_waiting_publisher_is_told_once_whether_redis_took_its_message() {
+    // Not up: refused at once.
+    let mut l = link();
+    assert!(!l.publish("a", true, b"early", Some(1)));
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(1, false)]);
+    // Up: Redis's answers, in command order — taken, refused (a PUBLISH error) — and one
+    // publisher who does not wait.
+    let mut l = up(&[]);
+    assert!(l.publish("t", true, b"a", Some(2)));
+    assert!(l.publish("t", true, b"b", None));
+    assert!(l.publish("t", true, b"c", Some(3)));
+    assert!(l.publish("t", true, b"d", Some(4)));
+    assert!(
+        l.take_acks().next().is_none(),
+        "nothing before Redis answers"
+    );
+    feed(&mut l, &[b":1\r\n:1\r\n-NOPERM no\r\n"], 1).unwrap();
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(2, true), (3, false)]);
+    // The link fails with 4 unanswered: told it may be lost, once.
+    assert_eq!(l.poll_action(2000), None, "a PING after silence");
+    assert!(matches!(l.poll_action(4000), Some(Action::Disconnect(_))));
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(4, false)]);
+    assert!(l.take_acks().next().is_none());
 }
 
 #[test]
@@ -314,7 +340,10 @@ fn after_a_loss_every_live_topic_is_resubscribed_in_one_pipeline() {
     l.on_closed(20);
     assert_eq!(l.state(), LinkState::Down);
     assert_eq!(l.stats().channels, 0);
-    assert!(!l.publish("x", true, b"lost"), "at most once while down");
+    assert!(
+        !l.publish("x", true, b"lost", None),
+        "at most once while down"
+    );
     let retry = l.next_deadline().unwrap();
     assert!((70..=120).contains(&retry), "{retry}");
     l.want("z"); // while down: subscribed with the rest on reconnect

@@ -170,6 +170,7 @@ impl<N: Net> Reactor<N> {
         for idx in std::mem::take(&mut self.closing) {
             let id = self.conn_id(idx);
             self.hub.unsubscribe_all(id);
+            self.held_publishes.remove(&id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
             if let Some(id) = e.client {

@@ -137,24 +137,78 @@ impl<N: Net> Reactor<N> {
                         topic,
                         text,
                         payload,
-                    } => self.publish(&topic, text, &payload),
+                    } => self.publish(&topic, text, &payload, None),
+                    Command::PublishForAck {
+                        conn,
+                        topic,
+                        text,
+                        payload,
+                        origin,
+                    } => {
+                        self.held_publishes
+                            .insert(conn, (topic.as_str().into(), origin));
+                        self.publish(&topic, text, &payload, Some(conn));
+                    }
                 }
             }
         }
     }
 
     /// Publish on this node and, through the Redis link (if any), on the others. A publish
-    /// this node refuses (`publish_local`) goes nowhere: a `POST /publish` was answered 503.
-    fn publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
-        if self.publish_local(topic, text, payload) {
-            self.redis_publish(topic, text, payload);
+    /// this node refuses (`publish_local`) goes nowhere. `ack`: the held `POST /publish` to
+    /// answer once Redis has the message, or at once if it goes nowhere.
+    fn publish(&mut self, topic: &str, text: bool, payload: &[u8], ack: Option<ConnId>) {
+        if self.publish_local(topic, text, payload, ack) {
+            self.redis_publish(topic, text, payload, ack);
+        } else if let Some(conn) = ack {
+            self.publish_answered(conn, false);
         }
+    }
+
+    /// Redis took the publish of `conn` (`ok`), or it is lost: answer the held request, on
+    /// whichever worker serves it (a connection's id names its worker:
+    /// `accept.rs::admit`).
+    pub(super) fn publish_answered(&mut self, conn: ConnId, ok: bool) {
+        let worker = (conn.0 >> 56) as u32;
+        if worker != self.worker {
+            if let Some(end) = self.bus.as_ref() {
+                end.bus.tell(worker as usize, Mail::Acked { conn, ok });
+            }
+            return;
+        }
+        let Some((topic, origin)) = self.held_publishes.remove(&conn) else {
+            return;
+        };
+        let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
+        let Some(e) = self
+            .conns
+            .get_mut(idx)
+            .filter(|e| e.generation == generation)
+        else {
+            return;
+        };
+        let date = &self.date;
+        let mut answer =
+            |keep_alive| http::publish_answer(&topic, ok, origin.as_deref(), date, keep_alive);
+        let pushed = e
+            .conn
+            .push(&self.cfg, &mut self.res, self.now, Push::Held(&mut answer));
+        if pushed == Pushed::Released {
+            self.resume.push(idx); // pipelined requests may wait
+        }
+        self.mark_dirty(idx);
     }
 
     /// Publish on this node only: here, and through the bus on every other worker with the
     /// same sequence number. Refused (dropped, logged and counted; false) when this worker's
     /// hub has no room for a new topic (`Hub::check_room`).
-    pub(super) fn publish_local(&mut self, topic: &str, text: bool, payload: &[u8]) -> bool {
+    pub(super) fn publish_local(
+        &mut self,
+        topic: &str,
+        text: bool,
+        payload: &[u8],
+        ack: Option<ConnId>,
+    ) -> bool {
         let Some(end) = self.bus.as_ref() else {
             return match self.hub.publish(topic, text, payload) {
                 Ok((published, _)) => {
@@ -172,7 +226,9 @@ impl<N: Net> Reactor<N> {
             return false;
         }
         let seq = end.bus.next_seq(topic);
-        end.bus.broadcast(end.me, topic, seq, text, payload);
+        // Worker 0 sends it to Redis, and answers `ack` when Redis does.
+        let ack = ack.filter(|_| end.me != 0);
+        end.bus.broadcast(end.me, topic, seq, text, payload, ack);
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
         self.deliver(topic, published);
@@ -197,9 +253,10 @@ impl<N: Net> Reactor<N> {
                     // Only the link's owner sends to Redis. What the bus brings it was
                     // published by a handler on this node: ticks run on worker 0 only, and
                     // messages from Redis arrive on worker 0 only.
-                    self.redis_publish(&env.topic, env.text, &env.payload);
+                    self.redis_publish(&env.topic, env.text, &env.payload, env.ack);
                 }
                 Mail::Interest { topic, on } => self.redis_interest(&topic, on),
+                Mail::Acked { conn, ok } => self.publish_answered(conn, ok),
             }
         }
     }

@@ -63,7 +63,7 @@ use slab::Slab;
 use crate::app::{Command, Router};
 use crate::bits::Bits;
 use crate::config::Config;
-use crate::conn::{Close, Conn, Resources, State};
+use crate::conn::{Close, Conn, ConnId, Resources, State};
 use crate::metrics::{self, ConnClass, Metrics};
 use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerId, Wheel};
@@ -199,6 +199,9 @@ pub struct Reactor<N: Net = MioNet> {
     closing: Vec<usize>,
     /// Connections shed for want of descriptors, for a rate-limited log line.
     sheds: accept::Sheds,
+    /// Held `POST /publish` requests waiting for Redis's answer: their topic and CORS origin
+    /// (`Reactor::publish_answered`).
+    held_publishes: HashMap<ConnId, (Box<str>, Option<String>)>,
 }
 
 impl Reactor {
@@ -266,6 +269,7 @@ impl<N: Net> Reactor<N> {
             resume: Vec::new(),
             closing: Vec::new(),
             sheds: accept::Sheds::default(),
+            held_publishes: HashMap::new(),
         }
     }
 

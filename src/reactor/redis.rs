@@ -28,6 +28,7 @@ use super::workers::Mail;
 use super::{Net, Reactor, Ready};
 use crate::backplane::{Action, Event, Link, LinkState};
 use crate::config::Config;
+use crate::conn::ConnId;
 
 /// This worker's part in the backplane; `S` is the `Net`'s stream type.
 #[derive(Debug, Default)]
@@ -146,9 +147,15 @@ impl<N: Net> Reactor<N> {
 
     /// Send a publish made on this node to the other nodes (worker 0 only; elsewhere the
     /// bus brings it to worker 0, which calls this).
-    pub(super) fn redis_publish(&mut self, topic: &str, text: bool, payload: &[u8]) {
+    pub(super) fn redis_publish(
+        &mut self,
+        topic: &str,
+        text: bool,
+        payload: &[u8],
+        ack: Option<ConnId>,
+    ) {
         if let Role::Owner(bp) = &mut self.redis {
-            bp.link.publish(topic, text, payload);
+            bp.link.publish(topic, text, payload, ack.map(|c| c.0));
         }
     }
 
@@ -188,7 +195,7 @@ impl<N: Net> Reactor<N> {
                         payload,
                     })) => {
                         // Refused only when this worker's hub is full (logged and counted).
-                        self.publish_local(topic, text, payload);
+                        self.publish_local(topic, text, payload, None);
                     }
                     Ok(None) => break,
                     Err(e) => return bp.close(&mut self.net, &e.to_string()),
@@ -231,9 +238,14 @@ impl<N: Net> Reactor<N> {
         m.received.set(stats.received as i64);
         m.channels.set(stats.channels);
         let want = bp.link.next_deadline();
+        let acks: Vec<(u64, bool)> = bp.link.take_acks().collect();
         let armed = self.wheel.deadline(REDIS_TIMER);
         if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
             self.wheel.insert(REDIS_TIMER, d);
+        }
+        // Redis's answers to held HTTP publishes (or their loss with the connection).
+        for (waiter, ok) in acks {
+            self.publish_answered(ConnId(waiter), ok);
         }
     }
 }

@@ -97,7 +97,7 @@ impl<N: Net> Reactor<N> {
                     text,
                     payload,
                 } => {
-                    self.publish_local(&topic, text, &payload);
+                    self.publish_local(&topic, text, &payload, None);
                 }
                 other => self.cmds.push(other),
             }

@@ -17,6 +17,7 @@ use mio::{Interest, Poll, Waker};
 use super::{listener, token, MioNet, Reactor};
 use crate::app::Router;
 use crate::config::Config;
+use crate::conn::ConnId;
 use crate::metrics::Metrics;
 use crate::pubsub::SeqBook;
 
@@ -27,6 +28,9 @@ pub struct Envelope {
     pub seq: u64,
     pub text: bool,
     pub payload: Arc<[u8]>,
+    /// For worker 0, which sends it to Redis: the HTTP publisher waiting for Redis's answer
+    /// (`Reactor::publish_answered`).
+    pub ack: Option<ConnId>,
 }
 
 /// What travels between workers.
@@ -38,6 +42,11 @@ pub enum Mail {
     Interest {
         topic: Arc<str>,
         on: bool,
+    },
+    /// From worker 0 to the worker of `conn`: Redis took its publish (`ok`), or it is lost.
+    Acked {
+        conn: ConnId,
+        ok: bool,
     },
 }
 
@@ -62,7 +71,15 @@ impl Bus {
     }
 
     /// Hand a publish to every worker but `from`.
-    pub fn broadcast(&self, from: usize, topic: &str, seq: u64, text: bool, payload: &[u8]) {
+    pub fn broadcast(
+        &self,
+        from: usize,
+        topic: &str,
+        seq: u64,
+        text: bool,
+        payload: &[u8],
+        ack: Option<ConnId>,
+    ) {
         let (topic, payload): (Arc<str>, Arc<[u8]>) = (topic.into(), payload.into());
         for (i, (tx, waker)) in self.peers.iter().enumerate() {
             if i == from {
@@ -73,6 +90,7 @@ impl Bus {
                 seq,
                 text,
                 payload: payload.clone(),
+                ack: ack.filter(|_| i == 0),
             };
             let sent = tx
                 .lock()

@@ -154,6 +154,8 @@ const REPORTED: u8 = 1;
 const HELD_KEEP_ALIVE: u8 = 2;
 /// `TxSide::flags`: the peer's FIN has been read (nothing more will arrive).
 const PEER_EOF: u8 = 4;
+/// `TxSide::flags`: the held request waits for an acknowledgement (`Outbox::hold_for_ack`).
+const HELD_FOR_ACK: u8 = 8;
 
 /// A connection's permessage-deflate state, behind one pointer.
 pub(crate) struct DeflateState {
@@ -384,15 +386,24 @@ impl Conn {
                 None
             }
             Expiry::Hold => {
-                // The documented answer to a long poll that saw no message: 204, keep-alive.
                 let keep_alive = out.held_keep_alive();
                 let close = if keep_alive {
                     ""
                 } else {
                     "Connection: close\r\n"
                 };
-                let resp =
-                    format!("HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n{close}\r\n");
+                let resp = if out.held_for_ack() {
+                    // No acknowledgement in time: not acknowledged (RFC 9110 §15.6.4).
+                    let body = "the message broker did not confirm the message in time\n";
+                    format!(
+                        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+                         Content-Type: text/plain\r\nContent-Length: {}\r\n{close}\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    // The documented answer to a long poll that saw no message: 204.
+                    format!("HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n{close}\r\n")
+                };
                 out.respond(resp.as_bytes(), keep_alive);
                 None
             }

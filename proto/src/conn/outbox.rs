@@ -4,7 +4,9 @@
 //! large echo is not copied at all: it is sent from the read ring it arrived in). Sans-IO.
 //! Must not: write to a socket or queue anything after a close frame (RFC 6455 §5.5.1).
 
-use super::{DeflateState, Mode, Outcome, Resources, State, TxSide, HELD_KEEP_ALIVE, REPORTED};
+use super::{
+    DeflateState, Mode, Outcome, Resources, State, TxSide, HELD_FOR_ACK, HELD_KEEP_ALIVE, REPORTED,
+};
 use crate::config::Config;
 use crate::http::upgrade::{self, WsUpgrade};
 use crate::ws::close::encode_close_payload;
@@ -105,6 +107,7 @@ impl<'a> Outbox<'a> {
             State::Closing
         };
         self.tx.flags.set(REPORTED, true);
+        self.tx.flags.set(HELD_FOR_ACK, false);
     }
 
     /// Start a streaming response: `head` is the response head and any first bytes of the
@@ -125,6 +128,21 @@ impl<'a> Outbox<'a> {
         self.tx.mode = Mode::Poll;
         self.tx.flags.set(REPORTED, true);
         self.tx.state = State::Held;
+    }
+
+    /// Hold a request until someone else answers it (`Conn::push` with `Push::Held`): a
+    /// publish waiting for the broker's acknowledgement. Its deadline (the hold's) answers
+    /// 503 instead of a long poll's 204: nothing is acknowledged that was not confirmed.
+    pub fn hold_for_ack(&mut self, keep_alive: bool) {
+        self.tx.flags.set(HELD_KEEP_ALIVE, keep_alive);
+        self.tx.flags.set(HELD_FOR_ACK, true);
+        self.tx.flags.set(REPORTED, true);
+        self.tx.state = State::Held;
+    }
+
+    /// The held request waits for an acknowledgement (`hold_for_ack`), not a message.
+    pub(crate) fn held_for_ack(&self) -> bool {
+        self.tx.flags.has(HELD_FOR_ACK)
     }
 
     pub(crate) fn held_keep_alive(&self) -> bool {
