@@ -26,6 +26,15 @@ impl<N: Net> Reactor<N> {
         ConnId(token::encode(idx, self.conns[idx].generation).0 as u64)
     }
 
+    /// The slab slot of `conn`, if it is still open (not freed, its slot not reused).
+    fn slot_of(&self, conn: ConnId) -> Option<usize> {
+        let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
+        self.conns
+            .get(idx)
+            .is_some_and(|e| e.generation == generation)
+            .then_some(idx)
+    }
+
     /// Run one connection's state machine over its buffered input, dispatching events. What
     /// the handlers recorded is applied after each event, before the next is read: a request
     /// pipelined behind a publish (or a subscription) finds it done — a poll sees the message
@@ -179,14 +188,10 @@ impl<N: Net> Reactor<N> {
         let Some((topic, origin)) = self.held_publishes.remove(&conn) else {
             return;
         };
-        let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
-        let Some(e) = self
-            .conns
-            .get_mut(idx)
-            .filter(|e| e.generation == generation)
-        else {
+        let Some(idx) = self.slot_of(conn) else {
             return;
         };
+        let e = &mut self.conns[idx];
         let date = &self.date;
         let mut answer =
             |keep_alive| http::publish_answer(&topic, ok, origin.as_deref(), date, keep_alive);
@@ -264,12 +269,7 @@ impl<N: Net> Reactor<N> {
     fn subscribe(&mut self, conn: ConnId, topic: &str) {
         if let Err(e) = self.hub.subscribe(conn, topic) {
             self.refused("subscribe", topic, e);
-            let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
-            if self
-                .conns
-                .get(idx)
-                .is_some_and(|e| e.generation == generation)
-            {
+            if let Some(idx) = self.slot_of(conn) {
                 // Close 1008 with the reason (cut to the 123 bytes a close frame allows).
                 let reason = format!("subscription refused: {e}");
                 let policy = Close::Policy(&reason);
@@ -286,14 +286,10 @@ impl<N: Net> Reactor<N> {
     pub(super) fn deliver(&mut self, topic: &str, published: Rc<Published>) {
         let subs = self.hub.subscribers(topic);
         for conn in subs {
-            let (idx, generation) = token::decode(mio::Token(conn.0 as usize));
-            let Some(e) = self
-                .conns
-                .get_mut(idx)
-                .filter(|e| e.generation == generation)
-            else {
+            let Some(idx) = self.slot_of(conn) else {
                 continue;
             };
+            let e = &mut self.conns[idx];
             let threshold = self.cfg.compression.threshold;
             let takes = e.conn.status().takes;
             let plan = fanout::plan(&published, takes, &mut self.res.compressors, threshold);
