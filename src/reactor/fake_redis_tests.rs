@@ -8,7 +8,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::fake::Peer;
+use super::fake::{Peer, ReadStep};
 use super::fake_tests::{client, server, Harness};
 use super::*;
 use crate::backplane::tests::{confirm, message, tagged, HELLO_REPLY, OTHER};
@@ -21,7 +21,16 @@ fn redis_addr() -> SocketAddr {
 
 /// A harness whose worker owns the Redis link (it has asked to connect).
 fn with_redis() -> Harness {
-    let mut h = Harness::new();
+    let mut cfg = Config::default();
+    // As `--redis` sets it: the HTTP publish endpoint then waits for Redis's answer.
+    cfg.redis.url = Some(crate::config::RedisUrl {
+        host: "127.0.0.1".into(),
+        port: 6379,
+        username: None,
+        password: None,
+        db: 0,
+    });
+    let mut h = Harness::with(cfg);
     h.r.join_redis(Some(redis_addr()));
     h
 }
@@ -234,4 +243,82 @@ fn a_refused_or_failed_connect_is_retried_and_never_stops_local_delivery() {
     redis.send(HELLO_REPLY);
     h.settle();
     assert_eq!(link_state(&h), "up");
+}
+
+/// `POST /publish/news` with `body`, on a new connection that stays open.
+fn post(h: &mut Harness, body: &str) -> Peer {
+    let peer = h.net().connect();
+    let req = format!(
+        "POST /publish/news HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    peer.send(req.as_bytes());
+    h.settle();
+    peer
+}
+
+fn status(peer: &Peer) -> String {
+    String::from_utf8_lossy(&peer.written())
+        .chars()
+        .skip(9)
+        .take(3)
+        .collect()
+}
+
+#[test]
+fn an_http_publish_is_answered_when_redis_has_it_or_cannot_take_it() {
+    let (mut h, ws, redis) = subscribed();
+    // Held until Redis answers the PUBLISH; delivered here meanwhile.
+    let first = post(&mut h, "one");
+    assert!(first.written().is_empty(), "no answer before Redis's");
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"one"));
+    assert!(contains(&redis.take_written(), b"PUBLISH"));
+    // A request pipelined behind it waits too.
+    first.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    h.settle();
+    assert!(first.written().is_empty());
+    redis.send(b":1\r\n");
+    h.settle();
+    let out = String::from_utf8_lossy(&first.written()).into_owned();
+    assert!(out.starts_with("HTTP/1.1 202 "), "{out}");
+    assert!(out.contains(r#"{"topic":"news"}"#), "{out}");
+    assert!(
+        out.contains("HTTP/1.1 200 "),
+        "then the pipelined request: {out}"
+    );
+    // Refused by Redis: 503.
+    let refused = post(&mut h, "two");
+    redis.send(b"-NOPERM this user has no permissions\r\n");
+    h.settle();
+    assert_eq!(status(&refused), "503", "{:?}", refused.written());
+    // The link lost with the reply outstanding: 503, not a 202 for a message that may be lost.
+    let lost = post(&mut h, "three");
+    redis.push_read(ReadStep::Eof);
+    h.settle();
+    assert_eq!(status(&lost), "503");
+    // And while it is down: 503 at once, with when to retry.
+    let down = post(&mut h, "four");
+    let out = String::from_utf8_lossy(&down.written()).into_owned();
+    assert!(
+        out.starts_with("HTTP/1.1 503 ") && out.contains("Retry-After: 1\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_http_publish_redis_never_answers_gets_503_at_the_hold_deadline() {
+    let (mut h, _ws, redis) = subscribed();
+    // A long link timeout: the hold runs out first.
+    h.r.cfg.redis.timeout = std::time::Duration::from_secs(3600);
+    let peer = post(&mut h, "x");
+    assert!(contains(&redis.take_written(), b"PUBLISH"));
+    let hold = h.r.cfg.timeouts.poll_hold.as_millis() as Tick;
+    h.net().advance(hold + 1);
+    h.settle();
+    assert_eq!(
+        status(&peer),
+        "503",
+        "{:?}",
+        String::from_utf8_lossy(&peer.written())
+    );
 }
