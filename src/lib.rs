@@ -12,6 +12,7 @@
 pub use wsloop_proto::{bits, buf, cidr, config, conn, http, longpoll, sse, text, timer, ws};
 
 pub mod app;
+pub mod auth;
 pub mod backplane;
 pub mod cli;
 pub mod client;

@@ -288,6 +288,29 @@ impl Timeouts {
     }
 }
 
+/// Where access tokens are verified from (`src/auth/`). With neither key file set, no token
+/// is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// An HMAC secret (HS256, HS384, HS512): the file's bytes, a trailing newline aside.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// A PEM public key (RS256/384/512, ES256/384, EdDSA).
+    pub public_key_file: Option<std::path::PathBuf>,
+    /// Required `aud` (empty: not checked).
+    pub audience: String,
+    /// Required `iss` (empty: not checked).
+    pub issuer: String,
+    /// A cookie that may carry the token (empty: none).
+    pub cookie: String,
+}
+
+impl AuthConfig {
+    /// Is a key configured, so that topics need tokens?
+    pub fn enabled(&self) -> bool {
+        self.secret_file.is_some() || self.public_key_file.is_some()
+    }
+}
+
 /// Everything the server needs to run. Built by `cli.rs`; `Default` gives the documented
 /// defaults.
 #[derive(Debug, Clone)]
@@ -340,6 +363,8 @@ pub struct Config {
     /// Default none (plain `ws://`/`http://`).
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
+    /// Access tokens (JWT): who may read and write which topic. Default none (open).
+    pub auth: AuthConfig,
     /// Refuse SSE, streaming and polling for topics that have no subscribers and no history
     /// (SSE gets 204, which tells EventSource to stop reconnecting). Default false.
     pub topics_must_exist: bool,
@@ -370,6 +395,7 @@ impl Default for Config {
             topics_must_exist: false,
             tls_cert: None,
             tls_key: None,
+            auth: AuthConfig::default(),
             compression: CompressionConfig::default(),
             redis: RedisConfig::default(),
         }

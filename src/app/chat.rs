@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::{ConnId, Ctx, Decision, Handler, Upgrade};
+use super::{Access, ConnId, Ctx, Decision, Handler, Upgrade};
 pub use crate::text::json_string;
 use crate::ws::Message;
 
@@ -30,6 +30,14 @@ impl Handler for Chat {
                 status: 400,
                 reason: "room name of 1 to 64 bytes",
             },
+        }
+    }
+
+    fn access(&self, up: &Upgrade<'_, '_>) -> Access {
+        let topic = up.params.get("room").map(room_topic);
+        Access {
+            reads: topic.clone(),
+            writes: topic,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Ctx, Handler, Upgrade};
+use super::{Access, Ctx, Handler, Upgrade};
 use crate::text::Civil;
 use crate::ws::Message;
 
@@ -17,6 +17,17 @@ pub struct Clock;
 impl Handler for Clock {
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_>, _up: &Upgrade<'_, '_>) {
         ctx.subscribe(CLOCK_TOPIC);
+    }
+
+    fn access(&self, _up: &Upgrade<'_, '_>) -> Access {
+        Access {
+            reads: Some(CLOCK_TOPIC.into()),
+            writes: None,
+        }
+    }
+
+    fn owned_topics(&self) -> &[&str] {
+        &[CLOCK_TOPIC]
     }
 
     /// Clients have nothing to say to a clock; their messages are ignored.

@@ -7,6 +7,7 @@
 //! request always gets a status, never silence.
 
 use super::{Command, ConnId, Router};
+use crate::auth::{Gate, Right};
 use crate::config::Config;
 use crate::conn::{Mode, Outbox};
 use crate::http::request::Request;
@@ -28,6 +29,8 @@ pub struct HttpEnv<'e> {
     pub metrics: &'e dyn Fn() -> String,
     /// `--redis` is set and its link is not up: a publish could not reach the other nodes.
     pub broker_down: bool,
+    /// Who may read and write which topic (`--token-…`).
+    pub gate: &'e Gate<'e>,
 }
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -71,7 +74,7 @@ pub fn answer(
             ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
             (
                 "Access-Control-Allow-Headers",
-                "Content-Type, Last-Event-ID",
+                "Authorization, Content-Type, Last-Event-ID",
             ),
             ("Access-Control-Max-Age", "600"),
             ("Allow", "GET, HEAD, POST, OPTIONS"),
@@ -88,6 +91,18 @@ pub fn answer(
     if matches!(endpoint, "sse" | "stream" | "poll") {
         if let Some(why) = bad_position(req) {
             return respond(out, 400, &[], format!("{why}\n").as_bytes());
+        }
+    }
+    // Who may do this, before anything opens (RFC 6750: 401 with the challenge, 403).
+    if let (Some(topic), Some(right)) = (topic, right_for(endpoint)) {
+        if right == Right::Publish && env.router.owns(topic) {
+            let why = b"this topic is published by the server only\n";
+            return respond(out, 403, &[], why);
+        }
+        if let Err((status, why)) = env.gate.allows(req, right, topic) {
+            let challenge = [("WWW-Authenticate", "Bearer error=\"invalid_token\"")];
+            let hs: &[(&str, &str)] = if status == 401 { &challenge } else { &[] };
+            return respond(out, status, hs, format!("{why}\n").as_bytes());
         }
     }
     match (endpoint, topic) {
@@ -245,6 +260,15 @@ fn query<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
     })
+}
+
+/// What an endpoint does to its topic.
+fn right_for(endpoint: &str) -> Option<Right> {
+    match endpoint {
+        "sse" | "stream" | "poll" => Some(Right::Subscribe),
+        "publish" => Some(Right::Publish),
+        _ => None,
+    }
 }
 
 /// A position a client sent (`after`, `lastEventId`, `Last-Event-ID`), checked by

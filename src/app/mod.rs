@@ -223,6 +223,27 @@ pub trait Handler {
     fn on_tick(&mut self, ctx: &mut Ctx<'_, '_>) {
         let _ = ctx;
     }
+
+    /// The topics a connection on this route reads and writes, for the access check before
+    /// the upgrade (`--token-…`: reading needs the token's `subscribe`, writing its
+    /// `publish`). Default: none, so the route needs no token.
+    fn access(&self, up: &Upgrade<'_, '_>) -> Access {
+        let _ = up;
+        Access::default()
+    }
+
+    /// Topics only this handler publishes into (the clock's ticks): nobody else may, token
+    /// or not — `POST /publish` gets 403 and a WebSocket that writes them is read-only.
+    fn owned_topics(&self) -> &[&str] {
+        &[]
+    }
+}
+
+/// The topics one connection reads and writes (`Handler::access`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub reads: Option<String>,
+    pub writes: Option<String>,
 }
 
 /// Index of a mounted handler.
@@ -294,6 +315,13 @@ impl Router {
     /// How many handlers are mounted (route ids are below it).
     pub fn routes(&self) -> usize {
         self.handlers.len()
+    }
+
+    /// Does a mounted handler own `topic` (`Handler::owned_topics`)?
+    pub fn owns(&self, topic: &str) -> bool {
+        self.handlers
+            .iter()
+            .any(|h| h.owned_topics().contains(&topic))
     }
 
     pub fn tick_intervals(&self) -> Vec<(RouteId, Duration)> {

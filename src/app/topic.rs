@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{ConnId, Ctx, Decision, Handler, Upgrade};
+use super::{Access, ConnId, Ctx, Decision, Handler, Upgrade};
 use crate::ws::Message;
 
 #[derive(Debug, Default)]
@@ -20,6 +20,14 @@ impl Handler for TopicApp {
                 status: 400,
                 reason: "topic name of 1 to 255 bytes",
             },
+        }
+    }
+
+    fn access(&self, up: &Upgrade<'_, '_>) -> Access {
+        let topic = up.params.get("name").map(|n| n.to_string());
+        Access {
+            reads: topic.clone(),
+            writes: topic,
         }
     }
 

@@ -302,6 +302,7 @@ const SLOW: &str = "Slow consumers";
 const PUSH: &str = "HTTP push (SSE, streaming, polling)";
 const TLS: &str = "TLS";
 const REDIS: &str = "Redis backplane";
+const AUTH: &str = "Access tokens";
 
 /// Every setting, in the order of `--help` and `--print-config`.
 pub static SETTINGS: &[Setting] = &[
@@ -615,6 +616,42 @@ pub static SETTINGS: &[Setting] = &[
         value_name: "FILE",
         help: "PEM private key for tls_cert.",
         field: Field::Path(|c| &mut c.tls_key),
+    },
+    Setting {
+        name: "token_secret_file",
+        group: AUTH,
+        value_name: "FILE",
+        help: "HMAC secret (HS256/384/512) that signs access tokens (JWT): every topic then \
+               needs a token granting it.",
+        field: Field::Path(|c| &mut c.auth.secret_file),
+    },
+    Setting {
+        name: "token_public_key_file",
+        group: AUTH,
+        value_name: "FILE",
+        help: "PEM public key (RS256/384/512, ES256/384, EdDSA) that verifies access tokens.",
+        field: Field::Path(|c| &mut c.auth.public_key_file),
+    },
+    Setting {
+        name: "token_audience",
+        group: AUTH,
+        value_name: "AUD",
+        help: "Accept only tokens whose aud claim names this audience.",
+        field: Field::Text(|c| &mut c.auth.audience),
+    },
+    Setting {
+        name: "token_issuer",
+        group: AUTH,
+        value_name: "ISS",
+        help: "Accept only tokens whose iss claim is this issuer.",
+        field: Field::Text(|c| &mut c.auth.issuer),
+    },
+    Setting {
+        name: "token_cookie",
+        group: AUTH,
+        value_name: "NAME",
+        help: "A cookie that may carry the token (besides Authorization: Bearer and ?token=).",
+        field: Field::Text(|c| &mut c.auth.cookie),
     },
     Setting {
         name: "redis",

@@ -171,6 +171,7 @@ impl<N: Net> Reactor<N> {
             let id = self.conn_id(idx);
             self.hub.unsubscribe_all(id);
             self.held_publishes.remove(&id);
+            self.read_only.remove(&id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
             if let Some(id) = e.client {

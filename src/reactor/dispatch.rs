@@ -12,6 +12,7 @@ use super::workers::Mail;
 use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
+use crate::auth::Gate;
 use crate::config::Config;
 use crate::conn::{Close, Event, Outbox, Push, Pushed, Step};
 use crate::http::forwarded;
@@ -65,8 +66,16 @@ impl<N: Net> Reactor<N> {
             clients,
             net,
             totals,
+            auth,
+            read_only,
+            unix_ms,
             ..
         } = self;
+        let gate = Gate {
+            verifier: auth.as_deref(),
+            now: *unix_ms / 1000,
+            cookie: &cfg.auth.cookie,
+        };
         let e = &mut conns[idx];
         let via_proxy = e.flags.has(VIA_PROXY);
         let route = e.conn.status().route;
@@ -83,9 +92,9 @@ impl<N: Net> Reactor<N> {
                     "{} {} {} (upgrade)",
                     who(clients, e.client, net.peer_addr(&e.sock)),
                     req.method,
-                    req.target
+                    loggable(req.target)
                 );
-                upgrade(router, id, &req, &up, &mut out, cmds)
+                upgrade(router, id, &req, &up, &mut out, cmds, &gate, read_only)
             }
             Step::Event(Event::Request(req, body)) => {
                 if via_proxy && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
@@ -96,7 +105,7 @@ impl<N: Net> Reactor<N> {
                     "{} {} {}",
                     who(clients, e.client, net.peer_addr(&e.sock)),
                     req.method,
-                    req.target
+                    loggable(req.target)
                 );
                 // Rendered only when `/metrics` is asked for.
                 let render = || observe::render(metrics.all(), clients, totals);
@@ -109,14 +118,20 @@ impl<N: Net> Reactor<N> {
                     date,
                     metrics: &render,
                     broker_down,
+                    gate: &gate,
                 };
                 http::answer(env, id, &req, body, &mut out)
             }
             Step::Event(Event::Message(msg)) => {
                 metrics.messages_in.inc();
-                router
-                    .handler(route)
-                    .on_message(&mut Ctx::new(id, &mut out, cmds), msg)
+                if read_only.contains(&id) {
+                    // RFC 6455 §7.4.2 / IANA: 3003 "Forbidden".
+                    out.close(3003, "this connection may not publish to its topic");
+                } else {
+                    router
+                        .handler(route)
+                        .on_message(&mut Ctx::new(id, &mut out, cmds), msg)
+                }
             }
             Step::Event(Event::Closed { code, reason }) => {
                 let ctx = &mut Ctx::detached(Some(id), cmds);
@@ -381,7 +396,31 @@ pub(super) fn who(
     }
 }
 
-/// Answer an upgrade request: route it, let the handler decide, queue the 101 or the error.
+/// A request target for the log: the value of a `token` parameter is replaced by `***`
+/// (a token never appears in a log line).
+fn loggable(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    if !query.split('&').any(|kv| kv.starts_with("token=")) {
+        return target.into();
+    }
+    let redacted: Vec<&str> = query
+        .split('&')
+        .map(|kv| {
+            if kv.starts_with("token=") {
+                "token=***"
+            } else {
+                kv
+            }
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&")).into()
+}
+
+/// Answer an upgrade request: route it, check the token for the route's topics, let the
+/// handler decide, queue the 101 or the error.
+#[allow(clippy::too_many_arguments)]
 fn upgrade(
     router: &mut Router,
     id: ConnId,
@@ -389,6 +428,8 @@ fn upgrade(
     ws: &WsUpgrade<'_>,
     out: &mut Outbox<'_>,
     cmds: &mut Vec<Command>,
+    gate: &Gate<'_>,
+    read_only: &mut std::collections::HashSet<ConnId>,
 ) {
     let Some((route, params)) = router.find(req.path) else {
         out.reject(404, "no WebSocket endpoint at this path");
@@ -399,11 +440,20 @@ fn upgrade(
         ws,
         params: &params,
     };
+    let access = router.handler(route).access(&up);
+    let may_write = match gate.check(req, access.reads.as_deref(), access.writes.as_deref()) {
+        Ok(may_write) => may_write,
+        Err((status, reason)) => return out.reject(status, reason),
+    };
+    let owned = access.writes.as_deref().is_some_and(|t| router.owns(t));
     match router.handler(route).on_upgrade(&up) {
         Decision::Accept { protocol } => {
             // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
             let protocol = protocol.filter(|p| ws.protocols.contains(&p.as_str()));
             out.accept(ws, route, protocol.as_deref());
+            if access.writes.is_some() && (owned || !may_write) {
+                read_only.insert(id);
+            }
             router
                 .handler(route)
                 .on_open(&mut Ctx::new(id, out, cmds), &up);

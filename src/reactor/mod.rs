@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     pub clients: Arc<Clients>,
     /// The workers' queued bytes and dedicated compressors, added up.
     pub totals: Arc<Totals>,
+    /// The access-token verifier (`--token-…`), if a key is configured.
+    pub auth: Option<Arc<crate::auth::Verifier>>,
 }
 
 impl Shared {
@@ -139,6 +141,9 @@ impl Shared {
             tls: tls_config(cfg)?,
             clients: Arc::new(Clients::new(cfg.max_connections_per_ip)),
             totals: Arc::default(),
+            auth: crate::auth::Verifier::load(&cfg.auth)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+                .map(Arc::new),
         })
     }
 }
@@ -202,6 +207,11 @@ pub struct Reactor<N: Net = MioNet> {
     /// Held `POST /publish` requests waiting for Redis's answer: their topic and CORS origin
     /// (`Reactor::publish_answered`).
     held_publishes: HashMap<ConnId, (Box<str>, Option<String>)>,
+    /// Access tokens (`--token-…`), shared by the workers.
+    auth: Option<Arc<crate::auth::Verifier>>,
+    /// WebSockets that may read their route's topic but not write it (no `publish` right,
+    /// or a topic the server owns): a message from one is closed with 3003.
+    read_only: std::collections::HashSet<ConnId>,
 }
 
 impl Reactor {
@@ -270,6 +280,8 @@ impl<N: Net> Reactor<N> {
             closing: Vec::new(),
             sheds: accept::Sheds::default(),
             held_publishes: HashMap::new(),
+            auth: shared.auth,
+            read_only: Default::default(),
         }
     }
 

@@ -237,7 +237,8 @@ pub fn write_rejection(rej: &Rejection, out: &mut Vec<u8>) {
 
 /// Append a complete response for `status` with `body` + "\n" as a plain-text body (the reason
 /// phrase if `body` is empty). The connection is always closed afterwards (RFC 9112 §9.6), and
-/// the headers some statuses require are added: 405 `Allow` (RFC 9110 §15.5.6), 426 `Upgrade`
+/// the headers some statuses require are added: 405 `Allow` (RFC 9110 §15.5.6), 401
+/// `WWW-Authenticate` (RFC 6750 §3), 426 `Upgrade`
 /// (RFC 9110 §15.5.22) and `Sec-WebSocket-Version` (RFC 6455 §4.4).
 pub fn write_status(status: u16, body: &str, out: &mut Vec<u8>) {
     let body = if body.is_empty() {
@@ -254,6 +255,8 @@ pub fn write_status(status: u16, body: &str, out: &mut Vec<u8>) {
     );
     match status {
         405 => out.extend_from_slice(b"Allow: GET\r\n"),
+        // RFC 6750 §3: a refused or missing bearer token.
+        401 => out.extend_from_slice(b"WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"),
         426 => out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"),
         _ => {}
     }
