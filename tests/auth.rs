@@ -3,7 +3,8 @@
 //! when missing, malformed, badly signed, expired or not yet valid, 403 when the claims do
 //! not grant the topic — from the `Authorization` header, the `token` parameter or a
 //! cookie; the algorithm comes from the configured key (no `alg: none`, no HS/RS
-//! confusion); a WebSocket without the publish right is closed with 3003 when it publishes;
+//! confusion); a WebSocket without the publish right is closed with 3003 when it publishes,
+//! and with 3000 when its token expires (a stream then ends);
 //! the server's own topic (the clock) takes no publish from anyone; and a token never
 //! reaches the log.
 
@@ -282,4 +283,41 @@ fn the_clock_is_the_servers_and_a_token_never_reaches_the_log() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("token=***"), "the request was logged: {text}");
     assert!(!text.contains("SECRET-TOKEN-VALUE"), "{text}");
+}
+
+#[test]
+fn a_connection_ends_when_its_token_expires() {
+    let dir = Scratch::new("exp");
+    let secret = dir.file("secret", b"s3cret");
+    let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
+    let soon = format!(
+        r#"{{"sub":"bob","exp":{},"subscribe":["t"],"publish":["t"]}}"#,
+        now() + 2
+    );
+    let token = mint(&soon, &secret, "HS256");
+    let started = std::time::Instant::now();
+    let mut ws = Client::open_path(srv.addr(), &format!("/topic/t?token={token}"));
+    let mut sse = TcpStream::connect(srv.addr()).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let get = format!("GET /sse/t HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n");
+    sse.write_all(get.as_bytes()).unwrap();
+    // The WebSocket gets 3000 (IANA: Unauthorized) once exp passes, not before.
+    loop {
+        match ws.read_frame() {
+            Some((0x88, p)) => {
+                assert_eq!(&p[..2], &3000u16.to_be_bytes(), "{p:?}");
+                break;
+            }
+            Some((0x89, p)) => ws.send_frame(0x8A, &p),
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+    // The SSE response just ends (EventSource reconnects, with a fresh token).
+    let all = read_until(&mut sse, "never in a stream", 1);
+    assert!(all.starts_with("HTTP/1.1 200 "), "{all}");
 }

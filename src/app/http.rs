@@ -31,6 +31,8 @@ pub struct HttpEnv<'e> {
     pub broker_down: bool,
     /// Who may read and write which topic (`--token-…`).
     pub gate: &'e Gate<'e>,
+    /// Set by `answer`: the `exp` of the token a stream opened with (it ends then).
+    pub granted_until: Option<u64>,
 }
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -99,10 +101,13 @@ pub fn answer(
             let why = b"this topic is published by the server only\n";
             return respond(out, 403, &[], why);
         }
-        if let Err((status, why)) = env.gate.allows(req, right, topic) {
-            let challenge = [("WWW-Authenticate", "Bearer error=\"invalid_token\"")];
-            let hs: &[(&str, &str)] = if status == 401 { &challenge } else { &[] };
-            return respond(out, status, hs, format!("{why}\n").as_bytes());
+        match env.gate.allows(req, right, topic) {
+            Ok(exp) => env.granted_until = exp,
+            Err((status, why)) => {
+                let challenge = [("WWW-Authenticate", "Bearer error=\"invalid_token\"")];
+                let hs: &[(&str, &str)] = if status == 401 { &challenge } else { &[] };
+                return respond(out, status, hs, format!("{why}\n").as_bytes());
+            }
         }
     }
     match (endpoint, topic) {

@@ -121,37 +121,59 @@ impl Gate<'_> {
     }
 
     /// May this request do `right` on `topic`? 401 without a valid token, 403 when its
-    /// claims do not grant it.
-    pub fn allows(&self, req: &Request<'_>, right: Right, topic: &str) -> Result<(), Refusal> {
+    /// claims do not grant it; allowed, the token's `exp` (none when no key is configured).
+    pub fn allows(
+        &self,
+        req: &Request<'_>,
+        right: Right,
+        topic: &str,
+    ) -> Result<Option<u64>, Refusal> {
         match self.grant(req)? {
             Some(g) if !g.may(right, topic) => Err(match right {
                 Right::Subscribe => (403, "the token does not grant subscribing to this topic"),
                 Right::Publish => (403, "the token does not grant publishing to this topic"),
             }),
-            _ => Ok(()),
+            grant => Ok(grant.map(|g| g.exp)),
         }
     }
 
     /// A WebSocket that reads `reads` and writes `writes`: refused (401, or 403 without the
-    /// right to read), or admitted with whether it may write. A route with no topic needs no
-    /// token.
+    /// right to read), or admitted with whether it may write and the token's `exp`. A route
+    /// with no topic needs no token.
     pub fn check(
         &self,
         req: &Request<'_>,
         reads: Option<&str>,
         writes: Option<&str>,
-    ) -> Result<bool, Refusal> {
+    ) -> Result<Admitted, Refusal> {
+        let open = Admitted {
+            may_write: true,
+            exp: None,
+        };
         if reads.is_none() && writes.is_none() {
-            return Ok(true);
+            return Ok(open);
         }
         let Some(grant) = self.grant(req)? else {
-            return Ok(true);
+            return Ok(open);
         };
         if reads.is_some_and(|t| !grant.may(Right::Subscribe, t)) {
             return Err((403, "the token does not grant subscribing to this topic"));
         }
-        Ok(writes.is_none_or(|t| grant.may(Right::Publish, t)))
+        Ok(Admitted {
+            may_write: writes.is_none_or(|t| grant.may(Right::Publish, t)),
+            exp: Some(grant.exp),
+        })
     }
+}
+
+/// A WebSocket let in by `Gate::check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// It may publish into its topic.
+    pub may_write: bool,
+    /// Its token's `exp` (seconds since the Unix epoch), if it needed one: the connection
+    /// ends then.
+    pub exp: Option<u64>,
 }
 
 /// The claims as they arrive; NumericDate may be fractional (RFC 7519 §2).

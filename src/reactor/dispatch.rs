@@ -14,13 +14,15 @@ use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
 use crate::auth::Gate;
 use crate::config::Config;
-use crate::conn::{Close, Event, Outbox, Push, Pushed, Step};
+use crate::conn::{Close, Event, Outbox, Push, Pushed, State, Step};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
 use crate::metrics;
 use crate::pubsub::fanout::{self, Fanout};
 use crate::pubsub::{Published, TopicError};
+use crate::timer::Tick;
+use std::collections::HashMap;
 
 impl<N: Net> Reactor<N> {
     pub(super) fn conn_id(&self, idx: usize) -> ConnId {
@@ -69,6 +71,7 @@ impl<N: Net> Reactor<N> {
             auth,
             read_only,
             unix_ms,
+            token_expiry,
             ..
         } = self;
         let gate = Gate {
@@ -94,7 +97,10 @@ impl<N: Net> Reactor<N> {
                     req.method,
                     loggable(req.target)
                 );
-                upgrade(router, id, &req, &up, &mut out, cmds, &gate, read_only)
+                let exp = upgrade(router, id, &req, &up, &mut out, cmds, &gate, read_only);
+                if out.is_open() {
+                    expires(token_expiry, idx, exp, now, *unix_ms);
+                }
             }
             Step::Event(Event::Request(req, body)) => {
                 if via_proxy && !count_client(&mut e.client, clients, cfg, &req, &mut out, metrics)
@@ -119,8 +125,12 @@ impl<N: Net> Reactor<N> {
                     metrics: &render,
                     broker_down,
                     gate: &gate,
+                    granted_until: None,
                 };
-                http::answer(env, id, &req, body, &mut out)
+                http::answer(env, id, &req, body, &mut out);
+                if out.state() == State::Streaming {
+                    expires(token_expiry, idx, env.granted_until, now, *unix_ms);
+                }
             }
             Step::Event(Event::Message(msg)) => {
                 metrics.messages_in.inc();
@@ -396,6 +406,15 @@ pub(super) fn who(
     }
 }
 
+/// Note when the token that let connection `idx` in expires (`exp`, seconds since the Unix
+/// epoch), as a tick of the reactor's clock: `Reactor::arm` keeps the connection's timer at
+/// or before it.
+fn expires(at: &mut HashMap<usize, Tick>, idx: usize, exp: Option<u64>, now: Tick, unix_ms: u64) {
+    if let Some(exp) = exp {
+        at.insert(idx, now + exp.saturating_mul(1000).saturating_sub(unix_ms));
+    }
+}
+
 /// A request target for the log: the value of a `token` parameter is replaced by `***`
 /// (a token never appears in a log line).
 fn loggable(target: &str) -> std::borrow::Cow<'_, str> {
@@ -419,7 +438,7 @@ fn loggable(target: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Answer an upgrade request: route it, check the token for the route's topics, let the
-/// handler decide, queue the 101 or the error.
+/// handler decide, queue the 101 or the error. Returns the admitting token's `exp`.
 #[allow(clippy::too_many_arguments)]
 fn upgrade(
     router: &mut Router,
@@ -430,10 +449,10 @@ fn upgrade(
     cmds: &mut Vec<Command>,
     gate: &Gate<'_>,
     read_only: &mut std::collections::HashSet<ConnId>,
-) {
+) -> Option<u64> {
     let Some((route, params)) = router.find(req.path) else {
         out.reject(404, "no WebSocket endpoint at this path");
-        return;
+        return None;
     };
     let up = Upgrade {
         req,
@@ -441,9 +460,12 @@ fn upgrade(
         params: &params,
     };
     let access = router.handler(route).access(&up);
-    let may_write = match gate.check(req, access.reads.as_deref(), access.writes.as_deref()) {
-        Ok(may_write) => may_write,
-        Err((status, reason)) => return out.reject(status, reason),
+    let admitted = match gate.check(req, access.reads.as_deref(), access.writes.as_deref()) {
+        Ok(admitted) => admitted,
+        Err((status, reason)) => {
+            out.reject(status, reason);
+            return None;
+        }
     };
     let owned = access.writes.as_deref().is_some_and(|t| router.owns(t));
     match router.handler(route).on_upgrade(&up) {
@@ -451,7 +473,7 @@ fn upgrade(
             // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
             let protocol = protocol.filter(|p| ws.protocols.contains(&p.as_str()));
             out.accept(ws, route, protocol.as_deref());
-            if access.writes.is_some() && (owned || !may_write) {
+            if access.writes.is_some() && (owned || !admitted.may_write) {
                 read_only.insert(id);
             }
             router
@@ -460,4 +482,5 @@ fn upgrade(
         }
         Decision::Reject { status, reason } => out.reject(status, reason),
     }
+    admitted.exp
 }

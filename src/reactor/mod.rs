@@ -212,6 +212,9 @@ pub struct Reactor<N: Net = MioNet> {
     /// WebSockets that may read their route's topic but not write it (no `publish` right,
     /// or a topic the server owns): a message from one is closed with 3003.
     read_only: std::collections::HashSet<ConnId>,
+    /// When the access token of a connection (by slab slot) expires, for the connections
+    /// admitted with one (`Reactor::arm` keeps the slot's timer at or before it).
+    token_expiry: HashMap<usize, Tick>,
 }
 
 impl Reactor {
@@ -282,6 +285,7 @@ impl<N: Net> Reactor<N> {
             held_publishes: HashMap::new(),
             auth: shared.auth,
             read_only: Default::default(),
+            token_expiry: HashMap::new(),
         }
     }
 

@@ -8,7 +8,7 @@
 
 use super::{Net, Reactor};
 use crate::app::{Command, Ctx, RouteId};
-use crate::conn::State;
+use crate::conn::{Close, State};
 use crate::timer::{Tick, TimerId};
 
 /// The Redis link's wheel id (`reactor/redis.rs`).
@@ -66,6 +66,21 @@ impl<N: Net> Reactor<N> {
     }
 
     fn conn_timer(&mut self, idx: usize) {
+        if self
+            .token_expiry
+            .get(&idx)
+            .is_some_and(|&at| at <= self.now)
+        {
+            // The token it was admitted with expired: 3000 for a WebSocket, the end of a
+            // stream (the client comes back with a fresh token).
+            self.token_expiry.remove(&idx);
+            let e = &mut self.conns[idx];
+            if let Some(code) = e.conn.close(&self.cfg, &mut self.res, Close::Expired) {
+                self.told_closed(idx, code, "access token expired");
+            }
+            self.mark_dirty(idx);
+            return;
+        }
         let Some(e) = self.conns.get_mut(idx) else {
             return; // cannot happen: freeing a slot cancels its timer
         };
@@ -113,6 +128,10 @@ impl<N: Net> Reactor<N> {
     pub(super) fn arm(&mut self, idx: usize) {
         let id = self.conn_timer_id(idx);
         let want = self.conns[idx].conn.deadline(&self.cfg, self.now);
+        let want = match (want, self.token_expiry.get(&idx)) {
+            (Some(d), Some(&t)) => Some(d.min(t)),
+            (d, t) => d.or(t.copied()),
+        };
         match (want, self.wheel.deadline(id)) {
             (Some(d), Some(at)) if at <= d => {} // fires early, re-arms then
             (Some(d), _) => self.wheel.insert(id, d), // arms it, or moves it earlier

@@ -112,6 +112,10 @@ pub enum Close<'a> {
     /// Close with 1008 (policy violation) and this reason, behind what is queued; a
     /// streaming response just ends.
     Policy(&'a str),
+    /// The access token it was admitted with has expired: close 3000 (IANA: Unauthorized)
+    /// behind what is queued; a streaming response just ends (the client reconnects with a
+    /// fresh token).
+    Expired,
 }
 
 impl Conn {
@@ -238,7 +242,7 @@ impl Conn {
             None => Pushed::Queued,
             Some(reason) => Pushed::SlowClosed {
                 reason,
-                report: self.close_policy(cfg, res, reason),
+                report: self.close_policy(cfg, res, 1008, reason),
             },
         }
     }
@@ -253,7 +257,8 @@ impl Conn {
                 report
             }
             Close::GoingAway => self.going_away(cfg, res),
-            Close::Policy(reason) => self.close_policy(cfg, res, reason),
+            Close::Policy(reason) => self.close_policy(cfg, res, 1008, reason),
+            Close::Expired => self.close_policy(cfg, res, 3000, "access token expired"),
         }
     }
 }

@@ -536,6 +536,7 @@ impl Conn {
         &mut self,
         cfg: &Config,
         res: &mut Resources,
+        code: u16,
         reason: &str,
     ) -> Option<u16> {
         if self.tx.state == State::Streaming {
@@ -547,9 +548,9 @@ impl Conn {
         if self.tx.state != State::Open {
             return None;
         }
-        Outbox::new(&mut self.tx, res, cfg).fail(1008, reason);
+        Outbox::new(&mut self.tx, res, cfg).fail(code, reason);
         self.rx.asm.clear();
-        Some(1008)
+        Some(code)
     }
 
     /// How a published message must be framed for this WebSocket (RFC 7692 §7.2.1).
