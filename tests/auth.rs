@@ -321,3 +321,29 @@ fn a_connection_ends_when_its_token_expires() {
     let all = read_until(&mut sse, "never in a stream", 1);
     assert!(all.starts_with("HTTP/1.1 200 "), "{all}");
 }
+
+#[test]
+fn a_public_topic_is_read_without_a_token_but_not_written() {
+    let dir = Scratch::new("pub");
+    let secret = dir.file("secret", b"s3cret");
+    let args = [
+        "--workers",
+        "1",
+        "--token-secret-file",
+        &secret,
+        "--token-public-topic",
+        "public.*",
+    ];
+    let srv = Server::start(&args);
+    let get = "GET /sse/public.news HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(status(&exchange(&srv, get)), "200");
+    let get = "GET /sse/private HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(status(&exchange(&srv, get)), "401");
+    assert_eq!(status(&publish(&srv, "public.news", "")), "401");
+    let mut ws = Client::open_path(srv.addr(), "/topic/public.news");
+    ws.send_frame(0x81, b"not without a token");
+    match ws.read_frame() {
+        Some((0x88, p)) => assert_eq!(&p[..2], &3003u16.to_be_bytes()),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}

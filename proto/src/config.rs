@@ -302,6 +302,9 @@ pub struct AuthConfig {
     pub issuer: String,
     /// A cookie that may carry the token (empty: none).
     pub cookie: String,
+    /// Topic patterns anyone may subscribe to without a token (`*` as in the claims);
+    /// publishing to them still needs one.
+    pub public_topics: Vec<String>,
 }
 
 impl AuthConfig {

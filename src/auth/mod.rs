@@ -96,6 +96,8 @@ impl Grant {
 #[derive(Debug, Clone, Copy)]
 pub struct Gate<'a> {
     pub verifier: Option<&'a Verifier>,
+    /// Topic patterns anyone may subscribe to (`--token-public-topic`).
+    pub public: &'a [String],
     /// Seconds since the Unix epoch (the reactor's clock).
     pub now: u64,
     pub cookie: &'a str,
@@ -105,6 +107,10 @@ pub struct Gate<'a> {
 pub type Refusal = (u16, &'static str);
 
 impl Gate<'_> {
+    fn is_public(&self, topic: &str) -> bool {
+        self.public.iter().any(|p| matches(p, topic))
+    }
+
     /// The request's verified token, when a key is configured: `Ok(None)` when none is.
     fn grant(&self, req: &Request<'_>) -> Result<Option<Grant>, Refusal> {
         let Some(verifier) = self.verifier else {
@@ -128,6 +134,9 @@ impl Gate<'_> {
         right: Right,
         topic: &str,
     ) -> Result<Option<u64>, Refusal> {
+        if right == Right::Subscribe && self.is_public(topic) {
+            return Ok(None);
+        }
         match self.grant(req)? {
             Some(g) if !g.may(right, topic) => Err(match right {
                 Right::Subscribe => (403, "the token does not grant subscribing to this topic"),
@@ -152,6 +161,16 @@ impl Gate<'_> {
         };
         if reads.is_none() && writes.is_none() {
             return Ok(open);
+        }
+        // A public topic is read without a token; with none, it cannot be written.
+        if self.verifier.is_some()
+            && reads.is_some_and(|t| self.is_public(t))
+            && token_of(req, self.cookie).is_none()
+        {
+            return Ok(Admitted {
+                may_write: writes.is_none(),
+                exp: None,
+            });
         }
         let Some(grant) = self.grant(req)? else {
             return Ok(open);

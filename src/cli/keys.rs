@@ -654,6 +654,14 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Text(|c| &mut c.auth.cookie),
     },
     Setting {
+        name: "token_public_topic",
+        group: AUTH,
+        value_name: "PATTERN",
+        help: "Topics (`*` matches any run) anyone may subscribe to without a token; \
+               publishing still needs one. Repeatable.",
+        field: Field::List(|c| &mut c.auth.public_topics),
+    },
+    Setting {
         name: "redis",
         group: REDIS,
         value_name: "URL",

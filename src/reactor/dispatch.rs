@@ -76,6 +76,7 @@ impl<N: Net> Reactor<N> {
         } = self;
         let gate = Gate {
             verifier: auth.as_deref(),
+            public: &cfg.auth.public_topics,
             now: *unix_ms / 1000,
             cookie: &cfg.auth.cookie,
         };
