@@ -4,7 +4,8 @@
 //! not grant the topic — from the `Authorization` header, the `token` parameter or a
 //! cookie; the algorithm comes from the configured key (no `alg: none`, no HS/RS
 //! confusion); a WebSocket without the publish right is closed with 3003 when it publishes,
-//! and with 3000 when its token expires (a stream then ends);
+//! and with 3000 when its token expires (a stream then ends) unless it refreshed it in-band
+//! (subprotocol `wsloop.auth`);
 //! the server's own topic (the clock) takes no publish from anyone; and a token never
 //! reaches the log.
 
@@ -344,6 +345,49 @@ fn a_public_topic_is_read_without_a_token_but_not_written() {
     ws.send_frame(0x81, b"not without a token");
     match ws.read_frame() {
         Some((0x88, p)) => assert_eq!(&p[..2], &3003u16.to_be_bytes()),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_websocket_refreshes_its_token_in_band() {
+    let dir = Scratch::new("refresh");
+    let secret = dir.file("secret", b"s3cret");
+    let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
+    let grant = |exp: u64| {
+        let c = format!(r#"{{"sub":"bob","exp":{exp},"subscribe":["t"],"publish":["t"]}}"#);
+        mint(&c, &secret, "HS256")
+    };
+    let mut c = Client::connect(srv.addr());
+    let req = UPGRADE
+        .replacen("/echo", &format!("/topic/t?token={}", grant(now() + 2)), 1)
+        .replacen(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Protocol: wsloop.auth\r\n\r\n",
+            1,
+        );
+    c.send_raw(req.as_bytes());
+    let head = c.read_head();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: wsloop.auth\r\n"),
+        "{head}"
+    );
+    let later = now() + 3600;
+    let refresh = format!(r#"{{"type":"refresh","token":"{}"}}"#, grant(later));
+    c.send_frame(0x81, refresh.as_bytes());
+    assert_eq!(
+        c.next_text(),
+        format!(r#"{{"type":"refreshed","exp":{later}}}"#)
+    );
+    // Past the first token's exp the connection is still open and publishing.
+    std::thread::sleep(Duration::from_millis(2500));
+    c.send_frame(0x81, b"still here");
+    assert_eq!(c.next_text(), "still here");
+    // A refresh that does not verify ends it like an expiry: 3000.
+    c.send_frame(0x81, br#"{"type":"refresh","token":"not.a.token"}"#);
+    match c.read_frame() {
+        Some((0x88, p)) => assert_eq!(&p[..2], &3000u16.to_be_bytes(), "{p:?}"),
         other => panic!("expected a close, got {other:?}"),
     }
 }

@@ -146,6 +146,25 @@ impl Gate<'_> {
         }
     }
 
+    /// A refresh on an open WebSocket that reads `reads` and writes `writes`: the new token,
+    /// verified now, must grant reading as the first did. Refused: the reason.
+    pub fn refresh(
+        &self,
+        token: &str,
+        reads: Option<&str>,
+        writes: Option<&str>,
+    ) -> Result<Admitted, &'static str> {
+        let verifier = self.verifier.ok_or("no access tokens are configured")?;
+        let grant = verifier.verify(token, self.now).map_err(|e| e.reason())?;
+        if reads.is_some_and(|t| !grant.may(Right::Subscribe, t)) {
+            return Err("the token does not grant subscribing to this topic");
+        }
+        Ok(Admitted {
+            may_write: writes.is_none_or(|t| grant.may(Right::Publish, t)),
+            exp: Some(grant.exp),
+        })
+    }
+
     /// A WebSocket that reads `reads` and writes `writes`: refused (401, or 403 without the
     /// right to read), or admitted with whether it may write and the token's `exp`. A route
     /// with no topic needs no token.
@@ -193,6 +212,23 @@ pub struct Admitted {
     /// Its token's `exp` (seconds since the Unix epoch), if it needed one: the connection
     /// ends then.
     pub exp: Option<u64>,
+}
+
+/// The subprotocol a WebSocket client offers to refresh its token in-band: the server selects
+/// it when a token admitted the connection and the route chose no subprotocol of its own.
+pub const REFRESH_PROTOCOL: &str = "wsloop.auth";
+
+/// The token in a refresh message — `{"type":"refresh","token":"…"}` as a text message on a
+/// connection that negotiated `REFRESH_PROTOCOL` — or None if the message is anything else.
+pub fn refresh_token(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Refresh {
+        #[serde(rename = "type")]
+        kind: String,
+        token: String,
+    }
+    let r: Refresh = serde_json::from_str(text).ok()?;
+    (r.kind == "refresh").then_some(r.token)
 }
 
 /// The claims as they arrive; NumericDate may be fractional (RFC 7519 §2).

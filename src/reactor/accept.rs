@@ -173,6 +173,7 @@ impl<N: Net> Reactor<N> {
             self.held_publishes.remove(&id);
             self.read_only.remove(&id);
             self.token_expiry.remove(&idx);
+            self.refreshable.remove(&id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
             if let Some(id) = e.client {

@@ -12,7 +12,7 @@ use super::workers::Mail;
 use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
-use crate::auth::Gate;
+use crate::auth::{self, Gate};
 use crate::config::Config;
 use crate::conn::{Close, Event, Outbox, Push, Pushed, State, Step};
 use crate::http::forwarded;
@@ -22,6 +22,7 @@ use crate::metrics;
 use crate::pubsub::fanout::{self, Fanout};
 use crate::pubsub::{Published, TopicError};
 use crate::timer::Tick;
+use crate::ws::Message;
 use std::collections::HashMap;
 
 impl<N: Net> Reactor<N> {
@@ -72,6 +73,7 @@ impl<N: Net> Reactor<N> {
             read_only,
             unix_ms,
             token_expiry,
+            refreshable,
             ..
         } = self;
         let gate = Gate {
@@ -98,7 +100,11 @@ impl<N: Net> Reactor<N> {
                     req.method,
                     loggable(req.target)
                 );
-                let exp = upgrade(router, id, &req, &up, &mut out, cmds, &gate, read_only);
+                let tokens = &mut Tokens {
+                    read_only,
+                    refreshable,
+                };
+                let exp = upgrade(router, id, &req, &up, &mut out, cmds, &gate, tokens);
                 if out.is_open() {
                     expires(token_expiry, idx, exp, now, *unix_ms);
                 }
@@ -135,7 +141,30 @@ impl<N: Net> Reactor<N> {
             }
             Step::Event(Event::Message(msg)) => {
                 metrics.messages_in.inc();
-                if read_only.contains(&id) {
+                let refresh = match (&msg, refreshable.get(&id)) {
+                    (Message::Text(text), Some(access)) => {
+                        auth::refresh_token(text).map(|t| (t, access.clone()))
+                    }
+                    _ => None,
+                };
+                if let Some((token, access)) = refresh {
+                    // In-band refresh (`auth::REFRESH_PROTOCOL`): the new token replaces the
+                    // old one's expiry and rights, or the connection ends as if it expired.
+                    let (reads, writes) = (access.reads.as_deref(), access.writes.as_deref());
+                    match gate.refresh(&token, reads, writes) {
+                        Ok(admitted) => {
+                            if admitted.may_write && !router.owns(writes.unwrap_or("")) {
+                                read_only.remove(&id);
+                            } else if writes.is_some() {
+                                read_only.insert(id);
+                            }
+                            expires(token_expiry, idx, admitted.exp, now, *unix_ms);
+                            let exp = admitted.exp.unwrap_or(0);
+                            out.send_text(&format!(r#"{{"type":"refreshed","exp":{exp}}}"#));
+                        }
+                        Err(why) => out.close(3000, why),
+                    }
+                } else if read_only.contains(&id) {
                     // RFC 6455 §7.4.2 / IANA: 3003 "Forbidden".
                     out.close(3003, "this connection may not publish to its topic");
                 } else {
@@ -407,6 +436,12 @@ pub(super) fn who(
     }
 }
 
+/// What the reactor remembers of the tokens WebSockets were admitted with, lent to `upgrade`.
+struct Tokens<'a> {
+    read_only: &'a mut std::collections::HashSet<ConnId>,
+    refreshable: &'a mut HashMap<ConnId, crate::app::Access>,
+}
+
 /// Note when the token that let connection `idx` in expires (`exp`, seconds since the Unix
 /// epoch), as a tick of the reactor's clock: `Reactor::arm` keeps the connection's timer at
 /// or before it.
@@ -449,7 +484,7 @@ fn upgrade(
     out: &mut Outbox<'_>,
     cmds: &mut Vec<Command>,
     gate: &Gate<'_>,
-    read_only: &mut std::collections::HashSet<ConnId>,
+    tokens: &mut Tokens<'_>,
 ) -> Option<u64> {
     let Some((route, params)) = router.find(req.path) else {
         out.reject(404, "no WebSocket endpoint at this path");
@@ -472,10 +507,18 @@ fn upgrade(
     match router.handler(route).on_upgrade(&up) {
         Decision::Accept { protocol } => {
             // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
-            let protocol = protocol.filter(|p| ws.protocols.contains(&p.as_str()));
+            let mut protocol = protocol.filter(|p| ws.protocols.contains(&p.as_str()));
+            // A client that can refresh its token in-band says so with a subprotocol.
+            let refresh = admitted.exp.is_some()
+                && protocol.is_none()
+                && ws.protocols.contains(&auth::REFRESH_PROTOCOL);
+            if refresh {
+                protocol = Some(auth::REFRESH_PROTOCOL.to_string());
+                tokens.refreshable.insert(id, access.clone());
+            }
             out.accept(ws, route, protocol.as_deref());
             if access.writes.is_some() && (owned || !admitted.may_write) {
-                read_only.insert(id);
+                tokens.read_only.insert(id);
             }
             router
                 .handler(route)

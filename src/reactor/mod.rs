@@ -215,6 +215,9 @@ pub struct Reactor<N: Net = MioNet> {
     /// When the access token of a connection (by slab slot) expires, for the connections
     /// admitted with one (`Reactor::arm` keeps the slot's timer at or before it).
     token_expiry: HashMap<usize, Tick>,
+    /// WebSockets that negotiated `auth::REFRESH_PROTOCOL`, with the topics they read and
+    /// write (a refreshed token must grant them again).
+    refreshable: HashMap<ConnId, crate::app::Access>,
 }
 
 impl Reactor {
@@ -286,6 +289,7 @@ impl<N: Net> Reactor<N> {
             auth: shared.auth,
             read_only: Default::default(),
             token_expiry: HashMap::new(),
+            refreshable: HashMap::new(),
         }
     }
 
