@@ -489,9 +489,18 @@ pub fn example_config() -> String {
         let (value, note) = s.field.show(&mut defaults);
         let note = note.map(|n| format!("  # {n}")).unwrap_or_default();
         let _ = writeln!(out, "# {} = {value}{note}", s.name);
+        if let Some((_, example)) = EXAMPLES.iter().find(|(name, _)| *name == s.name) {
+            let _ = writeln!(out, "# for example: {} = {example}", s.name);
+        }
     }
     out
 }
+
+/// Keys whose default says too little of how they are written.
+const EXAMPLES: &[(&str, &str)] = &[(
+    "topic_rule",
+    r#"["public.* subscribe=anyone", "lobby subscribe=anyone publish=anyone", "alerts publish=server"]"#,
+)];
 
 /// Split `text` into lines of at most `width` characters at spaces.
 fn wrap(text: &str, width: usize) -> Vec<String> {

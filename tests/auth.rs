@@ -6,8 +6,10 @@
 //! confusion); a WebSocket without the publish right is closed with 3003 when it publishes,
 //! and with 3000 when its token expires (a stream then ends) unless it refreshed it in-band
 //! (subprotocol `wsloop.auth`);
-//! the server's own topic (the clock) takes no publish from anyone; and a token never
-//! reaches the log.
+//! the server's own topic (the clock) takes no publish from anyone; topic rules open a topic
+//! to anyone or close it to all but the server and the backend's API key; the chat names a
+//! member by its token's `sub`; refusals are counted by reason and a token seen again is not
+//! verified again; and a token never reaches the log.
 
 // Tests are clients of the server: they use sockets and the clock freely.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -161,6 +163,18 @@ fn hmac_tokens_gate_every_transport() {
         &[&claims(r#"["*"]"#, r#"["*"]"#)],
     );
     assert_eq!(status(&publish(&srv, "news.eu", &bearer(&none))), "401");
+    // Garbage, and a token over the size cap (4 KiB), even one that would verify.
+    for junk in ["garbage", "a.b.c", "...", "eyJhbGciOiJIUzI1NiJ9.e30.AAAA"] {
+        assert_eq!(status(&publish(&srv, "news.eu", &bearer(junk))), "401");
+    }
+    let padding = "x".repeat(5000);
+    let big = format!(
+        r#"{{"sub":"a","exp":{},"publish":["*"],"pad":"{padding}"}}"#,
+        now() + 60
+    );
+    let big = mint(&big, &secret, "HS256");
+    let resp = publish(&srv, "news.eu", &bearer(&big));
+    assert_eq!(status(&resp), "401", "{resp}");
 
     // SSE, streaming and polling need the subscribe right; the token in the query works.
     for path in ["/sse/news.eu", "/stream/news.eu", "/poll/news.eu?wait=0"] {
@@ -324,22 +338,30 @@ fn a_connection_ends_when_its_token_expires() {
 }
 
 #[test]
-fn a_public_topic_is_read_without_a_token_but_not_written() {
-    let dir = Scratch::new("pub");
+fn topic_rules_and_the_api_key_decide_who_may_read_and_write() {
+    let dir = Scratch::new("rules");
     let secret = dir.file("secret", b"s3cret");
+    let api_key = dir.file("api-key", b"backend-key-0123456789\n");
     let args = [
         "--workers",
         "1",
         "--token-secret-file",
         &secret,
-        "--token-public-topic",
-        "public.*",
+        "--api-key-file",
+        &api_key,
+        "--topic-rule",
+        "public.* subscribe=anyone",
+        "--topic-rule",
+        "lobby subscribe=anyone publish=anyone",
+        "--topic-rule",
+        "alerts publish=server",
     ];
     let srv = Server::start(&args);
-    let get = "GET /sse/public.news HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    assert_eq!(status(&exchange(&srv, get)), "200");
-    let get = "GET /sse/private HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    assert_eq!(status(&exchange(&srv, get)), "401");
+    let sse =
+        |topic: &str| format!("GET /sse/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    // subscribe=anyone: read without a token; publishing still needs one.
+    assert_eq!(status(&exchange(&srv, &sse("public.news"))), "200");
+    assert_eq!(status(&exchange(&srv, &sse("private"))), "401");
     assert_eq!(status(&publish(&srv, "public.news", "")), "401");
     let mut ws = Client::open_path(srv.addr(), "/topic/public.news");
     ws.send_frame(0x81, b"not without a token");
@@ -347,6 +369,109 @@ fn a_public_topic_is_read_without_a_token_but_not_written() {
         Some((0x88, p)) => assert_eq!(&p[..2], &3003u16.to_be_bytes()),
         other => panic!("expected a close, got {other:?}"),
     }
+    // publish=anyone: a WebSocket without a token talks in the lobby.
+    assert_eq!(status(&publish(&srv, "lobby", "")), "202");
+    let mut ws = Client::open_path(srv.addr(), "/topic/lobby");
+    ws.send_frame(0x81, b"hello lobby");
+    assert_eq!(ws.next_text(), "hello lobby");
+
+    // publish=server: not even a writer of `*`; the backend's API key may.
+    let all = mint(&claims(r#"["*"]"#, r#"["*"]"#), &secret, "HS256");
+    let bearer = format!("Authorization: Bearer {all}\r\n");
+    let resp = publish(&srv, "alerts", &bearer);
+    assert_eq!(status(&resp), "403", "{resp}");
+    let key = "Authorization: ApiKey backend-key-0123456789\r\n";
+    assert_eq!(status(&publish(&srv, "alerts", key)), "202");
+    let mut reader = Client::open_path(srv.addr(), &format!("/topic/alerts?token={all}"));
+    reader.send_frame(0x81, b"an alert");
+    match reader.read_frame() {
+        Some((0x88, p)) => assert_eq!(&p[..2], &3003u16.to_be_bytes()),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    // The API key publishes to an ordinary topic too; a wrong one is 401; the clock is
+    // nobody's but its handler's.
+    assert_eq!(status(&publish(&srv, "news", key)), "202");
+    let wrong = "Authorization: ApiKey backend-key-0123456788\r\n";
+    assert_eq!(status(&publish(&srv, "news", wrong)), "401");
+    assert_eq!(status(&publish(&srv, "alerts", wrong)), "401");
+    assert_eq!(status(&publish(&srv, "clock", key)), "403");
+}
+
+#[test]
+fn a_rule_that_needs_a_token_without_a_key_stops_the_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--topic-rule",
+            "news subscribe=token",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("subscribe=token needs"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--topic-rule",
+            "news publish=everyone",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not anyone, token or server"), "{err}");
+}
+
+#[test]
+fn the_chat_names_members_by_sub_and_tokens_are_counted_and_cached() {
+    let dir = Scratch::new("chat");
+    let secret = dir.file("secret", b"s3cret");
+    let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
+    let c = format!(
+        r#"{{"sub":"alice","exp":{},"subscribe":["chat.*"],"publish":["chat.*"]}}"#,
+        now() + 600
+    );
+    let token = mint(&c, &secret, "HS256");
+    let mut alice = Client::open_path(srv.addr(), &format!("/chat/room1?token={token}"));
+    let join = alice.next_text();
+    assert!(join.contains(r#","name":"alice","room":"room1""#), "{join}");
+    alice.send_frame(0x81, b"hi");
+    let line = alice.next_text();
+    assert!(line.contains(r#","name":"alice","text":"hi""#), "{line}");
+    // The same token again: found in the cache, not verified a second time.
+    let _again = Client::open_path(srv.addr(), &format!("/chat/room1?token={token}"));
+    assert_eq!(
+        status(&upgrade_status(&srv, "/chat/room1?token=junk", "")),
+        "401"
+    );
+    assert_eq!(status(&upgrade_status(&srv, "/chat/room1", "")), "401");
+    let metrics = exchange_all(
+        &srv,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    for line in [
+        "wsloop_token_checks_total{how=\"verified\"} 1\n",
+        "wsloop_token_checks_total{how=\"cached\"} 1\n",
+        "wsloop_token_refusals_total{reason=\"malformed\"} 1\n",
+        "wsloop_token_refusals_total{reason=\"missing\"} 1\n",
+        "wsloop_token_refusals_total{reason=\"expired\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
+    assert!(!metrics.contains(&token), "the token is in the metrics");
+}
+
+/// The whole response to `raw` (the server closes after it).
+fn exchange_all(srv: &Server, raw: &str) -> String {
+    let mut s = TcpStream::connect(srv.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut all = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut all);
+    all
 }
 
 #[test]

@@ -100,8 +100,8 @@ function start(kind) {
     let m;
     try { m = JSON.parse(t); } catch (e) { m = { type: "message", from: "?", text: t }; }
     demo.chat.push(m);
-    if (m.type === "message") log("chat-log", m.from + ": " + m.text);
-    else log("chat-log", m.id + " " + m.type + "s " + (m.room || ""), "sys");
+    if (m.type === "message") log("chat-log", (m.name || m.from) + ": " + m.text);
+    else log("chat-log", (m.name || m.id) + " " + m.type + "s " + (m.room || ""), "sys");
   });
   channels.clock = open(first, "/clock", "clock", (t) => {
     const m = JSON.parse(t);

@@ -290,7 +290,7 @@ impl Timeouts {
 
 /// Where access tokens are verified from (`src/auth/`). With neither key file set, no token
 /// is asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     /// An HMAC secret (HS256, HS384, HS512): the file's bytes, a trailing newline aside.
     pub secret_file: Option<std::path::PathBuf>,
@@ -302,9 +302,28 @@ pub struct AuthConfig {
     pub issuer: String,
     /// A cookie that may carry the token (empty: none).
     pub cookie: String,
-    /// Topic patterns anyone may subscribe to without a token (`*` as in the claims);
-    /// publishing to them still needs one.
-    pub public_topics: Vec<String>,
+    /// Topic rules, `PATTERN [subscribe=anyone|token] [publish=anyone|token|server]`, the
+    /// first that matches a topic deciding (docs/protocol.md "Topic rules").
+    pub topic_rules: Vec<String>,
+    /// The key backend publishers send as `Authorization: ApiKey KEY` on `POST /publish`.
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Verified tokens each worker remembers by hash until they expire (0: none).
+    pub cache_entries: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            secret_file: None,
+            public_key_file: None,
+            audience: String::new(),
+            issuer: String::new(),
+            cookie: String::new(),
+            topic_rules: Vec::new(),
+            api_key_file: None,
+            cache_entries: AuthConfig::DEFAULT_CACHE_ENTRIES,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -312,6 +331,9 @@ impl AuthConfig {
     pub fn enabled(&self) -> bool {
         self.secret_file.is_some() || self.public_key_file.is_some()
     }
+
+    /// Verified tokens a worker remembers unless told otherwise.
+    pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
 }
 
 /// Everything the server needs to run. Built by `cli.rs`; `Default` gives the documented

@@ -30,7 +30,7 @@ pub struct HttpEnv<'e> {
     /// `--redis` is set and its link is not up: a publish could not reach the other nodes.
     pub broker_down: bool,
     /// Who may read and write which topic (`--token-…`).
-    pub gate: &'e Gate<'e>,
+    pub gate: &'e mut Gate<'e>,
     /// Set by `answer`: the `exp` of the token a stream opened with (it ends then).
     pub granted_until: Option<u64>,
 }

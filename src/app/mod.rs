@@ -69,6 +69,9 @@ pub struct Upgrade<'r, 'a> {
     pub req: &'r Request<'a>,
     pub ws: &'r WsUpgrade<'a>,
     pub params: &'r Params<'a>,
+    /// The verified access token the client brought (`sub`, its other claims), if any.
+    /// None in `Handler::access`, which is asked before the token is checked.
+    pub identity: Option<&'r crate::auth::Grant>,
 }
 
 /// Path parameters captured by `{name}` segments of a route pattern.

@@ -1,217 +1,330 @@
-//! Owns access tokens (JWT, RFC 7519): verifying one with the configured key — the algorithms
-//! come from the key, never from the token, so `alg: none` and HS/RS confusion cannot pass —
-//! and what its claims grant: the topics it may subscribe to and publish into, as `*`
-//! patterns. Layer L3, beside `app`: the reactor asks before a transport opens; the time is
-//! passed in (the reactor's clock), and the key is read once, at start-up (`Verifier::load`).
-//! Must not: log a token or put one in an error body, or read the clock.
+//! Owns who may read and write a topic: the policy built at start-up (`Policy`: the token
+//! key, the topic rules, the API key for backend publishers) and the check the reactor makes
+//! before a transport opens (`Gate`), with the token carriers (`token_of`) and the in-band
+//! refresh message. Layer L3, beside `app`: the time is passed in (the reactor's clock), keys
+//! are read once, at start-up. Verifying a token is `verify.rs`, the rules `rules.rs`, the
+//! per-reactor cache of verified tokens `cache.rs`.
+//! Must not: log a token or an API key or put one in an error body or a metric, or read the
+//! clock.
 
-use std::path::Path;
+mod cache;
+mod rules;
+mod verify;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::rc::Rc;
+
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+pub use cache::TokenCache;
+pub use rules::{matches, rule_for, TopicRule, Who};
+pub use verify::{AuthError, Grant, Right, Verifier, MAX_TOKEN_LEN};
 
 use crate::config::AuthConfig;
 use crate::http::request::Request;
+use crate::metrics::Outcomes;
 
-/// Checks tokens against one key.
-pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+/// Who may read and write which topic, as configured: built once (`Policy::load`), shared by
+/// every worker.
+#[derive(Debug)]
+pub struct Policy {
+    /// The access-token key (`--token-secret-file` / `--token-public-key-file`), if any.
+    pub verifier: Option<Verifier>,
+    rules: Vec<TopicRule>,
+    /// Who may do what on a topic no rule names.
+    default: (Who, Who),
+    /// The SHA-256 of the backend publishers' key (`--api-key-file`), if any: compared in
+    /// constant time, and never kept in the clear.
+    api_key: Option<[u8; 32]>,
+    /// The cookie that may carry a token (empty: none).
+    pub cookie: String,
+    /// Verified tokens each reactor may remember (`--token-cache`).
+    pub cache_entries: usize,
 }
 
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Verifier({:?})", self.validation.algorithms)
-    }
-}
-
-/// Why a token was not accepted: each is a 401 (RFC 6750 §3.1 `invalid_token`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
-    /// No token in the request.
-    Missing,
-    /// Malformed, badly signed, the wrong algorithm, audience or issuer, or a required claim
-    /// (`sub`, `exp`) missing: what jsonwebtoken said.
-    Invalid(String),
-    /// Its `exp` has passed.
-    Expired,
-    /// Its `nbf` has not come yet.
-    NotYet,
-}
-
-impl AuthError {
-    /// The response body: what is wrong, never the token or the verifier's details.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "an access token is required",
-            AuthError::Invalid(_) => "the access token is not valid",
-            AuthError::Expired => "the access token has expired",
-            AuthError::NotYet => "the access token is not valid yet",
+impl Default for Policy {
+    /// Everything open: no keys, no rules.
+    fn default() -> Policy {
+        Policy {
+            verifier: None,
+            rules: Vec::new(),
+            default: (Who::Anyone, Who::Anyone),
+            api_key: None,
+            cookie: String::new(),
+            cache_entries: 0,
         }
     }
 }
 
-impl std::fmt::Display for AuthError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthError::Missing => f.write_str("an access token is required"),
-            AuthError::Invalid(why) => write!(f, "the access token is not valid: {why}"),
-            AuthError::Expired => f.write_str("the access token has expired"),
-            AuthError::NotYet => f.write_str("the access token is not valid yet"),
-        }
-    }
-}
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Right {
-    Subscribe,
-    Publish,
-}
-
-/// A verified token's claims that matter here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// Who it names (for logs).
-    pub sub: String,
-    /// When it expires, in seconds since the Unix epoch.
-    pub exp: u64,
-    subscribe: Vec<String>,
-    publish: Vec<String>,
-}
-
-impl Grant {
-    /// May the token's holder do `right` on `topic`?
-    pub fn may(&self, right: Right, topic: &str) -> bool {
-        let patterns = match right {
-            Right::Subscribe => &self.subscribe,
-            Right::Publish => &self.publish,
+impl Policy {
+    /// The policy `cfg` asks for, its keys read now. A rule that needs a token with no key
+    /// to verify one is refused here, not discovered by a client.
+    pub fn load(cfg: &AuthConfig) -> Result<Policy, String> {
+        let verifier = Verifier::load(cfg)?;
+        let api_key = match &cfg.api_key_file {
+            Some(path) => Some(TokenCache::key_of(&verify::read_secret(path)?)),
+            None => None,
         };
-        patterns.iter().any(|p| matches(p, topic))
+        // Unsaid: a token when a key can check one, else open as without auth.
+        let subscribe = if verifier.is_some() {
+            Who::Token
+        } else {
+            Who::Anyone
+        };
+        let publish = if verifier.is_some() || api_key.is_some() {
+            Who::Token
+        } else {
+            Who::Anyone
+        };
+        let mut rules = Vec::new();
+        for text in &cfg.topic_rules {
+            let rule = TopicRule::parse(text, (subscribe, publish))?;
+            if rule.subscribe == Who::Token && verifier.is_none() {
+                return Err(format!(
+                    "topic_rule {text:?}: subscribe=token needs token_secret_file or \
+                     token_public_key_file"
+                ));
+            }
+            if rule.publish == Who::Token && verifier.is_none() && api_key.is_none() {
+                return Err(format!(
+                    "topic_rule {text:?}: publish=token needs a token key or api_key_file"
+                ));
+            }
+            rules.push(rule);
+        }
+        Ok(Policy {
+            verifier,
+            rules,
+            default: (subscribe, publish),
+            api_key,
+            cookie: cfg.cookie.clone(),
+            cache_entries: cfg.cache_entries,
+        })
+    }
+
+    /// Is everything open: no token key and no API key?
+    pub fn is_open(&self) -> bool {
+        self.verifier.is_none() && self.api_key.is_none() && self.rules.is_empty()
+    }
+
+    /// Who may do `right` on `topic`: the first rule that matches, else the default.
+    pub fn who(&self, right: Right, topic: &str) -> Who {
+        let (subscribe, publish) = match rule_for(&self.rules, topic) {
+            Some(r) => (r.subscribe, r.publish),
+            None => self.default,
+        };
+        match right {
+            Right::Subscribe => subscribe,
+            Right::Publish => publish,
+        }
+    }
+
+    /// Does `key` equal the configured API key? Compared as SHA-256 digests in constant time,
+    /// so neither the key's bytes nor its length leak through the time taken.
+    fn api_key_is(&self, key: &str) -> bool {
+        self.api_key
+            .is_some_and(|k| bool::from(k.ct_eq(&TokenCache::key_of(key.as_bytes()))))
     }
 }
 
-/// The access check as the reactor makes it for one request: the verifier (none: everything
-/// is open), the time, and the cookie that may carry the token.
-#[derive(Debug, Clone, Copy)]
+/// The access check as the reactor makes it for one request: the policy, the time, this
+/// reactor's cache of verified tokens and the counters of what happened to tokens.
 pub struct Gate<'a> {
-    pub verifier: Option<&'a Verifier>,
-    /// Topic patterns anyone may subscribe to (`--token-public-topic`).
-    pub public: &'a [String],
+    pub policy: &'a Policy,
     /// Seconds since the Unix epoch (the reactor's clock).
     pub now: u64,
-    pub cookie: &'a str,
+    pub cache: &'a mut TokenCache,
+    pub outcomes: &'a Outcomes,
 }
 
 /// A refusal: the status (401 or 403) and its body.
 pub type Refusal = (u16, &'static str);
 
-impl Gate<'_> {
-    fn is_public(&self, topic: &str) -> bool {
-        self.public.iter().any(|p| matches(p, topic))
-    }
+const SERVER_ONLY: Refusal = (403, "this topic is published by the server only");
+const BAD_API_KEY: Refusal = (401, "the API key is not valid");
 
-    /// The request's verified token, when a key is configured: `Ok(None)` when none is.
-    fn grant(&self, req: &Request<'_>) -> Result<Option<Grant>, Refusal> {
-        let Some(verifier) = self.verifier else {
-            return Ok(None);
-        };
-        let token = token_of(req, self.cookie).ok_or((401, "an access token is required"))?;
-        match verifier.verify(token, self.now) {
-            Ok(grant) => Ok(Some(grant)),
+impl Gate<'_> {
+    /// Verify `token` (or find it verified before) and check its time claims now. Counted:
+    /// verified, cached, or refused by reason.
+    pub fn grant(&mut self, token: &str) -> Result<Rc<Grant>, AuthError> {
+        let got = self.grant_uncounted(token);
+        match &got {
+            Ok(_) => {}
             Err(e) => {
-                log::debug!("{} {}: {e}", req.method, req.path);
-                Err((401, e.reason()))
+                log::debug!("access token refused: {e}");
+                self.outcomes.token_refused(e.index());
             }
         }
+        got
     }
 
-    /// May this request do `right` on `topic`? 401 without a valid token, 403 when its
-    /// claims do not grant it; allowed, the token's `exp` (none when no key is configured).
+    fn grant_uncounted(&mut self, token: &str) -> Result<Rc<Grant>, AuthError> {
+        let verifier = self
+            .policy
+            .verifier
+            .as_ref()
+            .ok_or_else(|| AuthError::Signature("no token key is configured".into()))?;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::TooLarge);
+        }
+        let key = TokenCache::key(token);
+        if let Some(grant) = self.cache.get(&key) {
+            grant.valid_at(self.now)?;
+            self.outcomes.tokens_cached.inc();
+            return Ok(grant);
+        }
+        let grant = verifier.verify(token)?;
+        grant.valid_at(self.now)?;
+        self.outcomes.tokens_verified.inc();
+        let grant = Rc::new(grant);
+        self.cache.insert(key, grant.clone(), self.now);
+        Ok(grant)
+    }
+
+    /// The request's token, verified: 401 without one or when it does not verify.
+    fn grant_of(&mut self, req: &Request<'_>) -> Result<Rc<Grant>, Refusal> {
+        let Some(token) = token_of(req, &self.policy.cookie) else {
+            self.outcomes.token_refused(AuthError::Missing.index());
+            return Err((401, AuthError::Missing.reason()));
+        };
+        self.grant(token).map_err(|e| (401, e.reason()))
+    }
+
+    /// May this request do `right` on `topic`? 401 without a valid token (or API key), 403
+    /// when its claims or the topic's rule do not allow it; allowed, the token's `exp` (none
+    /// when no token was needed).
     pub fn allows(
-        &self,
+        &mut self,
         req: &Request<'_>,
         right: Right,
         topic: &str,
     ) -> Result<Option<u64>, Refusal> {
-        if right == Right::Subscribe && self.is_public(topic) {
-            return Ok(None);
+        let key = api_key_of(req);
+        match (self.policy.who(right, topic), key) {
+            (Who::Anyone, _) => Ok(None),
+            // Backend publishers (`--api-key-file`) may publish anything but a handler's own.
+            (Who::Server | Who::Token, Some(key)) if right == Right::Publish => {
+                match self.policy.api_key_is(key) {
+                    true => Ok(None),
+                    false => Err(BAD_API_KEY),
+                }
+            }
+            (Who::Server, _) => Err(SERVER_ONLY),
+            (Who::Token, _) => {
+                let grant = self.grant_of(req)?;
+                if grant.may(right, topic) {
+                    Ok(Some(grant.exp))
+                } else {
+                    Err(match right {
+                        Right::Subscribe => (403, NO_SUBSCRIBE),
+                        Right::Publish => {
+                            (403, "the token does not grant publishing to this topic")
+                        }
+                    })
+                }
+            }
         }
-        match self.grant(req)? {
-            Some(g) if !g.may(right, topic) => Err(match right {
-                Right::Subscribe => (403, "the token does not grant subscribing to this topic"),
-                Right::Publish => (403, "the token does not grant publishing to this topic"),
-            }),
-            grant => Ok(grant.map(|g| g.exp)),
+    }
+
+    /// A WebSocket that reads `reads` and writes `writes`: refused (401, or 403 without the
+    /// right to read), or admitted with whether it may write and the token it brought. A
+    /// route with no topic needs no token; a token brought to a topic anyone may read is
+    /// still verified (it may grant writing).
+    pub fn check(
+        &mut self,
+        req: &Request<'_>,
+        reads: Option<&str>,
+        writes: Option<&str>,
+    ) -> Result<Admitted, Refusal> {
+        if reads.is_none() && writes.is_none() {
+            return Ok(Admitted::open());
         }
+        let token = token_of(req, &self.policy.cookie).filter(|_| self.policy.verifier.is_some());
+        let grant = match token {
+            Some(t) => Some(self.grant(t).map_err(|e| (401, e.reason()))?),
+            None => None,
+        };
+        if let Some(topic) = reads.filter(|t| self.policy.who(Right::Subscribe, t) == Who::Token) {
+            match &grant {
+                None => {
+                    self.outcomes.token_refused(AuthError::Missing.index());
+                    return Err((401, AuthError::Missing.reason()));
+                }
+                Some(g) if !g.may(Right::Subscribe, topic) => return Err((403, NO_SUBSCRIBE)),
+                Some(_) => {}
+            }
+        }
+        Ok(self.admit(grant, writes))
     }
 
     /// A refresh on an open WebSocket that reads `reads` and writes `writes`: the new token,
     /// verified now, must grant reading as the first did. Refused: the reason.
     pub fn refresh(
-        &self,
+        &mut self,
         token: &str,
         reads: Option<&str>,
         writes: Option<&str>,
     ) -> Result<Admitted, &'static str> {
-        let verifier = self.verifier.ok_or("no access tokens are configured")?;
-        let grant = verifier.verify(token, self.now).map_err(|e| e.reason())?;
-        if reads.is_some_and(|t| !grant.may(Right::Subscribe, t)) {
-            return Err("the token does not grant subscribing to this topic");
+        let grant = self.grant(token).map_err(|e| e.reason())?;
+        let needs = reads.filter(|t| self.policy.who(Right::Subscribe, t) == Who::Token);
+        if needs.is_some_and(|t| !grant.may(Right::Subscribe, t)) {
+            return Err(NO_SUBSCRIBE);
         }
-        Ok(Admitted {
-            may_write: writes.is_none_or(|t| grant.may(Right::Publish, t)),
-            exp: Some(grant.exp),
-        })
+        Ok(self.admit(Some(grant), writes))
     }
 
-    /// A WebSocket that reads `reads` and writes `writes`: refused (401, or 403 without the
-    /// right to read), or admitted with whether it may write and the token's `exp`. A route
-    /// with no topic needs no token.
-    pub fn check(
-        &self,
-        req: &Request<'_>,
-        reads: Option<&str>,
-        writes: Option<&str>,
-    ) -> Result<Admitted, Refusal> {
-        let open = Admitted {
-            may_write: true,
-            exp: None,
+    /// Admitted with `grant`: may it write `writes`, by the topic's rule and its claims?
+    fn admit(&self, grant: Option<Rc<Grant>>, writes: Option<&str>) -> Admitted {
+        let may_write = match writes {
+            None => true,
+            Some(t) => match self.policy.who(Right::Publish, t) {
+                Who::Anyone => true,
+                Who::Server => false,
+                Who::Token => grant.as_ref().is_some_and(|g| g.may(Right::Publish, t)),
+            },
         };
-        if reads.is_none() && writes.is_none() {
-            return Ok(open);
+        Admitted {
+            may_write,
+            exp: grant.as_ref().map(|g| g.exp),
+            identity: grant,
         }
-        // A public topic is read without a token; with none, it cannot be written.
-        if self.verifier.is_some()
-            && reads.is_some_and(|t| self.is_public(t))
-            && token_of(req, self.cookie).is_none()
-        {
-            return Ok(Admitted {
-                may_write: writes.is_none(),
-                exp: None,
-            });
-        }
-        let Some(grant) = self.grant(req)? else {
-            return Ok(open);
-        };
-        if reads.is_some_and(|t| !grant.may(Right::Subscribe, t)) {
-            return Err((403, "the token does not grant subscribing to this topic"));
-        }
-        Ok(Admitted {
-            may_write: writes.is_none_or(|t| grant.may(Right::Publish, t)),
-            exp: Some(grant.exp),
-        })
     }
 }
 
+const NO_SUBSCRIBE: &str = "the token does not grant subscribing to this topic";
+
 /// A WebSocket let in by `Gate::check`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Admitted {
     /// It may publish into its topic.
     pub may_write: bool,
-    /// Its token's `exp` (seconds since the Unix epoch), if it needed one: the connection
+    /// Its token's `exp` (seconds since the Unix epoch), if it brought one: the connection
     /// ends then.
     pub exp: Option<u64>,
+    /// The token it brought, verified (`Upgrade::identity`).
+    pub identity: Option<Rc<Grant>>,
+}
+
+impl Admitted {
+    fn open() -> Admitted {
+        Admitted {
+            may_write: true,
+            exp: None,
+            identity: None,
+        }
+    }
+}
+
+/// The API key a request carries: `Authorization: ApiKey KEY`.
+pub fn api_key_of<'a>(req: &Request<'a>) -> Option<&'a str> {
+    let v = std::str::from_utf8(req.header("authorization")?)
+        .ok()?
+        .trim();
+    let (scheme, key) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("apikey")
+        .then(|| key.trim())
+        .filter(|k| !k.is_empty())
 }
 
 /// The subprotocol a WebSocket client offers to refresh its token in-band: the server selects
@@ -229,132 +342,6 @@ pub fn refresh_token(text: &str) -> Option<String> {
     }
     let r: Refresh = serde_json::from_str(text).ok()?;
     (r.kind == "refresh").then_some(r.token)
-}
-
-/// The claims as they arrive; NumericDate may be fractional (RFC 7519 §2).
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    exp: f64,
-    #[serde(default)]
-    nbf: Option<f64>,
-    #[serde(default)]
-    subscribe: Vec<String>,
-    #[serde(default)]
-    publish: Vec<String>,
-}
-
-impl Verifier {
-    /// The verifier `cfg` asks for, its key read now; None when no key is configured.
-    pub fn load(cfg: &AuthConfig) -> Result<Option<Verifier>, String> {
-        let (key, algorithms) = match (&cfg.secret_file, &cfg.public_key_file) {
-            (None, None) => return Ok(None),
-            (Some(_), Some(_)) => {
-                return Err("token_secret_file and token_public_key_file: choose one".into())
-            }
-            (Some(path), None) => {
-                let secret = read(path)?;
-                let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
-                let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
-                if secret.is_empty() {
-                    return Err(format!("{}: the secret is empty", path.display()));
-                }
-                let hs = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-                (DecodingKey::from_secret(secret), hs)
-            }
-            (None, Some(path)) => public_key(path, &read(path)?)?,
-        };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        // Time is checked against the reactor's clock (`verify`), not read here.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        // A configured audience or issuer must be present too, not only right when present.
-        let mut required = vec!["sub", "exp"];
-        if cfg.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&[&cfg.audience]);
-            required.push("aud");
-        }
-        if !cfg.issuer.is_empty() {
-            validation.set_issuer(&[&cfg.issuer]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
-        Ok(Some(Verifier { key, validation }))
-    }
-
-    /// Verify `token` at `now` (seconds since the Unix epoch): its signature, algorithm,
-    /// audience and issuer, `exp` in the future and `nbf`, if any, not.
-    pub fn verify(&self, token: &str, now: u64) -> Result<Grant, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let c = data.claims;
-        let now = now as f64;
-        if c.exp <= now {
-            return Err(AuthError::Expired);
-        }
-        if c.nbf.is_some_and(|nbf| nbf > now) {
-            return Err(AuthError::NotYet);
-        }
-        Ok(Grant {
-            sub: c.sub,
-            exp: c.exp as u64,
-            subscribe: c.subscribe,
-            publish: c.publish,
-        })
-    }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// A PEM public key and the algorithms it verifies: RSA (RS*, PS*), EC (ES256, ES384) or
-/// Ed25519 (EdDSA).
-fn public_key(path: &Path, pem: &[u8]) -> Result<(DecodingKey, Vec<Algorithm>), String> {
-    use Algorithm::*;
-    if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-        return Ok((k, vec![RS256, RS384, RS512, PS256, PS384, PS512]));
-    }
-    if let Ok(k) = DecodingKey::from_ec_pem(pem) {
-        return Ok((k, vec![ES256, ES384]));
-    }
-    if let Ok(k) = DecodingKey::from_ed_pem(pem) {
-        return Ok((k, vec![EdDSA]));
-    }
-    Err(format!(
-        "{}: not a PEM RSA, EC or Ed25519 public key",
-        path.display()
-    ))
-}
-
-/// Does `pattern` match `topic`? `*` matches any run of characters (none included); every
-/// other character matches itself. `news.*` matches `news.` and `news.sport`; `*` matches
-/// every topic; there is no escape character.
-pub fn matches(pattern: &str, topic: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), topic.as_bytes());
-    // Greedy with one backtrack point: the last `*` seen and where its run ended. Linear in
-    // practice; at worst patterns × topic length, both bounded (topics by --max-topic-len).
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&b| b == b'*')
 }
 
 /// The token a request carries: `Authorization: Bearer …` (RFC 6750 §2.1), else the `token`
@@ -384,36 +371,4 @@ pub fn token_of<'a>(req: &Request<'a>, cookie: &str) -> Option<&'a str> {
             let (k, v) = kv.trim().split_once('=')?;
             (k == cookie).then_some(v).filter(|v| !v.is_empty())
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::matches;
-
-    #[test]
-    fn a_star_matches_any_run_and_nothing_else_is_special() {
-        for (p, t) in [
-            ("*", "news"),
-            ("*", ""),
-            ("news", "news"),
-            ("news.*", "news."),
-            ("news.*", "news.sport"),
-            ("*.eu", "chat.eu"),
-            ("a*b*c", "abc"),
-            ("a*b*c", "aXbYbZc"),
-            ("**", "x"),
-        ] {
-            assert!(matches(p, t), "{p} should match {t}");
-        }
-        for (p, t) in [
-            ("news", "news2"),
-            ("news.*", "news"),
-            ("*.eu", "chat.us"),
-            ("a*b*c", "acb"),
-            ("clock", "CLOCK"),
-            ("", "x"),
-        ] {
-            assert!(!matches(p, t), "{p} should not match {t}");
-        }
-    }
 }

@@ -654,12 +654,29 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Text(|c| &mut c.auth.cookie),
     },
     Setting {
-        name: "token_public_topic",
+        name: "topic_rule",
         group: AUTH,
-        value_name: "PATTERN",
-        help: "Topics (`*` matches any run) anyone may subscribe to without a token; \
-               publishing still needs one. Repeatable.",
-        field: Field::List(|c| &mut c.auth.public_topics),
+        value_name: "RULE",
+        help: "Who may use the topics a pattern matches: `PATTERN [subscribe=anyone|token] \
+               [publish=anyone|token|server]`; the first matching rule decides, and what a \
+               rule does not say is the default (token with a key, else anyone). Repeatable.",
+        field: Field::List(|c| &mut c.auth.topic_rules),
+    },
+    Setting {
+        name: "api_key_file",
+        group: AUTH,
+        value_name: "FILE",
+        help: "A key for backend publishers: POST /publish with `Authorization: ApiKey KEY` \
+               may publish to any topic but a handler's own (publish=server ones included).",
+        field: Field::Path(|c| &mut c.auth.api_key_file),
+    },
+    Setting {
+        name: "token_cache",
+        group: AUTH,
+        value_name: "N",
+        help: "Verified tokens each worker remembers by their SHA-256 until they expire, so a \
+               reconnect storm does not check the same signatures again (0: none).",
+        field: Field::Count(|c| &mut c.auth.cache_entries),
     },
     Setting {
         name: "redis",

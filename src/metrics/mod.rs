@@ -289,7 +289,24 @@ pub struct Outcomes {
     answers: [Counter; (STATUS_MAX - STATUS_MIN + 1) as usize],
     pub close_sent: CloseCodes,
     pub close_received: CloseCodes,
+    /// Access tokens checked: their signature verified, or found in a reactor's cache.
+    pub tokens_verified: Counter,
+    pub tokens_cached: Counter,
+    /// Access tokens refused (or missing where one was needed), by `TOKEN_REFUSALS` reason.
+    token_refused: [Counter; TOKEN_REFUSALS.len()],
 }
+
+/// Why an access token was refused: the `reason` label of `wsloop_token_refusals_total`, a
+/// fixed set (`auth::AuthError::index` counts into it).
+pub const TOKEN_REFUSALS: [&str; 7] = [
+    "missing",
+    "too_large",
+    "malformed",
+    "signature",
+    "claims",
+    "expired",
+    "not_yet",
+];
 
 impl Outcomes {
     pub const fn new() -> Outcomes {
@@ -297,7 +314,21 @@ impl Outcomes {
             answers: [const { Counter::new() }; (STATUS_MAX - STATUS_MIN + 1) as usize],
             close_sent: CloseCodes::new(),
             close_received: CloseCodes::new(),
+            tokens_verified: Counter::new(),
+            tokens_cached: Counter::new(),
+            token_refused: [const { Counter::new() }; TOKEN_REFUSALS.len()],
         }
+    }
+
+    /// A token was refused for reason `TOKEN_REFUSALS[reason]`.
+    pub fn token_refused(&self, reason: usize) {
+        if let Some(c) = self.token_refused.get(reason) {
+            c.inc();
+        }
+    }
+
+    pub fn token_refusals(&self, reason: usize) -> u64 {
+        self.token_refused.get(reason).map_or(0, Counter::get)
     }
 
     /// A request was answered with `status`: 101 accepts an upgrade; anything else refused

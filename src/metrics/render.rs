@@ -8,6 +8,7 @@ use std::fmt::{Display, Write as _};
 
 use super::{
     Gauge, Metrics, Phase, RedisMetrics, Transport, WorkerMetrics, STATUS_MAX, STATUS_MIN,
+    TOKEN_REFUSALS,
 };
 
 impl Metrics {
@@ -161,6 +162,32 @@ impl Metrics {
             for (code, n) in codes.seen() {
                 r.sample(name, &[("code", &code)], n);
             }
+        }
+
+        r.family(
+            "wsloop_token_checks_total",
+            "counter",
+            "Access tokens accepted: how=\"verified\" had their signature checked, \
+             how=\"cached\" were found verified in the worker's cache (--token-cache).",
+        );
+        let o = self.outcomes();
+        let checks = [
+            ("verified", &o.tokens_verified),
+            ("cached", &o.tokens_cached),
+        ];
+        for (how, n) in checks {
+            r.sample("wsloop_token_checks_total", &[("how", how)], n.get());
+        }
+        r.family(
+            "wsloop_token_refusals_total",
+            "counter",
+            "Access tokens refused with 401 (or close 3000 on a refresh), by reason: missing, \
+             too_large, malformed, signature (or the wrong algorithm), claims (aud, iss, sub, \
+             exp absent or wrong), expired, not_yet.",
+        );
+        for (i, reason) in TOKEN_REFUSALS.iter().enumerate() {
+            let labels = [("reason", *reason)];
+            r.sample("wsloop_token_refusals_total", &labels, o.token_refusals(i));
         }
 
         r.family(

@@ -74,13 +74,14 @@ impl<N: Net> Reactor<N> {
             unix_ms,
             token_expiry,
             refreshable,
+            token_cache,
             ..
         } = self;
-        let gate = Gate {
-            verifier: auth.as_deref(),
-            public: &cfg.auth.public_topics,
+        let gate = &mut Gate {
+            policy: auth,
             now: *unix_ms / 1000,
-            cookie: &cfg.auth.cookie,
+            cache: token_cache,
+            outcomes: metrics.all().outcomes(),
         };
         let e = &mut conns[idx];
         let via_proxy = e.flags.has(VIA_PROXY);
@@ -104,7 +105,7 @@ impl<N: Net> Reactor<N> {
                     read_only,
                     refreshable,
                 };
-                let exp = upgrade(router, id, &req, &up, &mut out, cmds, &gate, tokens);
+                let exp = upgrade(router, id, &req, &up, &mut out, cmds, gate, tokens);
                 if out.is_open() {
                     expires(token_expiry, idx, exp, now, *unix_ms);
                 }
@@ -131,7 +132,7 @@ impl<N: Net> Reactor<N> {
                     date,
                     metrics: &render,
                     broker_down,
-                    gate: &gate,
+                    gate,
                     granted_until: None,
                 };
                 http::answer(env, id, &req, body, &mut out);
@@ -483,7 +484,7 @@ fn upgrade(
     ws: &WsUpgrade<'_>,
     out: &mut Outbox<'_>,
     cmds: &mut Vec<Command>,
-    gate: &Gate<'_>,
+    gate: &mut Gate<'_>,
     tokens: &mut Tokens<'_>,
 ) -> Option<u64> {
     let Some((route, params)) = router.find(req.path) else {
@@ -494,6 +495,7 @@ fn upgrade(
         req,
         ws,
         params: &params,
+        identity: None,
     };
     let access = router.handler(route).access(&up);
     let admitted = match gate.check(req, access.reads.as_deref(), access.writes.as_deref()) {
@@ -502,6 +504,10 @@ fn upgrade(
             out.reject(status, reason);
             return None;
         }
+    };
+    let up = Upgrade {
+        identity: admitted.identity.as_deref(),
+        ..up
     };
     let owned = access.writes.as_deref().is_some_and(|t| router.owns(t));
     match router.handler(route).on_upgrade(&up) {

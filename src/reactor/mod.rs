@@ -131,8 +131,8 @@ pub(crate) struct Shared {
     pub clients: Arc<Clients>,
     /// The workers' queued bytes and dedicated compressors, added up.
     pub totals: Arc<Totals>,
-    /// The access-token verifier (`--token-…`), if a key is configured.
-    pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// Who may read and write which topic (`--token-…`, `--topic-rule`, `--api-key-file`).
+    pub auth: Arc<crate::auth::Policy>,
 }
 
 impl Shared {
@@ -141,9 +141,10 @@ impl Shared {
             tls: tls_config(cfg)?,
             clients: Arc::new(Clients::new(cfg.max_connections_per_ip)),
             totals: Arc::default(),
-            auth: crate::auth::Verifier::load(&cfg.auth)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-                .map(Arc::new),
+            auth: Arc::new(
+                crate::auth::Policy::load(&cfg.auth)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
         })
     }
 }
@@ -208,7 +209,9 @@ pub struct Reactor<N: Net = MioNet> {
     /// (`Reactor::publish_answered`).
     held_publishes: HashMap<ConnId, (Box<str>, Option<String>)>,
     /// Access tokens (`--token-…`), shared by the workers.
-    auth: Option<Arc<crate::auth::Verifier>>,
+    auth: Arc<crate::auth::Policy>,
+    /// Tokens this worker verified, by hash, until they expire (`--token-cache`).
+    token_cache: crate::auth::TokenCache,
     /// WebSockets that may read their route's topic but not write it (no `publish` right,
     /// or a topic the server owns): a message from one is closed with 3003.
     read_only: std::collections::HashSet<ConnId>,
@@ -286,6 +289,7 @@ impl<N: Net> Reactor<N> {
             closing: Vec::new(),
             sheds: accept::Sheds::default(),
             held_publishes: HashMap::new(),
+            token_cache: crate::auth::TokenCache::new(shared.auth.cache_entries),
             auth: shared.auth,
             read_only: Default::default(),
             token_expiry: HashMap::new(),

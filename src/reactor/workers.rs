@@ -124,6 +124,13 @@ pub fn run(
 ) -> io::Result<()> {
     let n = n.max(1);
     let shared = super::Shared::new(&cfg)?;
+    if shared.auth.is_open() && !cfg.listen.ip().is_loopback() {
+        log::warn!(
+            "{}: reachable beyond this machine with no access control: anyone may subscribe \
+             and publish to any topic (docs/protocol.md, \"Access tokens\")",
+            cfg.listen
+        );
+    }
     // Resolved once, before any loop runs: name resolution blocks, the loop must not.
     let redis = super::redis::resolve(&cfg)?;
     // Several workers share the port with SO_REUSEPORT: claim it first, so that a port
