@@ -102,6 +102,11 @@ fn redis_link() {
 }
 
 #[test]
+fn access_token() {
+    replay_with_seeds("access_token");
+}
+
+#[test]
 fn every_target_is_replayed_here() {
     let here = [
         "ws_decode",
@@ -113,6 +118,7 @@ fn every_target_is_replayed_here() {
         "deflate_offer",
         "sse_encode",
         "redis_link",
+        "access_token",
     ];
     let names: Vec<&str> = wsloop::fuzzing::TARGETS.iter().map(|t| t.0).collect();
     assert_eq!(names, here, "add a #[test] for the new target");

@@ -102,6 +102,16 @@ impl Policy {
         })
     }
 
+    /// Every topic needs a token that `verifier` accepts; no rules, no API key.
+    pub fn tokens_only(verifier: Verifier, cache_entries: usize) -> Policy {
+        Policy {
+            verifier: Some(verifier),
+            default: (Who::Token, Who::Token),
+            cache_entries,
+            ..Policy::default()
+        }
+    }
+
     /// Is everything open: no token key and no API key?
     pub fn is_open(&self) -> bool {
         self.verifier.is_none() && self.api_key.is_none() && self.rules.is_empty()

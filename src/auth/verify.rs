@@ -176,13 +176,20 @@ impl Verifier {
             (Some(_), Some(_)) => {
                 return Err("token_secret_file and token_public_key_file: choose one".into())
             }
-            (Some(path), None) => {
-                let secret = read_secret(path)?;
-                let hs = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-                (DecodingKey::from_secret(&secret), hs)
-            }
+            (Some(path), None) => return Ok(Some(Verifier::hmac(&read_secret(path)?, cfg))),
             (None, Some(path)) => public_key(path, &read(path)?)?,
         };
+        Ok(Some(Verifier::with(key, algorithms, cfg)))
+    }
+
+    /// A verifier of HS256/384/512 tokens signed with `secret`, checking `cfg`'s audience and
+    /// issuer.
+    pub fn hmac(secret: &[u8], cfg: &AuthConfig) -> Verifier {
+        let hs = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+        Verifier::with(DecodingKey::from_secret(secret), hs, cfg)
+    }
+
+    fn with(key: DecodingKey, algorithms: Vec<Algorithm>, cfg: &AuthConfig) -> Verifier {
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
         // Time is checked against the reactor's clock (`Grant::valid_at`), not read here.
@@ -201,7 +208,7 @@ impl Verifier {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Some(Verifier { key, validation }))
+        Verifier { key, validation }
     }
 
     /// Verify `token`'s signature, algorithm, audience and issuer; its time claims are the

@@ -5,6 +5,7 @@
 //! exercises; not part of the server's API (hidden from the docs).
 //! Must not: be used by the server at run time.
 
+mod auth;
 mod conn;
 mod deflate;
 mod http;
@@ -14,6 +15,7 @@ mod sse;
 mod text;
 mod ws;
 
+pub use auth::access_token;
 pub use conn::conn;
 pub use deflate::deflate_offer;
 pub use http::http_request;
@@ -37,6 +39,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("deflate_offer", deflate_offer),
     ("sse_encode", sse_encode),
     ("redis_link", redis_link),
+    ("access_token", access_token),
 ];
 
 /// Reads the fuzzer's bytes front to back; past the end every read yields zeros, so any input
