@@ -227,6 +227,26 @@ fn sse_reconnects_with_last_event_id_and_misses_nothing() {
 }
 
 #[test]
+fn access_tokens_by_query_and_by_cookie() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let secret = "browser secret";
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("browser-token-secret-{}", std::process::id()));
+    std::fs::write(&file, secret).expect("write the token secret");
+    let file = file.to_string_lossy().into_owned();
+    let args = [
+        "--token-secret-file",
+        &file,
+        "--token-cookie",
+        "wsloop_token",
+    ];
+    let mut server = Server::start(&args);
+    run_scenario("tokens", &server, &[("WSLOOP_TOKEN_SECRET", secret)]);
+    server.assert_running();
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
 fn long_polling_fallback_receives_chat_from_a_websocket_page() {
     scenario("poll", &[]);
 }

@@ -5,6 +5,8 @@
 //   env WSLOOP_CHROMIUM    the browser (default /usr/bin/chromium)
 //   env WSLOOP_SERVER_PID  the server's pid (scenario "shutdown" sends it SIGTERM)
 //   env WSLOOP_SCREENSHOT  where scenario "screenshot" writes its PNG
+//   env WSLOOP_TOKEN_SECRET the HMAC secret scenario "tokens" signs its tokens with (the
+//                          server's --token-secret-file, cookie --token-cookie wsloop_token)
 // Prints "PASS SCENARIO ..." and exits 0, or prints "FAIL SCENARIO: why" and exits non-zero.
 // tests/browser.rs starts one server per scenario and runs this once per scenario.
 //
@@ -19,6 +21,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
+import crypto from "node:crypto";
 
 const [scenario, base] = process.argv.slice(2);
 const CHROMIUM = process.env.WSLOOP_CHROMIUM || "/usr/bin/chromium";
@@ -237,7 +240,105 @@ class Relay {
 
 // --- scenarios ------------------------------------------------------------------------------
 
+// An HS256 JWT signed with node:crypto (an implementation independent of the server's).
+function hs256(claims, secret) {
+  const b64 = (x) => Buffer.from(x).toString("base64url");
+  const body = b64(JSON.stringify({ alg: "HS256", typ: "JWT" })) + "." + b64(JSON.stringify(claims));
+  return body + "." + crypto.createHmac("sha256", secret).update(body).digest("base64url");
+}
+
 const scenarios = {
+  // Access tokens from a browser, which cannot set headers on WebSocket or EventSource: the
+  // token in the query and in a cookie opens both; without one, or with a forged one, neither
+  // opens; the chat names the member by the token's sub.
+  async tokens(browser) {
+    const secret = process.env.WSLOOP_TOKEN_SECRET;
+    assert.ok(secret, "WSLOOP_TOKEN_SECRET is set by tests/browser.rs");
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const good = hs256({ sub: "alice", exp, subscribe: ["tok.*", "chat.*"], publish: ["tok.*", "chat.*"] }, secret);
+    const forged = hs256({ sub: "mallory", exp, subscribe: ["*"], publish: ["*"] }, secret + "x");
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on("console", (m) => consoleLog.push(`[tokens] console.${m.type()}: ${m.text()}`));
+    const res = await page.goto(`${base}/healthz`, { timeout: WAIT_MS });
+    assert.equal(res.status(), 200);
+    const probe = ({ good, forged }) => {
+      // Does a WebSocket to `path` open, and does it get back what it publishes?
+      const ws = (path) =>
+        new Promise((res) => {
+          const w = new WebSocket(`ws://${location.host}${path}`);
+          const t = setTimeout(() => res("timeout"), 4000);
+          w.onopen = () => w.send("ping " + path);
+          w.onmessage = (e) => {
+            if (String(e.data).startsWith("ping ")) {
+              clearTimeout(t);
+              w.close(1000);
+              res("echoed");
+            }
+          };
+          w.onclose = (e) => {
+            clearTimeout(t);
+            res("closed " + e.code);
+          };
+        });
+      // Does an EventSource on `path` open and receive a publish made with the good token?
+      const sse = (path, topic) =>
+        new Promise((res) => {
+          const es = new EventSource(path);
+          const t = setTimeout(() => (es.close(), res("timeout")), 4000);
+          es.onopen = () =>
+            fetch(`/publish/${topic}`, { method: "POST", body: "hello " + topic, headers: { Authorization: `Bearer ${good}` } });
+          es.onmessage = (e) => {
+            clearTimeout(t);
+            es.close();
+            res(e.data);
+          };
+          es.onerror = () => {
+            if (es.readyState === EventSource.CLOSED) {
+              clearTimeout(t);
+              res("refused");
+            }
+          };
+        });
+      const chat = (path) =>
+        new Promise((res) => {
+          const w = new WebSocket(`ws://${location.host}${path}`);
+          const t = setTimeout(() => res(null), 4000);
+          w.onmessage = (e) => {
+            clearTimeout(t);
+            w.close(1000);
+            res(JSON.parse(e.data));
+          };
+        });
+      return (async () => {
+        const out = {};
+        out.wsNone = await ws("/topic/tok.a");
+        out.wsForged = await ws(`/topic/tok.a?token=${forged}`);
+        out.wsQuery = await ws(`/topic/tok.a?token=${good}`);
+        out.sseNone = await sse("/sse/tok.b", "tok.b");
+        out.sseQuery = await sse(`/sse/tok.c?token=${good}`, "tok.c");
+        out.chat = await chat(`/chat/r1?token=${good}`);
+        document.cookie = `wsloop_token=${forged}; path=/`;
+        out.wsCookieForged = await ws("/topic/tok.d");
+        document.cookie = `wsloop_token=${good}; path=/`;
+        out.wsCookie = await ws("/topic/tok.d");
+        out.sseCookie = await sse("/sse/tok.e", "tok.e");
+        return out;
+      })();
+    };
+    const r = await bounded(page.evaluate(probe, { good, forged }), "token probes", 40000);
+    assert.equal(r.wsNone, "closed 1006", "no token: the upgrade is refused (401)");
+    assert.equal(r.wsForged, "closed 1006", "a forged token is refused");
+    assert.equal(r.wsQuery, "echoed", "?token= opens the WebSocket and may publish");
+    assert.equal(r.sseNone, "refused", "EventSource without a token");
+    assert.equal(r.sseQuery, "hello tok.c", "EventSource with ?token=");
+    assert.equal(r.wsCookieForged, "closed 1006", "a forged cookie is refused");
+    assert.equal(r.wsCookie, "echoed", "the cookie opens the WebSocket");
+    assert.equal(r.sseCookie, "hello tok.e", "the cookie opens the EventSource");
+    assert.ok(r.chat && r.chat.type === "join" && r.chat.name === "alice", `the chat names alice: ${JSON.stringify(r.chat)}`);
+    return "query and cookie tokens open WebSocket and EventSource; none or forged: refused; chat names alice";
+  },
+
   // WebSocket echo from the page: text (UTF-8) and binary with binaryType "arraybuffer", at
   // the sizes where the frame length encoding changes; then the demo's echo form.
   async echo(browser) {
