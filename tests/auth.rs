@@ -175,6 +175,24 @@ fn hmac_tokens_gate_every_transport() {
     let big = mint(&big, &secret, "HS256");
     let resp = publish(&srv, "news.eu", &bearer(&big));
     assert_eq!(status(&resp), "401", "{resp}");
+    // Every bad token is refused the same way on every other transport, and the clock takes
+    // no publish even from a writer of `*`.
+    let all = mint(&claims(r#"["*"]"#, r#"["*"]"#), &secret, "HS256");
+    assert_eq!(status(&publish(&srv, "clock", &bearer(&all))), "403");
+    let bad = [&forged, &expired, &early, &no_exp, &none, &big, "garbage"];
+    for token in bad {
+        for path in ["/sse/news.eu", "/stream/news.eu", "/poll/news.eu?wait=0"] {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let get = format!(
+                "GET {path}{sep}token={token} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            );
+            let resp = exchange(&srv, &get);
+            assert_eq!(status(&resp), "401", "{path}: {resp}");
+            assert!(resp.contains("WWW-Authenticate: Bearer"), "{resp}");
+        }
+        let resp = upgrade_status(&srv, "/topic/news.eu", &bearer(token));
+        assert_eq!(status(&resp), "401", "WebSocket: {resp}");
+    }
 
     // SSE, streaming and polling need the subscribe right; the token in the query works.
     for path in ["/sse/news.eu", "/stream/news.eu", "/poll/news.eu?wait=0"] {
