@@ -323,12 +323,9 @@ fn a_connection_ends_when_its_token_expires() {
     let dir = Scratch::new("exp");
     let secret = dir.file("secret", b"s3cret");
     let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
-    let soon = format!(
-        r#"{{"sub":"bob","exp":{},"subscribe":["t"],"publish":["t"]}}"#,
-        now() + 2
-    );
+    let exp = now() + 3;
+    let soon = format!(r#"{{"sub":"bob","exp":{exp},"subscribe":["t"],"publish":["t"]}}"#);
     let token = mint(&soon, &secret, "HS256");
-    let started = std::time::Instant::now();
     let mut ws = Client::open_path(srv.addr(), &format!("/topic/t?token={token}"));
     let mut sse = TcpStream::connect(srv.addr()).unwrap();
     sse.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -345,10 +342,13 @@ fn a_connection_ends_when_its_token_expires() {
             other => panic!("expected a close, got {other:?}"),
         }
     }
-    let took = started.elapsed();
+    // Not before `exp` by the wall clock (the server's clock, read once per loop iteration,
+    // may lag a little), and not long after.
+    let closed_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let exp = Duration::from_secs(exp);
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "closed after {took:?}"
+        closed_at + Duration::from_millis(50) >= exp && closed_at < exp + Duration::from_secs(3),
+        "closed at {closed_at:?}, exp {exp:?}"
     );
     // The SSE response just ends (EventSource reconnects, with a fresh token).
     let all = read_until(&mut sse, "never in a stream", 1);
