@@ -237,24 +237,45 @@ fn a_publish_on_one_node_reaches_every_transport_on_every_node_exactly_once() {
         let events = read_until(&mut s.sse, "data: m2\n\n", 1);
         assert!(!events.contains("m1"), "m1 twice: {events}");
     }
-    // Messages from Redis land in each node's history: a poll resumes from it.
-    for n in [&b, &c] {
+    // Redis numbered them: every node keeps them under the same positions, one apart, so
+    // a poll resumes from any node alike.
+    let mut seen = Vec::new();
+    for n in [&a, &b, &c] {
         let batch = http(
             n,
             "GET /poll/news?after=0&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         );
-        assert!(
-            batch.ends_with(r#""messages":[{"seq":1,"text":"m1"},{"seq":2,"text":"m2"}]}"#),
-            "{batch}"
-        );
+        let body = &batch[batch.find("\r\n\r\n").expect("a head") + 4..];
+        seen.push(body.to_string());
     }
+    assert_eq!(seen[0], seen[1], "A and B keep the same positions");
+    assert_eq!(seen[1], seen[2], "B and C keep the same positions");
+    let seqs = seqs_of(&seen[0]);
+    assert_eq!(seqs.len(), 2, "{}", seen[0]);
+    assert_eq!(seqs[1], seqs[0] + 1, "{}", seen[0]);
+    assert!(seen[0].contains(r#""text":"m1"},{"seq":"#), "{}", seen[0]);
     assert_eq!(metric(&a, "wsloop_redis_published_total"), 2);
     for n in [&b, &c] {
-        assert_eq!(metric(n, "wsloop_redis_received_total"), 2);
         assert_eq!(metric(n, "wsloop_redis_published_total"), 0);
     }
-    // A's own publishes came back from Redis and were not delivered twice.
-    assert_eq!(metric(&a, "wsloop_redis_received_total"), 0);
+    // Every node delivered what Redis published, A's own publishes included, once.
+    for n in [&a, &b, &c] {
+        assert_eq!(metric(n, "wsloop_redis_received_total"), 2);
+    }
+}
+
+/// The `"seq":N` numbers of a poll batch, in order.
+fn seqs_of(batch: &str) -> Vec<u64> {
+    batch
+        .split(r#""seq":"#)
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// A publisher and a subscriber on A and a subscriber on B, all on topic `t`, with B's
@@ -301,8 +322,9 @@ fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
         assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
         assert!(resp.contains("\r\nRetry-After: 1\r\n"), "{resp}");
     }
-    // Local delivery goes on; the cross-node copy is dropped and counted (at most once).
-    publish(&mut publisher, &mut on_a, "during");
+    // A WebSocket publish has no place in the topic's order while Redis is away: dropped
+    // and counted, on this node as on the others (never delivered out of order).
+    publisher.send_frame(0x81, b"during");
     wait_until("the drop is counted", Duration::from_secs(5), || {
         metric(&a, "wsloop_redis_dropped_publishes_total") >= 1
     });
@@ -316,7 +338,7 @@ fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
     let resp = http(&c, post);
     assert!(resp.starts_with("HTTP/1.1 202 "), "{resp}");
     publish(&mut publisher, &mut on_a, "after");
-    // B never saw "during": its next message is "after".
+    // Nobody saw "during": B's next message is "after" too.
     assert_eq!(on_b.next_text(), "after");
 }
 
@@ -333,7 +355,7 @@ fn redis_paused_with_sigstop_never_stalls_a_node_and_the_link_recovers() {
     for _ in 0..6 {
         let resp = http(&b, post);
         assert!(resp.starts_with("HTTP/1.1 202 "), "{resp}");
-        assert!(resp.ends_with(r#"{"topic":"p-http"}"#), "{resp}");
+        assert!(resp.contains(r#"{"topic":"p-http","position":""#), "{resp}");
     }
 
     redis.signal(libc::SIGSTOP);
@@ -356,7 +378,8 @@ fn redis_paused_with_sigstop_never_stalls_a_node_and_the_link_recovers() {
         });
         echo_is_prompt(n);
     }
-    publish(&mut publisher, &mut on_a, "paused");
+    // Not sequenced while the link is down: dropped everywhere.
+    publisher.send_frame(0x81, b"paused");
 
     redis.signal(libc::SIGCONT);
     for n in [&a, &b] {
@@ -364,12 +387,7 @@ fn redis_paused_with_sigstop_never_stalls_a_node_and_the_link_recovers() {
     }
     wait_until("C's link back", Duration::from_secs(10), || link_up(&c));
     publish(&mut publisher, &mut on_a, "resumed");
-    // "paused" may or may not cross (at most once); "resumed" must.
-    let mut next = on_b.next_text();
-    if next == "paused" {
-        next = on_b.next_text();
-    }
-    assert_eq!(next, "resumed");
+    assert_eq!(on_b.next_text(), "resumed");
 }
 
 #[test]
@@ -386,7 +404,7 @@ fn redis_closing_the_link_for_its_output_buffer_limit_is_recovered_like_a_loss()
     // Larger than Redis's 16 KiB per-client reply buffer, so it counts against the limit:
     // Redis closes every subscriber it is sent to (A's link and B's).
     let big = "x".repeat(100 * 1024);
-    publish(&mut publisher, &mut on_a, &big);
+    publisher.send_frame(0x81, big.as_bytes());
     wait_until("B's link dropped by Redis", Duration::from_secs(5), || {
         metric(&b, "wsloop_redis_reconnects_total") >= 1
     });
@@ -400,12 +418,16 @@ fn redis_closing_the_link_for_its_output_buffer_limit_is_recovered_like_a_loss()
     for n in [&a, &b] {
         wait_subscribed(n, 1);
     }
-    publish(&mut publisher, &mut on_a, "after");
-    let mut next = on_b.next_text();
-    if next == big {
-        next = on_b.next_text(); // written before Redis closed the connection
+    publisher.send_frame(0x81, b"after");
+    // The big message may have been written to a link before Redis closed it; "after" is
+    // what comes next, or right after it.
+    for ws in [&mut publisher, &mut on_a, &mut on_b] {
+        let mut next = ws.next_text();
+        if next == big {
+            next = ws.next_text();
+        }
+        assert_eq!(next, "after");
     }
-    assert_eq!(next, "after");
 }
 
 #[test]
@@ -480,4 +502,106 @@ fn ticks_stay_on_their_node() {
         last = next;
     }
     assert_eq!(metric(&b, "wsloop_redis_received_total"), 0);
+}
+
+/// `POST /publish/{topic}` on `srv`; the position Redis gave the message.
+fn post_position(srv: &Server, topic: &str, body: &str) -> u64 {
+    let resp = http(
+        srv,
+        &format!(
+            "POST /publish/{topic} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(resp.starts_with("HTTP/1.1 202 "), "{resp}");
+    let at = resp
+        .find(r#""position":""#)
+        .unwrap_or_else(|| panic!("{resp}"))
+        + 12;
+    resp[at..]
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a decimal position")
+}
+
+#[test]
+fn positions_agree_on_every_node_in_publish_order_and_a_client_resumes_through_any_node() {
+    let mut redis = Redis::start();
+    let nodes = [node(&redis, "1"), node(&redis, "2"), node(&redis, "1")];
+    // Each node follows the topic (a subscriber each); the one on A checks the order.
+    let mut watchers: Vec<Client> = nodes
+        .iter()
+        .map(|n| Client::open_path(n.addr(), "/topic/r"))
+        .collect();
+    for n in &nodes {
+        wait_subscribed(n, 1);
+    }
+    // Ten publishes, each through the next node, each sent once the previous one was
+    // acknowledged: Redis's order is the publish order, one position apart.
+    let mut positions = Vec::new();
+    for i in 1..=10 {
+        positions.push(post_position(&nodes[i % 3], "r", &format!("m{i}")));
+    }
+    for w in positions.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "{positions:?}");
+    }
+    // Every node delivered them in that order — its own publishes not ahead of the others'.
+    for w in &mut watchers {
+        for i in 1..=10 {
+            assert_eq!(w.next_text(), format!("m{i}"));
+        }
+    }
+    // A client that read m1..m5 through one node resumes through another, and a third, by
+    // the position it last saw: exactly what followed, under the same ids.
+    let head = format!(
+        "GET /sse/r HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {}\r\n\r\n",
+        positions[4]
+    );
+    let mut sse = open(&nodes[1], &head);
+    let events = read_until(&mut sse, "data: m10\n\n", 1);
+    for (i, p) in positions.iter().enumerate().skip(5) {
+        let event = format!("id: {p}\ndata: m{}\n\n", i + 1);
+        assert_eq!(events.matches(&event).count(), 1, "{event:?} in {events}");
+    }
+    assert!(!events.contains("data: m5\n"), "{events}");
+    assert!(!events.contains("event: gap"), "{events}");
+    let poll = http(
+        &nodes[2],
+        &format!(
+            "GET /poll/r?after={}&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            positions[7]
+        ),
+    );
+    assert_eq!(seqs_of(&poll), positions[8..], "{poll}");
+    assert!(poll.contains(r#""text":"m9"},{"seq":"#), "{poll}");
+
+    // Redis restarted without persistence: the topic's history is gone, a new epoch starts
+    // with larger numbers, and a resume from before is told of the gap, then gets what is
+    // new — never an old number reused.
+    redis.kill();
+    redis.spawn();
+    for n in &nodes {
+        wait_subscribed(n, 1);
+    }
+    let fresh = post_position(&nodes[0], "r", "m11");
+    assert!(fresh > positions[9] + 1, "{fresh} after {positions:?}");
+    for w in &mut watchers {
+        assert_eq!(w.next_text(), "m11");
+    }
+    let head = format!(
+        "GET /sse/r HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {}\r\n\r\n",
+        positions[9]
+    );
+    let mut sse = open(&nodes[2], &head);
+    let events = read_until(&mut sse, "data: m11\n\n", 1);
+    let gap = events
+        .find("event: gap")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert!(gap < events.find("data: m11").unwrap(), "{events}");
+    assert!(
+        events.contains(&format!("id: {fresh}\ndata: m11\n\n")),
+        "{events}"
+    );
 }

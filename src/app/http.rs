@@ -203,7 +203,7 @@ pub fn answer(
                 payload: body.to_vec(),
             });
             out.respond(
-                &publish_answer(topic, true, cors.as_deref(), env.date, keep_alive),
+                &publish_answer(topic, Ok(None), cors.as_deref(), env.date, keep_alive),
                 keep_alive,
             )
         }
@@ -456,7 +456,7 @@ fn poll_start(
 /// (and, with `--redis`, Redis has it), or 503 with `Retry-After` when it could not be.
 pub fn publish_answer(
     topic: &str,
-    ok: bool,
+    ok: Result<Option<u64>, ()>,
     origin: Option<&str>,
     date: &str,
     keep_alive: bool,
@@ -465,9 +465,13 @@ pub fn publish_answer(
     if let Some(origin) = origin {
         hs.extend([("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]);
     }
-    if ok {
+    if let Ok(position) = ok {
         hs.push(("Content-Type", "application/json"));
-        let body = format!("{{\"topic\":{}}}", crate::text::json_string(topic));
+        let topic = crate::text::json_string(topic);
+        let body = match position {
+            Some(p) => format!("{{\"topic\":{topic},\"position\":\"{p}\"}}"),
+            None => format!("{{\"topic\":{topic}}}"),
+        };
         response::full(202, &hs, body.as_bytes(), date, keep_alive, false)
     } else {
         hs.extend([("Retry-After", "1"), ("Content-Type", "text/plain")]);

@@ -3,8 +3,7 @@
 //! it answers with `Action`s (connect, drop the socket) and `Event`s (a message from another
 //! node). It never touches a socket or reads the clock — the reactor (`reactor/redis.rs`)
 //! does both.
-//! Must not: touch a socket, read a clock, or block; a lost link must never stop local
-//! delivery.
+//! Must not: touch a socket, read a clock, or block; a lost link must never stall the loop.
 //!
 //! What it keeps: which topics the process wants (a count of holders per topic: each worker
 //! that has local subscribers holds it once), which of those are subscribed on the current
@@ -13,19 +12,26 @@
 //! Phases: `Down` (waiting to retry) → `Connecting` (socket opening, `HELLO` pipelined; one
 //! deadline covers both) → `Up` (`HELLO` answered). Any failure — connect error, EOF,
 //! timeout, an unanswered `PING`, a refused command, bytes that are not RESP3 — goes back to
-//! `Down` with a jittered, doubling backoff. Every (re)connection sends the handshake and one
-//! `SUBSCRIBE` for every live topic as a single pipeline.
+//! `Down` with a jittered, doubling backoff. Every (re)connection sends the handshake (with
+//! `SCRIPT LOAD` of the sequencing script) and one `SUBSCRIBE` for every live topic as a
+//! single pipeline.
 //!
-//! Delivery is at most once: a publish while the link is not `Up`, or while too much is
-//! queued for Redis, is dropped and counted; messages Redis published while the link was down
-//! are not replayed (Redis pub/sub keeps nothing).
+//! A publish is `EVALSHA` of the sequencing script (`sequence.lua`): Redis numbers it, keeps
+//! it in the topic's log and publishes it with its position, and answers the position, which
+//! the publisher is told (`take_acks`). This node's own publishes come back on the channel
+//! like everyone else's and are delivered then, in Redis's order. A publish while the link is
+//! not `Up`, or while too much is queued for Redis, is refused at once (its publisher is told)
+//! and counted.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::envelope;
+use super::envelope::{self, Position};
 use super::resp::{self, Frame, RespError};
 use crate::config::RedisConfig;
 use crate::timer::Tick;
+
+/// The sequencing script, run by Redis for every publish.
+pub const SEQUENCE_SCRIPT: &str = include_str!("sequence.lua");
 
 /// First reconnection wait; each failed attempt doubles it up to `backoff_max`.
 const BACKOFF_MIN: Tick = 100;
@@ -60,9 +66,11 @@ pub enum Action {
 /// Something that arrived from Redis for the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A message another node (or another publisher) published on a topic we hold.
+    /// A message a node (this one included) or another publisher published on a topic we
+    /// hold; its position if it was sequenced.
     Message {
         topic: &'a str,
+        position: Option<Position>,
         text: bool,
         payload: &'a [u8],
     },
@@ -102,8 +110,10 @@ impl std::fmt::Display for LinkError {
 enum Expect {
     Hello,
     Select,
+    ScriptLoad,
     Ping,
-    /// A `PUBLISH`; the publisher waiting for Redis's answer, if one is (`publish`).
+    /// A sequenced publish (`EVALSHA`); the publisher waiting for Redis's answer, if one is
+    /// (`publish`).
     Publish(Option<u64>),
     /// A `SUBSCRIBE`/`UNSUBSCRIBE` of this many channels: one push each (or one error).
     Subscribe(usize),
@@ -130,7 +140,7 @@ pub struct Stats {
     pub dropped: u64,
     /// Publishes sent to Redis.
     pub published: u64,
-    /// Messages from other nodes handed to the application.
+    /// Messages from Redis handed to the application (this node's own included).
     pub received: u64,
     /// Channels Redis says this connection subscribes to.
     pub channels: i64,
@@ -144,6 +154,10 @@ pub struct Link {
     handshake: Vec<u8>,
     handshake_expects: Vec<Expect>,
     node: u64,
+    /// The sequencing script's SHA-1, in hex, as `EVALSHA` names it.
+    script_sha: String,
+    /// Messages each topic's log keeps (`--history-len`).
+    keep: usize,
     timeout: Tick,
     backoff_max: Tick,
     linger: Tick,
@@ -165,9 +179,9 @@ pub struct Link {
     last_rx: Tick,
     ping_sent: Option<Tick>,
     stats: Stats,
-    /// Publishers' answers not yet taken (`take_acks`): Redis took the message (true), or
-    /// refused it or the connection failed before it answered (false).
-    acks: Vec<(u64, bool)>,
+    /// Publishers' answers not yet taken (`take_acks`): the position Redis gave the message,
+    /// or None when it refused it or the connection failed before it answered.
+    acks: Vec<(u64, Option<u64>)>,
 }
 
 /// Buffers are compacted once this much at their front is consumed (and freed down to it
@@ -195,11 +209,18 @@ impl Link {
             resp::push_command(&mut handshake, &[&[b"SELECT"], &[db.as_bytes()]]);
             handshake_expects.push(Expect::Select);
         }
+        let script = SEQUENCE_SCRIPT.as_bytes();
+        resp::push_command(&mut handshake, &[&[b"SCRIPT"], &[b"LOAD"], &[script]]);
+        handshake_expects.push(Expect::ScriptLoad);
+        let sha = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, script);
+        let script_sha = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         Link {
             prefix: cfg.prefix.clone(),
             handshake,
             handshake_expects,
             node,
+            script_sha,
+            keep: 100,
             timeout: (cfg.timeout.as_millis() as Tick).max(1),
             backoff_max: (cfg.backoff_max.as_millis() as Tick).max(BACKOFF_MIN),
             linger: cfg.linger.as_millis() as Tick,
@@ -224,6 +245,12 @@ impl Link {
             stats: Stats::default(),
             acks: Vec::new(),
         }
+    }
+
+    /// Keep `n` messages in each topic's log (`--history-len`; 100 unless told).
+    pub fn keeping(mut self, n: usize) -> Link {
+        self.keep = n;
+        self
     }
 
     pub fn state(&self) -> LinkState {
@@ -276,10 +303,10 @@ impl Link {
         }
     }
 
-    /// Send a publish to Redis, or count it dropped (link not up, or `max_queued` bytes
-    /// already waiting). Returns whether it was queued. `waiter` names a publisher waiting
-    /// for Redis's answer: `take_acks` reports it once, whatever happens (a dropped publish
-    /// is reported at once).
+    /// Send a publish to Redis to be sequenced, or count it dropped (link not up, or
+    /// `max_queued` bytes already waiting). Returns whether it was queued. `waiter` names a
+    /// publisher waiting for Redis's answer: `take_acks` reports it once, whatever happens (a
+    /// dropped publish is reported at once).
     pub fn publish(
         &mut self,
         topic: &str,
@@ -289,12 +316,31 @@ impl Link {
     ) -> bool {
         if self.phase != Phase::Up || self.tx.len() - self.tx_start > self.max_queued {
             self.stats.dropped += 1;
-            self.acks.extend(waiter.map(|w| (w, false)));
+            self.acks.extend(waiter.map(|w| (w, None)));
             return false;
         }
-        let head = envelope::header(self.node, text);
-        let channel: &[&[u8]] = &[self.prefix.as_bytes(), topic.as_bytes()];
-        resp::push_command(&mut self.tx, &[&[b"PUBLISH"], channel, &[&head, payload]]);
+        let p = self.prefix.as_bytes();
+        let t = topic.as_bytes();
+        // `{topic}`: a hash tag, so that the metadata, the log (and, on a cluster, the
+        // channel) of a topic share one slot.
+        let meta: &[&[u8]] = &[p, b"{", t, b"}:meta"];
+        let log: &[&[u8]] = &[p, b"{", t, b"}:log"];
+        let keep = self.keep.to_string();
+        let kind: &[u8] = if text { b"t" } else { b"b" };
+        resp::push_command(
+            &mut self.tx,
+            &[
+                &[b"EVALSHA"],
+                &[self.script_sha.as_bytes()],
+                &[b"2"],
+                meta,
+                log,
+                &[p, t],
+                &[kind],
+                &[payload],
+                &[keep.as_bytes()],
+            ],
+        );
         self.expect.push_back(Expect::Publish(waiter));
         self.stats.published += 1;
         true
@@ -354,8 +400,9 @@ impl Link {
         }
     }
 
-    /// The publishers' answers since the last call (`publish`'s `waiter`), in order.
-    pub fn take_acks(&mut self) -> std::vec::Drain<'_, (u64, bool)> {
+    /// The publishers' answers since the last call (`publish`'s `waiter`), in order: the
+    /// position Redis gave the message, or None if it is not published.
+    pub fn take_acks(&mut self) -> std::vec::Drain<'_, (u64, Option<u64>)> {
         self.acks.drain(..)
     }
 
@@ -387,6 +434,7 @@ impl Link {
                 let msg = envelope::open(&self.rx[payload]);
                 Ok(Some(Event::Message {
                     topic,
+                    position: msg.position,
                     text: msg.text,
                     payload: msg.payload,
                 }))
@@ -448,29 +496,43 @@ impl Link {
             .is_some_and(|t| self.topics.contains_key(t))
     }
 
-    fn on_reply(&mut self, res: Result<(), String>) -> Result<(), LinkError> {
+    fn on_reply(&mut self, res: Result<Option<i64>, String>) -> Result<(), LinkError> {
         let expected = self
             .expect
             .pop_front()
             .ok_or(LinkError::Unexpected("a reply to no command"))?;
         match (expected, res) {
-            (Expect::Hello, Ok(())) => {
+            (Expect::Hello, Ok(_)) => {
                 self.phase = Phase::Up;
                 self.backoff = BACKOFF_MIN;
             }
-            (Expect::Ping, Ok(())) => self.ping_sent = None,
-            (Expect::Select, Ok(())) => {}
-            (Expect::Publish(waiter), Ok(())) => self.acks.extend(waiter.map(|w| (w, true))),
-            (Expect::Publish(waiter), Err(e)) => {
-                log::warn!("redis: PUBLISH refused: {e}");
-                self.stats.dropped += 1;
-                self.acks.extend(waiter.map(|w| (w, false)));
+            (Expect::Ping, Ok(_)) => self.ping_sent = None,
+            (Expect::Select | Expect::ScriptLoad, Ok(_)) => {}
+            (Expect::Publish(waiter), Ok(Some(position))) => {
+                let position = u64::try_from(position).ok();
+                self.acks.extend(waiter.map(|w| (w, position)));
             }
-            (Expect::Subscribe(_) | Expect::Unsubscribe(_), Ok(())) => {
+            (Expect::Publish(waiter), Ok(None)) => {
+                log::warn!("redis: the sequencing script answered no position");
+                self.stats.dropped += 1;
+                self.acks.extend(waiter.map(|w| (w, None)));
+            }
+            (Expect::Publish(waiter), Err(e)) => {
+                self.stats.dropped += 1;
+                self.acks.extend(waiter.map(|w| (w, None)));
+                // The script is loaded by every handshake: without it (`SCRIPT FLUSH`), start
+                // a new connection, which loads it again.
+                if e.starts_with("NOSCRIPT") {
+                    return Err(LinkError::Refused("EVALSHA", e));
+                }
+                log::warn!("redis: publish refused: {e}");
+            }
+            (Expect::Subscribe(_) | Expect::Unsubscribe(_), Ok(_)) => {
                 return Err(LinkError::Unexpected("a plain reply to (UN)SUBSCRIBE"))
             }
             (Expect::Hello, Err(e)) => return Err(LinkError::Refused("HELLO 3", e)),
             (Expect::Select, Err(e)) => return Err(LinkError::Refused("SELECT", e)),
+            (Expect::ScriptLoad, Err(e)) => return Err(LinkError::Refused("SCRIPT LOAD", e)),
             (Expect::Ping, Err(e)) => return Err(LinkError::Refused("PING", e)),
             (Expect::Subscribe(_), Err(e)) => return Err(LinkError::Refused("SUBSCRIBE", e)),
             (Expect::Unsubscribe(_), Err(e)) => return Err(LinkError::Refused("UNSUBSCRIBE", e)),
@@ -559,7 +621,7 @@ impl Link {
         // Publishes Redis never answered: their publishers are told they may be lost.
         for e in self.expect.drain(..) {
             if let Expect::Publish(Some(w)) = e {
-                self.acks.push((w, false));
+                self.acks.push((w, None));
             }
         }
         self.ping_sent = None;

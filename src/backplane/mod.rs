@@ -1,7 +1,8 @@
 //! Owns the Redis pub/sub backplane's protocol side, sans-IO (layer L3, beside `pubsub`): the
-//! link's state machine (`link::Link`: handshake, subscriptions, publishes, timeouts,
-//! reconnection backoff), the RESP3 bytes it speaks (`resp`) and the envelope that tags each
-//! publish with its node (`envelope`). The socket, the clock and the hub are the reactor's
+//! link's state machine (`link::Link`: handshake, subscriptions, sequenced publishes,
+//! timeouts, reconnection backoff), the RESP3 bytes it speaks (`resp`), the script Redis runs
+//! to number, keep and publish each message (`sequence.lua`) and what a channel message
+//! carries (`envelope`: its position and epoch). The socket, the clock and the hub are the reactor's
 //! (`reactor/redis.rs`); nothing here touches them.
 //! Must not: touch the socket, the clock or the hub, or deliver a message twice to one node.
 

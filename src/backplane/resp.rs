@@ -22,8 +22,9 @@ pub enum Frame<'a> {
     Subscription { subscribed: bool, count: i64 },
     /// Any other push (`pmessage`, `smessage`, invalidations): not ours, ignored.
     OtherPush,
-    /// A reply to a command, in command order: its error text, or `Ok` for anything else.
-    Reply(Result<(), &'a [u8]>),
+    /// A reply to a command, in command order: its error text, or `Ok` with the number if
+    /// it is an integer (what the sequencing script answers: the message's position).
+    Reply(Result<Option<i64>, &'a [u8]>),
 }
 
 /// Why bytes from Redis could not be understood.
@@ -94,7 +95,8 @@ fn classify<'a>(buf: &'a [u8], frame: &RangeFrame) -> Result<Frame<'a>, RespErro
         RangeFrame::SimpleError { data, .. } | RangeFrame::BlobError { data, .. } => {
             Frame::Reply(Err(buf.get(data.0..data.1).unwrap_or_default()))
         }
-        _ => Frame::Reply(Ok(())),
+        RangeFrame::Number { data, .. } => Frame::Reply(Ok(Some(*data))),
+        _ => Frame::Reply(Ok(None)),
     })
 }
 
@@ -250,8 +252,8 @@ mod tests {
                 channel: b"wsloop:ab",
                 payload: b"he\r\no",
             },
-            Frame::Reply(Ok(())),
-            Frame::Reply(Ok(())),
+            Frame::Reply(Ok(Some(2))),
+            Frame::Reply(Ok(None)),
             Frame::Reply(Err(b"NOAUTH Authentication required.")),
             Frame::Reply(Err(b"ERR blobbed")),
             Frame::OtherPush,
@@ -259,7 +261,7 @@ mod tests {
                 subscribed: false,
                 count: 0,
             },
-            Frame::Reply(Ok(())),
+            Frame::Reply(Ok(None)),
         ];
         let want: Vec<String> = want.iter().map(|f| format!("{f:?}")).collect();
         assert_eq!(frames, want);
@@ -279,7 +281,7 @@ mod tests {
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
         assert_eq!(decode(&deep), Err(RespError::TooDeep));
         let ok = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec()].concat();
-        assert_eq!(decode(&ok), Ok(Some((Frame::Reply(Ok(())), ok.len()))));
+        assert_eq!(decode(&ok), Ok(Some((Frame::Reply(Ok(None)), ok.len()))));
         // A million-deep frame is refused at once instead of overflowing the stack, also
         // when the depth hides behind siblings, blobs and map pairs.
         assert_eq!(decode(&b"*1\r\n".repeat(1 << 20)), Err(RespError::TooDeep));

@@ -78,7 +78,45 @@ pub(crate) fn tagged(node: u64, text: bool, body: &[u8]) -> Vec<u8> {
     [&envelope::header(node, text)[..], body].concat()
 }
 
-pub(crate) const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n";
+/// What Redis answers to the handshake without `SELECT`: `HELLO`'s map, then `SCRIPT LOAD`'s
+/// SHA-1 of the sequencing script.
+pub(crate) const HELLO_REPLY: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n\
+$40\r\n0123456789012345678901234567890123456789\r\n";
+
+/// A message as the sequencing script publishes it.
+pub(crate) fn sequenced(seq: u64, epoch: u64, text: bool, body: &[u8]) -> Vec<u8> {
+    envelope::sequenced(envelope::Position { seq, epoch }, text, body)
+}
+
+/// The sequencing script's SHA-1, as `EVALSHA` names it.
+pub(crate) fn script_sha() -> String {
+    let d = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        super::link::SEQUENCE_SCRIPT.as_bytes(),
+    );
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `EVALSHA` a publish of `body` on `topic` is, with prefix `p:` keeping `keep`.
+fn evalsha(topic: &str, text: bool, body: &[u8], keep: usize) -> Vec<u8> {
+    let sha = script_sha();
+    let meta = format!("p:{{{topic}}}:meta");
+    let log = format!("p:{{{topic}}}:log");
+    let channel = format!("p:{topic}");
+    let keep = keep.to_string();
+    let kind: &[u8] = if text { b"t" } else { b"b" };
+    cmd(&[
+        b"EVALSHA",
+        sha.as_bytes(),
+        b"2",
+        meta.as_bytes(),
+        log.as_bytes(),
+        channel.as_bytes(),
+        kind,
+        body,
+        keep.as_bytes(),
+    ])
+}
 
 type Got = Vec<(String, bool, Vec<u8>)>;
 
@@ -91,6 +129,7 @@ fn feed(l: &mut Link, chunks: &[&[u8]], now: Tick) -> Result<Got, LinkError> {
             topic,
             text,
             payload,
+            ..
         }) = l.poll_event(now)?
         {
             got.push((topic.to_string(), text, payload.to_vec()));
@@ -138,6 +177,7 @@ fn the_handshake_and_every_live_topic_leave_as_one_pipeline() {
             name.as_bytes(),
         ]),
         cmd(&[b"SELECT", b"2"]),
+        cmd(&[b"SCRIPT", b"LOAD", super::link::SEQUENCE_SCRIPT.as_bytes()]),
         cmd(&[b"SUBSCRIBE", b"p:a", b"p:b"]),
     ]
     .concat();
@@ -151,8 +191,10 @@ fn replies_and_messages_decode_alike_in_every_chunking() {
         confirm(true, "p:a", 1),
         message("p:a", &tagged(OTHER, true, b"from B")),
         confirm(true, "p:b", 2),
-        // Our own publish echoed back: delivered locally already, so dropped here.
+        // Our own publish echoed back by a node of an earlier release's tagging: dropped.
         message("p:b", &tagged(NODE, true, b"mine")),
+        // Sequenced (ours or anyone's): delivered, in Redis's order.
+        message("p:b", &sequenced(1_000_001, 1_000_000, true, b"sequenced")),
         // Someone else's channel, and a channel of ours for a topic we do not hold.
         message("q:a", &tagged(OTHER, true, b"other prefix")),
         message("p:zzz", &tagged(OTHER, true, b"not held")),
@@ -163,6 +205,7 @@ fn replies_and_messages_decode_alike_in_every_chunking() {
     .concat();
     let want: Got = vec![
         ("a".into(), true, b"from B".to_vec()),
+        ("b".into(), true, b"sequenced".to_vec()),
         ("b".into(), true, b"hello".to_vec()),
         ("a".into(), false, vec![0xff, 0]),
     ];
@@ -177,7 +220,7 @@ fn replies_and_messages_decode_alike_in_every_chunking() {
     assert_eq!(feed(&mut l, &[&server], 0).unwrap(), want);
     assert_eq!(l.state(), LinkState::Up);
     assert_eq!(l.stats().channels, 2);
-    assert_eq!(l.stats().received, 3);
+    assert_eq!(l.stats().received, 4);
     for cut in 1..server.len() {
         let mut l = start();
         let got = feed(&mut l, &[&server[..cut], &server[cut..]], 0).unwrap();
@@ -190,7 +233,7 @@ fn replies_and_messages_decode_alike_in_every_chunking() {
 }
 
 #[test]
-fn publishes_are_tagged_and_dropped_when_the_link_is_not_up() {
+fn publishes_are_sequenced_by_the_script_and_dropped_when_the_link_is_not_up() {
     let mut l = link();
     assert!(!l.publish("a", true, b"early", None));
     assert_eq!(l.poll_action(0), Some(Action::Connect));
@@ -198,21 +241,30 @@ fn publishes_are_tagged_and_dropped_when_the_link_is_not_up() {
     assert_eq!(l.stats().dropped, 2);
     let mut l = up(&[]);
     assert!(l.publish("news", true, b"hi", None));
-    let channel_payload = tagged(NODE, true, b"hi");
-    assert_eq!(l.tx(), &cmd(&[b"PUBLISH", b"p:news", &channel_payload])[..]);
-    feed(&mut l, &[b":3\r\n"], 1).unwrap();
+    assert_eq!(l.tx(), &evalsha("news", true, b"hi", 100)[..]);
+    feed(&mut l, &[b":1000003\r\n"], 1).unwrap();
+    let n = l.tx().len();
+    l.consume_tx(n);
     // Redis stops reading: past max_queued (1000 bytes) publishes are dropped, not queued.
     let big = vec![b'x'; 400];
     let sent = (0..5).filter(|_| l.publish("t", false, &big, None)).count();
-    assert_eq!(sent, 3, "queued until over 1000 bytes");
-    assert_eq!(l.stats().published, 4);
-    assert_eq!(l.stats().dropped, 2);
-    // A refused PUBLISH counts as dropped too.
+    assert_eq!(sent, 2, "queued until over 1000 bytes (each about 540)");
+    assert_eq!(l.stats().published, 3);
+    assert_eq!(l.stats().dropped, 3);
+    // A refused publish counts as dropped too.
     let n = l.tx().len();
     l.consume_tx(n);
-    feed(&mut l, &[b"-NOPERM no\r\n:1\r\n:1\r\n"], 1).unwrap();
-    assert_eq!(l.stats().dropped, 3);
+    feed(&mut l, &[b"-NOPERM no\r\n:1000004\r\n"], 1).unwrap();
+    assert_eq!(l.stats().dropped, 4);
     assert_eq!(l.state(), LinkState::Up);
+    // The script flushed from Redis: a new connection loads it again.
+    assert!(l.publish("t", true, b"x", None));
+    let err = feed(&mut l, &[b"-NOSCRIPT No matching script.\r\n"], 2);
+    assert!(
+        matches!(err, Err(LinkError::Refused("EVALSHA", _))),
+        "{err:?}"
+    );
+    assert_eq!(l.state(), LinkState::Down);
 }
 
 #[test]
@@ -220,7 +272,7 @@ fn a_waiting_publisher_is_told_once_whether_redis_took_its_message() {
     // Not up: refused at once.
     let mut l = link();
     assert!(!l.publish("a", true, b"early", Some(1)));
-    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(1, false)]);
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(1, None)]);
     // Up: Redis's answers, in command order — taken, refused (a PUBLISH error) — and one
     // publisher who does not wait.
     let mut l = up(&[]);
@@ -232,12 +284,16 @@ fn a_waiting_publisher_is_told_once_whether_redis_took_its_message() {
         l.take_acks().next().is_none(),
         "nothing before Redis answers"
     );
-    feed(&mut l, &[b":1\r\n:1\r\n-NOPERM no\r\n"], 1).unwrap();
-    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(2, true), (3, false)]);
+    feed(&mut l, &[b":11\r\n:12\r\n-NOPERM no\r\n"], 1).unwrap();
+    assert_eq!(
+        l.take_acks().collect::<Vec<_>>(),
+        [(2, Some(11)), (3, None)],
+        "told the position Redis gave, or that it refused"
+    );
     // The link fails with 4 unanswered: told it may be lost, once.
     assert_eq!(l.poll_action(2000), None, "a PING after silence");
     assert!(matches!(l.poll_action(4000), Some(Action::Disconnect(_))));
-    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(4, false)]);
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), [(4, None)]);
     assert!(l.take_acks().next().is_none());
 }
 

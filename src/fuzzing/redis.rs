@@ -73,6 +73,7 @@ fn run(flags: u8, held: &[&str], bytes: &[u8], plan: &[usize]) -> Outcome {
                     topic,
                     text,
                     payload,
+                    ..
                 })) => {
                     assert!(held.contains(&topic), "a message on {topic:?}, not held");
                     out.messages
@@ -109,9 +110,10 @@ mod tests {
             .iter()
             .map(|(t, text, p)| (t.as_str(), *text, &p[..]))
             .collect();
-        let want: [(&str, bool, &[u8]); 3] = [
+        let want: [(&str, bool, &[u8]); 4] = [
             ("news", true, b"from B"),
             ("b", true, b"redis-cli PUBLISH"),
+            ("a", true, b"sequenced"),
             ("b", false, b"\xff\x00"),
         ];
         assert_eq!(got, want);

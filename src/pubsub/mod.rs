@@ -501,6 +501,18 @@ impl Hub {
         }
     }
 
+    /// Drop a topic's kept messages (its number stays): what was kept cannot be shown to
+    /// lead up to what comes next, so a resume from before is told of the gap.
+    pub fn forget_history(&mut self, topic: &str) {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return;
+        };
+        while !t.history.is_empty() {
+            self.histories.pop_front(t);
+        }
+        self.settle(topic);
+    }
+
     /// The messages after `after` still in the topic's history, oldest first, and whether
     /// some were already dropped from it (a gap the client should be told about).
     pub fn history_after(&self, topic: &str, after: u64) -> (Vec<Rc<Published>>, bool) {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::accept::TOO_MANY_FROM_YOU;
 use super::clients::{ClientId, Clients};
-use super::workers::Mail;
+use super::workers::{Envelope, Mail};
 use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
@@ -219,25 +219,70 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    /// Publish on this node and, through the Redis link (if any), on the others. A publish
-    /// this node refuses (`publish_local`) goes nowhere. `ack`: the held `POST /publish` to
-    /// answer once Redis has the message, or at once if it goes nowhere.
+    /// Publish a client's message. With `--redis`, Redis sequences it (worker 0 sends it,
+    /// the other workers mail it there) and it is delivered here, as on every node, when
+    /// Redis publishes it back with its position: every subscriber sees a topic in Redis's
+    /// order. Without, it is published on this node (`publish_local`), and a publish this
+    /// node refuses goes nowhere. `ack`: the held `POST /publish` to answer once Redis has
+    /// the message, or at once if it goes nowhere.
     fn publish(&mut self, topic: &str, text: bool, payload: &[u8], ack: Option<ConnId>) {
-        if self.publish_local(topic, text, payload, ack) {
-            self.redis_publish(topic, text, payload, ack);
-        } else if let Some(conn) = ack {
-            self.publish_answered(conn, false);
+        if self.sequenced() {
+            if self.owns_link() {
+                self.redis_publish(topic, text, payload, ack);
+            } else if let Some(end) = self.bus.as_ref() {
+                let env = Envelope {
+                    topic: topic.into(),
+                    seq: 0,
+                    text,
+                    payload: payload.into(),
+                    ack,
+                };
+                end.bus.tell(0, Mail::Sequence(env));
+            }
+        } else if !self.publish_local(topic, text, payload, ack) {
+            if let Some(conn) = ack {
+                self.publish_answered(conn, None);
+            }
         }
     }
 
-    /// Redis took the publish of `conn` (`ok`), or it is lost: answer the held request, on
-    /// whichever worker serves it (a connection's id names its worker:
+    /// Deliver a message Redis sequenced at `seq`: here, and on every other worker with the
+    /// same number. `restart`: the topic's history cannot be shown to lead up to it (a new
+    /// epoch, or messages missed), so it is dropped first and a resume across is told of
+    /// the gap.
+    pub(super) fn publish_sequenced(
+        &mut self,
+        topic: &str,
+        seq: u64,
+        text: bool,
+        payload: &[u8],
+        restart: bool,
+    ) {
+        if let Some(end) = self.bus.as_ref() {
+            if restart {
+                for w in (0..end.bus.len()).filter(|&w| w != end.me) {
+                    end.bus.tell(w, Mail::Forget(topic.into()));
+                }
+            }
+            end.bus.broadcast(end.me, topic, seq, text, payload, None);
+        }
+        if restart {
+            self.hub.forget_history(topic);
+        }
+        let published = Rc::new(Published::encode(seq, text, payload));
+        let (published, _) = self.hub.publish_numbered(topic, published);
+        self.deliver(topic, published);
+    }
+
+    /// Redis took the publish of `conn` at `position`, or it is lost (None): answer the held
+    /// request, on whichever worker serves it (a connection's id names its worker:
     /// `accept.rs::admit`).
-    pub(super) fn publish_answered(&mut self, conn: ConnId, ok: bool) {
+    pub(super) fn publish_answered(&mut self, conn: ConnId, position: Option<u64>) {
         let worker = (conn.0 >> 56) as u32;
         if worker != self.worker {
             if let Some(end) = self.bus.as_ref() {
-                end.bus.tell(worker as usize, Mail::Acked { conn, ok });
+                end.bus
+                    .tell(worker as usize, Mail::Acked { conn, position });
             }
             return;
         }
@@ -249,6 +294,7 @@ impl<N: Net> Reactor<N> {
         };
         let e = &mut self.conns[idx];
         let date = &self.date;
+        let ok = position.map(Some).ok_or(());
         let mut answer =
             |keep_alive| http::publish_answer(&topic, ok, origin.as_deref(), date, keep_alive);
         let pushed = e
@@ -311,13 +357,14 @@ impl<N: Net> Reactor<N> {
                     let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
                     let (published, _) = self.hub.publish_numbered(&env.topic, published);
                     self.deliver(&env.topic, published);
-                    // Only the link's owner sends to Redis. What the bus brings it was
-                    // published by a handler on this node: ticks run on worker 0 only, and
-                    // messages from Redis arrive on worker 0 only.
-                    self.redis_publish(&env.topic, env.text, &env.payload, env.ack);
                 }
+                // Worker 0, with `--redis`: another worker's publish, for Redis to sequence.
+                Mail::Sequence(env) => {
+                    self.redis_publish(&env.topic, env.text, &env.payload, env.ack)
+                }
+                Mail::Forget(topic) => self.hub.forget_history(&topic),
                 Mail::Interest { topic, on } => self.redis_interest(&topic, on),
-                Mail::Acked { conn, ok } => self.publish_answered(conn, ok),
+                Mail::Acked { conn, position } => self.publish_answered(conn, position),
             }
         }
     }

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use super::fake::{Peer, ReadStep};
 use super::fake_tests::{client, server, Harness};
 use super::*;
-use crate::backplane::tests::{confirm, message, tagged, HELLO_REPLY, OTHER};
+use crate::backplane::tests::{confirm, message, sequenced, tagged, HELLO_REPLY, OTHER};
 use crate::metrics::RedisMetrics;
 use crate::ws::frame::OpCode;
 
@@ -118,26 +118,66 @@ fn a_message_from_another_node_reaches_a_local_subscriber() {
 }
 
 #[test]
-fn a_local_publish_goes_to_redis_with_this_nodes_envelope() {
+fn a_local_publish_is_sequenced_by_redis_and_delivered_in_its_order() {
     let (mut h, ws, redis) = subscribed();
     ws.send(&client(OpCode::Text, b"mine"));
     h.settle();
-    assert_eq!(
-        ws.take_written(),
-        server(OpCode::Text, b"mine"),
-        "delivered locally"
+    assert!(
+        ws.take_written().is_empty(),
+        "not delivered ahead of Redis's order"
     );
     let sent = redis.take_written();
     assert!(
-        contains(&sent, b"PUBLISH") && contains(&sent, b"wsloop:news"),
-        "{sent:?}"
+        contains(&sent, b"EVALSHA") && contains(&sent, b"wsloop:{news}:meta"),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
     );
-    assert!(sent.ends_with(b"mine\r\n"), "{sent:?}");
-    // Redis echoes our own publish back: it is not delivered a second time.
-    let node = h.r.redis_node().expect("the link's node id");
-    redis.send(&message("wsloop:news", &tagged(node, true, b"mine")));
+    assert!(contains(&sent, b"$4\r\nmine\r\n"), "{sent:?}");
+    // Redis numbers it and publishes it back: delivered now, with Redis's number.
+    redis.send(b":1000001\r\n");
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_001, 1_000_000, true, b"mine"),
+    ));
     h.settle();
-    assert!(ws.take_written().is_empty(), "our own echo is dropped");
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"mine"));
+    assert_eq!(h.r.hub.last_seq("news"), 1_000_001);
+    // The same position again (a duplicate) is not delivered twice; the next one is.
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_001, 1_000_000, true, b"mine"),
+    ));
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_002, 1_000_000, true, b"next"),
+    ));
+    h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"next"));
+    let (kept, gap) = h.r.hub.history_after("news", 1_000_000);
+    assert_eq!((kept.len(), gap), (2, false));
+    // Positions skipped, or a new epoch: delivered, and the history before is dropped, so a
+    // resume across it is told of the gap.
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_005, 1_000_000, true, b"skip"),
+    ));
+    h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"skip"));
+    let (kept, gap) = h.r.hub.history_after("news", 1_000_002);
+    assert_eq!((kept.len(), gap), (1, true));
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(9_000_001, 9_000_000, true, b"epoch"),
+    ));
+    h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"epoch"));
+    let (kept, gap) = h.r.hub.history_after("news", 1_000_005);
+    assert_eq!((kept.len(), gap), (1, true));
+    // A node of an earlier release tagging our own id: still dropped as our echo.
+    let node = h.r.redis_node().expect("the link's node id");
+    redis.send(&message("wsloop:news", &tagged(node, true, b"old echo")));
+    h.settle();
+    assert!(ws.take_written().is_empty());
 }
 
 #[test]
@@ -191,10 +231,12 @@ fn a_lost_link_reconnects_after_the_backoff_and_subscribes_again() {
     h.settle();
     assert_eq!(link_state(&h), "down");
     assert!(redis.closed(), "the lost socket is closed");
-    // Local delivery goes on while Redis is away.
-    ws.send(&client(OpCode::Text, b"still here"));
+    // While Redis is away a publish has no place in the topic's order: it is dropped (and
+    // counted), not delivered here ahead of the others.
+    ws.send(&client(OpCode::Text, b"not sequenced"));
     h.settle();
-    assert_eq!(ws.take_written(), server(OpCode::Text, b"still here"));
+    assert!(ws.take_written().is_empty());
+    assert_eq!(h.r.metrics.all().redis.dropped.get(), 1);
     assert_eq!(h.net().connects, 1, "no reconnect before the backoff");
     // The backoff is at most `--redis-backoff-max`; the loop sleeps until it, not spins.
     h.assert_asleep();
@@ -215,7 +257,7 @@ fn a_lost_link_reconnects_after_the_backoff_and_subscribes_again() {
 }
 
 #[test]
-fn a_refused_or_failed_connect_is_retried_and_never_stops_local_delivery() {
+fn a_refused_or_failed_connect_is_retried() {
     let mut h = with_redis();
     h.settle();
     let first = h.net().take_outbound().expect("a connect");
@@ -226,7 +268,10 @@ fn a_refused_or_failed_connect_is_retried_and_never_stops_local_delivery() {
     let ws = h.open_at("/topic/news");
     ws.send(&client(OpCode::Text, b"local"));
     h.settle();
-    assert_eq!(ws.take_written(), server(OpCode::Text, b"local"));
+    assert!(
+        ws.take_written().is_empty(),
+        "dropped: Redis cannot order it"
+    );
     // The next attempt fails at once (connect(2) itself errs): retried again, later.
     h.net().fail_connect(libc::ENETUNREACH);
     past_backoff(&mut h);
@@ -268,20 +313,28 @@ fn status(peer: &Peer) -> String {
 #[test]
 fn an_http_publish_is_answered_when_redis_has_it_or_cannot_take_it() {
     let (mut h, ws, redis) = subscribed();
-    // Held until Redis answers the PUBLISH; delivered here meanwhile.
+    // Held until Redis answers with its position; delivered when Redis publishes it.
     let first = post(&mut h, "one");
     assert!(first.written().is_empty(), "no answer before Redis's");
-    assert_eq!(ws.take_written(), server(OpCode::Text, b"one"));
-    assert!(contains(&redis.take_written(), b"PUBLISH"));
+    assert!(ws.take_written().is_empty());
+    assert!(contains(&redis.take_written(), b"EVALSHA"));
     // A request pipelined behind it waits too.
     first.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     h.settle();
     assert!(first.written().is_empty());
-    redis.send(b":1\r\n");
+    redis.send(b":1000001\r\n");
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_001, 1_000_000, true, b"one"),
+    ));
     h.settle();
+    assert_eq!(ws.take_written(), server(OpCode::Text, b"one"));
     let out = String::from_utf8_lossy(&first.written()).into_owned();
     assert!(out.starts_with("HTTP/1.1 202 "), "{out}");
-    assert!(out.contains(r#"{"topic":"news"}"#), "{out}");
+    assert!(
+        out.contains(r#"{"topic":"news","position":"1000001"}"#),
+        "{out}"
+    );
     assert!(
         out.contains("HTTP/1.1 200 "),
         "then the pipelined request: {out}"
@@ -311,7 +364,7 @@ fn an_http_publish_redis_never_answers_gets_503_at_the_hold_deadline() {
     // A long link timeout: the hold runs out first.
     h.r.cfg.redis.timeout = std::time::Duration::from_secs(3600);
     let peer = post(&mut h, "x");
-    assert!(contains(&redis.take_written(), b"PUBLISH"));
+    assert!(contains(&redis.take_written(), b"EVALSHA"));
     let hold = h.r.cfg.timeouts.poll_hold.as_millis() as Tick;
     h.net().advance(hold + 1);
     h.settle();

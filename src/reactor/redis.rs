@@ -11,9 +11,14 @@
 //! One link per process, owned by worker 0 (docs/architecture.md, "The Redis link"). Every
 //! worker's hub records when a topic gains its first subscriber or loses its last; worker 0
 //! gives those changes to the link, the other workers mail them to worker 0 over the bus.
-//! A publish leaves for Redis from worker 0: its own, and those the bus brings it from the
-//! other workers. A message from Redis is published on this node like a local one (worker 0
-//! numbers it and the bus carries it to the others) but never back to Redis.
+//! A client's publish leaves for Redis from worker 0: its own, and those the bus brings it
+//! from the other workers (`Mail::Sequence`). Redis sequences it (`backplane/sequence.lua`)
+//! and publishes it back with its position; worker 0 delivers it then, with that number, and
+//! the bus carries it to the others — so every node delivers a topic in Redis's order, its
+//! own publishes included. Worker 0 checks that each topic's positions follow on
+//! (`Backplane::order`): a new epoch, or positions skipped, drop the topic's history so a
+//! resume across is told of the gap. A message from another kind of publisher (no position)
+//! is numbered on this node like a local one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -26,9 +31,11 @@ use super::timers::REDIS_TIMER;
 use super::token::REDIS;
 use super::workers::Mail;
 use super::{Net, Reactor, Ready};
+use crate::backplane::envelope::Position;
 use crate::backplane::{Action, Event, Link, LinkState};
 use crate::config::Config;
 use crate::conn::ConnId;
+use std::collections::HashMap;
 
 /// This worker's part in the backplane; `S` is the `Net`'s stream type.
 #[derive(Debug, Default)]
@@ -55,6 +62,36 @@ pub(super) struct Backplane<S> {
     /// A warning was logged for the current outage (start-up included): one per outage, not
     /// one per failed attempt.
     down_logged: bool,
+    /// Per topic, the epoch and position of the last sequenced message delivered. Bounded:
+    /// cleared past `ORDER_CAP` topics (a topic then starts over, checked against its hub).
+    order: HashMap<Box<str>, Position>,
+}
+
+/// Topics whose order `Backplane::order` follows before it starts over.
+const ORDER_CAP: usize = 65_536;
+
+/// What to do with a sequenced message, given what was delivered before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The next one: deliver.
+    Deliver,
+    /// Delivered already (or older): drop.
+    Old,
+    /// Positions were skipped or the epoch changed: deliver after dropping the history.
+    Restart,
+}
+
+/// Does `at` follow `last` (the topic's last delivered position; None: not followed here,
+/// `hub_last` is what the hub numbered last)?
+fn next(last: Option<Position>, hub_last: u64, at: Position) -> Next {
+    match last {
+        Some(l) if l.epoch == at.epoch && at.seq <= l.seq => Next::Old,
+        Some(l) if l.epoch == at.epoch && at.seq == l.seq + 1 => Next::Deliver,
+        Some(_) => Next::Restart,
+        None if at.seq == hub_last + 1 => Next::Deliver,
+        None if at.seq <= hub_last && at.seq > at.epoch => Next::Old,
+        None => Next::Restart,
+    }
 }
 
 /// Resolve `--redis`'s host to an address, once, before any loop runs (`getaddrinfo` blocks).
@@ -95,7 +132,8 @@ impl<N: Net> Reactor<N> {
                     .unwrap_or(usize::MAX)
                     .max(self.cfg.http.max_body)
                     .saturating_add(self.cfg.pubsub.max_topic_len);
-                let link = Link::new(&self.cfg.redis, node_id(), max_message, self.now);
+                let link = Link::new(&self.cfg.redis, node_id(), max_message, self.now)
+                    .keeping(self.cfg.pubsub.history_len);
                 let url = self.cfg.redis.url.as_ref();
                 log::info!(
                     "redis backplane: {} ({addr}), node {:016x}, channel prefix {:?}",
@@ -110,6 +148,7 @@ impl<N: Net> Reactor<N> {
                     connected: false,
                     up_logged: false,
                     down_logged: false,
+                    order: HashMap::new(),
                 }))
             }
         };
@@ -138,6 +177,16 @@ impl<N: Net> Reactor<N> {
         }
     }
 
+    /// Do client publishes go through Redis to be sequenced (`--redis`)?
+    pub(super) fn sequenced(&self) -> bool {
+        !matches!(self.redis, Role::Off)
+    }
+
+    /// Is this the worker that owns the link (worker 0 with `--redis`)?
+    pub(super) fn owns_link(&self) -> bool {
+        matches!(self.redis, Role::Owner(_))
+    }
+
     /// Worker 0: another worker's hub gained (`on`) or lost a topic.
     pub(super) fn redis_interest(&mut self, topic: &str, on: bool) {
         if let Role::Owner(bp) = &mut self.redis {
@@ -145,8 +194,8 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    /// Send a publish made on this node to the other nodes (worker 0 only; elsewhere the
-    /// bus brings it to worker 0, which calls this).
+    /// Send a publish made on this node to Redis to be sequenced (worker 0 only; elsewhere
+    /// the bus brings it to worker 0, which calls this).
     pub(super) fn redis_publish(
         &mut self,
         topic: &str,
@@ -191,10 +240,39 @@ impl<N: Net> Reactor<N> {
                 match bp.link.poll_event(self.now) {
                     Ok(Some(Event::Message {
                         topic,
+                        position: Some(at),
                         text,
                         payload,
                     })) => {
-                        // Refused only when this worker's hub is full (logged and counted).
+                        let last = bp.order.get(topic).copied();
+                        let step = next(last, self.hub.last_seq(topic), at);
+                        if step == Next::Old {
+                            continue;
+                        }
+                        if step == Next::Restart && last.is_some() {
+                            log::info!(
+                                "redis: topic {topic:?} goes on at {} (epoch {}) after {:?}: \
+                                 its history here is dropped",
+                                at.seq,
+                                at.epoch,
+                                last
+                            );
+                        }
+                        if bp.order.len() >= ORDER_CAP && last.is_none() {
+                            bp.order.clear();
+                        }
+                        bp.order.insert(topic.into(), at);
+                        let restart = step == Next::Restart;
+                        self.publish_sequenced(topic, at.seq, text, payload, restart);
+                    }
+                    Ok(Some(Event::Message {
+                        topic,
+                        position: None,
+                        text,
+                        payload,
+                    })) => {
+                        // Another kind of publisher: numbered here. Refused only when this
+                        // worker's hub is full (logged and counted).
                         self.publish_local(topic, text, payload, None);
                     }
                     Ok(None) => break,
@@ -238,14 +316,14 @@ impl<N: Net> Reactor<N> {
         m.received.set(stats.received as i64);
         m.channels.set(stats.channels);
         let want = bp.link.next_deadline();
-        let acks: Vec<(u64, bool)> = bp.link.take_acks().collect();
+        let acks: Vec<(u64, Option<u64>)> = bp.link.take_acks().collect();
         let armed = self.wheel.deadline(REDIS_TIMER);
         if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
             self.wheel.insert(REDIS_TIMER, d);
         }
         // Redis's answers to held HTTP publishes (or their loss with the connection).
-        for (waiter, ok) in acks {
-            self.publish_answered(ConnId(waiter), ok);
+        for (waiter, position) in acks {
+            self.publish_answered(ConnId(waiter), position);
         }
     }
 }

@@ -43,11 +43,18 @@ pub enum Mail {
         topic: Arc<str>,
         on: bool,
     },
-    /// From worker 0 to the worker of `conn`: Redis took its publish (`ok`), or it is lost.
+    /// From worker 0 to the worker of `conn`: Redis took its publish at `position`, or it is
+    /// lost (None).
     Acked {
         conn: ConnId,
-        ok: bool,
+        position: Option<u64>,
     },
+    /// To worker 0, with `--redis`: a publish made on this worker, to be sequenced by Redis
+    /// (it is delivered everywhere when Redis publishes it back).
+    Sequence(Envelope),
+    /// From worker 0: the topic's history here cannot be shown to continue into what comes
+    /// next (a new epoch, messages missed): drop it, so a resume across is told of the gap.
+    Forget(Arc<str>),
 }
 
 /// What all workers share: a sender and a waker per worker, and the sequencer.
@@ -103,6 +110,15 @@ impl Bus {
     }
 
     /// Hand `mail` to worker `to` alone.
+    /// How many workers share the bus.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
     pub fn tell(&self, to: usize, mail: Mail) {
         let Some((tx, waker)) = self.peers.get(to) else {
             return;
