@@ -303,7 +303,13 @@ impl Conn {
 
     fn shed_ring(&mut self, res: &mut Resources) {
         let pool = &mut res.pool;
-        if let Some(large) = self.rx.ring.take_if(|r| r.capacity() > pool.buffer_size()) {
+        // An HTTP request whose body is still arriving grew its ring to hold all of it
+        // (`HttpInput::body`): that ring stays until the request is handled. Anything else
+        // larger than a pool buffer is the pool's large ring, lent to a WebSocket read.
+        let body_pending = matches!(&self.rx.parser, Parser::Http(h) if h.len != 0);
+        let size = pool.buffer_size();
+        let lent = |r: &mut Box<Ring>| !body_pending && r.capacity() > size;
+        if let Some(large) = self.rx.ring.take_if(lent) {
             if large.len() <= pool.buffer_size() {
                 if !large.is_empty() {
                     let mut own = pool.take();
