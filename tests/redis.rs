@@ -605,3 +605,42 @@ fn positions_agree_on_every_node_in_publish_order_and_a_client_resumes_through_a
         "{events}"
     );
 }
+
+#[test]
+fn positions_missed_while_a_link_was_down_are_read_from_the_log_in_order() {
+    let redis = Redis::start();
+    let (a, c) = (node(&redis, "1"), node(&redis, "1"));
+    let mut on_a = Client::open_path(a.addr(), "/topic/g");
+    wait_subscribed(&a, 1);
+    wait_until("C's link up", Duration::from_secs(10), || link_up(&c));
+    post_position(&c, "g", "m0");
+    assert_eq!(on_a.next_text(), "m0");
+    // Redis now closes any subscriber a large message is pushed to: A's link, again and again
+    // while A reconnects, for every message published through C (which subscribes nothing).
+    let limit = |v: &str| redis.command(&["CONFIG", "SET", "client-output-buffer-limit", v]);
+    assert_eq!(limit("pubsub 1kb 1kb 0"), "+OK\r\n");
+    let big = |i: usize| format!("m{i}:{}", "x".repeat(20 * 1024));
+    for i in 1..=5 {
+        post_position(&c, "g", &big(i));
+    }
+    wait_until("A's link dropped by Redis", Duration::from_secs(5), || {
+        metric(&a, "wsloop_redis_reconnects_total") >= 1
+    });
+    assert_eq!(limit("pubsub 32mb 8mb 60"), "+OK\r\n");
+    wait_subscribed(&a, 1);
+    // The next message shows A what it missed; A reads it from the topic's log first.
+    post_position(&c, "g", "m6");
+    for i in 1..=5 {
+        let got = on_a.next_text();
+        assert!(got == big(i), "m{i}: got {:?}…", &got[..got.len().min(8)]);
+    }
+    assert_eq!(on_a.next_text(), "m6");
+    // And its history has them all, under Redis's positions: a resume finds no gap.
+    let poll = http(
+        &a,
+        "GET /poll/g?after=0&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let seqs = seqs_of(&poll);
+    assert_eq!(seqs.len(), 7, "{}", &poll[..poll.len().min(400)]);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

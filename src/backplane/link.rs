@@ -33,6 +33,10 @@ use crate::timer::Tick;
 /// The sequencing script, run by Redis for every publish.
 pub const SEQUENCE_SCRIPT: &str = include_str!("sequence.lua");
 
+/// Most entries one read of a topic's log asks for (`read_log`); a reply may be this many
+/// times the largest message.
+pub const RANGE_COUNT: usize = 16;
+
 /// First reconnection wait; each failed attempt doubles it up to `backoff_max`.
 const BACKOFF_MIN: Tick = 100;
 
@@ -64,7 +68,7 @@ pub enum Action {
 }
 
 /// Something that arrived from Redis for the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A message a node (this one included) or another publisher published on a topic we
     /// hold; its position if it was sequenced.
@@ -74,6 +78,18 @@ pub enum Event<'a> {
         text: bool,
         payload: &'a [u8],
     },
+    /// What a topic's log held from the position `read_log` asked for: (position, text,
+    /// payload) in order, at most `RANGE_COUNT`.
+    Log {
+        topic: Box<str>,
+        entries: Vec<(u64, bool, Vec<u8>)>,
+    },
+}
+
+/// What `next_message` found.
+enum Found {
+    Message(Range, Range),
+    Log(Box<str>, Vec<(u64, bool, Vec<u8>)>),
 }
 
 /// Why the link dropped its connection.
@@ -118,6 +134,8 @@ enum Expect {
     /// A `SUBSCRIBE`/`UNSUBSCRIBE` of this many channels: one push each (or one error).
     Subscribe(usize),
     Unsubscribe(usize),
+    /// An `XRANGE` of a topic's log (the topic is the front of `Link::reads`).
+    Range,
 }
 
 /// A topic the process holds or recently held.
@@ -182,6 +200,10 @@ pub struct Link {
     /// Publishers' answers not yet taken (`take_acks`): the position Redis gave the message,
     /// or None when it refused it or the connection failed before it answered.
     acks: Vec<(u64, Option<u64>)>,
+    /// The topics of the `XRANGE`s sent, in order (one per `Expect::Range`).
+    reads: VecDeque<Box<str>>,
+    /// Reads lost with a connection before Redis answered (`take_lost_reads`).
+    lost_reads: Vec<Box<str>>,
 }
 
 /// Buffers are compacted once this much at their front is consumed (and freed down to it
@@ -244,6 +266,8 @@ impl Link {
             ping_sent: None,
             stats: Stats::default(),
             acks: Vec::new(),
+            reads: VecDeque::new(),
+            lost_reads: Vec::new(),
         }
     }
 
@@ -346,6 +370,37 @@ impl Link {
         true
     }
 
+    /// Ask for what `topic`'s log holds from position `from` to `to` (at most `RANGE_COUNT`
+    /// entries); the answer is an `Event::Log`, or the topic is in `take_lost_reads` if the
+    /// connection fails first. False (nothing sent) when the link is not up.
+    pub fn read_log(&mut self, topic: &str, from: u64, to: u64) -> bool {
+        if self.phase != Phase::Up {
+            return false;
+        }
+        let log: &[&[u8]] = &[self.prefix.as_bytes(), b"{", topic.as_bytes(), b"}:log"];
+        let (from, to) = (format!("0-{from}"), format!("0-{to}"));
+        let count = RANGE_COUNT.to_string();
+        resp::push_command(
+            &mut self.tx,
+            &[
+                &[b"XRANGE"],
+                log,
+                &[from.as_bytes()],
+                &[to.as_bytes()],
+                &[b"COUNT"],
+                &[count.as_bytes()],
+            ],
+        );
+        self.expect.push_back(Expect::Range);
+        self.reads.push_back(topic.into());
+        true
+    }
+
+    /// Topics whose `read_log` was lost with a connection since the last call.
+    pub fn take_lost_reads(&mut self) -> std::vec::Drain<'_, Box<str>> {
+        self.lost_reads.drain(..)
+    }
+
     /// Time-driven work, to run whenever the loop wakes: start a connection when the backoff
     /// is over, give up on a connection past its deadline or a `PING` unanswered, send a
     /// `PING` after silence, unsubscribe channels whose linger ended.
@@ -428,7 +483,8 @@ impl Link {
     /// go on: the link is already `Down` (backoff scheduled); the caller closes the socket.
     pub fn poll_event(&mut self, now: Tick) -> Result<Option<Event<'_>>, LinkError> {
         match self.next_message() {
-            Ok(Some((channel, payload))) => {
+            Ok(Some(Found::Log(topic, entries))) => Ok(Some(Event::Log { topic, entries })),
+            Ok(Some(Found::Message(channel, payload))) => {
                 let topic = std::str::from_utf8(&self.rx[channel.clone()][self.prefix.len()..])
                     .expect("bug: checked in next_message");
                 let msg = envelope::open(&self.rx[payload]);
@@ -448,22 +504,26 @@ impl Link {
     }
 
     /// Decode until a message for the application (its channel and payload ranges in `rx`).
-    fn next_message(&mut self) -> Result<Option<(Range, Range)>, LinkError> {
+    fn next_message(&mut self) -> Result<Option<Found>, LinkError> {
         compact(&mut self.rx, &mut self.rx_start);
         loop {
+            // A read of a log may bring up to RANGE_COUNT messages in one reply.
+            let max = match self.expect.front() {
+                Some(Expect::Range) => self.max_frame.saturating_mul(RANGE_COUNT),
+                _ => self.max_frame,
+            };
             let buf = &self.rx[self.rx_start..];
             let Some((frame, used)) = resp::decode(buf).map_err(LinkError::Resp)? else {
-                if buf.len() > self.max_frame {
-                    let (size, max) = (buf.len(), self.max_frame);
+                if buf.len() > max {
+                    let size = buf.len();
                     return Err(LinkError::TooLarge { size, max });
                 }
                 return Ok(None);
             };
             // The same limit for a frame that arrived whole as for one still arriving, so
             // how the bytes were split never changes the outcome.
-            if used > self.max_frame {
-                let (size, max) = (used, self.max_frame);
-                return Err(LinkError::TooLarge { size, max });
+            if used > max {
+                return Err(LinkError::TooLarge { size: used, max });
             }
             let base = self.rx_start;
             self.rx_start += used;
@@ -472,9 +532,19 @@ impl Link {
                     let (c, p) = (range_in(buf, channel, base), range_in(buf, payload, base));
                     if self.wanted(channel) && envelope::open(payload).node != Some(self.node) {
                         self.stats.received += 1;
-                        return Ok(Some((c, p)));
+                        return Ok(Some(Found::Message(c, p)));
                     }
                 }
+                Frame::Entries(entries) if self.expect.front() == Some(&Expect::Range) => {
+                    self.expect.pop_front();
+                    let topic = self.reads.pop_front().expect("bug: a read per Range");
+                    let entries = entries
+                        .iter()
+                        .map(|e| (e.seq, e.text, e.payload.to_vec()))
+                        .collect();
+                    return Ok(Some(Found::Log(topic, entries)));
+                }
+                Frame::Entries(_) => self.on_reply(Ok(None))?,
                 Frame::Subscription { subscribed, count } => {
                     self.on_subscription(subscribed, count)?
                 }
@@ -533,6 +603,8 @@ impl Link {
             (Expect::Hello, Err(e)) => return Err(LinkError::Refused("HELLO 3", e)),
             (Expect::Select, Err(e)) => return Err(LinkError::Refused("SELECT", e)),
             (Expect::ScriptLoad, Err(e)) => return Err(LinkError::Refused("SCRIPT LOAD", e)),
+            (Expect::Range, Ok(_)) => return Err(LinkError::Unexpected("XRANGE's answer")),
+            (Expect::Range, Err(e)) => return Err(LinkError::Refused("XRANGE", e)),
             (Expect::Ping, Err(e)) => return Err(LinkError::Refused("PING", e)),
             (Expect::Subscribe(_), Err(e)) => return Err(LinkError::Refused("SUBSCRIBE", e)),
             (Expect::Unsubscribe(_), Err(e)) => return Err(LinkError::Refused("UNSUBSCRIBE", e)),
@@ -624,6 +696,7 @@ impl Link {
                 self.acks.push((w, None));
             }
         }
+        self.lost_reads.extend(self.reads.drain(..));
         self.ping_sent = None;
         self.last_rx = now;
         self.stats.channels = 0;

@@ -25,6 +25,17 @@ pub enum Frame<'a> {
     /// A reply to a command, in command order: its error text, or `Ok` with the number if
     /// it is an integer (what the sequencing script answers: the message's position).
     Reply(Result<Option<i64>, &'a [u8]>),
+    /// A reply that is an array of stream entries as the sequencing script writes them
+    /// (`XRANGE` of a topic's log: id `0-N`, fields `k` t|b and `m` payload), in order.
+    Entries(Vec<Entry<'a>>),
+}
+
+/// One message read back from a topic's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub seq: u64,
+    pub text: bool,
+    pub payload: &'a [u8],
 }
 
 /// Why bytes from Redis could not be understood.
@@ -96,7 +107,40 @@ fn classify<'a>(buf: &'a [u8], frame: &RangeFrame) -> Result<Frame<'a>, RespErro
             Frame::Reply(Err(buf.get(data.0..data.1).unwrap_or_default()))
         }
         RangeFrame::Number { data, .. } => Frame::Reply(Ok(Some(*data))),
+        RangeFrame::Array { data, .. } => match data.iter().map(|e| entry(e, &bytes)).collect() {
+            Some(entries) => Frame::Entries(entries),
+            None => Frame::Reply(Ok(None)),
+        },
         _ => Frame::Reply(Ok(None)),
+    })
+}
+
+/// A stream entry `[ID, [k, t|b, m, PAYLOAD]]` with ID `0-N`, or None if `f` is not one.
+fn entry<'a>(
+    f: &RangeFrame,
+    bytes: &impl Fn(&RangeFrame) -> Option<&'a [u8]>,
+) -> Option<Entry<'a>> {
+    let RangeFrame::Array { data, .. } = f else {
+        return None;
+    };
+    let [id, RangeFrame::Array { data: fields, .. }] = &data[..] else {
+        return None;
+    };
+    let seq = std::str::from_utf8(bytes(id)?.strip_prefix(b"0-")?).ok()?;
+    let seq = seq.parse().ok()?;
+    let (mut text, mut payload) = (None, None);
+    for pair in fields.chunks(2) {
+        match (bytes(&pair[0])?, pair.get(1).and_then(bytes)) {
+            (b"k", Some(b"t")) => text = Some(true),
+            (b"k", Some(b"b")) => text = Some(false),
+            (b"m", Some(p)) => payload = Some(p),
+            _ => {}
+        }
+    }
+    Some(Entry {
+        seq,
+        text: text?,
+        payload: payload?,
     })
 }
 

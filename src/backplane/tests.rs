@@ -88,6 +88,25 @@ pub(crate) fn sequenced(seq: u64, epoch: u64, text: bool, body: &[u8]) -> Vec<u8
     envelope::sequenced(envelope::Position { seq, epoch }, text, body)
 }
 
+/// Redis's answer to an `XRANGE` of a topic's log holding `entries` (position, payload; text).
+pub(crate) fn log_reply(entries: &[(u64, &[u8])]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", entries.len()).into_bytes();
+    for (seq, payload) in entries {
+        let id = format!("0-{seq}");
+        out.extend(
+            format!(
+                "*2\r\n${}\r\n{id}\r\n*4\r\n$1\r\nk\r\n$1\r\nt\r\n$1\r\nm\r\n",
+                id.len()
+            )
+            .bytes(),
+        );
+        out.extend(format!("${}\r\n", payload.len()).bytes());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// The sequencing script's SHA-1, as `EVALSHA` names it.
 pub(crate) fn script_sha() -> String {
     let d = ring::digest::digest(
@@ -462,4 +481,47 @@ fn bad_replies_drop_the_link() {
         feed(&mut l, &[&whole], 1),
         Err(LinkError::TooLarge { .. })
     ));
+}
+
+#[test]
+fn a_read_of_a_log_is_answered_in_order_or_reported_lost() {
+    let mut l = link();
+    assert!(!l.read_log("t", 5, 9), "not while the link is down");
+    let mut l = up(&["t"]);
+    assert!(l.read_log("t", 5, 9));
+    assert_eq!(
+        l.tx(),
+        &cmd(&[b"XRANGE", b"p:{t}:log", b"0-5", b"0-9", b"COUNT", b"16"])[..]
+    );
+    // A message pushed before the answer comes first; the answer is the entries, in order.
+    let server = [
+        message("p:t", &sequenced(1_000_010, 1_000_000, true, b"live")),
+        log_reply(&[(1_000_005, b"five"), (1_000_006, b"six")]),
+    ]
+    .concat();
+    l.feed(&server, 1);
+    match l.poll_event(1) {
+        Ok(Some(Event::Message { payload, .. })) => assert_eq!(payload, b"live"),
+        other => panic!("{other:?}"),
+    }
+    match l.poll_event(1) {
+        Ok(Some(Event::Log { topic, entries })) => {
+            assert_eq!(&*topic, "t");
+            let want = vec![
+                (1_000_005, true, b"five".to_vec()),
+                (1_000_006, true, b"six".to_vec()),
+            ];
+            assert_eq!(entries, want);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(l.take_lost_reads().count(), 0);
+    // Lost with the connection before Redis answered: reported once.
+    assert!(l.read_log("t", 7, 9));
+    l.on_closed(2);
+    assert_eq!(
+        l.take_lost_reads().collect::<Vec<_>>(),
+        vec!["t".into()] as Vec<Box<str>>
+    );
+    assert_eq!(l.take_lost_reads().count(), 0);
 }

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use super::fake::{Peer, ReadStep};
 use super::fake_tests::{client, server, Harness};
 use super::*;
-use crate::backplane::tests::{confirm, message, sequenced, tagged, HELLO_REPLY, OTHER};
+use crate::backplane::tests::{confirm, log_reply, message, sequenced, tagged, HELLO_REPLY, OTHER};
 use crate::metrics::RedisMetrics;
 use crate::ws::frame::OpCode;
 
@@ -155,23 +155,64 @@ fn a_local_publish_is_sequenced_by_redis_and_delivered_in_its_order() {
     assert_eq!(ws.take_written(), server(OpCode::Text, b"next"));
     let (kept, gap) = h.r.hub.history_after("news", 1_000_000);
     assert_eq!((kept.len(), gap), (2, false));
-    // Positions skipped, or a new epoch: delivered, and the history before is dropped, so a
-    // resume across it is told of the gap.
+    // Positions skipped: read from the topic's log first, what arrives meanwhile held back,
+    // then all of it delivered in order — no gap.
     redis.send(&message(
         "wsloop:news",
-        &sequenced(1_000_005, 1_000_000, true, b"skip"),
+        &sequenced(1_000_005, 1_000_000, true, b"five"),
     ));
     h.settle();
-    assert_eq!(ws.take_written(), server(OpCode::Text, b"skip"));
-    let (kept, gap) = h.r.hub.history_after("news", 1_000_002);
-    assert_eq!((kept.len(), gap), (1, true));
+    assert!(
+        ws.take_written().is_empty(),
+        "held until the missed ones are read"
+    );
+    let sent = redis.take_written();
+    assert!(
+        contains(&sent, b"XRANGE") && contains(&sent, b"wsloop:{news}:log"),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert!(
+        contains(&sent, b"0-1000003") && contains(&sent, b"0-1000004"),
+        "{sent:?}"
+    );
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_006, 1_000_000, true, b"six"),
+    ));
+    redis.send(&log_reply(&[(1_000_003, b"three"), (1_000_004, b"four")]));
+    h.settle();
+    let want: Vec<u8> = [&b"three"[..], b"four", b"five", b"six"]
+        .iter()
+        .flat_map(|m| server(OpCode::Text, m))
+        .collect();
+    assert_eq!(ws.take_written(), want);
+    let (kept, gap) = h.r.hub.history_after("news", 1_000_000);
+    assert_eq!((kept.len(), gap), (6, false));
+    // The log no longer holds what was missed (trimmed): delivered after the jump, and the
+    // history before it dropped, so a resume across is told of the gap.
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_009, 1_000_000, true, b"nine"),
+    ));
+    h.settle();
+    assert!(contains(&redis.take_written(), b"XRANGE"));
+    redis.send(&log_reply(&[(1_000_008, b"eight")]));
+    h.settle();
+    let want: Vec<u8> = [&b"eight"[..], b"nine"]
+        .iter()
+        .flat_map(|m| server(OpCode::Text, m))
+        .collect();
+    assert_eq!(ws.take_written(), want);
+    let (kept, gap) = h.r.hub.history_after("news", 1_000_006);
+    assert_eq!((kept.len(), gap), (2, true));
     redis.send(&message(
         "wsloop:news",
         &sequenced(9_000_001, 9_000_000, true, b"epoch"),
     ));
     h.settle();
     assert_eq!(ws.take_written(), server(OpCode::Text, b"epoch"));
-    let (kept, gap) = h.r.hub.history_after("news", 1_000_005);
+    let (kept, gap) = h.r.hub.history_after("news", 1_000_009);
     assert_eq!((kept.len(), gap), (1, true));
     // A node of an earlier release tagging our own id: still dropped as our echo.
     let node = h.r.redis_node().expect("the link's node id");

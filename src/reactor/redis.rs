@@ -65,7 +65,14 @@ pub(super) struct Backplane<S> {
     /// Per topic, the epoch and position of the last sequenced message delivered. Bounded:
     /// cleared past `ORDER_CAP` topics (a topic then starts over, checked against its hub).
     order: HashMap<Box<str>, Position>,
+    /// Topics whose missed positions are being read from their log (`Link::read_log`), with
+    /// the messages that arrived meanwhile, held back so the order is kept.
+    filling: HashMap<Box<str>, Vec<Held>>,
 }
+
+/// A sequenced message held back while the positions before it are read from the log:
+/// (position, text, payload).
+type Held = (Position, bool, Vec<u8>);
 
 /// Topics whose order `Backplane::order` follows before it starts over.
 const ORDER_CAP: usize = 65_536;
@@ -149,6 +156,7 @@ impl<N: Net> Reactor<N> {
                     up_logged: false,
                     down_logged: false,
                     order: HashMap::new(),
+                    filling: HashMap::new(),
                 }))
             }
         };
@@ -244,27 +252,24 @@ impl<N: Net> Reactor<N> {
                         text,
                         payload,
                     })) => {
-                        let last = bp.order.get(topic).copied();
-                        let step = next(last, self.hub.last_seq(topic), at);
-                        if step == Next::Old {
+                        if let Some(held) = bp.filling.get_mut(topic) {
+                            held.push((at, text, payload.to_vec()));
                             continue;
                         }
-                        if step == Next::Restart && last.is_some() {
-                            log::info!(
-                                "redis: topic {topic:?} goes on at {} (epoch {}) after {:?}: \
-                                 its history here is dropped",
-                                at.seq,
-                                at.epoch,
-                                last
-                            );
+                        let Some(from) = self.missed_from(&bp.order, topic, at) else {
+                            self.deliver_in_order(&mut bp.order, topic, at, text, payload);
+                            continue;
+                        };
+                        // Positions missed: read them from the log, holding this one back.
+                        let (topic, payload) = (topic.to_string(), payload.to_vec());
+                        if bp.link.read_log(&topic, from, at.seq - 1) {
+                            log::debug!("redis: {topic:?}: reading {from}.. from its log");
+                            bp.filling.insert(topic.into(), vec![(at, text, payload)]);
+                        } else {
+                            self.deliver_in_order(&mut bp.order, &topic, at, text, &payload);
                         }
-                        if bp.order.len() >= ORDER_CAP && last.is_none() {
-                            bp.order.clear();
-                        }
-                        bp.order.insert(topic.into(), at);
-                        let restart = step == Next::Restart;
-                        self.publish_sequenced(topic, at.seq, text, payload, restart);
                     }
+                    Ok(Some(Event::Log { topic, entries })) => self.log_read(bp, &topic, entries),
                     Ok(Some(Event::Message {
                         topic,
                         position: None,
@@ -279,6 +284,87 @@ impl<N: Net> Reactor<N> {
                     Err(e) => return bp.close(&mut self.net, &e.to_string()),
                 }
             }
+        }
+    }
+
+    /// Positions before `at` that this node missed and the topic's log may still hold: from
+    /// where to read (within `--history-len` of `at`), or None when nothing was missed or it
+    /// cannot be shown to connect (another epoch, a topic not followed here).
+    fn missed_from(
+        &self,
+        order: &HashMap<Box<str>, Position>,
+        topic: &str,
+        at: Position,
+    ) -> Option<u64> {
+        let last = match order.get(topic) {
+            Some(l) if l.epoch == at.epoch => l.seq,
+            Some(_) => return None,
+            // Not followed since the link started: what the hub numbered last, if it is of
+            // this epoch (a node that followed the topic before, then let it go).
+            None => Some(self.hub.last_seq(topic)).filter(|&s| s > at.epoch)?,
+        };
+        let keep = self.cfg.pubsub.history_len as u64;
+        (at.seq > last + 1 && at.seq - 1 - last <= keep).then_some(last + 1)
+    }
+
+    /// Deliver a sequenced message if it comes next for its topic (`next`): drop a repeat;
+    /// after a jump or a new epoch, drop the topic's history first.
+    fn deliver_in_order(
+        &mut self,
+        order: &mut HashMap<Box<str>, Position>,
+        topic: &str,
+        at: Position,
+        text: bool,
+        payload: &[u8],
+    ) {
+        let last = order.get(topic).copied();
+        let step = next(last, self.hub.last_seq(topic), at);
+        if step == Next::Old {
+            return;
+        }
+        if step == Next::Restart && last.is_some() {
+            log::info!(
+                "redis: topic {topic:?} goes on at {} (epoch {}) after {last:?}: its history \
+                 here is dropped",
+                at.seq,
+                at.epoch,
+            );
+        }
+        if order.len() >= ORDER_CAP && last.is_none() {
+            order.clear();
+        }
+        order.insert(topic.into(), at);
+        self.publish_sequenced(topic, at.seq, text, payload, step == Next::Restart);
+    }
+
+    /// What a topic's log held of the positions this node missed: deliver them, then the
+    /// messages held back meanwhile, in order. A full read that stops short is followed by
+    /// the next.
+    fn log_read(
+        &mut self,
+        bp: &mut Backplane<N::Stream>,
+        topic: &str,
+        entries: Vec<(u64, bool, Vec<u8>)>,
+    ) {
+        let Some(held) = bp.filling.remove(topic) else {
+            return;
+        };
+        let epoch = held[0].0.epoch;
+        let full = entries.len() == crate::backplane::link::RANGE_COUNT;
+        for (seq, text, payload) in entries {
+            let at = Position { seq, epoch };
+            self.deliver_in_order(&mut bp.order, topic, at, text, &payload);
+        }
+        let first = held[0].0;
+        let last = bp.order.get(topic).copied();
+        if let Some(l) = last.filter(|l| full && l.epoch == epoch && l.seq + 1 < first.seq) {
+            if bp.link.read_log(topic, l.seq + 1, first.seq - 1) {
+                bp.filling.insert(topic.into(), held);
+                return;
+            }
+        }
+        for (at, text, payload) in held {
+            self.deliver_in_order(&mut bp.order, topic, at, text, &payload);
         }
     }
 
@@ -317,6 +403,7 @@ impl<N: Net> Reactor<N> {
         m.channels.set(stats.channels);
         let want = bp.link.next_deadline();
         let acks: Vec<(u64, Option<u64>)> = bp.link.take_acks().collect();
+        let lost: Vec<Box<str>> = bp.link.take_lost_reads().collect();
         let armed = self.wheel.deadline(REDIS_TIMER);
         if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
             self.wheel.insert(REDIS_TIMER, d);
@@ -324,6 +411,17 @@ impl<N: Net> Reactor<N> {
         // Redis's answers to held HTTP publishes (or their loss with the connection).
         for (waiter, position) in acks {
             self.publish_answered(ConnId(waiter), position);
+        }
+        // Reads of logs lost with the connection: what was held back goes out now, after a
+        // jump (the history before it is dropped).
+        if !lost.is_empty() {
+            let Role::Owner(mut bp) = std::mem::take(&mut self.redis) else {
+                return;
+            };
+            for topic in lost {
+                self.log_read(&mut bp, &topic, Vec::new());
+            }
+            self.redis = Role::Owner(bp);
         }
     }
 }
