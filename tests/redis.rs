@@ -577,6 +577,44 @@ fn positions_agree_on_every_node_in_publish_order_and_a_client_resumes_through_a
     assert_eq!(seqs_of(&poll), positions[8..], "{poll}");
     assert!(poll.contains(r#""text":"m9"},{"seq":"#), "{poll}");
 
+    // A node started after the publishes (it followed nothing) reads the topic's log back
+    // from Redis before it answers: the same resume, exact, on every transport.
+    let late = node(&redis, "2");
+    wait_until("the late node's link up", Duration::from_secs(10), || {
+        link_up(&late)
+    });
+    let mut sse = open(&late, &head);
+    let events = read_until(&mut sse, "data: m10\n\n", 1);
+    for (i, p) in positions.iter().enumerate().skip(5) {
+        let event = format!("id: {p}\ndata: m{}\n\n", i + 1);
+        assert_eq!(events.matches(&event).count(), 1, "{event:?} in {events}");
+    }
+    assert!(!events.contains("event: gap"), "{events}");
+    drop(sse);
+    let late2 = node(&redis, "1");
+    wait_until(
+        "the second late node's link up",
+        Duration::from_secs(10),
+        || link_up(&late2),
+    );
+    let poll = http(
+        &late2,
+        &format!(
+            "GET /poll/r?after={}&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            positions[7]
+        ),
+    );
+    assert_eq!(seqs_of(&poll), positions[8..], "{poll}");
+    let mut s = open(
+        &late2,
+        &format!(
+            "GET /stream/r?after={} HTTP/1.1\r\nHost: t\r\n\r\n",
+            positions[8]
+        ),
+    );
+    let chunks = read_until(&mut s, "m10", 1);
+    assert!(chunks.contains("m10") && !chunks.contains("m9"), "{chunks}");
+
     // Redis restarted without persistence: the topic's history is gone, a new epoch starts
     // with larger numbers, and a resume from before is told of the gap, then gets what is
     // new — never an old number reused.

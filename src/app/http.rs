@@ -6,7 +6,7 @@
 //! Must not: write to a socket, block, or hold a request's bytes beyond the outbox; a refused
 //! request always gets a status, never silence.
 
-use super::{Command, ConnId, Router};
+use super::{Command, ConnId, Resume, ResumeKind, Router};
 use crate::auth::{Gate, Right};
 use crate::config::Config;
 use crate::conn::{Mode, Outbox};
@@ -29,6 +29,8 @@ pub struct HttpEnv<'e> {
     pub metrics: &'e dyn Fn() -> String,
     /// `--redis` is set and its link is not up: a publish could not reach the other nodes.
     pub broker_down: bool,
+    /// `--redis` is set: positions are Redis's, and a topic's log can be read back from it.
+    pub sequenced: bool,
     /// Who may read and write which topic (`--token-…`).
     pub gate: &'e mut Gate<'e>,
     /// Set by `answer`: the `exp` of the token a stream opened with (it ends then).
@@ -319,20 +321,43 @@ fn sse_start(
         let r = response::full(204, cors, b"", env.date, keep_alive(req), false);
         return out.respond(&r, keep_alive(req));
     }
-    let hs = stream_headers(cors, "text/event-stream");
-    let mut head = response::stream_head(200, &hs, env.date, false);
-    sse::push_retry(&mut head, env.cfg.sse_retry.as_millis() as u64);
     let last = req
         .header("last-event-id")
         .map(<[u8]>::trim_ascii)
         .filter(|v| !v.is_empty())
         .and_then(|v| std::str::from_utf8(v).ok());
-    if let Some(last) = num(last.or_else(|| query(req, "lastEventId"))) {
-        let (missed, gap) = env.hub.history_after(topic, last);
+    let last = num(last.or_else(|| query(req, "lastEventId")));
+    if last.is_some_and(|after| must_read_log(env, topic, after)) {
+        return hold_resume(env, id, req, topic, last.unwrap_or(0), ResumeKind::Sse, out);
+    }
+    let head = sse_head(
+        env.hub,
+        topic,
+        last,
+        cors,
+        env.date,
+        env.cfg.sse_retry.as_millis(),
+    );
+    open_stream(env, id, req, topic, Mode::Sse, &head, out);
+}
+
+/// The head of an SSE response on `topic` and what it replays: the events after `last` in
+/// the history, behind a `gap` event if some are gone.
+pub fn sse_head(
+    hub: &Hub,
+    topic: &str,
+    last: Option<u64>,
+    cors: &[(&str, &str)],
+    date: &str,
+    retry_ms: u128,
+) -> Vec<u8> {
+    let hs = stream_headers(cors, "text/event-stream");
+    let mut head = response::stream_head(200, &hs, date, false);
+    sse::push_retry(&mut head, retry_ms as u64);
+    if let Some(last) = last {
+        let (missed, gap) = hub.history_after(topic, last);
         if gap {
-            let first = missed
-                .first()
-                .map_or(env.hub.last_seq(topic) + 1, |p| p.seq);
+            let first = missed.first().map_or(hub.last_seq(topic) + 1, |p| p.seq);
             let note = format!(
                 r#"{{"topic":{},"after":{last},"resumed_at":{first}}}"#,
                 crate::text::json_string(topic)
@@ -343,7 +368,65 @@ fn sse_start(
             head.extend_from_slice(&p.sse_event());
         }
     }
-    open_stream(env, id, req, topic, Mode::Sse, &head, out);
+    head
+}
+
+/// The head of a streaming response on `topic`, with the chunks after `after` it replays.
+pub fn stream_resume_head(
+    hub: &Hub,
+    topic: &str,
+    after: Option<u64>,
+    cors: &[(&str, &str)],
+    date: &str,
+) -> Vec<u8> {
+    let hs = stream_headers(cors, "text/plain; charset=utf-8");
+    let mut head = response::stream_head(200, &hs, date, true);
+    if let Some(after) = after {
+        for p in hub.history_after(topic, after).0 {
+            head.extend_from_slice(&p.stream_chunk());
+        }
+    }
+    head
+}
+
+/// With `--redis`, may this node answer a resume from `after` out of its own history? Not
+/// when no one here follows the topic (what it kept may be stale), when the client has seen
+/// further than this node (it follows the topic only since recently), or when the history
+/// does not reach back to `after`: then the topic's log is read back from Redis first.
+fn must_read_log(env: &HttpEnv<'_>, topic: &str, after: u64) -> bool {
+    env.sequenced
+        && (env.hub.subscriber_count(topic) == 0
+            || after > env.hub.last_seq(topic)
+            || env.hub.history_after(topic, after).1)
+}
+
+/// Hold a resume until the topic's log has been read back (`Command::Resume`): subscribed
+/// now, so nothing published meanwhile is missed (it lands in the history the answer is
+/// built from).
+fn hold_resume(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    topic: &str,
+    after: u64,
+    kind: ResumeKind,
+    out: &mut Outbox<'_>,
+) {
+    if let Err(e) = env.hub.check_subscribe(id, topic) {
+        let body = format!("{e}\n");
+        let (status, ka) = (e.status(), keep_alive(req));
+        let r = response::full(status, &[], body.as_bytes(), env.date, ka, false);
+        return out.respond(&r, ka);
+    }
+    subscribe(env, id, topic);
+    env.cmds.push(Command::Resume(Resume {
+        conn: id,
+        topic: topic.to_string(),
+        after,
+        kind,
+        origin: cors_origin(env.cfg, req),
+    }));
+    out.hold(keep_alive(req));
 }
 
 /// `GET /stream/{topic}`: a chunked response, one chunk per message (the XHR `readyState 3`
@@ -367,13 +450,12 @@ fn stream_start(
         );
         return out.respond(&r, keep_alive(req));
     }
-    let hs = stream_headers(cors, "text/plain; charset=utf-8");
-    let mut head = response::stream_head(200, &hs, env.date, true);
-    if let Some(after) = num(query(req, "after")) {
-        for p in env.hub.history_after(topic, after).0 {
-            head.extend_from_slice(&p.stream_chunk());
-        }
+    let after = num(query(req, "after"));
+    if after.is_some_and(|a| must_read_log(env, topic, a)) {
+        let after = after.unwrap_or(0);
+        return hold_resume(env, id, req, topic, after, ResumeKind::Stream, out);
     }
+    let head = stream_resume_head(env.hub, topic, after, cors, env.date);
     open_stream(env, id, req, topic, Mode::Stream, &head, out);
 }
 
@@ -435,8 +517,13 @@ fn poll_start(
     if env.cfg.topics_must_exist && !env.hub.exists(topic) {
         return (404, Some(r#"{"error":"no such topic"}"#.into()));
     }
-    let after = num(query(req, "after")).unwrap_or_else(|| env.hub.last_seq(topic));
+    let asked = num(query(req, "after"));
+    let after = asked.unwrap_or_else(|| env.hub.last_seq(topic));
     let wait = query(req, "wait") != Some("0");
+    if asked.is_some_and(|a| must_read_log(env, topic, a)) {
+        hold_resume(env, id, req, topic, after, ResumeKind::Poll { wait }, out);
+        return (200, None);
+    }
     let (msgs, gap) = env.hub.history_after(topic, after);
     if !msgs.is_empty() || gap || !wait {
         return (200, Some(batch(env.hub, topic, &msgs, gap)));

@@ -62,6 +62,31 @@ pub enum Command {
         payload: Vec<u8>,
         origin: Option<String>,
     },
+    /// A resume (`conn`, held) from a position this node's history cannot vouch for, with
+    /// `--redis`: answered once the topic's log has been read back from Redis.
+    Resume(Resume),
+}
+
+/// A held resume request: who, on what topic, after which position, by which transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub conn: ConnId,
+    pub topic: String,
+    pub after: u64,
+    pub kind: ResumeKind,
+    /// The CORS origin to answer with, if any.
+    pub origin: Option<String>,
+}
+
+/// How a held resume is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeKind {
+    /// An SSE stream (`Last-Event-ID`).
+    Sse,
+    /// A streaming response (`after=`).
+    Stream,
+    /// A poll (`after=`); `wait`: hold on as a long poll when nothing is there.
+    Poll { wait: bool },
 }
 
 /// A matched route: the request, its WebSocket headers and the path parameters.

@@ -33,6 +33,9 @@ use crate::timer::Tick;
 /// The sequencing script, run by Redis for every publish.
 pub const SEQUENCE_SCRIPT: &str = include_str!("sequence.lua");
 
+/// A message read back from a topic's log: (position, text, payload).
+pub type LogEntry = (u64, bool, Vec<u8>);
+
 /// Most entries one read of a topic's log asks for (`read_log`); a reply may be this many
 /// times the largest message.
 pub const RANGE_COUNT: usize = 16;
@@ -79,17 +82,18 @@ pub enum Event<'a> {
         payload: &'a [u8],
     },
     /// What a topic's log held from the position `read_log` asked for: (position, text,
-    /// payload) in order, at most `RANGE_COUNT`.
+    /// payload) in order, at most `RANGE_COUNT`; `tag` is the caller's, given back.
     Log {
         topic: Box<str>,
-        entries: Vec<(u64, bool, Vec<u8>)>,
+        tag: u32,
+        entries: Vec<LogEntry>,
     },
 }
 
 /// What `next_message` found.
 enum Found {
     Message(Range, Range),
-    Log(Box<str>, Vec<(u64, bool, Vec<u8>)>),
+    Log(Box<str>, u32, Vec<LogEntry>),
 }
 
 /// Why the link dropped its connection.
@@ -200,10 +204,11 @@ pub struct Link {
     /// Publishers' answers not yet taken (`take_acks`): the position Redis gave the message,
     /// or None when it refused it or the connection failed before it answered.
     acks: Vec<(u64, Option<u64>)>,
-    /// The topics of the `XRANGE`s sent, in order (one per `Expect::Range`).
-    reads: VecDeque<Box<str>>,
+    /// The topics (and callers' tags) of the `XRANGE`s sent, in order (one per
+    /// `Expect::Range`).
+    reads: VecDeque<(Box<str>, u32)>,
     /// Reads lost with a connection before Redis answered (`take_lost_reads`).
-    lost_reads: Vec<Box<str>>,
+    lost_reads: Vec<(Box<str>, u32)>,
 }
 
 /// Buffers are compacted once this much at their front is consumed (and freed down to it
@@ -371,9 +376,10 @@ impl Link {
     }
 
     /// Ask for what `topic`'s log holds from position `from` to `to` (at most `RANGE_COUNT`
-    /// entries); the answer is an `Event::Log`, or the topic is in `take_lost_reads` if the
-    /// connection fails first. False (nothing sent) when the link is not up.
-    pub fn read_log(&mut self, topic: &str, from: u64, to: u64) -> bool {
+    /// entries); the answer is an `Event::Log` with `tag`, or (topic, tag) is in
+    /// `take_lost_reads` if the connection fails first. False (nothing sent) when the link is
+    /// not up.
+    pub fn read_log(&mut self, topic: &str, from: u64, to: u64, tag: u32) -> bool {
         if self.phase != Phase::Up {
             return false;
         }
@@ -392,12 +398,12 @@ impl Link {
             ],
         );
         self.expect.push_back(Expect::Range);
-        self.reads.push_back(topic.into());
+        self.reads.push_back((topic.into(), tag));
         true
     }
 
-    /// Topics whose `read_log` was lost with a connection since the last call.
-    pub fn take_lost_reads(&mut self) -> std::vec::Drain<'_, Box<str>> {
+    /// The (topic, tag) of every `read_log` lost with a connection since the last call.
+    pub fn take_lost_reads(&mut self) -> std::vec::Drain<'_, (Box<str>, u32)> {
         self.lost_reads.drain(..)
     }
 
@@ -483,7 +489,11 @@ impl Link {
     /// go on: the link is already `Down` (backoff scheduled); the caller closes the socket.
     pub fn poll_event(&mut self, now: Tick) -> Result<Option<Event<'_>>, LinkError> {
         match self.next_message() {
-            Ok(Some(Found::Log(topic, entries))) => Ok(Some(Event::Log { topic, entries })),
+            Ok(Some(Found::Log(topic, tag, entries))) => Ok(Some(Event::Log {
+                topic,
+                tag,
+                entries,
+            })),
             Ok(Some(Found::Message(channel, payload))) => {
                 let topic = std::str::from_utf8(&self.rx[channel.clone()][self.prefix.len()..])
                     .expect("bug: checked in next_message");
@@ -537,12 +547,12 @@ impl Link {
                 }
                 Frame::Entries(entries) if self.expect.front() == Some(&Expect::Range) => {
                     self.expect.pop_front();
-                    let topic = self.reads.pop_front().expect("bug: a read per Range");
+                    let (topic, tag) = self.reads.pop_front().expect("bug: a read per Range");
                     let entries = entries
                         .iter()
                         .map(|e| (e.seq, e.text, e.payload.to_vec()))
                         .collect();
-                    return Ok(Some(Found::Log(topic, entries)));
+                    return Ok(Some(Found::Log(topic, tag, entries)));
                 }
                 Frame::Entries(_) => self.on_reply(Ok(None))?,
                 Frame::Subscription { subscribed, count } => {

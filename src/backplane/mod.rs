@@ -10,7 +10,7 @@ pub mod envelope;
 pub mod link;
 pub mod resp;
 
-pub use link::{Action, Event, Link, LinkError, LinkState, Stats};
+pub use link::{Action, Event, Link, LinkError, LinkState, LogEntry, Stats};
 
 #[cfg(test)]
 pub(crate) mod tests;

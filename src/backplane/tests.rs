@@ -486,9 +486,9 @@ fn bad_replies_drop_the_link() {
 #[test]
 fn a_read_of_a_log_is_answered_in_order_or_reported_lost() {
     let mut l = link();
-    assert!(!l.read_log("t", 5, 9), "not while the link is down");
+    assert!(!l.read_log("t", 5, 9, 0), "not while the link is down");
     let mut l = up(&["t"]);
-    assert!(l.read_log("t", 5, 9));
+    assert!(l.read_log("t", 5, 9, 7));
     assert_eq!(
         l.tx(),
         &cmd(&[b"XRANGE", b"p:{t}:log", b"0-5", b"0-9", b"COUNT", b"16"])[..]
@@ -505,8 +505,12 @@ fn a_read_of_a_log_is_answered_in_order_or_reported_lost() {
         other => panic!("{other:?}"),
     }
     match l.poll_event(1) {
-        Ok(Some(Event::Log { topic, entries })) => {
-            assert_eq!(&*topic, "t");
+        Ok(Some(Event::Log {
+            topic,
+            tag,
+            entries,
+        })) => {
+            assert_eq!((&*topic, tag), ("t", 7));
             let want = vec![
                 (1_000_005, true, b"five".to_vec()),
                 (1_000_006, true, b"six".to_vec()),
@@ -517,11 +521,9 @@ fn a_read_of_a_log_is_answered_in_order_or_reported_lost() {
     }
     assert_eq!(l.take_lost_reads().count(), 0);
     // Lost with the connection before Redis answered: reported once.
-    assert!(l.read_log("t", 7, 9));
+    assert!(l.read_log("t", 7, 9, 3));
     l.on_closed(2);
-    assert_eq!(
-        l.take_lost_reads().collect::<Vec<_>>(),
-        vec!["t".into()] as Vec<Box<str>>
-    );
+    let lost: Vec<(Box<str>, u32)> = l.take_lost_reads().collect();
+    assert_eq!(lost, [("t".into(), 3)]);
     assert_eq!(l.take_lost_reads().count(), 0);
 }

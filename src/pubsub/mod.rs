@@ -140,6 +140,16 @@ impl Histories {
         t.history.push_back(k);
     }
 
+    /// Put an older message before the topic's history (`Hub::prepend_history`).
+    fn push_front(&mut self, t: &mut Topic, k: Kept) {
+        if let Some(first) = t.history.front() {
+            self.oldest.remove(&first.stamp);
+        }
+        self.oldest.insert(k.stamp, t.name.clone());
+        self.bytes += k.msg.kept_cost();
+        t.history.push_front(k);
+    }
+
     fn pop_front(&mut self, t: &mut Topic) {
         let Some(k) = t.history.pop_front() else {
             return;
@@ -499,6 +509,47 @@ impl Hub {
             }
             self.settle(&name);
         }
+    }
+
+    /// Messages read back from the broker's log, oldest first, to put before what this hub
+    /// kept of `topic` (a resume from before it, on a node that did not follow the topic).
+    /// Only a run that joins the kept history is taken (ending just before its oldest
+    /// message, or — with nothing kept — at or after the topic's last number), so the
+    /// history stays one contiguous run; within `history_len` and `max_history_bytes`.
+    pub fn prepend_history(&mut self, topic: &str, msgs: Vec<Rc<Published>>) {
+        let limit = self.limits.history_len;
+        if limit == 0 || msgs.is_empty() || self.topic_mut(topic).is_err() {
+            return;
+        }
+        let stamps: Vec<u64> = msgs.iter().map(|_| self.stamp()).collect();
+        let t = self.topics.get_mut(topic).expect("bug: topic just made");
+        let take: Vec<(u64, Rc<Published>)> = match t.history.front().map(|k| k.msg.seq) {
+            Some(oldest) => {
+                let older: Vec<_> = msgs.into_iter().filter(|m| m.seq < oldest).collect();
+                if older.last().is_none_or(|m| m.seq + 1 != oldest) {
+                    return;
+                }
+                stamps.into_iter().zip(older).collect()
+            }
+            None => {
+                if msgs.last().is_none_or(|m| m.seq < t.seq) {
+                    return;
+                }
+                t.seq = t.seq.max(msgs.last().map_or(0, |m| m.seq));
+                stamps.into_iter().zip(msgs).collect()
+            }
+        };
+        // Oldest last, each pushed in front; the newest `limit` are kept.
+        let room = limit.saturating_sub(t.history.len());
+        let skip = take.len().saturating_sub(room);
+        for (stamp, msg) in take.into_iter().skip(skip).rev() {
+            if msg.kept_cost() > self.limits.max_history_bytes {
+                break;
+            }
+            self.histories.push_front(t, Kept { stamp, msg });
+        }
+        self.settle(topic);
+        self.trim_histories();
     }
 
     /// Drop a topic's kept messages (its number stays): what was kept cannot be shown to

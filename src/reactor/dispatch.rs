@@ -11,10 +11,11 @@ use super::clients::{ClientId, Clients};
 use super::workers::{Envelope, Mail};
 use super::{observe, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
-use crate::app::{Command, ConnId, Ctx, Decision, Router, Upgrade};
+use crate::app::{Command, ConnId, Ctx, Decision, Resume, ResumeKind, Router, Upgrade};
 use crate::auth::{self, Gate};
+use crate::backplane::LogEntry;
 use crate::config::Config;
-use crate::conn::{Close, Event, Outbox, Push, Pushed, State, Step};
+use crate::conn::{Close, Event, Mode, Outbox, Push, Pushed, State, Step};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
@@ -24,6 +25,7 @@ use crate::pubsub::{Published, TopicError};
 use crate::timer::Tick;
 use crate::ws::Message;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 impl<N: Net> Reactor<N> {
     pub(super) fn conn_id(&self, idx: usize) -> ConnId {
@@ -132,11 +134,12 @@ impl<N: Net> Reactor<N> {
                     date,
                     metrics: &render,
                     broker_down,
+                    sequenced: cfg.redis.url.is_some(),
                     gate,
                     granted_until: None,
                 };
                 http::answer(env, id, &req, body, &mut out);
-                if out.state() == State::Streaming {
+                if matches!(out.state(), State::Streaming | State::Held) {
                     expires(token_expiry, idx, env.granted_until, now, *unix_ms);
                 }
             }
@@ -214,6 +217,19 @@ impl<N: Net> Reactor<N> {
                             .insert(conn, (topic.as_str().into(), origin));
                         self.publish(&topic, text, &payload, Some(conn));
                     }
+                    Command::Resume(r) => {
+                        let (topic, after) = (r.topic.as_str().into(), r.after);
+                        let waiting = self.resuming.entry(Box::clone(&topic)).or_default();
+                        waiting.push(r);
+                        if waiting.len() == 1 {
+                            if self.owns_link() {
+                                self.read_back(&topic, after);
+                            } else if let Some(end) = self.bus.as_ref() {
+                                let topic = Arc::from(&*topic);
+                                end.bus.tell(0, Mail::ReadBack { topic, after });
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -272,6 +288,87 @@ impl<N: Net> Reactor<N> {
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
         self.deliver(topic, published);
+    }
+
+    /// Worker 0: what a topic's log held, read back for resumes: to every other worker, and
+    /// here.
+    pub(super) fn history_read(&mut self, topic: &str, entries: Vec<LogEntry>) {
+        let entries: Arc<[LogEntry]> = entries.into();
+        if let Some(end) = self.bus.as_ref() {
+            for w in (0..end.bus.len()).filter(|&w| w != end.me) {
+                let (topic, entries) = (topic.into(), entries.clone());
+                end.bus.tell(w, Mail::History { topic, entries });
+            }
+        }
+        self.history_arrived(topic, &entries);
+    }
+
+    /// A topic's log, read back: put what joins this worker's history before it, then answer
+    /// every resume waiting on the topic from the history as it now is.
+    fn history_arrived(&mut self, topic: &str, entries: &[LogEntry]) {
+        let msgs = entries
+            .iter()
+            .map(|(seq, text, p)| Rc::new(Published::encode(*seq, *text, p)))
+            .collect();
+        self.hub.prepend_history(topic, msgs);
+        for r in self.resuming.remove(topic).unwrap_or_default() {
+            self.answer_resume(r);
+        }
+    }
+
+    /// Answer a held resume from the history: the stream's head and what it replays, or the
+    /// poll's batch (a long poll with nothing to send waits on as any other).
+    fn answer_resume(&mut self, r: Resume) {
+        let Some(idx) = self.slot_of(r.conn) else {
+            return;
+        };
+        let mut cors: Vec<(&str, &str)> = Vec::new();
+        if let Some(origin) = r.origin.as_deref() {
+            cors.extend([("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]);
+        }
+        let (hub, date, cfg) = (&self.hub, &self.date, &self.cfg);
+        let (topic, after) = (r.topic.as_str(), r.after);
+        let e = &mut self.conns[idx];
+        let pushed = match r.kind {
+            ResumeKind::Sse => {
+                let retry = cfg.sse_retry.as_millis();
+                let head = http::sse_head(hub, topic, Some(after), &cors, date, retry);
+                let push = Push::Stream {
+                    mode: Mode::Sse,
+                    head: &head,
+                };
+                e.conn.push(cfg, &mut self.res, self.now, push)
+            }
+            ResumeKind::Stream => {
+                let head = http::stream_resume_head(hub, topic, Some(after), &cors, date);
+                let push = Push::Stream {
+                    mode: Mode::Stream,
+                    head: &head,
+                };
+                e.conn.push(cfg, &mut self.res, self.now, push)
+            }
+            ResumeKind::Poll { wait } => {
+                let (msgs, gap) = hub.history_after(topic, after);
+                if msgs.is_empty() && !gap && wait {
+                    self.hub.wait(r.conn, topic, after);
+                    return;
+                }
+                let body = http::batch(hub, topic, &msgs, gap);
+                let mut hs = cors.clone();
+                hs.extend([
+                    ("Content-Type", "application/json"),
+                    ("Cache-Control", "no-store"),
+                ]);
+                let mut answer =
+                    |ka| crate::http::response::full(200, &hs, body.as_bytes(), date, ka, false);
+                e.conn
+                    .push(cfg, &mut self.res, self.now, Push::Held(&mut answer))
+            }
+        };
+        if pushed == Pushed::Released {
+            self.resume.push(idx); // pipelined requests may wait
+        }
+        self.mark_dirty(idx);
     }
 
     /// Redis took the publish of `conn` at `position`, or it is lost (None): answer the held
@@ -363,6 +460,8 @@ impl<N: Net> Reactor<N> {
                     self.redis_publish(&env.topic, env.text, &env.payload, env.ack)
                 }
                 Mail::Forget(topic) => self.hub.forget_history(&topic),
+                Mail::ReadBack { topic, after } => self.read_back(&topic, after),
+                Mail::History { topic, entries } => self.history_arrived(&topic, &entries),
                 Mail::Interest { topic, on } => self.redis_interest(&topic, on),
                 Mail::Acked { conn, position } => self.publish_answered(conn, position),
             }

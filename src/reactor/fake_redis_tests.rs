@@ -416,3 +416,60 @@ fn an_http_publish_redis_never_answers_gets_503_at_the_hold_deadline() {
         String::from_utf8_lossy(&peer.written())
     );
 }
+
+#[test]
+fn resumes_on_a_topic_not_followed_here_share_one_read_of_its_log() {
+    let mut h = with_redis();
+    let (redis, _) = accept_link(&mut h);
+    redis.send(HELLO_REPLY);
+    h.settle();
+    // Five clients resume `news` from position 1000002 at once, on a node that never
+    // followed it: held, one XRANGE for all of them.
+    let get = "GET /sse/news HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1000002\r\n\r\n";
+    let clients: Vec<Peer> = (0..5)
+        .map(|_| {
+            let p = h.net().connect();
+            p.send(get.as_bytes());
+            p
+        })
+        .collect();
+    h.settle();
+    for c in &clients {
+        let w = String::from_utf8_lossy(&c.written()).into_owned();
+        assert!(
+            w.is_empty(),
+            "held until the log is read: {w} {:?}",
+            String::from_utf8_lossy(&redis.written())
+        );
+    }
+    let sent = redis.take_written();
+    let reads = sent.windows(6).filter(|w| w == b"XRANGE").count();
+    assert_eq!(reads, 1, "{:?}", String::from_utf8_lossy(&sent));
+    assert!(
+        contains(&sent, b"0-1000003"),
+        "from the first position after theirs"
+    );
+    // Redis answers in command order: the read first, then the subscription.
+    redis.send(&log_reply(&[(1_000_003, b"three"), (1_000_004, b"four")]));
+    redis.send(&confirm(true, "wsloop:news", 1));
+    h.settle();
+    for c in &clients {
+        let out = String::from_utf8_lossy(&c.written()).into_owned();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(
+            out.contains("id: 1000003\ndata: three\n\nid: 1000004\ndata: four\n\n"),
+            "{out}"
+        );
+        assert!(!out.contains("event: gap"), "{out}");
+    }
+    // And the stream goes on live, in order, from where the log ended.
+    redis.send(&message(
+        "wsloop:news",
+        &sequenced(1_000_005, 1_000_000, true, b"five"),
+    ));
+    h.settle();
+    for c in &clients {
+        let out = String::from_utf8_lossy(&c.written()).into_owned();
+        assert!(out.ends_with("id: 1000005\ndata: five\n\n"), "{out}");
+    }
+}

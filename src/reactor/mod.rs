@@ -221,6 +221,9 @@ pub struct Reactor<N: Net = MioNet> {
     /// WebSockets that negotiated `auth::REFRESH_PROTOCOL`, with the topics they read and
     /// write (a refreshed token must grant them again).
     refreshable: HashMap<ConnId, crate::app::Access>,
+    /// Resumes held until their topic's log is read back from Redis (`Command::Resume`), by
+    /// topic.
+    resuming: HashMap<Box<str>, Vec<crate::app::Resume>>,
 }
 
 impl Reactor {
@@ -294,6 +297,7 @@ impl<N: Net> Reactor<N> {
             read_only: Default::default(),
             token_expiry: HashMap::new(),
             refreshable: HashMap::new(),
+            resuming: HashMap::new(),
         }
     }
 

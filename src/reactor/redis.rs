@@ -32,6 +32,7 @@ use super::token::REDIS;
 use super::workers::Mail;
 use super::{Net, Reactor, Ready};
 use crate::backplane::envelope::Position;
+use crate::backplane::LogEntry;
 use crate::backplane::{Action, Event, Link, LinkState};
 use crate::config::Config;
 use crate::conn::ConnId;
@@ -68,7 +69,14 @@ pub(super) struct Backplane<S> {
     /// Topics whose missed positions are being read from their log (`Link::read_log`), with
     /// the messages that arrived meanwhile, held back so the order is kept.
     filling: HashMap<Box<str>, Vec<Held>>,
+    /// Topics whose log is being read back for resumes (`Reactor::read_back`), with what the
+    /// reads brought so far: one read at a time per topic, however many clients resume.
+    backfills: HashMap<Box<str>, Vec<LogEntry>>,
 }
+
+/// `Link::read_log` tags: positions missed (delivered in order), or history for resumes.
+const FILL: u32 = 0;
+const BACKFILL: u32 = 1;
 
 /// A sequenced message held back while the positions before it are read from the log:
 /// (position, text, payload).
@@ -157,6 +165,7 @@ impl<N: Net> Reactor<N> {
                     down_logged: false,
                     order: HashMap::new(),
                     filling: HashMap::new(),
+                    backfills: HashMap::new(),
                 }))
             }
         };
@@ -262,14 +271,21 @@ impl<N: Net> Reactor<N> {
                         };
                         // Positions missed: read them from the log, holding this one back.
                         let (topic, payload) = (topic.to_string(), payload.to_vec());
-                        if bp.link.read_log(&topic, from, at.seq - 1) {
+                        if bp.link.read_log(&topic, from, at.seq - 1, FILL) {
                             log::debug!("redis: {topic:?}: reading {from}.. from its log");
                             bp.filling.insert(topic.into(), vec![(at, text, payload)]);
                         } else {
                             self.deliver_in_order(&mut bp.order, &topic, at, text, &payload);
                         }
                     }
-                    Ok(Some(Event::Log { topic, entries })) => self.log_read(bp, &topic, entries),
+                    Ok(Some(Event::Log {
+                        topic,
+                        tag: FILL,
+                        entries,
+                    })) => self.log_read(bp, &topic, entries),
+                    Ok(Some(Event::Log { topic, entries, .. })) => {
+                        self.backfill_read(bp, &topic, entries, false)
+                    }
                     Ok(Some(Event::Message {
                         topic,
                         position: None,
@@ -340,12 +356,7 @@ impl<N: Net> Reactor<N> {
     /// What a topic's log held of the positions this node missed: deliver them, then the
     /// messages held back meanwhile, in order. A full read that stops short is followed by
     /// the next.
-    fn log_read(
-        &mut self,
-        bp: &mut Backplane<N::Stream>,
-        topic: &str,
-        entries: Vec<(u64, bool, Vec<u8>)>,
-    ) {
+    fn log_read(&mut self, bp: &mut Backplane<N::Stream>, topic: &str, entries: Vec<LogEntry>) {
         let Some(held) = bp.filling.remove(topic) else {
             return;
         };
@@ -358,7 +369,7 @@ impl<N: Net> Reactor<N> {
         let first = held[0].0;
         let last = bp.order.get(topic).copied();
         if let Some(l) = last.filter(|l| full && l.epoch == epoch && l.seq + 1 < first.seq) {
-            if bp.link.read_log(topic, l.seq + 1, first.seq - 1) {
+            if bp.link.read_log(topic, l.seq + 1, first.seq - 1, FILL) {
                 bp.filling.insert(topic.into(), held);
                 return;
             }
@@ -366,6 +377,47 @@ impl<N: Net> Reactor<N> {
         for (at, text, payload) in held {
             self.deliver_in_order(&mut bp.order, topic, at, text, &payload);
         }
+    }
+
+    /// Worker 0: read back what `topic`'s log holds after `after`, for the resumes waiting
+    /// on it (on any worker); one read at a time per topic. Without a link up, the resumes
+    /// are answered from what this node kept.
+    pub(super) fn read_back(&mut self, topic: &str, after: u64) {
+        let Role::Owner(bp) = &mut self.redis else {
+            return;
+        };
+        if bp.backfills.contains_key(topic) {
+            return;
+        }
+        if bp.link.read_log(topic, after + 1, u64::MAX, BACKFILL) {
+            bp.backfills.insert(topic.into(), Vec::new());
+        } else {
+            self.history_read(topic, Vec::new());
+        }
+    }
+
+    /// A read of a log for resumes came back (`lost`: or was lost with the connection):
+    /// read on while full reads stop short of `--history-len`, then hand it all over.
+    fn backfill_read(
+        &mut self,
+        bp: &mut Backplane<N::Stream>,
+        topic: &str,
+        entries: Vec<LogEntry>,
+        lost: bool,
+    ) {
+        let Some(got) = bp.backfills.get_mut(topic) else {
+            return;
+        };
+        let full = entries.len() == crate::backplane::link::RANGE_COUNT;
+        got.extend(entries);
+        let more = full && !lost && got.len() < self.cfg.pubsub.history_len;
+        if let Some(&(last, ..)) = got.last().filter(|_| more) {
+            if bp.link.read_log(topic, last + 1, u64::MAX, BACKFILL) {
+                return;
+            }
+        }
+        let got = bp.backfills.remove(topic).unwrap_or_default();
+        self.history_read(topic, got);
     }
 
     /// Act on the link's time-driven decisions, write what it queued, store its numbers,
@@ -403,7 +455,7 @@ impl<N: Net> Reactor<N> {
         m.channels.set(stats.channels);
         let want = bp.link.next_deadline();
         let acks: Vec<(u64, Option<u64>)> = bp.link.take_acks().collect();
-        let lost: Vec<Box<str>> = bp.link.take_lost_reads().collect();
+        let lost: Vec<(Box<str>, u32)> = bp.link.take_lost_reads().collect();
         let armed = self.wheel.deadline(REDIS_TIMER);
         if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
             self.wheel.insert(REDIS_TIMER, d);
@@ -418,8 +470,11 @@ impl<N: Net> Reactor<N> {
             let Role::Owner(mut bp) = std::mem::take(&mut self.redis) else {
                 return;
             };
-            for topic in lost {
-                self.log_read(&mut bp, &topic, Vec::new());
+            for (topic, tag) in lost {
+                match tag {
+                    FILL => self.log_read(&mut bp, &topic, Vec::new()),
+                    _ => self.backfill_read(&mut bp, &topic, Vec::new(), true),
+                }
             }
             self.redis = Role::Owner(bp);
         }

@@ -16,6 +16,7 @@ use mio::{Interest, Poll, Waker};
 
 use super::{listener, token, MioNet, Reactor};
 use crate::app::Router;
+use crate::backplane::LogEntry;
 use crate::config::Config;
 use crate::conn::ConnId;
 use crate::metrics::Metrics;
@@ -55,6 +56,17 @@ pub enum Mail {
     /// From worker 0: the topic's history here cannot be shown to continue into what comes
     /// next (a new epoch, messages missed): drop it, so a resume across is told of the gap.
     Forget(Arc<str>),
+    /// To worker 0: a resume on this worker needs `topic`'s log after `after` read back.
+    ReadBack {
+        topic: Arc<str>,
+        after: u64,
+    },
+    /// From worker 0: what `topic`'s log held (position, text, payload), for the history
+    /// and the resumes waiting on it.
+    History {
+        topic: Arc<str>,
+        entries: Arc<[LogEntry]>,
+    },
 }
 
 /// What all workers share: a sender and a waker per worker, and the sequencer.

@@ -79,6 +79,9 @@ pub enum Push<'a> {
     /// The answer to a held long poll, built from whether the request asked to keep the
     /// connection alive.
     Held(&'a mut dyn FnMut(bool) -> Vec<u8>),
+    /// The answer to a held request that is a stream (`Mode::Sse` or `Mode::Stream`): its
+    /// head and first events; messages follow as `Shared` pushes.
+    Stream { mode: super::Mode, head: &'a [u8] },
 }
 
 /// What became of a `push`.
@@ -233,6 +236,13 @@ impl Conn {
                 } else {
                     Pushed::Refused
                 };
+            }
+            Push::Stream { mode, head } => {
+                if self.tx.state != State::Held {
+                    return Pushed::Refused;
+                }
+                Outbox::new(&mut self.tx, res, cfg).start_stream(mode, head);
+                true
             }
         };
         if !queued {
