@@ -36,10 +36,6 @@ pub const SEQUENCE_SCRIPT: &str = include_str!("sequence.lua");
 /// A message read back from a topic's log: (position, text, payload).
 pub type LogEntry = (u64, bool, Vec<u8>);
 
-/// Most entries one read of a topic's log asks for (`read_log`); a reply may be this many
-/// times the largest message.
-pub const RANGE_COUNT: usize = 16;
-
 /// First reconnection wait; each failed attempt doubles it up to `backoff_max`.
 const BACKOFF_MIN: Tick = 100;
 
@@ -82,7 +78,7 @@ pub enum Event<'a> {
         payload: &'a [u8],
     },
     /// What a topic's log held from the position `read_log` asked for: (position, text,
-    /// payload) in order, at most `RANGE_COUNT`; `tag` is the caller's, given back.
+    /// payload) in order, at most `Link::range_count`; `tag` is the caller's, given back.
     Log {
         topic: Box<str>,
         tag: u32,
@@ -282,6 +278,12 @@ impl Link {
         self
     }
 
+    /// Most entries one read of a log asks for: as many as the log keeps, so one read
+    /// brings all of it.
+    pub fn range_count(&self) -> usize {
+        self.keep.max(1)
+    }
+
     pub fn state(&self) -> LinkState {
         match self.phase {
             Phase::Down { .. } => LinkState::Down,
@@ -375,8 +377,8 @@ impl Link {
         true
     }
 
-    /// Ask for what `topic`'s log holds from position `from` to `to` (at most `RANGE_COUNT`
-    /// entries); the answer is an `Event::Log` with `tag`, or (topic, tag) is in
+    /// Ask for what `topic`'s log holds from position `from` to `to` (at most `range_count`
+    /// entries: the whole log in one read); the answer is an `Event::Log` with `tag`, or (topic, tag) is in
     /// `take_lost_reads` if the connection fails first. False (nothing sent) when the link is
     /// not up.
     pub fn read_log(&mut self, topic: &str, from: u64, to: u64, tag: u32) -> bool {
@@ -385,7 +387,7 @@ impl Link {
         }
         let log: &[&[u8]] = &[self.prefix.as_bytes(), b"{", topic.as_bytes(), b"}:log"];
         let (from, to) = (format!("0-{from}"), format!("0-{to}"));
-        let count = RANGE_COUNT.to_string();
+        let count = self.range_count().to_string();
         resp::push_command(
             &mut self.tx,
             &[
@@ -517,9 +519,10 @@ impl Link {
     fn next_message(&mut self) -> Result<Option<Found>, LinkError> {
         compact(&mut self.rx, &mut self.rx_start);
         loop {
-            // A read of a log may bring up to RANGE_COUNT messages in one reply.
+            // A read of a log may bring up to `range_count` messages in one reply (as many
+            // as a hub's history of the topic holds).
             let max = match self.expect.front() {
-                Some(Expect::Range) => self.max_frame.saturating_mul(RANGE_COUNT),
+                Some(Expect::Range) => self.max_frame.saturating_mul(self.range_count()),
                 _ => self.max_frame,
             };
             let buf = &self.rx[self.rx_start..];

@@ -361,7 +361,7 @@ impl<N: Net> Reactor<N> {
             return;
         };
         let epoch = held[0].0.epoch;
-        let full = entries.len() == crate::backplane::link::RANGE_COUNT;
+        let full = entries.len() == bp.link.range_count();
         for (seq, text, payload) in entries {
             let at = Position { seq, epoch };
             self.deliver_in_order(&mut bp.order, topic, at, text, &payload);
@@ -408,7 +408,7 @@ impl<N: Net> Reactor<N> {
         let Some(got) = bp.backfills.get_mut(topic) else {
             return;
         };
-        let full = entries.len() == crate::backplane::link::RANGE_COUNT;
+        let full = entries.len() == bp.link.range_count();
         got.extend(entries);
         let more = full && !lost && got.len() < self.cfg.pubsub.history_len;
         if let Some(&(last, ..)) = got.last().filter(|_| more) {
