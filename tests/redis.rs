@@ -323,11 +323,14 @@ fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
         assert!(resp.contains("\r\nRetry-After: 1\r\n"), "{resp}");
     }
     // A WebSocket publish has no place in the topic's order while Redis is away: dropped
-    // and counted, on this node as on the others (never delivered out of order).
+    // and counted, on this node as on the others (never delivered out of order), and the
+    // publisher is told to try again later: close 1013.
     publisher.send_frame(0x81, b"during");
+    expect_close(&mut publisher, 1013);
     wait_until("the drop is counted", Duration::from_secs(5), || {
         metric(&a, "wsloop_redis_dropped_publishes_total") >= 1
     });
+    let mut publisher = Client::open_path(a.addr(), "/topic/k");
 
     redis.spawn(); // same port
     for n in [&a, &b] {
@@ -378,8 +381,10 @@ fn redis_paused_with_sigstop_never_stalls_a_node_and_the_link_recovers() {
         });
         echo_is_prompt(n);
     }
-    // Not sequenced while the link is down: dropped everywhere.
+    // Not sequenced while the link is down: dropped everywhere; the publisher gets 1013.
     publisher.send_frame(0x81, b"paused");
+    expect_close(&mut publisher, 1013);
+    let mut publisher = Client::open_path(a.addr(), "/topic/p");
 
     redis.signal(libc::SIGCONT);
     for n in [&a, &b] {
@@ -502,6 +507,20 @@ fn ticks_stay_on_their_node() {
         last = next;
     }
     assert_eq!(metric(&b, "wsloop_redis_received_total"), 0);
+}
+
+/// The next frame is a close with `code` (pings answered on the way).
+fn expect_close(ws: &mut Client, code: u16) {
+    loop {
+        match ws.read_frame() {
+            Some((0x88, p)) => {
+                assert_eq!(&p[..2], &code.to_be_bytes(), "{p:?}");
+                return;
+            }
+            Some((0x89, p)) => ws.send_frame(0x8A, &p),
+            other => panic!("expected a close {code}, got {other:?}"),
+        }
+    }
 }
 
 /// `POST /publish/{topic}` on `srv`; the position Redis gave the message.

@@ -203,6 +203,7 @@ pub fn answer(
                 topic: topic.to_string(),
                 text: !binary,
                 payload: body.to_vec(),
+                from: None,
             });
             out.respond(
                 &publish_answer(topic, Ok(None), cors.as_deref(), env.date, keep_alive),

@@ -47,11 +47,14 @@ pub enum Command {
         conn: ConnId,
         topic: String,
     },
-    /// Publish to every subscriber of `topic` (on every worker), encoded once.
+    /// Publish to every subscriber of `topic` (on every worker), encoded once; `from`: the
+    /// WebSocket whose message it is, if any (told with close 1013 when the broker cannot
+    /// take it).
     Publish {
         topic: String,
         text: bool,
         payload: Vec<u8>,
+        from: Option<ConnId>,
     },
     /// `Publish`, for a publisher (`conn`, a held `POST /publish`) answered once the
     /// broker has the message (202) or cannot take it (503); `origin` is its CORS origin.
@@ -212,6 +215,7 @@ impl<'o, 'a> Ctx<'o, 'a> {
             topic: topic.to_string(),
             text: msg.is_text(),
             payload: msg.as_bytes().to_vec(),
+            from: self.id,
         });
     }
 }

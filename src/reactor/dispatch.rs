@@ -205,7 +205,13 @@ impl<N: Net> Reactor<N> {
                         topic,
                         text,
                         payload,
-                    } => self.publish(&topic, text, &payload, None),
+                        from,
+                    } => {
+                        self.publish(&topic, text, &payload, None);
+                        if let Some(conn) = from.filter(|_| self.broker_unreachable()) {
+                            self.try_again_later(conn);
+                        }
+                    }
                     Command::PublishForAck {
                         conn,
                         topic,
@@ -260,6 +266,27 @@ impl<N: Net> Reactor<N> {
                 self.publish_answered(conn, None);
             }
         }
+    }
+
+    /// With `--redis`, is the link down (so a publish made now is dropped)? Every worker can
+    /// tell: the link's state is in the process's metrics.
+    fn broker_unreachable(&self) -> bool {
+        self.sequenced() && !self.metrics.all().redis.link_up()
+    }
+
+    /// A WebSocket published while Redis could not take it: the message is dropped (counted),
+    /// and the client is told so it can send it again elsewhere or later — close 1013
+    /// (IANA: Try Again Later), behind what is queued.
+    fn try_again_later(&mut self, conn: ConnId) {
+        let Some(idx) = self.slot_of(conn) else {
+            return;
+        };
+        let reason = "the message broker (Redis) is unreachable: not published";
+        let close = Close::Unavailable(reason);
+        if let Some(code) = self.conns[idx].conn.close(&self.cfg, &mut self.res, close) {
+            self.told_closed(idx, code, reason);
+        }
+        self.mark_dirty(idx);
     }
 
     /// Deliver a message Redis sequenced at `seq`: here, and on every other worker with the

@@ -52,6 +52,14 @@ fn past_backoff(h: &mut Harness) {
     h.net().advance(wait);
 }
 
+/// The code of the close frame the server wrote, if what it wrote is one.
+fn close_code(written: &[u8]) -> Option<u16> {
+    match written {
+        [0x88, len, a, b, ..] if *len >= 2 => Some(u16::from_be_bytes([*a, *b])),
+        _ => None,
+    }
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -273,11 +281,14 @@ fn a_lost_link_reconnects_after_the_backoff_and_subscribes_again() {
     assert_eq!(link_state(&h), "down");
     assert!(redis.closed(), "the lost socket is closed");
     // While Redis is away a publish has no place in the topic's order: it is dropped (and
-    // counted), not delivered here ahead of the others.
-    ws.send(&client(OpCode::Text, b"not sequenced"));
+    // counted), not delivered here ahead of the others, and its WebSocket is told to try
+    // again later (close 1013); the subscriber is left alone.
+    let publisher = h.open_at("/topic/elsewhere");
+    publisher.send(&client(OpCode::Text, b"not sequenced"));
     h.settle();
     assert!(ws.take_written().is_empty());
     assert_eq!(h.r.metrics.all().redis.dropped.get(), 1);
+    assert_eq!(close_code(&publisher.take_written()), Some(1013));
     assert_eq!(h.net().connects, 1, "no reconnect before the backoff");
     // The backoff is at most `--redis-backoff-max`; the loop sleeps until it, not spins.
     h.assert_asleep();
@@ -309,9 +320,10 @@ fn a_refused_or_failed_connect_is_retried() {
     let ws = h.open_at("/topic/news");
     ws.send(&client(OpCode::Text, b"local"));
     h.settle();
-    assert!(
-        ws.take_written().is_empty(),
-        "dropped: Redis cannot order it"
+    assert_eq!(
+        close_code(&ws.take_written()),
+        Some(1013),
+        "dropped: Redis cannot order it, and the publisher is told"
     );
     // The next attempt fails at once (connect(2) itself errs): retried again, later.
     h.net().fail_connect(libc::ENETUNREACH);

@@ -111,6 +111,7 @@ impl<N: Net> Reactor<N> {
                     topic,
                     text,
                     payload,
+                    ..
                 } => {
                     self.publish_local(&topic, text, &payload, None);
                 }

@@ -115,6 +115,9 @@ pub enum Close<'a> {
     /// Close with 1008 (policy violation) and this reason, behind what is queued; a
     /// streaming response just ends.
     Policy(&'a str),
+    /// A service it needs is unavailable (the message broker): close 1013 (IANA: Try Again
+    /// Later) with this reason, behind what is queued; a streaming response just ends.
+    Unavailable(&'a str),
     /// The access token it was admitted with has expired: close 3000 (IANA: Unauthorized)
     /// behind what is queued; a streaming response just ends (the client reconnects with a
     /// fresh token).
@@ -269,6 +272,7 @@ impl Conn {
             Close::GoingAway => self.going_away(cfg, res),
             Close::Policy(reason) => self.close_policy(cfg, res, 1008, reason),
             Close::Expired => self.close_policy(cfg, res, 3000, "access token expired"),
+            Close::Unavailable(reason) => self.close_policy(cfg, res, 1013, reason),
         }
     }
 }
