@@ -417,29 +417,17 @@ fn topic_rules_and_the_api_key_decide_who_may_read_and_write() {
 
 #[test]
 fn a_rule_that_needs_a_token_without_a_key_stops_the_start() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--topic-rule",
-            "news subscribe=token",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = |rule: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+            .args(["--listen", "127.0.0.1:0", "--topic-rule", rule])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{rule:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused("news subscribe=token");
     assert!(err.contains("subscribe=token needs"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--topic-rule",
-            "news publish=everyone",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("news publish=everyone");
     assert!(err.contains("not anyone, token or server"), "{err}");
 }
 

@@ -413,13 +413,9 @@ fn hold_resume(
     kind: ResumeKind,
     out: &mut Outbox<'_>,
 ) {
-    if let Err(e) = env.hub.check_subscribe(id, topic) {
-        let body = format!("{e}\n");
-        let (status, ka) = (e.status(), keep_alive(req));
-        let r = response::full(status, &[], body.as_bytes(), env.date, ka, false);
-        return out.respond(&r, ka);
+    if !subscribe_or_refuse(env, id, req, topic, out) {
+        return;
     }
-    subscribe(env, id, topic);
     env.cmds.push(Command::Resume(Resume {
         conn: id,
         topic: topic.to_string(),
@@ -489,16 +485,31 @@ fn open_stream(
     head: &[u8],
     out: &mut Outbox<'_>,
 ) {
+    if subscribe_or_refuse(env, id, req, topic, out) {
+        out.start_stream(mode, head)
+    }
+}
+
+/// Subscribe the request's connection to `topic` (a `Command::Subscribe`), or answer the
+/// hub's refusal with its status: false then.
+fn subscribe_or_refuse(
+    env: &mut HttpEnv<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    topic: &str,
+    out: &mut Outbox<'_>,
+) -> bool {
     match env.hub.check_subscribe(id, topic) {
         Ok(()) => {
             subscribe(env, id, topic);
-            out.start_stream(mode, head)
+            true
         }
         Err(e) => {
             let body = format!("{e}\n");
             let (status, ka) = (e.status(), keep_alive(req));
             let r = response::full(status, &[], body.as_bytes(), env.date, ka, false);
-            out.respond(&r, keep_alive(req));
+            out.respond(&r, ka);
+            false
         }
     }
 }

@@ -52,6 +52,16 @@ fn past_backoff(h: &mut Harness) {
     h.net().advance(wait);
 }
 
+/// What a WebSocket subscriber receives for these text messages, in order.
+fn texts(msgs: &[&[u8]]) -> Vec<u8> {
+    msgs.iter().flat_map(|m| server(OpCode::Text, m)).collect()
+}
+
+/// Redis pushing text `body` on `wsloop:news` at position `seq` of epoch 1,000,000.
+fn on_news(seq: u64, body: &[u8]) -> Vec<u8> {
+    message("wsloop:news", &sequenced(seq, 1_000_000, true, body))
+}
+
 /// The code of the close frame the server wrote, if what it wrote is one.
 fn close_code(written: &[u8]) -> Option<u16> {
     match written {
@@ -143,32 +153,20 @@ fn a_local_publish_is_sequenced_by_redis_and_delivered_in_its_order() {
     assert!(contains(&sent, b"$4\r\nmine\r\n"), "{sent:?}");
     // Redis numbers it and publishes it back: delivered now, with Redis's number.
     redis.send(b":1000001\r\n");
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_001, 1_000_000, true, b"mine"),
-    ));
+    redis.send(&on_news(1_000_001, b"mine"));
     h.settle();
     assert_eq!(ws.take_written(), server(OpCode::Text, b"mine"));
     assert_eq!(h.r.hub.last_seq("news"), 1_000_001);
     // The same position again (a duplicate) is not delivered twice; the next one is.
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_001, 1_000_000, true, b"mine"),
-    ));
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_002, 1_000_000, true, b"next"),
-    ));
+    redis.send(&on_news(1_000_001, b"mine"));
+    redis.send(&on_news(1_000_002, b"next"));
     h.settle();
     assert_eq!(ws.take_written(), server(OpCode::Text, b"next"));
     let (kept, gap) = h.r.hub.history_after("news", 1_000_000);
     assert_eq!((kept.len(), gap), (2, false));
     // Positions skipped: read from the topic's log first, what arrives meanwhile held back,
     // then all of it delivered in order — no gap.
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_005, 1_000_000, true, b"five"),
-    ));
+    redis.send(&on_news(1_000_005, b"five"));
     h.settle();
     assert!(
         ws.take_written().is_empty(),
@@ -184,33 +182,21 @@ fn a_local_publish_is_sequenced_by_redis_and_delivered_in_its_order() {
         contains(&sent, b"0-1000003") && contains(&sent, b"0-1000004"),
         "{sent:?}"
     );
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_006, 1_000_000, true, b"six"),
-    ));
+    redis.send(&on_news(1_000_006, b"six"));
     redis.send(&log_reply(&[(1_000_003, b"three"), (1_000_004, b"four")]));
     h.settle();
-    let want: Vec<u8> = [&b"three"[..], b"four", b"five", b"six"]
-        .iter()
-        .flat_map(|m| server(OpCode::Text, m))
-        .collect();
+    let want = texts(&[b"three", b"four", b"five", b"six"]);
     assert_eq!(ws.take_written(), want);
     let (kept, gap) = h.r.hub.history_after("news", 1_000_000);
     assert_eq!((kept.len(), gap), (6, false));
     // The log no longer holds what was missed (trimmed): delivered after the jump, and the
     // history before it dropped, so a resume across is told of the gap.
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_009, 1_000_000, true, b"nine"),
-    ));
+    redis.send(&on_news(1_000_009, b"nine"));
     h.settle();
     assert!(contains(&redis.take_written(), b"XRANGE"));
     redis.send(&log_reply(&[(1_000_008, b"eight")]));
     h.settle();
-    let want: Vec<u8> = [&b"eight"[..], b"nine"]
-        .iter()
-        .flat_map(|m| server(OpCode::Text, m))
-        .collect();
+    let want = texts(&[b"eight", b"nine"]);
     assert_eq!(ws.take_written(), want);
     let (kept, gap) = h.r.hub.history_after("news", 1_000_006);
     assert_eq!((kept.len(), gap), (2, true));
@@ -376,10 +362,7 @@ fn an_http_publish_is_answered_when_redis_has_it_or_cannot_take_it() {
     h.settle();
     assert!(first.written().is_empty());
     redis.send(b":1000001\r\n");
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_001, 1_000_000, true, b"one"),
-    ));
+    redis.send(&on_news(1_000_001, b"one"));
     h.settle();
     assert_eq!(ws.take_written(), server(OpCode::Text, b"one"));
     let out = String::from_utf8_lossy(&first.written()).into_owned();
@@ -475,10 +458,7 @@ fn resumes_on_a_topic_not_followed_here_share_one_read_of_its_log() {
         assert!(!out.contains("event: gap"), "{out}");
     }
     // And the stream goes on live, in order, from where the log ended.
-    redis.send(&message(
-        "wsloop:news",
-        &sequenced(1_000_005, 1_000_000, true, b"five"),
-    ));
+    redis.send(&on_news(1_000_005, b"five"));
     h.settle();
     for c in &clients {
         let out = String::from_utf8_lossy(&c.written()).into_owned();
