@@ -300,3 +300,49 @@ fn topics_and_history_stay_within_their_caps_and_numbers_never_go_back() {
     late.send_frame(0x81, b"room again");
     assert_eq!(late.next_text(), "room again");
 }
+
+#[test]
+fn a_websocket_that_asks_for_positions_gets_them_and_resumes_by_one() {
+    let srv = Server::start(&["--workers", "1"]);
+    let mut plain = Client::open_path(srv.addr(), "/topic/pos");
+    let mut with = Client::open_with_protocol(srv.addr(), "/topic/pos", "wsloop.positions");
+    for m in ["one", "two", "three"] {
+        plain.send_frame(0x81, m.as_bytes());
+        assert_eq!(plain.next_text(), m, "plain /topic stays raw");
+    }
+    let mut positions = Vec::new();
+    for m in ["one", "two", "three"] {
+        let got = with.next_text();
+        let want_end = format!(r#"","text":"{m}"}}"#);
+        assert!(
+            got.starts_with(r#"{"position":""#) && got.ends_with(&want_end),
+            "{got}"
+        );
+        positions.push(got[13..got.len() - want_end.len()].parse::<u64>().unwrap());
+    }
+    assert_eq!(positions[1], positions[0] + 1);
+    plain.send_frame(0x82, &[0, 1, 2]);
+    assert_eq!(
+        with.next_text(),
+        format!(r#"{{"position":"{}","binary":"AAEC"}}"#, positions[2] + 1)
+    );
+    // Reconnecting with the position it last saw: what followed, then live.
+    let path = format!("/topic/pos?since={}", positions[0]);
+    let mut back = Client::open_with_protocol(srv.addr(), &path, "wsloop.positions");
+    assert!(back.next_text().ends_with(r#","text":"two"}"#));
+    assert!(back.next_text().ends_with(r#","text":"three"}"#));
+    assert!(back.next_text().ends_with(r#","binary":"AAEC"}"#));
+    plain.send_frame(0x81, b"four");
+    assert!(back.next_text().ends_with(r#","text":"four"}"#));
+    // A plain client may resume too (raw messages); a bad position is refused before 101.
+    let mut raw = Client::open_path(srv.addr(), &format!("/topic/pos?since={}", positions[1]));
+    assert_eq!(raw.next_text(), "three");
+    let mut c = Client::connect(srv.addr());
+    c.send_raw(
+        client::UPGRADE
+            .replacen("/echo", "/topic/pos?since=x1", 1)
+            .as_bytes(),
+    );
+    let head = c.read_head();
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+}

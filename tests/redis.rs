@@ -633,6 +633,15 @@ fn positions_agree_on_every_node_in_publish_order_and_a_client_resumes_through_a
     );
     let chunks = read_until(&mut s, "m10", 1);
     assert!(chunks.contains("m10") && !chunks.contains("m9"), "{chunks}");
+    // A WebSocket resumes by position too: from m7, on a node whose history starts at m9,
+    // so it waits for the log (nothing live reaches it before its replay), then goes live.
+    let since = format!("/topic/r?since={}", positions[6]);
+    let mut ws = Client::open_with_protocol(late2.addr(), &since, "wsloop.positions");
+    for (i, p) in positions.iter().enumerate().skip(7) {
+        let want = format!(r#"{{"position":"{p}","text":"m{}"}}"#, i + 1);
+        assert_eq!(ws.next_text(), want);
+    }
+    drop(s);
 
     // Redis restarted without persistence: the topic's history is gone, a new epoch starts
     // with larger numbers, and a resume from before is told of the gap, then gets what is

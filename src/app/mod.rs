@@ -90,6 +90,8 @@ pub enum ResumeKind {
     Stream,
     /// A poll (`after=`); `wait`: hold on as a long poll when nothing is there.
     Poll { wait: bool },
+    /// An open WebSocket (`?since=`): what it missed is sent before anything live.
+    WebSocket,
 }
 
 /// A matched route: the request, its WebSocket headers and the path parameters.

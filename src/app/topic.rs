@@ -1,10 +1,13 @@
 //! Owns `TopicApp`: generic topics at `/topic/{name}`. A client subscribes to `name` on open
-//! and everything it sends is published to `name`, to every subscriber on every transport.
+//! and everything it sends is published to `name`, to every subscriber on every transport. A
+//! client that offers `wsloop.positions` receives each message with its position, and may
+//! resume with `?since=POSITION` (docs/protocol.md).
 //! Must not: publish to any topic but the one in the path, or keep a copy of what it publishes.
 
 use std::collections::HashMap;
 
 use super::{Access, ConnId, Ctx, Decision, Handler, Upgrade};
+use crate::conn::POSITIONS_PROTOCOL;
 use crate::ws::Message;
 
 #[derive(Debug, Default)]
@@ -15,7 +18,14 @@ pub struct TopicApp {
 impl Handler for TopicApp {
     fn on_upgrade(&mut self, up: &Upgrade<'_, '_>) -> Decision {
         match up.params.get("name") {
-            Some(name) if name.len() <= 255 => Decision::Accept { protocol: None },
+            // A client that asks for positions gets every message with its own (JSON).
+            Some(name) if name.len() <= 255 => Decision::Accept {
+                protocol: up
+                    .ws
+                    .protocols
+                    .contains(&POSITIONS_PROTOCOL)
+                    .then(|| POSITIONS_PROTOCOL.to_string()),
+            },
             _ => Decision::Reject {
                 status: 400,
                 reason: "topic name of 1 to 255 bytes",

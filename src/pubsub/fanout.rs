@@ -43,6 +43,7 @@ pub fn plan(
         Takes::SseEvent => Fanout::Shared(published.sse_event()),
         Takes::StreamChunk => Fanout::Shared(published.stream_chunk()),
         Takes::HeldPoll => Fanout::ReleasePoll,
+        Takes::Positioned => Fanout::Shared(published.positioned()),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Published {
     sse: OnceCell<SharedFrame>,
     /// The same message as one chunk of a streaming response.
     chunk: OnceCell<SharedFrame>,
+    /// The same message with its position, a JSON text frame (`conn::POSITIONS_PROTOCOL`).
+    positioned: OnceCell<SharedFrame>,
     /// The frame compressed, per server window size asked for (`deflated`); `None` where
     /// compressing did not pay.
     deflated: RefCell<Vec<(u8, Option<SharedFrame>)>>,
@@ -54,6 +56,7 @@ impl Published {
             header_len: header_len as u8,
             sse: OnceCell::new(),
             chunk: OnceCell::new(),
+            positioned: OnceCell::new(),
             deflated: RefCell::new(Vec::new()),
         }
     }
@@ -99,6 +102,23 @@ impl Published {
                 let event = (!self.text).then_some("binary");
                 crate::sse::push_event(&mut out, self.seq, event, &self.as_text());
                 out.into()
+            })
+            .clone()
+    }
+
+    /// The message as a WebSocket text frame carrying its position:
+    /// `{"position":"N","text":"…"}`, or `"binary":"<base64>"` for a binary message; encoded
+    /// once for every subscriber that asked for positions.
+    pub fn positioned(&self) -> SharedFrame {
+        self.positioned
+            .get_or_init(|| {
+                let kind = if self.text { "text" } else { "binary" };
+                let json = format!(
+                    r#"{{"position":"{}","{kind}":{}}}"#,
+                    self.seq,
+                    crate::text::json_string(&self.as_text())
+                );
+                frame(true, 0, json.as_bytes()).0
             })
             .clone()
     }

@@ -174,6 +174,7 @@ impl<N: Net> Reactor<N> {
             self.read_only.remove(&id);
             self.token_expiry.remove(&idx);
             self.refreshable.remove(&id);
+            self.muted.remove(&id);
             OPEN.fetch_sub(1, Ordering::Relaxed);
             let mut e = self.conns.remove(idx);
             if let Some(id) = e.client {

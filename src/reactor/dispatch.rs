@@ -15,7 +15,7 @@ use crate::app::{Command, ConnId, Ctx, Decision, Resume, ResumeKind, Router, Upg
 use crate::auth::{self, Gate};
 use crate::backplane::LogEntry;
 use crate::config::Config;
-use crate::conn::{Close, Event, Mode, Outbox, Push, Pushed, State, Step};
+use crate::conn::{Close, Event, Mode, Outbox, Push, Pushed, State, Step, Takes};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
@@ -223,7 +223,17 @@ impl<N: Net> Reactor<N> {
                             .insert(conn, (topic.as_str().into(), origin));
                         self.publish(&topic, text, &payload, Some(conn));
                     }
+                    // A WebSocket whose history here vouches for its position replays now,
+                    // before anything live (its subscription was applied just before).
+                    Command::Resume(r)
+                        if r.kind == ResumeKind::WebSocket && !self.ws_must_read_log(&r) =>
+                    {
+                        self.answer_resume(r)
+                    }
                     Command::Resume(r) => {
+                        if r.kind == ResumeKind::WebSocket {
+                            self.muted.insert(r.conn);
+                        }
                         let (topic, after) = (r.topic.as_str().into(), r.after);
                         let waiting = self.resuming.entry(Box::clone(&topic)).or_default();
                         waiting.push(r);
@@ -343,6 +353,43 @@ impl<N: Net> Reactor<N> {
         }
     }
 
+    /// Send a WebSocket what its topic's history holds after `after`, each message in the
+    /// form it takes (with positions if it asked for them, behind a gap notice when some are
+    /// gone), then let live messages reach it again.
+    fn replay(&mut self, conn: ConnId, topic: &str, after: u64) {
+        self.muted.remove(&conn);
+        let (msgs, gap) = self.hub.history_after(topic, after);
+        let Some(idx) = self.slot_of(conn) else {
+            return;
+        };
+        if gap && self.conns[idx].conn.status().takes == Takes::Positioned {
+            let first = msgs.first().map_or(self.hub.last_seq(topic) + 1, |p| p.seq);
+            let note = format!(
+                r#"{{"type":"gap","topic":{},"after":"{after}","resumed_at":"{first}"}}"#,
+                crate::text::json_string(topic)
+            );
+            let frame = Published::encode(0, true, note.as_bytes()).frame;
+            let e = &mut self.conns[idx];
+            e.conn
+                .push(&self.cfg, &mut self.res, self.now, Push::Shared(frame));
+        }
+        for p in &msgs {
+            self.deliver_to(conn, p);
+        }
+        self.mark_dirty(idx);
+    }
+
+    /// With `--redis`, must a WebSocket resuming from `r.after` wait for the topic's log?
+    /// As for HTTP resumes (`app::http::must_read_log`), counting itself out of the
+    /// topic's subscribers.
+    fn ws_must_read_log(&self, r: &Resume) -> bool {
+        let (topic, after) = (r.topic.as_str(), r.after);
+        self.sequenced()
+            && (self.hub.subscriber_count(topic) <= 1
+                || after > self.hub.last_seq(topic)
+                || self.hub.history_after(topic, after).1)
+    }
+
     /// Answer a held resume from the history: the stream's head and what it replays, or the
     /// poll's batch (a long poll with nothing to send waits on as any other).
     fn answer_resume(&mut self, r: Resume) {
@@ -357,6 +404,7 @@ impl<N: Net> Reactor<N> {
         let (topic, after) = (r.topic.as_str(), r.after);
         let e = &mut self.conns[idx];
         let pushed = match r.kind {
+            ResumeKind::WebSocket => return self.replay(r.conn, topic, after),
             ResumeKind::Sse => {
                 let retry = cfg.sse_retry.as_millis();
                 let head = http::sse_head(hub, topic, Some(after), &cors, date, retry);
@@ -511,58 +559,68 @@ impl<N: Net> Reactor<N> {
     }
 
     /// Queue a published frame on every subscriber of `topic`: a reference each, no copy.
-    /// A subscriber that falls too far behind is closed with 1008; the others never wait.
+    /// A subscriber that falls too far behind is closed with 1008; the others never wait. A
+    /// WebSocket resuming from a position (`muted`) is skipped: the message is in the
+    /// history its replay is built from.
     pub(super) fn deliver(&mut self, topic: &str, published: Rc<Published>) {
         let subs = self.hub.subscribers(topic);
         for conn in subs {
-            let Some(idx) = self.slot_of(conn) else {
+            if !self.muted.is_empty() && self.muted.contains(&conn) {
                 continue;
-            };
-            let e = &mut self.conns[idx];
-            let threshold = self.cfg.compression.threshold;
-            let takes = e.conn.status().takes;
-            let plan = fanout::plan(&published, takes, &mut self.res.compressors, threshold);
-            let (cfg, now) = (&self.cfg, self.now);
-            let pushed = match plan {
-                Fanout::Shared(bytes) => e.conn.push(cfg, &mut self.res, now, Push::Shared(bytes)),
-                Fanout::OwnCompressor => {
-                    let (text, data) = (published.text, published.payload());
-                    e.conn
-                        .push(cfg, &mut self.res, now, Push::Own { text, data })
-                }
-                Fanout::ReleasePoll => {
-                    // A held long poll is answered with the batch and goes back to reading
-                    // requests; one that is no longer held just stops listening.
-                    match self.hub.take_waiting(conn) {
-                        Some((topic, after)) => {
-                            let (hub, date) = (&self.hub, &self.date);
-                            let mut batch = |keep_alive| {
-                                http::poll_release(hub, &topic, after, &published, date, keep_alive)
-                            };
-                            e.conn.push(cfg, &mut self.res, now, Push::Held(&mut batch))
-                        }
-                        None => Pushed::Refused,
+            }
+            self.deliver_to(conn, &published);
+        }
+    }
+
+    /// Queue one published message on one subscriber, in the form it takes.
+    fn deliver_to(&mut self, conn: ConnId, published: &Rc<Published>) {
+        let Some(idx) = self.slot_of(conn) else {
+            return;
+        };
+        let e = &mut self.conns[idx];
+        let threshold = self.cfg.compression.threshold;
+        let takes = e.conn.status().takes;
+        let plan = fanout::plan(published, takes, &mut self.res.compressors, threshold);
+        let (cfg, now) = (&self.cfg, self.now);
+        let pushed = match plan {
+            Fanout::Shared(bytes) => e.conn.push(cfg, &mut self.res, now, Push::Shared(bytes)),
+            Fanout::OwnCompressor => {
+                let (text, data) = (published.text, published.payload());
+                e.conn
+                    .push(cfg, &mut self.res, now, Push::Own { text, data })
+            }
+            Fanout::ReleasePoll => {
+                // A held long poll is answered with the batch and goes back to reading
+                // requests; one that is no longer held just stops listening.
+                match self.hub.take_waiting(conn) {
+                    Some((topic, after)) => {
+                        let (hub, date) = (&self.hub, &self.date);
+                        let mut batch = |keep_alive| {
+                            http::poll_release(hub, &topic, after, published, date, keep_alive)
+                        };
+                        e.conn.push(cfg, &mut self.res, now, Push::Held(&mut batch))
                     }
-                }
-            };
-            match pushed {
-                Pushed::Refused => {}
-                Pushed::Queued => self.metrics.messages_out.inc(),
-                Pushed::Released => self.resume.push(idx), // pipelined requests may wait
-                Pushed::SlowClosed { reason, report } => {
-                    self.metrics.messages_out.inc();
-                    log::info!(
-                        "closing {conn:?} of {}: {reason}",
-                        who(&self.clients, e.client, self.net.peer_addr(&e.sock))
-                    );
-                    self.metrics.slow_closes.inc();
-                    if let Some(code) = report {
-                        self.told_closed(idx, code, reason);
-                    }
+                    None => Pushed::Refused,
                 }
             }
-            self.mark_dirty(idx);
+        };
+        match pushed {
+            Pushed::Refused => {}
+            Pushed::Queued => self.metrics.messages_out.inc(),
+            Pushed::Released => self.resume.push(idx), // pipelined requests may wait
+            Pushed::SlowClosed { reason, report } => {
+                self.metrics.messages_out.inc();
+                log::info!(
+                    "closing {conn:?} of {}: {reason}",
+                    who(&self.clients, e.client, self.net.peer_addr(&e.sock))
+                );
+                self.metrics.slow_closes.inc();
+                if let Some(code) = report {
+                    self.told_closed(idx, code, reason);
+                }
+            }
         }
+        self.mark_dirty(idx);
     }
 }
 
@@ -608,6 +666,14 @@ pub(super) fn who(
         Some(id) => clients.ip(id).to_string(),
         None => peer.map_or_else(|| "?".into(), |a| format!("{} (proxy)", a.ip())),
     }
+}
+
+/// The value of query parameter `name` (no percent-decoding: positions are digits).
+fn query_value<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
+    req.query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
 }
 
 /// What the reactor remembers of the tokens WebSockets were admitted with, lent to `upgrade`.
@@ -683,6 +749,17 @@ fn upgrade(
         ..up
     };
     let owned = access.writes.as_deref().is_some_and(|t| router.owns(t));
+    // `?since=POSITION`: replay what the topic's history holds after it (docs/protocol.md).
+    let since = match query_value(req, "since") {
+        None => None,
+        Some(v) => match crate::text::decimal(v.as_bytes()) {
+            Some(n) if access.reads.is_some() => Some(n),
+            _ => {
+                out.reject(400, "since must be a position (decimal digits) on a topic");
+                return None;
+            }
+        },
+    };
     match router.handler(route).on_upgrade(&up) {
         Decision::Accept { protocol } => {
             // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
@@ -702,6 +779,15 @@ fn upgrade(
             router
                 .handler(route)
                 .on_open(&mut Ctx::new(id, out, cmds), &up);
+            if let (Some(after), Some(topic)) = (since, access.reads.clone()) {
+                cmds.push(Command::Resume(Resume {
+                    conn: id,
+                    topic,
+                    after,
+                    kind: ResumeKind::WebSocket,
+                    origin: None,
+                }));
+            }
         }
         Decision::Reject { status, reason } => out.reject(status, reason),
     }

@@ -224,6 +224,9 @@ pub struct Reactor<N: Net = MioNet> {
     /// Resumes held until their topic's log is read back from Redis (`Command::Resume`), by
     /// topic.
     resuming: HashMap<Box<str>, Vec<crate::app::Resume>>,
+    /// WebSockets resuming from a position while the topic's log is read back: no live
+    /// message is queued on them until their replay is (`Reactor::deliver`).
+    muted: std::collections::HashSet<ConnId>,
 }
 
 impl Reactor {
@@ -298,6 +301,7 @@ impl<N: Net> Reactor<N> {
             token_expiry: HashMap::new(),
             refreshable: HashMap::new(),
             resuming: HashMap::new(),
+            muted: Default::default(),
         }
     }
 

@@ -66,6 +66,22 @@ impl Client {
     }
 
     /// Read frames until a text message arrives; returns it (panics on EOF).
+    /// Upgrade to `path` offering `protocol`; panics unless the server selects it.
+    pub fn open_with_protocol(addr: SocketAddr, path: &str, protocol: &str) -> Client {
+        let mut c = Client::connect(addr);
+        let req = UPGRADE.replacen("/echo", path, 1).replacen(
+            "\r\n\r\n",
+            &format!("\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"),
+            1,
+        );
+        c.send_raw(req.as_bytes());
+        let head = c.read_head();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        let selected = format!("Sec-WebSocket-Protocol: {protocol}\r\n");
+        assert!(head.contains(&selected), "{head}");
+        c
+    }
+
     pub fn next_text(&mut self) -> String {
         loop {
             match self.read_frame() {

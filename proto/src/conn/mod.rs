@@ -156,6 +156,13 @@ const HELD_KEEP_ALIVE: u8 = 2;
 const PEER_EOF: u8 = 4;
 /// `TxSide::flags`: the held request waits for an acknowledgement (`Outbox::hold_for_ack`).
 const HELD_FOR_ACK: u8 = 8;
+/// The WebSocket negotiated `POSITIONS_PROTOCOL`: published messages reach it enveloped
+/// with their positions (`Takes::Positioned`).
+pub(crate) const POSITIONED: u8 = 16;
+
+/// The subprotocol a WebSocket client offers to receive every published message with its
+/// position, as JSON (docs/protocol.md, "Positions over WebSocket").
+pub const POSITIONS_PROTOCOL: &str = "wsloop.positions";
 
 /// A connection's permessage-deflate state, behind one pointer.
 pub(crate) struct DeflateState {
@@ -196,6 +203,9 @@ pub enum Takes {
     StreamChunk,
     /// A long poll (held, or no longer held): the batch that answers it, if it is held.
     HeldPoll,
+    /// A WebSocket that negotiated `POSITIONS_PROTOCOL`: the message with its position, as
+    /// a JSON text frame.
+    Positioned,
 }
 
 /// What a connection carries once its first request is answered.
@@ -504,6 +514,7 @@ impl Conn {
     /// long poll.
     pub(crate) fn takes(&self) -> Takes {
         match self.tx.mode {
+            Mode::WebSocket if self.tx.flags.has(POSITIONED) => Takes::Positioned,
             Mode::WebSocket => Takes::Frame(self.broadcast_form()),
             Mode::Sse => Takes::SseEvent,
             Mode::Stream => Takes::StreamChunk,

@@ -92,6 +92,8 @@ impl<'a> Outbox<'a> {
         self.tx.route = route;
         self.tx.mode = Mode::WebSocket;
         self.tx.state = State::Open;
+        let positioned = protocol == Some(super::POSITIONS_PROTOCOL);
+        self.tx.flags.set(super::POSITIONED, positioned);
     }
 
     /// Answer a plain HTTP request with a complete response (`response` holds status line,
