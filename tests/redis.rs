@@ -11,6 +11,8 @@
 
 #[path = "support/client.rs"]
 mod client;
+#[path = "support/nginx.rs"]
+mod nginx;
 #[path = "support/server.rs"]
 mod server;
 
@@ -709,4 +711,81 @@ fn positions_missed_while_a_link_was_down_are_read_from_the_log_in_order() {
     let seqs = seqs_of(&poll);
     assert_eq!(seqs.len(), 7, "{}", &poll[..poll.len().min(400)]);
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+#[test]
+fn behind_round_robin_nginx_clients_reconnecting_to_another_node_each_time_miss_nothing() {
+    let redis = Redis::start();
+    let nodes = [node(&redis, "1"), node(&redis, "2"), node(&redis, "1")];
+    for n in &nodes {
+        wait_until("link up", Duration::from_secs(10), || link_up(n));
+    }
+    // No sticky sessions: every request and reconnection goes to the next node.
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+    let lb = nginx::Nginx::start_many(&addrs);
+    let via = |head: &str| {
+        let mut s = TcpStream::connect(lb.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s
+    };
+    let publish = |body: &str| -> u64 {
+        let post = format!(
+            "POST /publish/rr HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut resp = String::new();
+        via(&post).read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 202 "), "{resp}");
+        let at = resp.find(r#""position":""#).unwrap() + 12;
+        resp[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    // Both clients start from just before the first message, then each publish (through the
+    // next node) is followed by each client reconnecting (to the next node) from the last
+    // position it saw.
+    let first = publish("m1");
+    let (mut sse_last, mut poll_last) = (first - 1, first - 1);
+    let (mut sse_seen, mut poll_seen) = (Vec::new(), Vec::new());
+    for i in 1..=12 {
+        if i > 1 {
+            publish(&format!("m{i}"));
+        }
+        // A fourth request per round (three nodes), so each client's turn moves on a node.
+        let mut ok = String::new();
+        let health = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        via(health).read_to_string(&mut ok).unwrap();
+        let head = format!("GET /sse/rr HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {sse_last}\r\n\r\n");
+        let text = read_until(&mut via(&head), &format!("data: m{i}\n\n"), 1);
+        assert!(!text.contains("event: gap"), "{text}");
+        for event in text.split("\n\n").filter(|e| e.contains("data: ")) {
+            let id: u64 = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
+            sse_seen.push((id, data.to_string()));
+            sse_last = id;
+        }
+        let get = format!("GET /poll/rr?after={poll_last}&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let mut resp = String::new();
+        via(&get).read_to_string(&mut resp).unwrap();
+        assert!(!resp.contains(r#""gap":true"#), "{resp}");
+        for (seq, text) in seqs_of(&resp).iter().zip(resp.split(r#""text":""#).skip(1)) {
+            poll_seen.push((*seq, text.split('"').next().unwrap().to_string()));
+            poll_last = *seq;
+        }
+    }
+    // Every message once, in publish order, with consecutive positions, on both clients.
+    let want: Vec<String> = (1..=12).map(|i| format!("m{i}")).collect();
+    for seen in [&sse_seen, &poll_seen] {
+        let texts: Vec<String> = seen.iter().map(|(_, t)| t.clone()).collect();
+        assert_eq!(texts, want, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{seen:?}");
+    }
+    assert_eq!(sse_seen, poll_seen, "the same positions through every node");
 }
