@@ -789,3 +789,51 @@ fn behind_round_robin_nginx_clients_reconnecting_to_another_node_each_time_miss_
     }
     assert_eq!(sse_seen, poll_seen, "the same positions through every node");
 }
+
+#[test]
+fn a_node_killed_mid_stream_its_clients_resume_on_another_exactly() {
+    let redis = Redis::start();
+    let (mut a, b, c) = (node(&redis, "1"), node(&redis, "1"), node(&redis, "2"));
+    for n in [&a, &b, &c] {
+        wait_until("link up", Duration::from_secs(10), || link_up(n));
+    }
+    let mut sse = open(&a, "GET /sse/k9 HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut sse, "\r\n\r\n", 1);
+    wait_subscribed(&a, 1);
+    let mut last = 0;
+    for i in 1..=3 {
+        last = post_position(&b, "k9", &format!("m{i}"));
+    }
+    let events = read_until(&mut sse, "data: m3\n\n", 1);
+    assert!(
+        events.contains(&format!("id: {last}\ndata: m3\n\n")),
+        "{events}"
+    );
+    // A dies with its client mid-stream; publishing goes on through B.
+    a.signal(libc::SIGKILL);
+    assert!(
+        a.wait_exit(Duration::from_secs(5)).is_some(),
+        "A did not die"
+    );
+    let later: Vec<u64> = (4..=6)
+        .map(|i| post_position(&b, "k9", &format!("m{i}")))
+        .collect();
+    // The client reconnects to C with the last id it saw: exactly m4..m6, then live.
+    let head = format!("GET /sse/k9 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {last}\r\n\r\n");
+    let mut again = open(&c, &head);
+    let events = read_until(&mut again, "data: m6\n\n", 1);
+    for (i, p) in later.iter().enumerate() {
+        let event = format!("id: {p}\ndata: m{}\n\n", i + 4);
+        assert_eq!(events.matches(&event).count(), 1, "{event:?} in {events}");
+    }
+    assert!(
+        !events.contains("data: m3") && !events.contains("event: gap"),
+        "{events}"
+    );
+    let next = post_position(&b, "k9", "m7");
+    let live = read_until(&mut again, "data: m7\n\n", 1);
+    assert!(
+        live.contains(&format!("id: {next}\ndata: m7\n\n")),
+        "{live}"
+    );
+}
