@@ -465,3 +465,28 @@ fn resumes_on_a_topic_not_followed_here_share_one_read_of_its_log() {
         assert!(out.ends_with("id: 1000005\ndata: five\n\n"), "{out}");
     }
 }
+
+#[test]
+fn messages_held_back_for_a_slow_read_of_the_log_are_bounded() {
+    let (mut h, ws, redis) = subscribed();
+    redis.send(&on_news(1_000_001, b"1"));
+    h.settle();
+    assert_eq!(ws.take_written(), texts(&[b"1"]));
+    // A jump: the read of 2..4 goes out, and Redis does not answer it.
+    redis.send(&on_news(1_000_005, b"5"));
+    h.settle();
+    assert!(contains(&redis.take_written(), b"XRANGE"));
+    let keep = h.r.cfg.pubsub.history_len as u64;
+    let held: Vec<Vec<u8>> = (6..=6 + keep).map(|i| i.to_string().into_bytes()).collect();
+    for (i, body) in (6..).zip(&held) {
+        redis.send(&on_news(1_000_000 + i, body));
+    }
+    h.settle();
+    // Past a log's worth, what was held goes out in order (after the jump), not more piles up.
+    let mut want = vec![b"5".to_vec()];
+    want.extend(held.iter().cloned());
+    let want: Vec<&[u8]> = want.iter().map(|m| &m[..]).collect();
+    assert_eq!(ws.take_written(), texts(&want));
+    let (_, gap) = h.r.hub.history_after("news", 1_000_001);
+    assert!(gap, "the skipped positions are reported, not hidden");
+}

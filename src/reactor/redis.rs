@@ -74,6 +74,9 @@ pub(super) struct Backplane<S> {
     backfills: HashMap<Box<str>, Vec<LogEntry>>,
 }
 
+/// Messages held back per topic while its missed positions are read, at least.
+const MIN_HELD: usize = 64;
+
 /// `Link::read_log` tags: positions missed (delivered in order), or history for resumes.
 const FILL: u32 = 0;
 const BACKFILL: u32 = 1;
@@ -263,6 +266,13 @@ impl<N: Net> Reactor<N> {
                     })) => {
                         if let Some(held) = bp.filling.get_mut(topic) {
                             held.push((at, text, payload.to_vec()));
+                            // Bounded: a read Redis is slow to answer holds back at most a
+                            // log's worth; past that, what is held goes out after the jump
+                            // (history dropped, resumes told of the gap), the read ignored.
+                            if held.len() > self.cfg.pubsub.history_len.max(MIN_HELD) {
+                                let topic = topic.to_string();
+                                self.log_read(bp, &topic, Vec::new());
+                            }
                             continue;
                         }
                         let Some(from) = self.missed_from(&bp.order, topic, at) else {
