@@ -438,6 +438,21 @@ impl Layers {
             let at = self.blame("redis_timeout", "redis_timeout");
             return Err(ConfigError(format!("{at}: must be longer than 0")));
         }
+        if let Some(url) = cfg.redis.url.as_ref() {
+            if !url.more.is_empty() && !cfg.redis.cluster {
+                let at = self.blame("redis", "redis_cluster");
+                return Err(ConfigError(format!(
+                    "{at}: several Redis hosts are the seed nodes of a Redis Cluster: set \
+                     --redis-cluster"
+                )));
+            }
+            if url.db != 0 && cfg.redis.cluster {
+                let at = self.blame("redis", "redis_cluster");
+                return Err(ConfigError(format!(
+                    "{at}: a Redis Cluster has only database 0"
+                )));
+            }
+        }
         if cfg.workers == 0 {
             cfg.workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(256));
         }

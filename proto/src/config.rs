@@ -170,6 +170,9 @@ pub struct RedisUrl {
     /// Selected after the handshake. Redis pub/sub ignores the database number (channels are
     /// global to the server), so it does not separate deployments: the prefix does.
     pub db: u32,
+    /// More seed nodes of a Redis Cluster after the first (`redis://A:7000,B:7001`): any one
+    /// of them answering is enough to learn the cluster's map.
+    pub more: Vec<(String, u16)>,
 }
 
 impl RedisUrl {
@@ -191,7 +194,15 @@ impl RedisUrl {
         } else {
             format!("/{}", self.db)
         };
-        format!("redis://{auth}{host}:{}{db}", self.port)
+        let more: String = self
+            .more
+            .iter()
+            .map(|(h, p)| match h.contains(':') {
+                true => format!(",[{h}]:{p}"),
+                false => format!(",{h}:{p}"),
+            })
+            .collect();
+        format!("redis://{auth}{host}:{}{more}{db}", self.port)
     }
 }
 
@@ -223,6 +234,9 @@ pub struct RedisConfig {
     /// Bytes queued for Redis beyond which further publishes are dropped (and counted): a
     /// paused Redis must not grow the server without bound. Default 8 MiB.
     pub max_queued: usize,
+    /// The URL names seed nodes of a Redis Cluster (`--redis-cluster`): one link per master,
+    /// sharded pub/sub (Redis 7). Default false.
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
@@ -234,6 +248,7 @@ impl Default for RedisConfig {
             backoff_max: Duration::from_secs(5),
             linger: Duration::from_secs(30),
             max_queued: 8 << 20,
+            cluster: false,
         }
     }
 }

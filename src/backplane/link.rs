@@ -27,6 +27,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::envelope::{self, Position};
 use super::resp::{self, Frame, RespError};
+use super::slots::{self, Redirect, SlotRange};
 use crate::config::RedisConfig;
 use crate::timer::Tick;
 
@@ -121,6 +122,27 @@ impl std::fmt::Display for LinkError {
     }
 }
 
+/// A publish a cluster node sent elsewhere (`MOVED`/`ASK`), for the caller to send again on
+/// the link to that node (`Link::resend`): Redis did not run it here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirected {
+    pub to: Redirect,
+    waiter: Option<u64>,
+    hops: u8,
+    command: Vec<u8>,
+}
+
+impl Redirected {
+    /// The publisher waiting for Redis's answer, if one is.
+    pub fn waiter(&self) -> Option<u64> {
+        self.waiter
+    }
+}
+
+/// Redirections one publish may follow before it is given up (the map is refreshed after
+/// each `MOVED`, so more than a couple means the cluster is reconfiguring).
+const MAX_HOPS: u8 = 4;
+
 /// What a reply, in order, answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -129,8 +151,12 @@ enum Expect {
     ScriptLoad,
     Ping,
     /// A sequenced publish (`EVALSHA`); the publisher waiting for Redis's answer, if one is
-    /// (`publish`).
-    Publish(Option<u64>),
+    /// (`publish`), and the redirections it followed to get here (cluster).
+    Publish(Option<u64>, u8),
+    /// `ASKING` before a publish redirected by `ASK`.
+    Asking,
+    /// `CLUSTER SLOTS`.
+    Slots,
     /// A `SUBSCRIBE`/`UNSUBSCRIBE` of this many channels: one push each (or one error).
     Subscribe(usize),
     Unsubscribe(usize),
@@ -205,6 +231,18 @@ pub struct Link {
     reads: VecDeque<(Box<str>, u32)>,
     /// Reads lost with a connection before Redis answered (`take_lost_reads`).
     lost_reads: Vec<(Box<str>, u32)>,
+    /// Redis Cluster (`--redis-cluster`): sharded channels `PREFIX{TOPIC}` (`SSUBSCRIBE`,
+    /// `SPUBLISH`), subscribed one slot per command; publishes kept until answered so a
+    /// `MOVED`/`ASK` can be sent on.
+    cluster: bool,
+    /// Cluster: each unanswered publish's command bytes, in the order of its `Expect`.
+    unanswered: VecDeque<Vec<u8>>,
+    /// Cluster: publishes redirected (`take_redirects`).
+    redirects: Vec<Redirected>,
+    /// Cluster: this node said the slot map is stale (a `MOVED`, a slot given up).
+    stale: bool,
+    /// Cluster: the last `CLUSTER SLOTS` answer not yet taken.
+    slots: Option<Vec<SlotRange>>,
 }
 
 /// Buffers are compacted once this much at their front is consumed (and freed down to it
@@ -269,6 +307,11 @@ impl Link {
             acks: Vec::new(),
             reads: VecDeque::new(),
             lost_reads: Vec::new(),
+            cluster: cfg.cluster,
+            unanswered: VecDeque::new(),
+            redirects: Vec::new(),
+            stale: false,
+            slots: None,
         }
     }
 
@@ -358,23 +401,126 @@ impl Link {
         let log: &[&[u8]] = &[p, b"{", t, b"}:log"];
         let keep = self.keep.to_string();
         let kind: &[u8] = if text { b"t" } else { b"b" };
-        resp::push_command(
-            &mut self.tx,
-            &[
-                &[b"EVALSHA"],
-                &[self.script_sha.as_bytes()],
-                &[b"2"],
-                meta,
-                log,
-                &[p, t],
-                &[kind],
-                &[payload],
-                &[keep.as_bytes()],
-            ],
-        );
-        self.expect.push_back(Expect::Publish(waiter));
+        let start = self.tx.len();
+        let sha = self.script_sha.as_bytes();
+        let mut args: Vec<&[&[u8]]> = vec![
+            &[b"EVALSHA"],
+            std::slice::from_ref(&sha),
+            &[b"2"],
+            meta,
+            log,
+        ];
+        let sharded: &[&[u8]] = &[p, b"{", t, b"}"];
+        let plain: &[&[u8]] = &[p, t];
+        args.push(if self.cluster { sharded } else { plain });
+        let (kind, payload, keep) = ([kind], [payload], [keep.as_bytes()]);
+        args.extend([&kind[..], &payload[..], &keep[..]]);
+        if self.cluster {
+            args.push(&[b"SPUBLISH"]);
+        }
+        resp::push_command(&mut self.tx, &args);
+        if self.cluster {
+            self.unanswered.push_back(self.tx[start..].to_vec());
+        }
+        self.expect.push_back(Expect::Publish(waiter, 0));
         self.stats.published += 1;
         true
+    }
+
+    /// Send on a publish another node redirected here (cluster; `take_redirects`), after
+    /// `ASKING` for an `ASK`. False when the link is not up or the publish followed too many
+    /// redirections: its publisher is told it is not published.
+    pub fn resend(&mut self, r: Redirected) -> bool {
+        if self.phase != Phase::Up || r.hops >= MAX_HOPS {
+            self.stats.dropped += 1;
+            self.acks.extend(r.waiter.map(|w| (w, None)));
+            return false;
+        }
+        if r.to.ask {
+            resp::push_command(&mut self.tx, &[&[b"ASKING"]]);
+            self.expect.push_back(Expect::Asking);
+        }
+        self.tx.extend_from_slice(&r.command);
+        self.unanswered.push_back(r.command);
+        self.expect.push_back(Expect::Publish(r.waiter, r.hops + 1));
+        true
+    }
+
+    /// Cluster: publishes a node sent elsewhere since the last call.
+    pub fn take_redirects(&mut self) -> std::vec::Drain<'_, Redirected> {
+        self.redirects.drain(..)
+    }
+
+    /// Cluster: ask this node for the slot map (`CLUSTER SLOTS`); `take_slots` has the answer.
+    /// False when the link cannot carry it now.
+    pub fn ask_slots(&mut self) -> bool {
+        if self.phase != Phase::Up {
+            return false;
+        }
+        resp::push_command(&mut self.tx, &[&[b"CLUSTER"], &[b"SLOTS"]]);
+        self.expect.push_back(Expect::Slots);
+        true
+    }
+
+    /// Cluster: the slot map this node answered, once.
+    pub fn take_slots(&mut self) -> Option<Vec<SlotRange>> {
+        self.slots.take()
+    }
+
+    /// Cluster: did this node say the slot map is stale since the last call?
+    pub fn take_stale(&mut self) -> bool {
+        std::mem::take(&mut self.stale)
+    }
+
+    /// Does this link hold (or let linger) `topic`?
+    pub fn holds(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
+    }
+
+    /// The topics this link holds or lets linger.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.keys().map(|t| &**t)
+    }
+
+    /// Cluster: hand `topic` over to another link (its slot moved): forgotten here
+    /// (unsubscribed if this node still serves it), its holders returned for `adopt`.
+    pub fn release(&mut self, topic: &str) -> Option<(u32, Tick)> {
+        let t = self.topics.remove(topic)?;
+        if t.sent && self.carries_commands() {
+            self.subscribe(false, &[topic]);
+        }
+        Some((t.holders, t.since))
+    }
+
+    /// Cluster: take over `topic` with the holders `release` gave, subscribing it here.
+    pub fn adopt(&mut self, topic: &str, (holders, since): (u32, Tick)) {
+        let t = self.topics.entry(topic.into()).or_insert(Topic {
+            holders: 0,
+            since,
+            sent: false,
+        });
+        t.holders += holders;
+        if t.holders == 0 {
+            self.lingering
+                .push_back((topic.into(), since + self.linger));
+        }
+        self.resubscribe();
+    }
+
+    /// Subscribe every topic not subscribed on the current connection (after a node gave up
+    /// a slot or refused a subscription), one command per slot.
+    pub fn resubscribe(&mut self) {
+        if !self.carries_commands() {
+            return;
+        }
+        let mut unsent: Vec<Box<str>> = Vec::new();
+        for (name, t) in self.topics.iter_mut().filter(|(_, t)| !t.sent) {
+            t.sent = true;
+            unsent.push(name.clone());
+        }
+        unsent.sort();
+        let unsent: Vec<&str> = unsent.iter().map(|t| &**t).collect();
+        self.subscribe(true, &unsent);
     }
 
     /// Ask for what `topic`'s log holds from position `from` to `to` (at most `range_count`
@@ -497,7 +643,8 @@ impl Link {
                 entries,
             })),
             Ok(Some(Found::Message(channel, payload))) => {
-                let topic = std::str::from_utf8(&self.rx[channel.clone()][self.prefix.len()..])
+                let topic = self
+                    .topic_of(&self.rx[channel.clone()])
                     .expect("bug: checked in next_message");
                 let msg = envelope::open(&self.rx[payload]);
                 Ok(Some(Event::Message {
@@ -548,6 +695,16 @@ impl Link {
                         return Ok(Some(Found::Message(c, p)));
                     }
                 }
+                Frame::Slots(ranges) if self.expect.front() == Some(&Expect::Slots) => {
+                    self.expect.pop_front();
+                    self.slots = Some(ranges);
+                }
+                Frame::Entries(e)
+                    if e.is_empty() && self.expect.front() == Some(&Expect::Slots) =>
+                {
+                    self.expect.pop_front();
+                    self.slots = Some(Vec::new());
+                }
                 Frame::Entries(entries) if self.expect.front() == Some(&Expect::Range) => {
                     self.expect.pop_front();
                     let (topic, tag) = self.reads.pop_front().expect("bug: a read per Range");
@@ -557,9 +714,14 @@ impl Link {
                         .collect();
                     return Ok(Some(Found::Log(topic, tag, entries)));
                 }
-                Frame::Entries(_) => self.on_reply(Ok(None))?,
-                Frame::Subscription { subscribed, count } => {
-                    self.on_subscription(subscribed, count)?
+                Frame::Entries(_) | Frame::Slots(_) => self.on_reply(Ok(None))?,
+                Frame::Subscription {
+                    subscribed,
+                    channel,
+                    count,
+                } => {
+                    let channel = channel.to_vec();
+                    self.on_subscription(subscribed, &channel, count)?
                 }
                 Frame::OtherPush => {}
                 Frame::Reply(res) => {
@@ -573,10 +735,19 @@ impl Link {
     /// Is `channel` one of ours, naming a topic the process holds (a message that crossed
     /// our `UNSUBSCRIBE` is dropped)?
     fn wanted(&self, channel: &[u8]) -> bool {
-        channel
-            .strip_prefix(self.prefix.as_bytes())
-            .and_then(|t| std::str::from_utf8(t).ok())
+        self.topic_of(channel)
             .is_some_and(|t| self.topics.contains_key(t))
+    }
+
+    /// The topic a channel of ours names: `PREFIX` + topic, or on a cluster `PREFIX{topic}`
+    /// (the topic its own hash tag, so channel, metadata and log share a slot).
+    fn topic_of<'c>(&self, channel: &'c [u8]) -> Option<&'c str> {
+        let t = channel.strip_prefix(self.prefix.as_bytes())?;
+        let t = match self.cluster {
+            true => t.strip_prefix(b"{")?.strip_suffix(b"}")?,
+            false => t,
+        };
+        std::str::from_utf8(t).ok()
     }
 
     fn on_reply(&mut self, res: Result<Option<i64>, String>) -> Result<(), LinkError> {
@@ -590,17 +761,37 @@ impl Link {
                 self.backoff = BACKOFF_MIN;
             }
             (Expect::Ping, Ok(_)) => self.ping_sent = None,
-            (Expect::Select | Expect::ScriptLoad, Ok(_)) => {}
-            (Expect::Publish(waiter), Ok(Some(position))) => {
+            (Expect::Select | Expect::ScriptLoad | Expect::Asking, Ok(_)) => {}
+            (Expect::Slots, Ok(_)) => return Err(LinkError::Unexpected("CLUSTER SLOTS' answer")),
+            (Expect::Slots, Err(e)) => log::warn!("redis: CLUSTER SLOTS refused: {e}"),
+            // An `ASK` target refusing `ASKING` refuses the publish after it too.
+            (Expect::Asking, Err(_)) => {}
+            (Expect::Publish(waiter, _), Ok(Some(position))) => {
+                self.unanswered.pop_front();
                 let position = u64::try_from(position).ok();
                 self.acks.extend(waiter.map(|w| (w, position)));
             }
-            (Expect::Publish(waiter), Ok(None)) => {
+            (Expect::Publish(waiter, _), Ok(None)) => {
+                self.unanswered.pop_front();
                 log::warn!("redis: the sequencing script answered no position");
                 self.stats.dropped += 1;
                 self.acks.extend(waiter.map(|w| (w, None)));
             }
-            (Expect::Publish(waiter), Err(e)) => {
+            (Expect::Publish(waiter, hops), Err(e)) => {
+                let command = self.unanswered.pop_front();
+                // Cluster: the topic's slot is served elsewhere; Redis ran nothing here, so the
+                // publish is sent on there (`take_redirects`).
+                let to = Redirect::parse(&e).filter(|_| self.cluster);
+                if let (Some(to), Some(command)) = (to, command) {
+                    self.stale |= !to.ask;
+                    self.redirects.push(Redirected {
+                        to,
+                        waiter,
+                        hops,
+                        command,
+                    });
+                    return Ok(());
+                }
                 self.stats.dropped += 1;
                 self.acks.extend(waiter.map(|w| (w, None)));
                 // The script is loaded by every handshake: without it (`SCRIPT FLUSH`), start
@@ -608,10 +799,32 @@ impl Link {
                 if e.starts_with("NOSCRIPT") {
                     return Err(LinkError::Refused("EVALSHA", e));
                 }
-                log::warn!("redis: publish refused: {e}");
+                if e.starts_with("MOVED") && !self.cluster {
+                    log::error!(
+                        "redis: publish refused: {e}: this Redis is a cluster; start with \
+                         --redis-cluster"
+                    );
+                } else {
+                    log::warn!("redis: publish refused: {e}");
+                }
             }
             (Expect::Subscribe(_) | Expect::Unsubscribe(_), Ok(_)) => {
                 return Err(LinkError::Unexpected("a plain reply to (UN)SUBSCRIBE"))
+            }
+            // Cluster: a slot that moved since the map was read. Subscribe again once it is
+            // read anew (which topics the refused command held is not said, so all of them:
+            // a channel subscribed twice is confirmed twice, nothing more).
+            (Expect::Subscribe(_) | Expect::Unsubscribe(_), Err(e))
+                if self.cluster && Redirect::parse(&e).is_some() =>
+            {
+                self.stale = true;
+                for t in self.topics.values_mut() {
+                    t.sent = false;
+                }
+            }
+            (Expect::Range, Err(e)) if self.cluster && Redirect::parse(&e).is_some() => {
+                self.stale = true;
+                self.lost_reads.extend(self.reads.pop_front());
             }
             (Expect::Hello, Err(e)) => return Err(LinkError::Refused("HELLO 3", e)),
             (Expect::Select, Err(e)) => return Err(LinkError::Refused("SELECT", e)),
@@ -625,9 +838,25 @@ impl Link {
         Ok(())
     }
 
-    fn on_subscription(&mut self, subscribed: bool, count: i64) -> Result<(), LinkError> {
+    fn on_subscription(
+        &mut self,
+        subscribed: bool,
+        channel: &[u8],
+        count: i64,
+    ) -> Result<(), LinkError> {
         let left = match (self.expect.front_mut(), subscribed) {
             (Some(Expect::Subscribe(n)), true) | (Some(Expect::Unsubscribe(n)), false) => n,
+            // Cluster: a node gave up the slot of a channel (it moved, or the node became a
+            // replica); the map is read again and the topic subscribed where it went.
+            (_, false) if self.cluster => {
+                let topic = self.topic_of(channel).map(Box::<str>::from);
+                if let Some(t) = topic.and_then(|t| self.topics.get_mut(&t)) {
+                    t.sent = false;
+                }
+                self.stale = true;
+                self.stats.channels = count;
+                return Ok(());
+            }
             _ => return Err(LinkError::Unexpected("a (un)subscribe confirmation")),
         };
         *left -= 1;
@@ -648,10 +877,41 @@ impl Link {
         if topics.is_empty() {
             return; // UNSUBSCRIBE with no channel would mean "all of them"
         }
-        let verb: &[u8] = if on { b"SUBSCRIBE" } else { b"UNSUBSCRIBE" };
-        let channels: Vec<[&[u8]; 2]> = topics
+        if self.cluster {
+            // A node refuses a command whose channels are in several slots (CROSSSLOT): one
+            // command per slot.
+            let mut by_slot: Vec<(u16, &str)> =
+                topics.iter().map(|t| (self.slot_of(t), *t)).collect();
+            by_slot.sort();
+            for group in by_slot.chunk_by(|a, b| a.0 == b.0) {
+                let topics: Vec<&str> = group.iter().map(|&(_, t)| t).collect();
+                self.push_subscribe(on, &topics);
+            }
+        } else {
+            self.push_subscribe(on, topics);
+        }
+    }
+
+    /// The slot of `topic` on a cluster: its metadata's, its log's and its channel's.
+    pub fn slot_of(&self, topic: &str) -> u16 {
+        let meta = [self.prefix.as_bytes(), b"{", topic.as_bytes(), b"}:meta"].concat();
+        slots::key_slot(&meta)
+    }
+
+    fn push_subscribe(&mut self, on: bool, topics: &[&str]) {
+        let verb: &[u8] = match (on, self.cluster) {
+            (true, false) => b"SUBSCRIBE",
+            (false, false) => b"UNSUBSCRIBE",
+            (true, true) => b"SSUBSCRIBE",
+            (false, true) => b"SUNSUBSCRIBE",
+        };
+        let p = self.prefix.as_bytes();
+        let channels: Vec<[&[u8]; 4]> = topics
             .iter()
-            .map(|t| [self.prefix.as_bytes(), t.as_bytes()])
+            .map(|t| match self.cluster {
+                true => [p, b"{", t.as_bytes(), b"}"],
+                false => [p, t.as_bytes(), b"", b""],
+            })
             .collect();
         let mut args: Vec<&[&[u8]]> = vec![std::slice::from_ref(&verb)];
         args.extend(channels.iter().map(|c| &c[..]));
@@ -705,10 +965,11 @@ impl Link {
         self.tx_start = 0;
         // Publishes Redis never answered: their publishers are told they may be lost.
         for e in self.expect.drain(..) {
-            if let Expect::Publish(Some(w)) = e {
+            if let Expect::Publish(Some(w), _) = e {
                 self.acks.push((w, None));
             }
         }
+        self.unanswered.clear();
         self.lost_reads.extend(self.reads.drain(..));
         self.ping_sent = None;
         self.last_rx = now;

@@ -9,6 +9,8 @@
 use redis_protocol::resp3::decode::complete::decode_range;
 use redis_protocol::resp3::types::RangeFrame;
 
+use super::slots::SlotRange;
+
 /// A RESP3 frame classified for the link. Slices borrow the caller's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -18,9 +20,17 @@ pub enum Frame<'a> {
         payload: &'a [u8],
     },
     /// `>3 subscribe|unsubscribe CHANNEL COUNT`: one confirmation per channel of a
-    /// `SUBSCRIBE`/`UNSUBSCRIBE`, with the number of channels the connection now holds.
-    Subscription { subscribed: bool, count: i64 },
-    /// Any other push (`pmessage`, `smessage`, invalidations): not ours, ignored.
+    /// `SUBSCRIBE`/`UNSUBSCRIBE`, with the number of channels the connection now holds. The
+    /// sharded kinds (`smessage`, `ssubscribe`, `sunsubscribe`, Redis Cluster) decode alike;
+    /// a `sunsubscribe` nobody asked for is a node giving up a slot.
+    Subscription {
+        subscribed: bool,
+        channel: &'a [u8],
+        count: i64,
+    },
+    /// `CLUSTER SLOTS`: each range of slots with its master's address.
+    Slots(Vec<SlotRange>),
+    /// Any other push (`pmessage`, invalidations): not ours, ignored.
     OtherPush,
     /// A reply to a command, in command order: its error text, or `Ok` with the number if
     /// it is an integer (what the sequencing script answers: the message's position).
@@ -86,21 +96,32 @@ fn classify<'a>(buf: &'a [u8], frame: &RangeFrame) -> Result<Frame<'a>, RespErro
     };
     Ok(match frame {
         RangeFrame::Push { data, .. } => match data.first().and_then(bytes) {
-            Some(b"message") => match (data.get(1).and_then(bytes), data.get(2).and_then(bytes)) {
-                (Some(channel), Some(payload)) => Frame::Message { channel, payload },
-                _ => {
-                    return Err(RespError::Unexpected(
-                        "message push without channel and payload",
-                    ))
+            Some(b"message" | b"smessage") => {
+                match (data.get(1).and_then(bytes), data.get(2).and_then(bytes)) {
+                    (Some(channel), Some(payload)) => Frame::Message { channel, payload },
+                    _ => {
+                        return Err(RespError::Unexpected(
+                            "message push without channel and payload",
+                        ))
+                    }
                 }
-            },
-            Some(kind @ (b"subscribe" | b"unsubscribe")) => match data.get(2) {
-                Some(RangeFrame::Number { data: count, .. }) => Frame::Subscription {
-                    subscribed: kind == b"subscribe",
-                    count: *count,
-                },
-                _ => return Err(RespError::Unexpected("subscription push without a count")),
-            },
+            }
+            Some(kind @ (b"subscribe" | b"unsubscribe" | b"ssubscribe" | b"sunsubscribe")) => {
+                match (data.get(1).and_then(bytes), data.get(2)) {
+                    (Some(channel), Some(RangeFrame::Number { data: count, .. })) => {
+                        Frame::Subscription {
+                            subscribed: matches!(kind, b"subscribe" | b"ssubscribe"),
+                            channel,
+                            count: *count,
+                        }
+                    }
+                    _ => {
+                        return Err(RespError::Unexpected(
+                            "subscription push without a channel and a count",
+                        ))
+                    }
+                }
+            }
             _ => Frame::OtherPush,
         },
         RangeFrame::SimpleError { data, .. } | RangeFrame::BlobError { data, .. } => {
@@ -109,7 +130,10 @@ fn classify<'a>(buf: &'a [u8], frame: &RangeFrame) -> Result<Frame<'a>, RespErro
         RangeFrame::Number { data, .. } => Frame::Reply(Ok(Some(*data))),
         RangeFrame::Array { data, .. } => match data.iter().map(|e| entry(e, &bytes)).collect() {
             Some(entries) => Frame::Entries(entries),
-            None => Frame::Reply(Ok(None)),
+            None => match data.iter().map(|r| slot_range(r, &bytes)).collect() {
+                Some(ranges) => Frame::Slots(ranges),
+                None => Frame::Reply(Ok(None)),
+            },
         },
         _ => Frame::Reply(Ok(None)),
     })
@@ -141,6 +165,31 @@ fn entry<'a>(
         seq,
         text: text?,
         payload: payload?,
+    })
+}
+
+/// A range of `CLUSTER SLOTS`, `[FIRST, LAST, [IP, PORT, …], replicas…]`, or None if `f` is
+/// not one (or names its master by something other than an IP address).
+fn slot_range<'a>(
+    f: &RangeFrame,
+    bytes: &impl Fn(&RangeFrame) -> Option<&'a [u8]>,
+) -> Option<SlotRange> {
+    let RangeFrame::Array { data, .. } = f else {
+        return None;
+    };
+    let [RangeFrame::Number { data: first, .. }, RangeFrame::Number { data: last, .. }, RangeFrame::Array { data: master, .. }, ..] =
+        &data[..]
+    else {
+        return None;
+    };
+    let [ip, RangeFrame::Number { data: port, .. }, ..] = &master[..] else {
+        return None;
+    };
+    let ip: std::net::IpAddr = std::str::from_utf8(bytes(ip)?).ok()?.parse().ok()?;
+    Some(SlotRange {
+        first: u16::try_from(*first).ok()?,
+        last: u16::try_from(*last).ok()?,
+        master: std::net::SocketAddr::new(ip, u16::try_from(*port).ok()?),
     })
 }
 
@@ -290,6 +339,7 @@ mod tests {
         let want = [
             Frame::Subscription {
                 subscribed: true,
+                channel: b"wsloop:ab",
                 count: 1,
             },
             Frame::Message {
@@ -303,9 +353,53 @@ mod tests {
             Frame::OtherPush,
             Frame::Subscription {
                 subscribed: false,
+                channel: b"wsloop:ab",
                 count: 0,
             },
             Frame::Reply(Ok(None)),
+        ];
+        let want: Vec<String> = want.iter().map(|f| format!("{f:?}")).collect();
+        assert_eq!(frames, want);
+    }
+
+    #[test]
+    fn sharded_pushes_and_cluster_slots_decode() {
+        // Redis 7.0's own bytes (captured from a three-master cluster over RESP3).
+        let stream = b">3\r\n$10\r\nssubscribe\r\n$13\r\nwsloop:{news}\r\n:1\r\n\
+            >3\r\n$8\r\nsmessage\r\n$13\r\nwsloop:{news}\r\n$2\r\nhi\r\n\
+            >3\r\n$12\r\nsunsubscribe\r\n$13\r\nwsloop:{news}\r\n:0\r\n\
+            *2\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$9\r\n127.0.0.1\r\n:7101\r\n$3\r\nabc\r\n%0\r\n\
+            *4\r\n:5461\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:7102\r\n$1\r\nd\r\n\
+            *3\r\n$9\r\n127.0.0.1\r\n:7105\r\n$1\r\ne\r\n";
+        let frames = frames_at_every_split(stream);
+        let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        let want = [
+            Frame::Subscription {
+                subscribed: true,
+                channel: b"wsloop:{news}",
+                count: 1,
+            },
+            Frame::Message {
+                channel: b"wsloop:{news}",
+                payload: b"hi",
+            },
+            Frame::Subscription {
+                subscribed: false,
+                channel: b"wsloop:{news}",
+                count: 0,
+            },
+            Frame::Slots(vec![
+                SlotRange {
+                    first: 0,
+                    last: 5460,
+                    master: at(7101),
+                },
+                SlotRange {
+                    first: 5461,
+                    last: 16383,
+                    master: at(7102),
+                },
+            ]),
         ];
         let want: Vec<String> = want.iter().map(|f| format!("{f:?}")).collect();
         assert_eq!(frames, want);

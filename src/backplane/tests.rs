@@ -23,12 +23,14 @@ fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
             username: None,
             password: password.map(String::from),
             db,
+            more: Vec::new(),
         }),
         prefix: "p:".into(),
         timeout: Duration::from_millis(1000),
         backoff_max: Duration::from_millis(800),
         linger: Duration::from_millis(500),
         max_queued: 1000,
+        cluster: false,
     }
 }
 
@@ -526,4 +528,144 @@ fn a_read_of_a_log_is_answered_in_order_or_reported_lost() {
     let lost: Vec<(Box<str>, u32)> = l.take_lost_reads().collect();
     assert_eq!(lost, [("t".into(), 3)]);
     assert_eq!(l.take_lost_reads().count(), 0);
+}
+
+/// A link to one master of a cluster (prefix `p:`), connected and up, holding nothing.
+fn cluster_up() -> Link {
+    let mut c = cfg(None, 0);
+    c.cluster = true;
+    let mut l = Link::new(&c, NODE, 1 << 16, 0);
+    assert_eq!(l.poll_action(0), Some(Action::Connect));
+    let n = l.tx().len();
+    l.consume_tx(n);
+    feed(&mut l, &[HELLO_REPLY], 0).unwrap();
+    assert_eq!(l.state(), LinkState::Up);
+    l
+}
+
+fn take_tx(l: &mut Link) -> Vec<u8> {
+    let out = l.tx().to_vec();
+    l.consume_tx(out.len());
+    out
+}
+
+#[test]
+fn on_a_cluster_channels_are_sharded_subscribed_one_slot_per_command_and_redirects_followed() {
+    let mut l = cluster_up();
+    // Topics of two slots: one SSUBSCRIBE per slot (a node refuses CROSSSLOT commands).
+    // `p:{a}` and `p:{b}` hash apart; `p:{a}` and a topic of the same tag would share one.
+    assert_ne!(l.slot_of("a"), l.slot_of("b"));
+    assert_eq!(l.slot_of("a"), super::slots::key_slot(b"p:{a}"));
+    l.want("a");
+    l.want("b");
+    assert_eq!(
+        take_tx(&mut l),
+        [
+            cmd(&[b"SSUBSCRIBE", b"p:{a}"]),
+            cmd(&[b"SSUBSCRIBE", b"p:{b}"])
+        ]
+        .concat()
+    );
+    let mut confirms = push("ssubscribe", "p:{a}", b":1\r\n");
+    confirms.extend(push("ssubscribe", "p:{b}", b":2\r\n"));
+    // A sharded message names the topic inside the hash tag.
+    let body = sequenced(8, 7, true, b"hi");
+    let mut blob = format!("${}\r\n", body.len()).into_bytes();
+    blob.extend_from_slice(&body);
+    blob.extend_from_slice(b"\r\n");
+    confirms.extend(push("smessage", "p:{a}", &blob));
+    let got = feed(&mut l, &[&confirms], 0).unwrap();
+    assert_eq!(got, vec![("a".to_string(), true, b"hi".to_vec())]);
+    assert_eq!(l.stats().channels, 2);
+
+    // A publish names the sharded channel and SPUBLISH.
+    assert!(l.publish("a", true, b"x", Some(41)));
+    let sha = script_sha();
+    let sent = take_tx(&mut l);
+    assert_eq!(
+        sent,
+        cmd(&[
+            b"EVALSHA",
+            sha.as_bytes(),
+            b"2",
+            b"p:{a}:meta",
+            b"p:{a}:log",
+            b"p:{a}",
+            b"t",
+            b"x",
+            b"100",
+            b"SPUBLISH"
+        ])
+    );
+    // MOVED: not run here, handed back to be sent on, the map marked stale; the publisher
+    // is not answered yet.
+    feed(&mut l, &[b"-MOVED 15495 127.0.0.1:7103\r\n"], 0).unwrap();
+    assert!(l.take_acks().next().is_none());
+    assert!(l.take_stale());
+    let r: Vec<_> = l.take_redirects().collect();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].to.slot, r[0].to.ask, r[0].waiter()),
+        (15495, false, Some(41))
+    );
+    // Sent on through an ASK: ASKING first, the same command, answered with a position.
+    let mut other = cluster_up();
+    let mut r = r.into_iter().next().unwrap();
+    r.to.ask = true;
+    assert!(other.resend(r));
+    assert_eq!(
+        take_tx(&mut other),
+        [cmd(&[b"ASKING"]), sent.clone()].concat()
+    );
+    feed(&mut other, &[b"+OK\r\n:9\r\n"], 0).unwrap();
+    assert_eq!(other.take_acks().collect::<Vec<_>>(), vec![(41, Some(9))]);
+    assert!(!other.take_stale(), "an ASK does not make the map stale");
+
+    // A node giving up a slot unasked: the topic is subscribed again once told.
+    feed(&mut l, &[&push("sunsubscribe", "p:{b}", b":1\r\n")], 0).unwrap();
+    assert!(l.take_stale());
+    l.resubscribe();
+    assert_eq!(take_tx(&mut l), cmd(&[b"SSUBSCRIBE", b"p:{b}"]));
+    feed(&mut l, &[&push("ssubscribe", "p:{b}", b":2\r\n")], 0).unwrap();
+
+    // Handing a topic to another link: unsubscribed here, its holders carried over.
+    let held = l.release("a").unwrap();
+    assert_eq!(take_tx(&mut l), cmd(&[b"SUNSUBSCRIBE", b"p:{a}"]));
+    other.adopt("a", held);
+    assert!(other.holds("a") && !l.holds("a"));
+    assert_eq!(take_tx(&mut other), cmd(&[b"SSUBSCRIBE", b"p:{a}"]));
+
+    // The map, asked for and answered.
+    assert!(l.ask_slots());
+    assert_eq!(take_tx(&mut l), cmd(&[b"CLUSTER", b"SLOTS"]));
+    feed(
+        &mut l,
+        &[
+            &push("sunsubscribe", "p:{a}", b":1\r\n"),
+            b"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:7101\r\n",
+        ],
+        0,
+    )
+    .unwrap();
+    let slots = l.take_slots().unwrap();
+    assert_eq!(
+        (slots[0].first, slots[0].last, slots[0].master.port()),
+        (0, 16383, 7101)
+    );
+
+    // Redirections are followed a bounded number of times, then the publisher is told.
+    assert!(l.publish("b", false, b"y", Some(7)));
+    take_tx(&mut l);
+    let mut sent = 0;
+    loop {
+        feed(&mut l, &[b"-MOVED 1 127.0.0.1:7101\r\n"], 0).unwrap();
+        let r = l.take_redirects().next().unwrap();
+        if !l.resend(r) {
+            break;
+        }
+        sent += 1;
+        take_tx(&mut l);
+    }
+    assert_eq!(sent, 4);
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), vec![(7, None)]);
 }

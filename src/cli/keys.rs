@@ -722,6 +722,14 @@ pub static SETTINGS: &[Setting] = &[
         help: "Bytes queued for Redis beyond which publishes are dropped (and counted).",
         field: Field::Bytes(|c| &mut c.redis.max_queued),
     },
+    Setting {
+        name: "redis_cluster",
+        group: REDIS,
+        value_name: "BOOL",
+        help: "--redis names seed nodes of a Redis Cluster (redis://A:7000,B:7001; Redis 7): \
+               one link per master, sharded pub/sub, MOVED/ASK followed.",
+        field: Field::Flag(|c| &mut c.redis.cluster),
+    },
 ];
 
 /// The setting called `name`.

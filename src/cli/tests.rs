@@ -408,6 +408,24 @@ fn rules_between_settings_blame_the_strongest_source() {
         e,
         "config file wsloop.toml:1: key max_fragments: must be at least 1"
     );
+    // Several Redis hosts are a cluster's seeds: only with --redis-cluster, on database 0.
+    let e = err(&["--redis", "redis://a:7000,b:7001"], &[], None);
+    assert!(e.starts_with("--redis: several Redis hosts"), "{e}");
+    let e = err(
+        &["--redis", "redis://a:7000/1"],
+        &[("WSLOOP_REDIS_CLUSTER", "true")],
+        None,
+    );
+    assert!(e.ends_with("a Redis Cluster has only database 0"), "{e}");
+    let c = resolve(
+        &["--redis", "redis://a:7000,b:7001", "--redis-cluster", "yes"],
+        &[],
+        None,
+    )
+    .unwrap()
+    .config;
+    assert!(c.redis.cluster);
+    assert_eq!(c.redis.url.unwrap().more, [("b".to_string(), 7001)]);
 }
 
 #[test]

@@ -96,9 +96,10 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 pub const REDIS_EXPECTED: &str =
     "a URL like redis://127.0.0.1:6379, redis://:PASSWORD@HOST:PORT/DB";
 
-/// A Redis URL: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, the form redis-cli's `-u` and
-/// most clients accept. `%XX` escapes are decoded in the user and password (a password may
-/// hold `@` or `:`); an IPv6 host goes in brackets. Empty text means no Redis. `rediss://`
+/// A Redis URL: `redis://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…][/DB]`, the form
+/// redis-cli's `-u` and most clients accept, with a cluster's further seed nodes after
+/// commas. `%XX` escapes are decoded in the user and password (a password may hold `@` or
+/// `:`); an IPv6 host goes in brackets. Empty text means no Redis. `rediss://`
 /// (TLS) is refused with a message rather than connected in clear.
 pub fn parse_redis_url(text: &str) -> Result<Option<RedisUrl>, String> {
     let t = text.trim();
@@ -136,14 +137,34 @@ pub fn parse_redis_url(text: &str) -> Result<Option<RedisUrl>, String> {
             ((!user.is_empty()).then_some(user), pass)
         }
     };
+    let mut hosts = Vec::new();
+    for hostport in hostport.split(',') {
+        hosts.push(host_port(hostport).map_err(&bad)?);
+    }
+    let (host, port) = hosts.remove(0);
+    let db = match path {
+        "" => 0,
+        p => digits(p)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad("the database must be a number"))?,
+    };
+    Ok(Some(RedisUrl {
+        host,
+        port,
+        username,
+        password,
+        db,
+        more: hosts,
+    }))
+}
+
+/// `HOST[:PORT]` or `[V6]:PORT` of a Redis URL (6379 unless told), or why not.
+fn host_port(hostport: &str) -> Result<(String, u16), &'static str> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        let (host, after) = v6.split_once(']').ok_or("unclosed [")?;
         match after {
             "" => (host, None),
-            p => (
-                host,
-                Some(p.strip_prefix(':').ok_or_else(|| bad("text after ]"))?),
-            ),
+            p => (host, Some(p.strip_prefix(':').ok_or("text after ]")?)),
         }
     } else {
         match hostport.rsplit_once(':') {
@@ -152,28 +173,16 @@ pub fn parse_redis_url(text: &str) -> Result<Option<RedisUrl>, String> {
         }
     };
     if host.is_empty() {
-        return Err(bad("no host"));
+        return Err("no host");
     }
     let port = match port {
         None => 6379,
         Some(p) => digits(p)
             .and_then(|n| u16::try_from(n).ok())
             .filter(|&n| n > 0)
-            .ok_or_else(|| bad("the port must be 1 to 65535"))?,
+            .ok_or("the port must be 1 to 65535")?,
     };
-    let db = match path {
-        "" => 0,
-        p => digits(p)
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| bad("the database must be a number"))?,
-    };
-    Ok(Some(RedisUrl {
-        host: host.to_string(),
-        port,
-        username,
-        password,
-        db,
-    }))
+    Ok((host.to_string(), port))
 }
 
 /// `%XX` escapes decoded (None for a bad escape or a result that is not UTF-8).
@@ -305,7 +314,20 @@ mod tests {
         assert_eq!(u.username.as_deref(), Some("app"));
         assert_eq!(u.redacted(), "redis://app:***@[::1]:7000");
         assert_eq!(parse_redis_url(" ").unwrap(), None);
+        // A cluster's seed nodes, after commas.
+        let u = parse_redis_url("redis://app:pw@10.0.0.1:7000,10.0.0.2,[::1]:7002")
+            .unwrap()
+            .unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("10.0.0.1", 7000));
+        let more = [("10.0.0.2".to_string(), 6379), ("::1".to_string(), 7002)];
+        assert_eq!(u.more, more);
+        assert_eq!(
+            u.redacted(),
+            "redis://app:***@10.0.0.1:7000,10.0.0.2:6379,[::1]:7002"
+        );
         for bad in [
+            "redis://h1:7000,",
+            "redis://h1:7000,:7001",
             "127.0.0.1:6379",
             "redis://",
             "redis://h:0",

@@ -7,7 +7,8 @@
 //! Must not: open a connection; Redis's side is the input.
 //!
 //! Input layout: one byte of flags (bit 0: a password, so the handshake differs; bit 1: a
-//! database; bits 2–3: how many of the topics `a`, `b`, `news` are held), a chunking plan
+//! database; bits 2–3: how many of the topics `a`, `b`, `news` are held; bit 4: a Redis Cluster
+//! link, sharded channels `PREFIX{TOPIC}`), a chunking plan
 //! (`Input::chunks`), then the bytes Redis sends.
 
 use super::{chunk_at, Input};
@@ -49,7 +50,10 @@ fn run(flags: u8, held: &[&str], bytes: &[u8], plan: &[usize]) -> Outcome {
             username: None,
             password: (flags & 1 != 0).then(|| "pw".into()),
             db: u32::from(flags >> 1 & 1),
+            more: Vec::new(),
         }),
+        // Cluster mode (sharded pushes, MOVED/ASK) too.
+        cluster: flags & 0x10 != 0,
         ..RedisConfig::default()
     };
     let mut link = Link::new(&cfg, NODE, MAX_MESSAGE, 0);

@@ -29,9 +29,10 @@ fn with_redis() -> Harness {
         username: None,
         password: None,
         db: 0,
+        more: Vec::new(),
     });
     let mut h = Harness::with(cfg);
-    h.r.join_redis(Some(redis_addr()));
+    h.r.join_redis(Some(vec![redis_addr()]));
     h
 }
 

@@ -69,7 +69,7 @@ use crate::pubsub::Hub;
 use crate::timer::{Tick, TimerId, Wheel};
 use clients::{ClientId, Clients};
 pub use net::{MioNet, Net, Ready};
-use token::{LISTENER, REDIS, SIGNALS, WAKER};
+use token::{LISTENER, SIGNALS, WAKER};
 use totals::Totals;
 
 /// A slab slot: the socket and the connection's protocol state.
@@ -346,13 +346,15 @@ impl<N: Net> Reactor<N> {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     WAKER => self.receive_from_workers(),
-                    REDIS => self.redis_event(ev),
                     SIGNALS => {
                         if self.on_signal() {
                             return Ok(false);
                         }
                     }
-                    token => self.conn_event(token, ev),
+                    token => match token::redis_link(token) {
+                        Some(link) => self.redis_event(link, ev),
+                        None => self.conn_event(token, ev),
+                    },
                 }
             }
             self.expire_timers();

@@ -27,15 +27,19 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use mio::Interest;
 
+use mio::Token;
+
 use super::timers::REDIS_TIMER;
-use super::token::REDIS;
+use super::token::{self, REDIS_LINKS};
 use super::workers::Mail;
 use super::{Net, Reactor, Ready};
 use crate::backplane::envelope::Position;
+use crate::backplane::slots::SlotMap;
 use crate::backplane::LogEntry;
-use crate::backplane::{Action, Event, Link, LinkState};
+use crate::backplane::{Action, Event, Link, LinkState, Stats};
 use crate::config::Config;
 use crate::conn::ConnId;
+use crate::timer::Tick;
 use std::collections::HashMap;
 
 /// This worker's part in the backplane; `S` is the `Net`'s stream type.
@@ -50,19 +54,18 @@ pub(super) enum Role<S> {
     Forward,
 }
 
-/// The link and its socket.
+/// The links (one, or one per cluster master) and what worker 0 keeps about topics' order.
 #[derive(Debug)]
 pub(super) struct Backplane<S> {
-    link: Link,
-    addr: SocketAddr,
-    sock: Option<S>,
-    /// The socket's connect completed (WRITABLE seen, no error).
-    connected: bool,
-    /// "Link up" was logged for the current connection.
-    up_logged: bool,
-    /// A warning was logged for the current outage (start-up included): one per outage, not
-    /// one per failed attempt.
-    down_logged: bool,
+    /// Link `i` has token `token::redis(i)`; None: a place freed when its master left the
+    /// cluster's map (a later master may take it).
+    shards: Vec<Option<Shard<S>>>,
+    /// Redis Cluster (`--redis-cluster`): the slot map, once a node answered `CLUSTER
+    /// SLOTS`; the seed nodes; when the map was last asked for and whether it is stale.
+    cluster: Option<Cluster>,
+    /// What a new link is made with: this node's id, the largest message.
+    node: u64,
+    max_message: usize,
     /// Per topic, the epoch and position of the last sequenced message delivered. Bounded:
     /// cleared past `ORDER_CAP` topics (a topic then starts over, checked against its hub).
     order: HashMap<Box<str>, Position>,
@@ -73,6 +76,38 @@ pub(super) struct Backplane<S> {
     /// reads brought so far: one read at a time per topic, however many clients resume.
     backfills: HashMap<Box<str>, Vec<LogEntry>>,
 }
+
+/// One Redis connection: the sans-IO link and its socket.
+#[derive(Debug)]
+struct Shard<S> {
+    link: Link,
+    addr: SocketAddr,
+    token: Token,
+    sock: Option<S>,
+    /// The socket's connect completed (WRITABLE seen, no error).
+    connected: bool,
+    /// "Link up" was logged for the current connection.
+    up_logged: bool,
+    /// A warning was logged for the current outage (start-up included): one per outage, not
+    /// one per failed attempt.
+    down_logged: bool,
+}
+
+/// What the backplane knows of a Redis Cluster.
+#[derive(Debug)]
+struct Cluster {
+    map: Option<SlotMap>,
+    seeds: Vec<SocketAddr>,
+    /// A `CLUSTER SLOTS` is out (since then), or the last one was asked at.
+    asked: Option<Tick>,
+    last_read: Tick,
+    stale: bool,
+}
+
+/// Least time between two `CLUSTER SLOTS`, and the longest a map is trusted without asking
+/// (a master added, a failover no link noticed).
+const MAP_EVERY: Tick = 1000;
+const MAP_AT_LEAST_EVERY: Tick = 30_000;
 
 /// Messages held back per topic while its missed positions are read, at least.
 const MIN_HELD: usize = 64;
@@ -112,19 +147,28 @@ fn next(last: Option<Position>, hub_last: u64, at: Position) -> Next {
     }
 }
 
-/// Resolve `--redis`'s host to an address, once, before any loop runs (`getaddrinfo` blocks).
-/// None without `--redis`.
-pub fn resolve(cfg: &Config) -> io::Result<Option<SocketAddr>> {
+/// Resolve `--redis`'s hosts to addresses, once, before any loop runs (`getaddrinfo`
+/// blocks): the one Redis, or a cluster's seed nodes. None without `--redis`.
+pub fn resolve(cfg: &Config) -> io::Result<Option<Vec<SocketAddr>>> {
     let Some(url) = cfg.redis.url.as_ref() else {
         return Ok(None);
     };
-    let found = (url.host.as_str(), url.port).to_socket_addrs();
-    let found = found.map_err(|e| io::Error::new(e.kind(), format!("redis {url:?}: {e}")))?;
-    let addr = found
-        .into_iter()
-        .next()
-        .ok_or_else(|| io::Error::new(ErrorKind::NotFound, format!("redis {url:?}: no address")))?;
-    Ok(Some(addr))
+    let mut seeds = Vec::new();
+    let hosts = std::iter::once((url.host.as_str(), url.port))
+        .chain(url.more.iter().map(|(h, p)| (h.as_str(), *p)));
+    for (host, port) in hosts {
+        let found = (host, port).to_socket_addrs();
+        let found =
+            found.map_err(|e| io::Error::new(e.kind(), format!("redis {host}:{port}: {e}")))?;
+        let addr = found.into_iter().next().ok_or_else(|| {
+            io::Error::new(
+                ErrorKind::NotFound,
+                format!("redis {host}:{port}: no address"),
+            )
+        })?;
+        seeds.push(addr);
+    }
+    Ok(Some(seeds))
 }
 
 /// A random id for this process's publishes (std's `RandomState` is seeded from the OS),
@@ -137,39 +181,61 @@ fn node_id() -> u64 {
 }
 
 impl<N: Net> Reactor<N> {
-    /// Take part in the Redis backplane: `owner` is Redis's address on the worker that owns
-    /// the link (worker 0), None on the others. Call once, before `run`.
-    pub fn join_redis(&mut self, owner: Option<SocketAddr>) {
+    /// Take part in the Redis backplane: `owner` is Redis's address (or a cluster's seed
+    /// nodes) on the worker that owns the links (worker 0), None on the others. Call once,
+    /// before `run`.
+    pub fn join_redis(&mut self, owner: Option<Vec<SocketAddr>>) {
         self.hub.track_interest();
         self.redis = match owner {
             None => Role::Forward,
-            Some(addr) => {
+            Some(seeds) => {
                 // The largest message this node would publish: a peer configured alike
                 // sends nothing larger.
                 let max_message = usize::try_from(self.cfg.ws.max_message_size)
                     .unwrap_or(usize::MAX)
                     .max(self.cfg.http.max_body)
                     .saturating_add(self.cfg.pubsub.max_topic_len);
-                let link = Link::new(&self.cfg.redis, node_id(), max_message, self.now)
-                    .keeping(self.cfg.pubsub.history_len);
+                let node = node_id();
                 let url = self.cfg.redis.url.as_ref();
                 log::info!(
-                    "redis backplane: {} ({addr}), node {:016x}, channel prefix {:?}",
+                    "redis backplane: {}{} ({seeds:?}), node {node:016x}, channel prefix {:?}",
+                    if self.cfg.redis.cluster {
+                        "cluster "
+                    } else {
+                        ""
+                    },
                     url.map(|u| u.redacted()).unwrap_or_default(),
-                    link.node(),
                     self.cfg.redis.prefix
                 );
-                Role::Owner(Box::new(Backplane {
-                    link,
-                    addr,
-                    sock: None,
-                    connected: false,
-                    up_logged: false,
-                    down_logged: false,
+                let mut bp = Backplane {
+                    shards: Vec::new(),
+                    cluster: None,
+                    node,
+                    max_message,
                     order: HashMap::new(),
                     filling: HashMap::new(),
                     backfills: HashMap::new(),
-                }))
+                };
+                // A cluster starts with a link to each seed node (up to the cap), the first
+                // holding every topic until the map says where each goes.
+                let take = if self.cfg.redis.cluster {
+                    REDIS_LINKS
+                } else {
+                    1
+                };
+                for &addr in seeds.iter().take(take) {
+                    bp.add_shard(&self.cfg, addr, self.now);
+                }
+                if self.cfg.redis.cluster {
+                    bp.cluster = Some(Cluster {
+                        map: None,
+                        seeds,
+                        asked: None,
+                        last_read: self.now,
+                        stale: true,
+                    });
+                }
+                Role::Owner(Box::new(bp))
             }
         };
         // Connect now: the loop's first `poll` may otherwise sleep until some other event.
@@ -224,40 +290,64 @@ impl<N: Net> Reactor<N> {
         ack: Option<ConnId>,
     ) {
         if let Role::Owner(bp) = &mut self.redis {
-            bp.link.publish(topic, text, payload, ack.map(|c| c.0));
+            let i = bp.route(topic);
+            if let Some(sh) = bp.shards[i].as_mut() {
+                sh.link.publish(topic, text, payload, ack.map(|c| c.0));
+            }
         }
     }
 
-    /// Readiness on the Redis socket: finish a connect, read and deliver what arrived.
-    pub(super) fn redis_event(&mut self, ev: &Ready) {
-        let Role::Owner(mut bp) = std::mem::take(&mut self.redis) else {
+    /// The backplane, out of `self` while it is worked on (put back as `Role::Owner`); None
+    /// (and `self.redis` untouched) on a worker that does not own it.
+    fn take_backplane(&mut self) -> Option<Box<Backplane<N::Stream>>> {
+        if !self.owns_link() {
+            return None;
+        }
+        match std::mem::take(&mut self.redis) {
+            Role::Owner(bp) => Some(bp),
+            _ => unreachable!("checked by owns_link"),
+        }
+    }
+
+    /// Readiness on Redis link `i`'s socket: finish a connect, read and deliver what arrived.
+    pub(super) fn redis_event(&mut self, i: usize, ev: &Ready) {
+        let Some(mut bp) = self.take_backplane() else {
             return;
         };
         let now = self.now;
-        if !bp.connected && (ev.is_writable() || ev.is_error()) {
-            bp.finish_connect(&mut self.net, now);
-        }
-        if bp.connected && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
-            self.redis_read(&mut bp);
+        if let Some(sh) = bp.shards.get_mut(i).and_then(Option::as_mut) {
+            if !sh.connected && (ev.is_writable() || ev.is_error()) {
+                sh.finish_connect(&mut self.net, now);
+            }
+            if sh.connected && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                self.redis_read(&mut bp, i);
+            }
         }
         self.redis = Role::Owner(bp);
     }
 
-    /// Read until `WouldBlock`, decoding after every read so buffered bytes stay small;
-    /// each message from another node is published here like a local one, but not to Redis.
-    fn redis_read(&mut self, bp: &mut Backplane<N::Stream>) {
+    /// Read link `i` until `WouldBlock`, decoding after every read so buffered bytes stay
+    /// small; each message from another node is published here like a local one, but not
+    /// to Redis.
+    fn redis_read(&mut self, bp: &mut Backplane<N::Stream>, i: usize) {
         let mut buf = [0u8; 64 * 1024];
         loop {
-            let Some(sock) = bp.sock.as_mut() else { return };
+            let Some(sh) = bp.shards[i].as_mut() else {
+                return;
+            };
+            let Some(sock) = sh.sock.as_mut() else { return };
             match sock.read(&mut buf) {
-                Ok(0) => return bp.lost(&mut self.net, self.now, "Redis closed the connection"),
-                Ok(n) => bp.link.feed(&buf[..n], self.now),
+                Ok(0) => return sh.lost(&mut self.net, self.now, "Redis closed the connection"),
+                Ok(n) => sh.link.feed(&buf[..n], self.now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return bp.lost(&mut self.net, self.now, &format!("read: {e}")),
+                Err(e) => return sh.lost(&mut self.net, self.now, &format!("read: {e}")),
             }
             loop {
-                match bp.link.poll_event(self.now) {
+                let Some(sh) = bp.shards[i].as_mut() else {
+                    return;
+                };
+                match sh.link.poll_event(self.now) {
                     Ok(Some(Event::Message {
                         topic,
                         position: Some(at),
@@ -281,7 +371,7 @@ impl<N: Net> Reactor<N> {
                         };
                         // Positions missed: read them from the log, holding this one back.
                         let (topic, payload) = (topic.to_string(), payload.to_vec());
-                        if bp.link.read_log(&topic, from, at.seq - 1, FILL) {
+                        if bp.read_log(&topic, from, at.seq - 1, FILL) {
                             log::debug!("redis: {topic:?}: reading {from}.. from its log");
                             bp.filling.insert(topic.into(), vec![(at, text, payload)]);
                         } else {
@@ -307,7 +397,7 @@ impl<N: Net> Reactor<N> {
                         self.publish_local(topic, text, payload, None);
                     }
                     Ok(None) => break,
-                    Err(e) => return bp.close(&mut self.net, &e.to_string()),
+                    Err(e) => return sh.close(&mut self.net, &e.to_string()),
                 }
             }
         }
@@ -371,7 +461,7 @@ impl<N: Net> Reactor<N> {
             return;
         };
         let epoch = held[0].0.epoch;
-        let full = entries.len() == bp.link.range_count();
+        let full = entries.len() == bp.range_count();
         for (seq, text, payload) in entries {
             let at = Position { seq, epoch };
             self.deliver_in_order(&mut bp.order, topic, at, text, &payload);
@@ -379,7 +469,7 @@ impl<N: Net> Reactor<N> {
         let first = held[0].0;
         let last = bp.order.get(topic).copied();
         if let Some(l) = last.filter(|l| full && l.epoch == epoch && l.seq + 1 < first.seq) {
-            if bp.link.read_log(topic, l.seq + 1, first.seq - 1, FILL) {
+            if bp.read_log(topic, l.seq + 1, first.seq - 1, FILL) {
                 bp.filling.insert(topic.into(), held);
                 return;
             }
@@ -399,7 +489,7 @@ impl<N: Net> Reactor<N> {
         if bp.backfills.contains_key(topic) {
             return;
         }
-        if bp.link.read_log(topic, after + 1, u64::MAX, BACKFILL) {
+        if bp.read_log(topic, after + 1, u64::MAX, BACKFILL) {
             bp.backfills.insert(topic.into(), Vec::new());
         } else {
             self.history_read(topic, Vec::new());
@@ -415,14 +505,14 @@ impl<N: Net> Reactor<N> {
         entries: Vec<LogEntry>,
         lost: bool,
     ) {
+        let full = entries.len() == bp.range_count();
         let Some(got) = bp.backfills.get_mut(topic) else {
             return;
         };
-        let full = entries.len() == bp.link.range_count();
         got.extend(entries);
         let more = full && !lost && got.len() < self.cfg.pubsub.history_len;
         if let Some(&(last, ..)) = got.last().filter(|_| more) {
-            if bp.link.read_log(topic, last + 1, u64::MAX, BACKFILL) {
+            if bp.read_log(topic, last + 1, u64::MAX, BACKFILL) {
                 return;
             }
         }
@@ -430,42 +520,127 @@ impl<N: Net> Reactor<N> {
         self.history_read(topic, got);
     }
 
-    /// Act on the link's time-driven decisions, write what it queued, store its numbers,
-    /// and keep the wheel entry at or before its next deadline.
+    /// Act on the links' time-driven decisions, write what they queued, store their
+    /// numbers, keep a cluster's map current, and keep the wheel entry at or before the
+    /// next deadline.
     fn redis_drive(&mut self) {
-        let Role::Owner(bp) = &mut self.redis else {
+        let Some(mut bp) = self.take_backplane() else {
             return;
         };
         let now = self.now;
-        while let Some(action) = bp.link.poll_action(now) {
-            match action {
-                Action::Connect => bp.connect(&mut self.net, now),
-                Action::Disconnect(why) => bp.close(&mut self.net, why),
+        let mut total = Stats::default();
+        let mut worst = LinkState::Up;
+        let mut want: Option<Tick> = None;
+        let mut acks: Vec<(u64, Option<u64>)> = Vec::new();
+        let mut lost: Vec<(Box<str>, u32)> = Vec::new();
+        let mut redirects = Vec::new();
+        let mut stale = false;
+        let mut slots = None;
+        for sh in bp.shards.iter_mut().flatten() {
+            while let Some(action) = sh.link.poll_action(now) {
+                match action {
+                    Action::Connect => sh.connect(&mut self.net, now),
+                    Action::Disconnect(why) => sh.close(&mut self.net, why),
+                }
+            }
+            sh.flush(&mut self.net, now);
+            let state = sh.link.state();
+            if state == LinkState::Up && !sh.up_logged {
+                (sh.up_logged, sh.down_logged) = (true, false);
+                log::info!(
+                    "redis: link to {} up, {} topic(s) subscribed",
+                    sh.addr,
+                    sh.link.topic_count()
+                );
+            }
+            worst = match (worst, state) {
+                (_, LinkState::Down) | (LinkState::Down, _) => LinkState::Down,
+                (_, LinkState::Connecting) | (LinkState::Connecting, _) => LinkState::Connecting,
+                _ => LinkState::Up,
+            };
+            // A master unreachable: its replica may be taking over; the map says.
+            stale |= state == LinkState::Down || sh.link.take_stale();
+            let st = sh.link.stats();
+            total.reconnects += st.reconnects;
+            total.dropped += st.dropped;
+            total.published += st.published;
+            total.received += st.received;
+            total.channels += st.channels;
+            want = match (want, sh.link.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            acks.extend(sh.link.take_acks());
+            lost.extend(sh.link.take_lost_reads());
+            redirects.extend(sh.link.take_redirects());
+            slots = sh.link.take_slots().or(slots);
+        }
+        if let Some(c) = bp.cluster.as_mut() {
+            c.stale |= stale;
+            if slots.is_some() {
+                c.asked = None;
+            }
+            if c.map.is_none() && worst == LinkState::Up {
+                worst = LinkState::Connecting;
+            }
+            let due = c.stale || now >= c.last_read + MAP_AT_LEAST_EVERY;
+            if due && c.asked.is_none_or(|at| now >= at + MAP_EVERY) {
+                let asked = bp.shards.iter_mut().flatten().any(|sh| sh.link.ask_slots());
+                let c = bp.cluster.as_mut().expect("checked");
+                if asked {
+                    (c.asked, c.stale) = (Some(now), false);
+                } else if bp
+                    .shards
+                    .iter()
+                    .flatten()
+                    .all(|sh| sh.link.state() == LinkState::Down)
+                {
+                    // No node of the map answers: try the seeds again.
+                    let seeds = c.seeds.clone();
+                    c.asked = Some(now);
+                    for addr in seeds {
+                        bp.add_shard(&self.cfg, addr, now);
+                    }
+                }
+            }
+            want = Some(want.map_or(now + MAP_EVERY, |w| w.min(now + MAP_EVERY)));
+        }
+        if let Some(ranges) = slots {
+            let map = SlotMap::new(&ranges);
+            if map.masters.is_empty() {
+                log::warn!("redis: the cluster serves no slots yet");
+            } else {
+                self.redis_remap(&mut bp, map, &mut acks, &mut lost);
             }
         }
-        bp.flush(&mut self.net, now);
-        let (state, stats) = (bp.link.state(), bp.link.stats());
-        if state == LinkState::Up && !bp.up_logged {
-            (bp.up_logged, bp.down_logged) = (true, false);
-            log::info!(
-                "redis: link up, {} topic(s) subscribed",
-                bp.link.topic_count()
-            );
+        // Publishes another node serves: sent on to it (its link), or refused.
+        for r in redirects {
+            let i = bp.shard_at(r.to.addr);
+            if let (Some(c), false) = (bp.cluster.as_mut(), r.to.ask) {
+                if let Some(m) = c.map.as_mut() {
+                    m.moved(r.to.slot, r.to.addr);
+                }
+            }
+            match i.and_then(|i| bp.shards[i].as_mut()) {
+                Some(sh) => {
+                    sh.link.resend(r);
+                    acks.extend(sh.link.take_acks());
+                    sh.flush(&mut self.net, now);
+                }
+                None => acks.extend(r.waiter().map(|w| (w, None))),
+            }
         }
         let m = &self.metrics.all().redis;
-        m.state.set(match state {
+        m.state.set(match worst {
             LinkState::Down => 1,
             LinkState::Connecting => 2,
             LinkState::Up => 3,
         });
-        m.reconnects.set(stats.reconnects as i64);
-        m.dropped.set(stats.dropped as i64);
-        m.published.set(stats.published as i64);
-        m.received.set(stats.received as i64);
-        m.channels.set(stats.channels);
-        let want = bp.link.next_deadline();
-        let acks: Vec<(u64, Option<u64>)> = bp.link.take_acks().collect();
-        let lost: Vec<(Box<str>, u32)> = bp.link.take_lost_reads().collect();
+        m.reconnects.set(total.reconnects as i64);
+        m.dropped.set(total.dropped as i64);
+        m.published.set(total.published as i64);
+        m.received.set(total.received as i64);
+        m.channels.set(total.channels);
         let armed = self.wheel.deadline(REDIS_TIMER);
         if let Some(d) = want.filter(|&d| armed.is_none_or(|at| at > d)) {
             self.wheel.insert(REDIS_TIMER, d);
@@ -476,41 +651,186 @@ impl<N: Net> Reactor<N> {
         }
         // Reads of logs lost with the connection: what was held back goes out now, after a
         // jump (the history before it is dropped).
-        if !lost.is_empty() {
-            let Role::Owner(mut bp) = std::mem::take(&mut self.redis) else {
-                return;
+        for (topic, tag) in lost {
+            match tag {
+                FILL => self.log_read(&mut bp, &topic, Vec::new()),
+                _ => self.backfill_read(&mut bp, &topic, Vec::new(), true),
+            }
+        }
+        self.redis = Role::Owner(bp);
+    }
+
+    /// A cluster's new map: a link for each master not yet linked, links to nodes that are
+    /// no longer masters closed (what they owed their publishers and readers settled), and
+    /// each topic moved to the link of the master that serves its slot.
+    fn redis_remap(
+        &mut self,
+        bp: &mut Backplane<N::Stream>,
+        map: SlotMap,
+        acks: &mut Vec<(u64, Option<u64>)>,
+        lost: &mut Vec<(Box<str>, u32)>,
+    ) {
+        let now = self.now;
+        if !map.covers_all() {
+            log::warn!("redis: the cluster map leaves slots without a master");
+        }
+        for &addr in &map.masters {
+            if bp.shard_at(addr).is_none() {
+                bp.add_shard(&self.cfg, addr, now);
+            }
+        }
+        let c = bp.cluster.as_mut().expect("a map is a cluster's");
+        c.last_read = now;
+        c.map = Some(map);
+        let mut moving = Vec::new();
+        for i in 0..bp.shards.len() {
+            let Some(sh) = bp.shards[i].as_mut() else {
+                continue;
             };
-            for (topic, tag) in lost {
-                match tag {
-                    FILL => self.log_read(&mut bp, &topic, Vec::new()),
-                    _ => self.backfill_read(&mut bp, &topic, Vec::new(), true),
+            let addr = sh.addr;
+            let stays = c.map.as_ref().is_some_and(|m| m.masters.contains(&addr));
+            if !stays {
+                log::info!("redis: {addr} is no longer a master of the cluster");
+                let mut sh = bp.shards[i].take().expect("checked");
+                sh.link.on_closed(now);
+                acks.extend(sh.link.take_acks());
+                lost.extend(sh.link.take_lost_reads());
+                let topics: Vec<Box<str>> = sh.link.topics().map(Box::from).collect();
+                for t in topics {
+                    moving.extend(sh.link.release(&t).map(|h| (t, h)));
+                }
+                sh.close_socket(&mut self.net);
+                continue;
+            }
+            let topics: Vec<Box<str>> = sh.link.topics().map(Box::from).collect();
+            for t in topics {
+                let slot = sh.link.slot_of(&t);
+                let owner = c.map.as_ref().and_then(|m| m.master(slot));
+                if owner.is_some_and(|o| o != addr) {
+                    moving.extend(sh.link.release(&t).map(|h| (t, h)));
                 }
             }
-            self.redis = Role::Owner(bp);
+        }
+        for (t, holders) in moving {
+            let i = bp.route(&t);
+            if let Some(sh) = bp.shards[i].as_mut() {
+                sh.link.adopt(&t, holders);
+            }
+        }
+        for sh in bp.shards.iter_mut().flatten() {
+            sh.link.resubscribe();
+            sh.flush(&mut self.net, now);
         }
     }
 }
 
 impl<S: Read + Write> Backplane<S> {
-    fn interest(&mut self, topic: &str, on: bool, now: crate::timer::Tick) {
-        if on {
-            self.link.want(topic);
-        } else {
-            self.link.unwant(topic, now);
+    /// A link to `addr` at the first free place (none past `REDIS_LINKS`: logged).
+    fn add_shard(&mut self, cfg: &Config, addr: SocketAddr, now: Tick) {
+        if self.shard_at(addr).is_some() {
+            return;
         }
+        let i = match self.shards.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.shards.len() < REDIS_LINKS => {
+                self.shards.push(None);
+                self.shards.len() - 1
+            }
+            None => {
+                log::error!("redis: more than {REDIS_LINKS} masters; {addr} is not linked");
+                return;
+            }
+        };
+        let link =
+            Link::new(&cfg.redis, self.node, self.max_message, now).keeping(cfg.pubsub.history_len);
+        self.shards[i] = Some(Shard {
+            link,
+            addr,
+            token: token::redis(i),
+            sock: None,
+            connected: false,
+            up_logged: false,
+            down_logged: false,
+        });
     }
 
+    /// The link to `addr`, if there is one.
+    fn shard_at(&self, addr: SocketAddr) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.addr == addr))
+    }
+
+    /// The link a topic's commands go on: the one Redis, or the master serving its slot
+    /// (before the map is known, or for a slot nobody serves, the first link: a `MOVED`
+    /// then says where).
+    fn route(&self, topic: &str) -> usize {
+        let first = || self.shards.iter().position(Option::is_some).unwrap_or(0);
+        let Some(map) = self.cluster.as_ref().and_then(|c| c.map.as_ref()) else {
+            return first();
+        };
+        let Some(sh) = self.shards.iter().flatten().next() else {
+            return 0;
+        };
+        map.master(sh.link.slot_of(topic))
+            .and_then(|a| self.shard_at(a))
+            .unwrap_or_else(first)
+    }
+
+    /// The link holding `topic`'s subscription, if one does.
+    fn holder(&self, topic: &str) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.link.holds(topic)))
+    }
+
+    /// Most entries one read of a log brings (the same on every link).
+    fn range_count(&self) -> usize {
+        self.shards
+            .iter()
+            .flatten()
+            .next()
+            .map_or(1, |s| s.link.range_count())
+    }
+
+    /// `Link::read_log` on the link serving `topic`.
+    fn read_log(&mut self, topic: &str, from: u64, to: u64, tag: u32) -> bool {
+        let i = self.route(topic);
+        self.shards[i]
+            .as_mut()
+            .is_some_and(|sh| sh.link.read_log(topic, from, to, tag))
+    }
+
+    fn interest(&mut self, topic: &str, on: bool, now: Tick) {
+        if on {
+            let i = self.holder(topic).unwrap_or_else(|| self.route(topic));
+            if let Some(sh) = self.shards[i].as_mut() {
+                sh.link.want(topic);
+            }
+        } else if let Some(i) = self.holder(topic) {
+            if let Some(sh) = self.shards[i].as_mut() {
+                sh.link.unwant(topic, now);
+            }
+        }
+    }
+}
+
+impl<S: Read + Write> Shard<S> {
     /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE.
-    fn connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick) {
+    fn connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: Tick) {
         self.close_socket(net);
-        match net.connect(self.addr, REDIS, Interest::READABLE | Interest::WRITABLE) {
+        match net.connect(
+            self.addr,
+            self.token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             Ok(sock) => self.sock = Some(sock),
             Err(e) => self.lost(net, now, &format!("connect: {e}")),
         }
     }
 
     /// WRITABLE (or an error) on a connecting socket: connected, or failed.
-    fn finish_connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick) {
+    fn finish_connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: Tick) {
         let Some(sock) = self.sock.as_mut() else {
             return;
         };
@@ -524,7 +844,7 @@ impl<S: Read + Write> Backplane<S> {
 
     /// Write what the link queued, until `WouldBlock` (WRITABLE is always registered, so the
     /// next edge resumes it).
-    fn flush<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick) {
+    fn flush<N: Net<Stream = S>>(&mut self, net: &mut N, now: Tick) {
         while self.connected && !self.link.tx().is_empty() {
             let Some(sock) = self.sock.as_mut() else {
                 return;
@@ -539,7 +859,7 @@ impl<S: Read + Write> Backplane<S> {
     }
 
     /// The socket failed: tell the link (which schedules the retry) and close it.
-    fn lost<N: Net<Stream = S>>(&mut self, net: &mut N, now: crate::timer::Tick, why: &str) {
+    fn lost<N: Net<Stream = S>>(&mut self, net: &mut N, now: Tick, why: &str) {
         self.link.on_closed(now);
         self.close(net, why);
     }
@@ -549,10 +869,11 @@ impl<S: Read + Write> Backplane<S> {
         self.up_logged = false;
         if !std::mem::replace(&mut self.down_logged, true) {
             log::warn!(
-                "redis: {why}; link down, cross-node publishes are dropped until it is back"
+                "redis: {}: {why}; link down, cross-node publishes are dropped until it is back",
+                self.addr
             );
         } else {
-            log::debug!("redis: {why}");
+            log::debug!("redis: {}: {why}", self.addr);
         }
         self.close_socket(net);
     }
@@ -571,7 +892,7 @@ impl<N: Net> Reactor<N> {
     /// The id this node's publishes carry, while it owns the link (tests).
     pub(super) fn redis_node(&self) -> Option<u64> {
         match &self.redis {
-            Role::Owner(bp) => Some(bp.link.node()),
+            Role::Owner(bp) => Some(bp.node),
             _ => None,
         }
     }

@@ -210,6 +210,7 @@ pub fn run(
             shared.clone(),
         );
         let end = (n > 1).then_some(BusEnd { me, bus, inbox });
+        let redis = redis.clone();
         let ready = ready_tx.clone();
         let slot = metrics.handle(me);
         let spawned = thread::Builder::new()
@@ -218,8 +219,8 @@ pub fn run(
                 let net = MioNet::new(poll, listener)?;
                 let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, shared, slot);
                 // One Redis link per process, on worker 0; the others tell it what they need.
-                if let Some(addr) = redis {
-                    reactor.join_redis((me == 0).then_some(addr));
+                if let Some(seeds) = &redis {
+                    reactor.join_redis((me == 0).then(|| seeds.clone()));
                 }
                 reactor.handle_signals()?;
                 let _ = ready.send(());
