@@ -22,6 +22,11 @@
 //! like everyone else's and are delivered then, in Redis's order. A publish while the link is
 //! not `Up`, or while too much is queued for Redis, is refused at once (its publisher is told)
 //! and counted.
+//!
+//! On a Redis Cluster (`RedisConfig::cluster`) a link talks to one master: channels are
+//! sharded (`PREFIX{TOPIC}`, `SSUBSCRIBE` one slot per command, `SPUBLISH` from the script),
+//! a `MOVED`/`ASK` answer hands the publish back to be sent on (`take_redirects`, `resend`),
+//! and a slot given up or a subscription redirected marks the map stale (`take_stale`).
 
 use std::collections::{HashMap, VecDeque};
 

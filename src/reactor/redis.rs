@@ -8,7 +8,9 @@
 //! Must not: block the loop (connect, resolve, read or write), or let Redis being down slow
 //! local delivery.
 //!
-//! One link per process, owned by worker 0 (docs/architecture.md, "The Redis link"). Every
+//! One link per process (on a Redis Cluster, one per master: `Backplane::shards`, each with its
+//! own token, topics routed by slot, the map from `CLUSTER SLOTS` kept current by
+//! `redis_remap`), owned by worker 0 (docs/architecture.md, "The Redis link"). Every
 //! worker's hub records when a topic gains its first subscriber or loses its last; worker 0
 //! gives those changes to the link, the other workers mail them to worker 0 over the bus.
 //! A client's publish leaves for Redis from worker 0: its own, and those the bus brings it
