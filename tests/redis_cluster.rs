@@ -53,27 +53,7 @@ impl Cluster {
             children: Vec::new(),
         };
         for _ in 0..3 {
-            let port = free_port_pair();
-            let dir = c.dir.join(port.to_string());
-            std::fs::create_dir_all(&dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run redis-server ({e}); scripts/test installs it")
-                });
-            c.children.push(child);
-            c.ports.push(port);
-            wait_until("redis-server answers", Duration::from_secs(10), || {
-                c.try_cli(port, &["PING"]).is_some_and(|r| r == "PONG")
-            });
+            c.spawn();
         }
         let mut create = Command::new("redis-cli");
         create.args(["--cluster", "create"]);
@@ -95,6 +75,75 @@ impl Cluster {
             });
         }
         c
+    }
+
+    /// Start one more cluster-enabled redis-server; its port.
+    fn spawn(&mut self) -> u16 {
+        let port = free_port_pair();
+        let dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); scripts/test installs it"));
+        self.children.push(child);
+        self.ports.push(port);
+        wait_until("redis-server answers", Duration::from_secs(10), || {
+            self.try_cli(port, &["PING"]).is_some_and(|r| r == "PONG")
+        });
+        port
+    }
+
+    /// A replica of the master on `master`, joined and in sync; its port.
+    fn add_replica(&mut self, master: u16) -> u16 {
+        let port = self.spawn();
+        let id = self.node_id(master);
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "add-node"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{master}"))
+            .args(["--cluster-slave", "--cluster-master-id", &id])
+            .output()
+            .expect("redis-cli --cluster add-node");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        wait_until("the replica in sync", Duration::from_secs(20), || {
+            self.cli(port, &["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        port
+    }
+
+    /// Have the replica on `port` caught up with everything its master wrote?
+    fn replica_caught_up(&self, port: u16, master: u16) -> bool {
+        let offset = |p: u16, field: &str| -> Option<u64> {
+            self.cli(p, &["INFO", "replication"])
+                .lines()
+                .find_map(|l| l.strip_prefix(field)?.trim().parse().ok())
+        };
+        let m = offset(master, "master_repl_offset:");
+        m.is_some() && offset(port, "slave_repl_offset:") == m
+    }
+
+    /// SIGKILL the server on `port`.
+    fn kill(&mut self, port: u16) {
+        let i = self
+            .ports
+            .iter()
+            .position(|&p| p == port)
+            .expect("a server of ours");
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
     }
 
     /// `redis-cli -p PORT ARGS…`'s output (trimmed), or None if it failed.
@@ -165,7 +214,7 @@ impl Cluster {
             ok(self.cli(from, &args));
         }
         between();
-        for &p in &self.ports {
+        for &p in &self.ports[..3] {
             ok(self.cli(p, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]));
         }
     }
@@ -295,9 +344,11 @@ fn one_topic_per_master(c: &Cluster) -> HashMap<u16, String> {
 
 #[test]
 fn on_a_three_master_cluster() {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     topics_on_every_shard_reach_every_node_in_order(&cluster);
     a_slot_moved_while_publishing_loses_nothing_acknowledged(&cluster);
+    // Last: it leaves the cluster with a failed node.
+    a_master_killed_its_replica_takes_over_and_the_nodes_follow(&mut cluster);
 }
 
 fn topics_on_every_shard_reach_every_node_in_order(c: &Cluster) {
@@ -474,4 +525,81 @@ fn a_slot_moved_while_publishing_loses_nothing_acknowledged(c: &Cluster) {
         acked.len(),
         refused.into_inner()
     );
+}
+
+fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) {
+    let t = "failing";
+    let slot = c.slot(&format!("wsloop:{{{t}}}:meta"));
+    let master = c.master_of(slot);
+    let replica = c.add_replica(master);
+    let (a, b) = (node(c, "2"), node(c, "1"));
+    for n in [&a, &b] {
+        wait_until("every master linked", Duration::from_secs(10), || {
+            link_up(n)
+        });
+    }
+    let mut sse = open(&a, &format!("GET /sse/{t} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let head = read_until(&mut sse, "\r\n\r\n", 1);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let channel = format!("wsloop:{{{t}}}");
+    let subscribed_on = |c: &Cluster, port: u16| {
+        c.try_cli(port, &["PUBSUB", "SHARDNUMSUB", &channel])
+            .is_some_and(|r| r.lines().nth(1) == Some("1"))
+    };
+    wait_until("A subscribed", Duration::from_secs(10), || {
+        subscribed_on(c, master)
+    });
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for i in 0..10 {
+        let body = format!("before-{i}");
+        acked.push((publish(&b, t, &body), body));
+    }
+    // Replicated (a failover keeps only what the replica has: docs/protocol.md).
+    wait_until("the replica caught up", Duration::from_secs(10), || {
+        c.replica_caught_up(replica, master)
+    });
+    c.kill(master);
+    // Until the replica takes over, publishes are refused; then they go through again, and
+    // both nodes follow the topic on its new master.
+    let (mut refused, mut i) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.len() < 20 {
+        assert!(Instant::now() < deadline, "no failover: {refused} refused");
+        let body = format!("after-{i}");
+        match try_publish(&b, t, &body) {
+            Some(at) => acked.push((at, body)),
+            None => refused += 1,
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.master_of(slot), replica, "the replica serves the slot");
+    assert!(
+        refused > 0,
+        "a publish while the master was gone was acknowledged"
+    );
+    let last = acked.last().unwrap().1.clone();
+    let seen = sse_until(&mut sse, &last);
+    assert_eq!(seen, acked, "exactly what was acknowledged, in order");
+    assert!(
+        seen.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "positions go on from the replica's: {seen:?}"
+    );
+    wait_until("A follows the new master", Duration::from_secs(10), || {
+        subscribed_on(c, replica)
+    });
+    // A resume through B from the first message: exact, from the new master's log.
+    let resp = http(
+        &b,
+        &format!(
+            "GET /poll/{t}?after={}&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            acked[0].0
+        ),
+    );
+    assert!(!resp.contains(r#""gap":true"#), "{resp}");
+    for (p, body) in &acked[1..] {
+        let entry = format!(r#"{{"seq":{p},"text":"{body}"}}"#);
+        assert!(resp.contains(&entry), "{entry} not in {resp}");
+    }
+    eprintln!("failover of {master} to {replica}: {refused} publishes refused meanwhile");
 }
