@@ -837,3 +837,127 @@ fn a_node_killed_mid_stream_its_clients_resume_on_another_exactly() {
         "{live}"
     );
 }
+
+/// A CA and a certificate it signed for 127.0.0.1, in `dir`: (ca, cert, key) paths.
+fn ca_and_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn rediss_with_an_acl_user_carries_the_backplane_and_an_untrusted_certificate_never_does() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("wsloop-rediss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = ca_and_certificate(&dir);
+    // TLS only (no plain port), and an ACL user limited to wsloop's keys and channels: what
+    // a managed Redis asks of its clients.
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--user", "default", "off"])
+        .args([
+            "--user",
+            "app",
+            "on",
+            ">s3cret",
+            "~wsloop:*",
+            "&wsloop:*",
+            "+@all",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("redis-server");
+    struct Kill<'a>(&'a mut Child, &'a PathBuf);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(self.1);
+        }
+    }
+    let _guard = Kill(&mut redis, &dir);
+    wait_until("redis-server listens", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("rediss://app:s3cret@127.0.0.1:{port}");
+    let trusted = |workers: &str| {
+        Server::start(&[
+            "--workers",
+            workers,
+            "--redis",
+            &url,
+            "--redis-tls-ca",
+            ca.to_str().unwrap(),
+            "--redis-timeout",
+            "500ms",
+        ])
+    };
+    let (a, b) = (trusted("2"), trusted("1"));
+    let mut on_a = Client::open_path(a.addr(), "/topic/secure");
+    for n in [&a, &b] {
+        wait_until("link up over TLS", Duration::from_secs(10), || link_up(n));
+    }
+    wait_subscribed(&a, 1);
+    // Large enough to span several TLS records.
+    let big = "x".repeat(60_000);
+    let first = post_position(&b, "secure", "over tls");
+    let second = post_position(&b, "secure", &big);
+    assert_eq!(second, first + 1);
+    assert_eq!(on_a.next_text(), "over tls");
+    assert_eq!(on_a.next_text(), big);
+    // A node that trusts only the system's CAs refuses this certificate: its link never
+    // comes up, and it says so with 503s rather than acknowledging what no node will see.
+    let untrusted = Server::start(&["--redis", &url, "--redis-timeout", "300ms"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!link_up(&untrusted));
+    let resp = http(
+        &untrusted,
+        "POST /publish/secure HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    );
+    assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+    assert!(metric(&untrusted, "wsloop_redis_reconnects_total") >= 1);
+}

@@ -156,7 +156,7 @@ impl Default for CompressionConfig {
     }
 }
 
-/// Where the Redis backplane is: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`
+/// Where the Redis backplane is: `redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]`
 /// (`cli/value.rs::parse_redis_url`). `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
@@ -173,6 +173,9 @@ pub struct RedisUrl {
     /// More seed nodes of a Redis Cluster after the first (`redis://A:7000,B:7001`): any one
     /// of them answering is enough to learn the cluster's map.
     pub more: Vec<(String, u16)>,
+    /// `rediss://`: TLS to Redis, its certificate verified for `host` (every node of a
+    /// cluster's too) against `RedisConfig::ca`.
+    pub tls: bool,
 }
 
 impl RedisUrl {
@@ -202,7 +205,8 @@ impl RedisUrl {
                 false => format!(",{h}:{p}"),
             })
             .collect();
-        format!("redis://{auth}{host}:{}{more}{db}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{auth}{host}:{}{more}{db}", self.port)
     }
 }
 
@@ -237,6 +241,9 @@ pub struct RedisConfig {
     /// The URL names seed nodes of a Redis Cluster (`--redis-cluster`): one link per master,
     /// sharded pub/sub (Redis 7). Default false.
     pub cluster: bool,
+    /// The CAs (PEM) a `rediss://` Redis's certificate must chain to; default none: the
+    /// system's (`/etc/ssl/certs/ca-certificates.crt`).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -249,6 +256,7 @@ impl Default for RedisConfig {
             linger: Duration::from_secs(30),
             max_queued: 8 << 20,
             cluster: false,
+            ca: None,
         }
     }
 }

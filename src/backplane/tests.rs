@@ -24,6 +24,7 @@ fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
             password: password.map(String::from),
             db,
             more: Vec::new(),
+            tls: false,
         }),
         prefix: "p:".into(),
         timeout: Duration::from_millis(1000),
@@ -31,6 +32,7 @@ fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
         linger: Duration::from_millis(500),
         max_queued: 1000,
         cluster: false,
+        ca: None,
     }
 }
 

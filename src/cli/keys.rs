@@ -683,7 +683,8 @@ pub static SETTINGS: &[Setting] = &[
         group: REDIS,
         value_name: "URL",
         help: "Share topics with every node on this Redis (pub/sub, RESP3: Redis 6 or later): \
-               redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Empty: topics stay on this node.",
+               redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB] (rediss: TLS). Empty: topics stay on \
+               this node.",
         field: Field::Redis(|c| &mut c.redis.url),
     },
     Setting {
@@ -729,6 +730,14 @@ pub static SETTINGS: &[Setting] = &[
         help: "--redis names seed nodes of a Redis Cluster (redis://A:7000,B:7001; Redis 7): \
                one link per master, sharded pub/sub, MOVED/ASK followed.",
         field: Field::Flag(|c| &mut c.redis.cluster),
+    },
+    Setting {
+        name: "redis_tls_ca",
+        group: REDIS,
+        value_name: "FILE",
+        help: "CA certificates (PEM) a rediss:// Redis's certificate must chain to. Empty: the \
+               system's (/etc/ssl/certs/ca-certificates.crt).",
+        field: Field::Path(|c| &mut c.redis.ca),
     },
 ];
 

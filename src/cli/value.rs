@@ -94,27 +94,23 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 /// What a Redis URL looks like, for error messages.
 pub const REDIS_EXPECTED: &str =
-    "a URL like redis://127.0.0.1:6379, redis://:PASSWORD@HOST:PORT/DB";
+    "a URL like redis://127.0.0.1:6379, redis://:PASSWORD@HOST:PORT/DB, rediss://HOST:PORT";
 
 /// A Redis URL: `redis://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…][/DB]`, the form
 /// redis-cli's `-u` and most clients accept, with a cluster's further seed nodes after
 /// commas. `%XX` escapes are decoded in the user and password (a password may hold `@` or
-/// `:`); an IPv6 host goes in brackets. Empty text means no Redis. `rediss://`
-/// (TLS) is refused with a message rather than connected in clear.
+/// `:`); an IPv6 host goes in brackets. Empty text means no Redis. `rediss://` is TLS.
 pub fn parse_redis_url(text: &str) -> Result<Option<RedisUrl>, String> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(None);
     }
     let bad = |why: &str| format!("{} ({why})", expected(REDIS_EXPECTED, text));
-    if t.starts_with("rediss://") {
-        return Err(bad(
-            "TLS to Redis is not supported; use redis:// on a private network",
-        ));
-    }
+    let tls = t.starts_with("rediss://");
     let rest = t
         .strip_prefix("redis://")
-        .ok_or_else(|| bad("it must start with redis://"))?;
+        .or_else(|| t.strip_prefix("rediss://"))
+        .ok_or_else(|| bad("it must start with redis:// or rediss://"))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
@@ -155,6 +151,7 @@ pub fn parse_redis_url(text: &str) -> Result<Option<RedisUrl>, String> {
         password,
         db,
         more: hosts,
+        tls,
     }))
 }
 
@@ -342,9 +339,12 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-        assert!(parse_redis_url("rediss://h")
-            .unwrap_err()
-            .contains("TLS to Redis is not supported"));
+        let u = parse_redis_url("rediss://u:p@redis.example:6380")
+            .unwrap()
+            .unwrap();
+        assert!(u.tls);
+        assert_eq!(u.redacted(), "rediss://u:***@redis.example:6380");
+        assert!(!parse_redis_url("redis://h").unwrap().unwrap().tls);
     }
 
     #[test]

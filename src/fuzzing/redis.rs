@@ -51,6 +51,7 @@ fn run(flags: u8, held: &[&str], bytes: &[u8], plan: &[usize]) -> Outcome {
             password: (flags & 1 != 0).then(|| "pw".into()),
             db: u32::from(flags >> 1 & 1),
             more: Vec::new(),
+            tls: false,
         }),
         // Cluster mode (sharded pushes, MOVED/ASK) too.
         cluster: flags & 0x10 != 0,

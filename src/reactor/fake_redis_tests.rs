@@ -30,9 +30,13 @@ fn with_redis() -> Harness {
         password: None,
         db: 0,
         more: Vec::new(),
+        tls: false,
     });
     let mut h = Harness::with(cfg);
-    h.r.join_redis(Some(vec![redis_addr()]));
+    h.r.join_redis(Some(super::redis::RedisPlan {
+        seeds: vec![redis_addr()],
+        tls: None,
+    }));
     h
 }
 

@@ -30,6 +30,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use mio::Interest;
 
 use mio::Token;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use std::sync::Arc;
 
 use super::timers::REDIS_TIMER;
 use super::token::{self, REDIS_LINKS};
@@ -42,6 +45,7 @@ use crate::backplane::{Action, Event, Link, LinkState, Stats};
 use crate::config::Config;
 use crate::conn::ConnId;
 use crate::timer::Tick;
+use crate::tls::ClientStream;
 use std::collections::HashMap;
 
 /// This worker's part in the backplane; `S` is the `Net`'s stream type.
@@ -65,9 +69,11 @@ pub(super) struct Backplane<S> {
     /// Redis Cluster (`--redis-cluster`): the slot map, once a node answered `CLUSTER
     /// SLOTS`; the seed nodes; when the map was last asked for and whether it is stale.
     cluster: Option<Cluster>,
-    /// What a new link is made with: this node's id, the largest message.
+    /// What a new link is made with: this node's id, the largest message, TLS (`rediss://`:
+    /// every node's certificate verified for the URL's host).
     node: u64,
     max_message: usize,
+    tls: Option<Tls>,
     /// Per topic, the epoch and position of the last sequenced message delivered. Bounded:
     /// cleared past `ORDER_CAP` topics (a topic then starts over, checked against its hub).
     order: HashMap<Box<str>, Position>,
@@ -79,13 +85,29 @@ pub(super) struct Backplane<S> {
     backfills: HashMap<Box<str>, Vec<LogEntry>>,
 }
 
+/// How links speak TLS: the client configuration and the name certificates must carry.
+#[derive(Debug, Clone)]
+struct Tls {
+    cfg: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+/// Where the backplane's Redis is, as `workers::run` found it before any loop ran.
+#[derive(Debug, Clone)]
+pub struct RedisPlan {
+    /// The one Redis, or a cluster's seed nodes, resolved.
+    pub seeds: Vec<SocketAddr>,
+    /// `rediss://`: the client configuration (its CAs read from disk).
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
 /// One Redis connection: the sans-IO link and its socket.
 #[derive(Debug)]
 struct Shard<S> {
     link: Link,
     addr: SocketAddr,
     token: Token,
-    sock: Option<S>,
+    sock: Option<ClientStream<S>>,
     /// The socket's connect completed (WRITABLE seen, no error).
     connected: bool,
     /// "Link up" was logged for the current connection.
@@ -149,9 +171,9 @@ fn next(last: Option<Position>, hub_last: u64, at: Position) -> Next {
     }
 }
 
-/// Resolve `--redis`'s hosts to addresses, once, before any loop runs (`getaddrinfo`
-/// blocks): the one Redis, or a cluster's seed nodes. None without `--redis`.
-pub fn resolve(cfg: &Config) -> io::Result<Option<Vec<SocketAddr>>> {
+/// Resolve `--redis`'s hosts to addresses and read the CAs for `rediss://`, once, before any
+/// loop runs (`getaddrinfo` and file reads block). None without `--redis`.
+pub fn resolve(cfg: &Config) -> io::Result<Option<RedisPlan>> {
     let Some(url) = cfg.redis.url.as_ref() else {
         return Ok(None);
     };
@@ -170,7 +192,19 @@ pub fn resolve(cfg: &Config) -> io::Result<Option<Vec<SocketAddr>>> {
         })?;
         seeds.push(addr);
     }
-    Ok(Some(seeds))
+    let tls = match url.tls {
+        true => Some(
+            crate::tls::client_config(cfg.redis.ca.as_deref())
+                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("redis TLS: {e}")))?,
+        ),
+        false => None,
+    };
+    if url.tls {
+        ServerName::try_from(url.host.clone()).map_err(|e| {
+            io::Error::new(ErrorKind::InvalidInput, format!("redis {}: {e}", url.host))
+        })?;
+    }
+    Ok(Some(RedisPlan { seeds, tls }))
 }
 
 /// A random id for this process's publishes (std's `RandomState` is seeded from the OS),
@@ -186,11 +220,14 @@ impl<N: Net> Reactor<N> {
     /// Take part in the Redis backplane: `owner` is Redis's address (or a cluster's seed
     /// nodes) on the worker that owns the links (worker 0), None on the others. Call once,
     /// before `run`.
-    pub fn join_redis(&mut self, owner: Option<Vec<SocketAddr>>) {
+    pub fn join_redis(&mut self, owner: Option<RedisPlan>) {
         self.hub.track_interest();
         self.redis = match owner {
             None => Role::Forward,
-            Some(seeds) => {
+            Some(RedisPlan { seeds, tls }) => {
+                let host = self.cfg.redis.url.as_ref().map(|u| u.host.clone());
+                let tls = tls.zip(host.and_then(|h| ServerName::try_from(h).ok()));
+                let tls = tls.map(|(cfg, name)| Tls { cfg, name });
                 // The largest message this node would publish: a peer configured alike
                 // sends nothing larger.
                 let max_message = usize::try_from(self.cfg.ws.max_message_size)
@@ -214,6 +251,7 @@ impl<N: Net> Reactor<N> {
                     cluster: None,
                     node,
                     max_message,
+                    tls,
                     order: HashMap::new(),
                     filling: HashMap::new(),
                     backfills: HashMap::new(),
@@ -541,7 +579,7 @@ impl<N: Net> Reactor<N> {
         for sh in bp.shards.iter_mut().flatten() {
             while let Some(action) = sh.link.poll_action(now) {
                 match action {
-                    Action::Connect => sh.connect(&mut self.net, now),
+                    Action::Connect => sh.connect(&mut self.net, bp.tls.as_ref(), now),
                     Action::Disconnect(why) => sh.close(&mut self.net, why),
                 }
             }
@@ -818,14 +856,18 @@ impl<S: Read + Write> Backplane<S> {
 }
 
 impl<S: Read + Write> Shard<S> {
-    /// Start a non-blocking connect; it completes (or fails) on a later WRITABLE.
-    fn connect<N: Net<Stream = S>>(&mut self, net: &mut N, now: Tick) {
+    /// Start a non-blocking connect (and the TLS session, whose handshake runs as bytes
+    /// move); it completes (or fails) on a later WRITABLE.
+    fn connect<N: Net<Stream = S>>(&mut self, net: &mut N, tls: Option<&Tls>, now: Tick) {
         self.close_socket(net);
-        match net.connect(
-            self.addr,
-            self.token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let sock = net
+            .connect(self.addr, self.token, interest)
+            .and_then(|sock| match tls {
+                None => Ok(ClientStream::plain(sock)),
+                Some(t) => ClientStream::tls(sock, &t.cfg, t.name.clone()),
+            });
+        match sock {
             Ok(sock) => self.sock = Some(sock),
             Err(e) => self.lost(net, now, &format!("connect: {e}")),
         }
@@ -836,7 +878,7 @@ impl<S: Read + Write> Shard<S> {
         let Some(sock) = self.sock.as_mut() else {
             return;
         };
-        match net.connected(sock) {
+        match net.connected(&mut sock.sock) {
             Ok(true) => self.connected = true,
             // Not connected yet (a spurious wake-up): wait for the next event.
             Ok(false) => {}
@@ -856,6 +898,12 @@ impl<S: Read + Write> Shard<S> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return self.lost(net, now, &format!("write: {e}")),
+            }
+        }
+        // TLS records the session still holds (a handshake message, the tail of a write).
+        if let Some(sock) = self.sock.as_mut().filter(|_| self.connected) {
+            if let Err(e) = sock.flush() {
+                self.lost(net, now, &format!("write: {e}"));
             }
         }
     }
@@ -882,7 +930,7 @@ impl<S: Read + Write> Shard<S> {
 
     fn close_socket<N: Net<Stream = S>>(&mut self, net: &mut N) {
         if let Some(mut sock) = self.sock.take() {
-            net.deregister(&mut sock);
+            net.deregister(&mut sock.sock);
             // Dropping the socket closes it.
         }
         self.connected = false;

@@ -219,8 +219,8 @@ pub fn run(
                 let net = MioNet::new(poll, listener)?;
                 let mut reactor = Reactor::from_parts(cfg, make_router(), net, end, shared, slot);
                 // One Redis link per process, on worker 0; the others tell it what they need.
-                if let Some(seeds) = &redis {
-                    reactor.join_redis((me == 0).then(|| seeds.clone()));
+                if let Some(plan) = &redis {
+                    reactor.join_redis((me == 0).then(|| plan.clone()));
                 }
                 reactor.handle_signals()?;
                 let _ = ready.send(());

@@ -1,6 +1,7 @@
 //! Owns TLS for `wss://` and `https://` (rustls with the ring provider), inside the reactor:
 //! loading the certificate chain and key (PEM), and moving bytes between a non-blocking
-//! socket, the TLS session and the connection's plaintext rings. Layer L4: it touches sockets;
+//! socket, the TLS session and the connection's plaintext rings; and the client side of
+//! `rediss://` (`client_config`, `ClientStream`), with the same helpers. Layer L4: it touches sockets;
 //! it never blocks, and a TLS error (a bad handshake, garbage instead of a ClientHello, an
 //! alert) fails that one connection only.
 //! Must not: block, or let one connection's TLS error touch another.
@@ -10,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection};
 
 /// Most plaintext rustls may hold encrypted but unsent per connection; beyond it `write`
 /// takes nothing and the connection's own queue (and its slow-consumer limits) holds the rest.
@@ -48,9 +49,9 @@ pub fn session(cfg: &Arc<ServerConfig>) -> io::Result<Box<ServerConnection>> {
 /// Read plaintext into `a` then `b`. `Ok(0)` is the end (close_notify or the peer's FIN);
 /// `WouldBlock` means no plaintext yet and nothing more on the socket. Handshake records the
 /// session produces on the way are sent at once.
-pub fn read<S: Read + Write>(
+pub fn read<S: Read + Write, D>(
     sock: &mut S,
-    tls: &mut ServerConnection,
+    tls: &mut ConnectionCommon<D>,
     a: &mut [u8],
     b: &mut [u8],
 ) -> io::Result<usize> {
@@ -80,9 +81,9 @@ pub fn read<S: Read + Write>(
 
 /// Encrypt plaintext from `iov` and send what the socket takes. Returns the plaintext bytes
 /// taken (0 when the session's buffer is full: wait for WRITABLE).
-pub fn write<S: Read + Write>(
+pub fn write<S: Read + Write, D>(
     sock: &mut S,
-    tls: &mut ServerConnection,
+    tls: &mut ConnectionCommon<D>,
     iov: &[IoSlice<'_>],
 ) -> io::Result<usize> {
     if !flush(sock, tls)? {
@@ -94,7 +95,7 @@ pub fn write<S: Read + Write>(
 }
 
 /// Send pending TLS records. `Ok(true)` when none remain.
-pub fn flush<S: Read + Write>(sock: &mut S, tls: &mut ServerConnection) -> io::Result<bool> {
+pub fn flush<S: Read + Write, D>(sock: &mut S, tls: &mut ConnectionCommon<D>) -> io::Result<bool> {
     while tls.wants_write() {
         match tls.write_tls(sock) {
             Ok(_) => {}
@@ -108,7 +109,85 @@ pub fn flush<S: Read + Write>(sock: &mut S, tls: &mut ServerConnection) -> io::R
 
 /// End our side: close_notify (RFC 8446 §6.1), sent as far as the socket takes it. The
 /// caller sends FIN after it (`Net::shutdown_write`).
-pub fn shutdown<S: Read + Write>(sock: &mut S, tls: &mut ServerConnection) {
+pub fn shutdown<S: Read + Write, D>(sock: &mut S, tls: &mut ConnectionCommon<D>) {
     tls.send_close_notify();
     let _ = flush(sock, tls);
+}
+
+/// The client configuration for `rediss://`: the CAs of `ca` (PEM; the system's bundle when
+/// not given) are trusted; errors name the file. Read before any loop runs (it blocks).
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let path = ca.unwrap_or(Path::new(SYSTEM_CAS));
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("{}: no CA certificate found", path.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Where Debian (and most Linux distributions) keep the CAs the system trusts.
+pub const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A non-blocking client stream: a socket with or without a TLS session on it. `Read` and
+/// `Write` take and give plaintext and stop at `WouldBlock` like the socket; `flush` sends
+/// the records the session still holds, as far as the socket takes them.
+#[derive(Debug)]
+pub struct ClientStream<S> {
+    pub sock: S,
+    tls: Option<Box<ClientConnection>>,
+}
+
+impl<S: Read + Write> ClientStream<S> {
+    pub fn plain(sock: S) -> ClientStream<S> {
+        ClientStream { sock, tls: None }
+    }
+
+    /// A TLS session to `name` over `sock` (the handshake runs as bytes move).
+    pub fn tls(sock: S, cfg: &Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<Self> {
+        let mut c = ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        c.set_buffer_limit(Some(TLS_BUFFER));
+        Ok(ClientStream {
+            sock,
+            tls: Some(Box::new(c)),
+        })
+    }
+}
+
+impl<S: Read + Write> Read for ClientStream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.sock.read(buf),
+            Some(tls) => read(&mut self.sock, tls, buf, &mut []),
+        }
+    }
+}
+
+impl<S: Read + Write> Write for ClientStream<S> {
+    /// Plaintext taken; with TLS, `WouldBlock` while the session's buffer is full.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.sock.write(buf),
+            Some(tls) => match write(&mut self.sock, tls, &[IoSlice::new(buf)])? {
+                0 if !buf.is_empty() => Err(ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            },
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.tls.as_mut() {
+            None => Ok(()),
+            Some(tls) => flush(&mut self.sock, tls).map(|_| ()),
+        }
+    }
 }
