@@ -961,3 +961,38 @@ fn rediss_with_an_acl_user_carries_the_backplane_and_an_untrusted_certificate_ne
     assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
     assert!(metric(&untrusted, "wsloop_redis_reconnects_total") >= 1);
 }
+
+#[test]
+fn an_abandoned_topic_leaves_redis_after_its_log_ttl_and_comes_back_as_a_new_epoch() {
+    let redis = Redis::start();
+    let a = Server::start(&[
+        "--redis",
+        &redis.url(),
+        "--redis-log-ttl",
+        "400ms",
+        "--redis-linger",
+        "0s",
+    ]);
+    wait_until("link up", Duration::from_secs(10), || link_up(&a));
+    let first = post_position(&a, "idle", "m1");
+    let ttl: i64 = redis.command(&["PTTL", "wsloop:{idle}:log"])[1..]
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 400, "PTTL {ttl}");
+    wait_until("the topic's keys expired", Duration::from_secs(5), || {
+        redis.command(&["EXISTS", "wsloop:{idle}:meta", "wsloop:{idle}:log"]) == ":0\r\n"
+    });
+    // Published again: a new epoch, numbered above the old one, and a resume from the old
+    // position is told of the gap.
+    let again = post_position(&a, "idle", "m2");
+    assert!(again > first + 1, "{first} then {again}");
+    let resp = http(
+        &a,
+        &format!(
+            "GET /poll/idle?after={first}&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(resp.contains(r#""gap":true"#), "{resp}");
+    assert!(resp.contains(r#""text":"m2""#), "{resp}");
+}

@@ -244,6 +244,9 @@ pub struct RedisConfig {
     /// The CAs (PEM) a `rediss://` Redis's certificate must chain to; default none: the
     /// system's (`/etc/ssl/certs/ca-certificates.crt`).
     pub ca: Option<std::path::PathBuf>,
+    /// How long a topic's log and numbering stay in Redis after its last publish (0: until
+    /// trimmed or deleted). Default 1 day.
+    pub log_ttl: Duration,
 }
 
 impl Default for RedisConfig {
@@ -257,6 +260,7 @@ impl Default for RedisConfig {
             max_queued: 8 << 20,
             cluster: false,
             ca: None,
+            log_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -207,6 +207,8 @@ pub struct Link {
     script_sha: String,
     /// Messages each topic's log keeps (`--history-len`).
     keep: usize,
+    /// `--redis-log-ttl` in milliseconds, as the script takes it.
+    ttl: String,
     timeout: Tick,
     backoff_max: Tick,
     linger: Tick,
@@ -287,6 +289,7 @@ impl Link {
             node,
             script_sha,
             keep: 100,
+            ttl: cfg.log_ttl.as_millis().to_string(),
             timeout: (cfg.timeout.as_millis() as Tick).max(1),
             backoff_max: (cfg.backoff_max.as_millis() as Tick).max(BACKOFF_MIN),
             linger: cfg.linger.as_millis() as Tick,
@@ -420,9 +423,13 @@ impl Link {
         args.push(if self.cluster { sharded } else { plain });
         let (kind, payload, keep) = ([kind], [payload], [keep.as_bytes()]);
         args.extend([&kind[..], &payload[..], &keep[..]]);
-        if self.cluster {
-            args.push(&[b"SPUBLISH"]);
-        }
+        args.push(if self.cluster {
+            &[b"SPUBLISH"]
+        } else {
+            &[b"PUBLISH"]
+        });
+        let ttl = [self.ttl.as_bytes()];
+        args.push(&ttl);
         resp::push_command(&mut self.tx, &args);
         if self.cluster {
             self.unanswered.push_back(self.tx[start..].to_vec());

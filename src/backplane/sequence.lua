@@ -5,8 +5,10 @@
 --   KEYS[2]  the topic's log, a stream of the last ARGV[4] messages with ids 0-SEQ (PREFIX{TOPIC}:log)
 --   ARGV[1]  the topic's channel; ARGV[2] 't' or 'b'; ARGV[3] the payload; ARGV[4] entries kept
 --   ARGV[5]  'SPUBLISH' on a Redis Cluster (the channel PREFIX{TOPIC} shares the keys' slot, so
---            the node that keeps the topic publishes it to that shard's subscribers); absent:
---            'PUBLISH'
+--            the node that keeps the topic publishes it to that shard's subscribers), else
+--            'PUBLISH' (also when absent)
+--   ARGV[6]  milliseconds both keys live after the topic's last publish (absent or 0: until
+--            deleted): an abandoned topic leaves Redis; its next publish starts a new epoch
 -- A topic without metadata (new, or lost: Redis restarted without persistence, key evicted)
 -- starts a new epoch numbered by Redis's clock in microseconds, and its numbers continue
 -- from there: above every number of an earlier epoch (fewer than one message per
@@ -21,5 +23,10 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local pos = string.format('%d', seq)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-' .. pos, 'k', ARGV[2], 'm', ARGV[3])
+local ttl = tonumber(ARGV[6] or '0')
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 redis.call(ARGV[5] or 'PUBLISH', ARGV[1], '\0w' .. string.upper(ARGV[2]) .. pos .. ':' .. epoch .. ':' .. ARGV[3])
 return seq

@@ -33,6 +33,7 @@ fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
         max_queued: 1000,
         cluster: false,
         ca: None,
+        log_ttl: Duration::from_secs(60),
     }
 }
 
@@ -138,6 +139,8 @@ fn evalsha(topic: &str, text: bool, body: &[u8], keep: usize) -> Vec<u8> {
         kind,
         body,
         keep.as_bytes(),
+        b"PUBLISH",
+        b"60000",
     ])
 }
 
@@ -596,7 +599,8 @@ fn on_a_cluster_channels_are_sharded_subscribed_one_slot_per_command_and_redirec
             b"t",
             b"x",
             b"100",
-            b"SPUBLISH"
+            b"SPUBLISH",
+            b"60000"
         ])
     );
     // MOVED: not run here, handed back to be sent on, the map marked stale; the publisher

@@ -732,6 +732,14 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Flag(|c| &mut c.redis.cluster),
     },
     Setting {
+        name: "redis_log_ttl",
+        group: REDIS,
+        value_name: "DURATION",
+        help: "How long a topic's log and numbering stay in Redis after its last publish (0: \
+               until trimmed); a topic published again later starts a new epoch.",
+        field: Field::Duration(|c| &mut c.redis.log_ttl),
+    },
+    Setting {
         name: "redis_tls_ca",
         group: REDIS,
         value_name: "FILE",
