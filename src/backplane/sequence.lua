@@ -7,8 +7,8 @@
 --   ARGV[5]  'SPUBLISH' on a Redis Cluster (the channel PREFIX{TOPIC} shares the keys' slot, so
 --            the node that keeps the topic publishes it to that shard's subscribers), else
 --            'PUBLISH' (also when absent)
---   ARGV[6]  milliseconds both keys live after the topic's last publish (absent or 0: until
---            deleted): an abandoned topic leaves Redis; its next publish starts a new epoch
+--   ARGV[6]  milliseconds both keys live after the topic's last publish, at most (absent or 0:
+--            until deleted): an abandoned topic leaves Redis; its next publish starts a new epoch
 -- A topic without metadata (new, or lost: Redis restarted without persistence, key evicted)
 -- starts a new epoch numbered by Redis's clock in microseconds, and its numbers continue
 -- from there: above every number of an earlier epoch (fewer than one message per
@@ -23,8 +23,11 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local pos = string.format('%d', seq)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-' .. pos, 'k', ARGV[2], 'm', ARGV[3])
+-- Renewed once half of it has passed (a read per publish, two writes per half-life, rather
+-- than two writes per publish): the keys live from half the TTL to all of it after the last
+-- publish.
 local ttl = tonumber(ARGV[6] or '0')
-if ttl > 0 then
+if ttl > 0 and redis.call('PTTL', KEYS[1]) < ttl / 2 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
