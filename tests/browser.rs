@@ -22,6 +22,10 @@
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/nginx.rs"]
+mod nginx;
+#[path = "support/redis.rs"]
+mod redis;
 #[path = "support/server.rs"]
 mod server;
 
@@ -127,6 +131,12 @@ fn reap_browser(dir: &Path) -> usize {
 /// Runs scenario `name` of e2e.mjs against `server` with the extra environment `envs`;
 /// panics with the scenario's output unless it passes.
 fn run_scenario(name: &str, server: &Server, envs: &[(&str, &str)]) {
+    run_scenario_at(name, server.port, server.pid(), envs);
+}
+
+/// Runs scenario `name` against the server at `port` whose pid is `pid` (a front, such as
+/// nginx, for scenarios that drive several servers themselves).
+fn run_scenario_at(name: &str, port: u16, pid: u32, envs: &[(&str, &str)]) {
     let dir = browser_dir();
     if let Some(why) = missing_tools(&chromium(), &dir) {
         panic!("{why}");
@@ -140,10 +150,10 @@ fn run_scenario(name: &str, server: &Server, envs: &[(&str, &str)]) {
     cmd.current_dir(&dir)
         .arg(dir.join("e2e.mjs"))
         .arg(name)
-        .arg(format!("http://127.0.0.1:{}", server.port))
+        .arg(format!("http://127.0.0.1:{port}"))
         .env("TMPDIR", &tmp)
         .env("WSLOOP_CHROMIUM", chromium())
-        .env("WSLOOP_SERVER_PID", server.pid().to_string());
+        .env("WSLOOP_SERVER_PID", pid.to_string());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -244,6 +254,41 @@ fn access_tokens_by_query_and_by_cookie() {
     run_scenario("tokens", &server, &[("WSLOOP_TOKEN_SECRET", secret)]);
     server.assert_running();
     let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = redis::Redis::start();
+    let url = redis.url();
+    let node = || {
+        Server::start(&[
+            "--workers",
+            "1",
+            "--redis",
+            &url,
+            "--sse-retry",
+            "250ms",
+            "--redis-timeout",
+            "500ms",
+        ])
+    };
+    let nodes = [node(), node(), node()];
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+    let lb = nginx::Nginx::start_many(&addrs);
+    let list: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("[{},{}]", n.pid(), n.port))
+        .collect();
+    let list = format!("[{}]", list.join(","));
+    // The scenario's base is nginx; it kills two of the nodes itself.
+    let nginx_pid = std::process::id(); // no scenario here signals the front
+    run_scenario_at(
+        "sse-nodes",
+        lb.addr.port(),
+        nginx_pid,
+        &[("WSLOOP_NODES", &list)],
+    );
 }
 
 #[test]

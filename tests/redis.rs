@@ -13,6 +13,8 @@
 mod client;
 #[path = "support/nginx.rs"]
 mod nginx;
+#[path = "support/redis.rs"]
+mod redis;
 #[path = "support/server.rs"]
 mod server;
 
@@ -23,97 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{read_until, Client};
+use redis::Redis;
 use server::Server;
-
-/// A `redis-server` on a loopback port with a scratch directory, killed (and the directory
-/// removed) on drop, also when it is stopped.
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("wsloop-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let mut r = Redis {
-            port,
-            dir,
-            child: None,
-        };
-        r.spawn();
-        r
-    }
-
-    /// Start redis-server on `self.port` (again) and wait until it answers PING.
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); scripts/test installs the Debian package")
-            });
-        self.child = Some(child);
-        wait_until("redis-server answers PING", Duration::from_secs(10), || {
-            self.try_command(&["PING"])
-                .is_some_and(|r| r == "+PONG\r\n")
-        });
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().expect("redis running").id();
-        // SAFETY: kill(2) on our own child with a valid signal has no memory effects.
-        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Send one command; its first reply line, or None if Redis does not answer within 1 s.
-    fn try_command(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut buf = [0u8; 512];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    }
-
-    fn command(&self, args: &[&str]) -> String {
-        self.try_command(args)
-            .unwrap_or_else(|| panic!("redis {args:?}: no answer"))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Poll `cond` every 20 ms; panic naming `what` if it is not true within `limit`.
 fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {

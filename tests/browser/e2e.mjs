@@ -7,6 +7,8 @@
 //   env WSLOOP_SCREENSHOT  where scenario "screenshot" writes its PNG
 //   env WSLOOP_TOKEN_SECRET the HMAC secret scenario "tokens" signs its tokens with (the
 //                          server's --token-secret-file, cookie --token-cookie wsloop_token)
+//   env WSLOOP_NODES       scenario "sse-nodes": JSON [[pid, port], ...] of the nodes behind
+//                          the base URL (an nginx balancing them round robin)
 // Prints "PASS SCENARIO ..." and exits 0, or prints "FAIL SCENARIO: why" and exits non-zero.
 // tests/browser.rs starts one server per scenario and runs this once per scenario.
 //
@@ -644,6 +646,77 @@ const scenarios = {
     } finally {
       relay.close();
     }
+  },
+
+  // Chromium's own EventSource behind a round-robin nginx over three nodes on one Redis (no
+  // sticky sessions): the node holding the stream is killed (SIGKILL), twice; each time
+  // EventSource reconnects through nginx, lands on another node with its Last-Event-ID, and
+  // gets exactly what was published meanwhile, then live — every message once, in order.
+  async "sse-nodes"(browser) {
+    const nodes = JSON.parse(process.env.WSLOOP_NODES || "[]");
+    assert.equal(nodes.length, 3, "WSLOOP_NODES names three nodes");
+    const topic = `nodes-${process.pid}`;
+    const page = await (await browser.newContext()).newPage();
+    page.on("console", (m) => consoleLog.push(`[sse-nodes] console.${m.type()}: ${m.text()}`));
+    const res = await page.goto(`${base}/healthz`, { timeout: WAIT_MS });
+    assert.equal(res.status(), 200, "GET /healthz through nginx");
+    await page.evaluate((topic) => {
+      window.__got = [];
+      window.__opens = 0;
+      const es = new EventSource(`/sse/${topic}`);
+      es.onopen = () => window.__opens++;
+      es.onmessage = (e) => window.__got.push([e.lastEventId, e.data]);
+      window.__es = es;
+    }, topic);
+    await until(page, "the EventSource opens", () => window.__es.readyState === 1);
+    const alive = new Set(nodes.map(([pid]) => pid));
+    const live = () => nodes.filter(([pid]) => alive.has(pid));
+    // Publishing goes to the live nodes in turn, straight to them.
+    let turn = 0;
+    const post = async (text) => {
+      const [, port] = live()[turn++ % live().length];
+      await publish(topic, text, `http://127.0.0.1:${port}`);
+    };
+    // Which node holds the stream: the one counting an open SSE connection.
+    const holder = async () => {
+      for (const [pid, port] of live()) {
+        const m = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        if (/^wsloop_connections\{transport="sse",state="open"\} 1$/m.test(m)) return pid;
+      }
+      return null;
+    };
+    const sent = [];
+    let n = 0;
+    const round = async (count) => {
+      for (let i = 0; i < count; i++) {
+        const text = `m${++n}`;
+        await post(text);
+        sent.push(text);
+      }
+      await until(page, `${sent.length} messages arrive`, (k) => window.__got.length >= k, sent.length);
+    };
+    await round(3);
+    const killed = [];
+    for (const _ of [1, 2]) {
+      const deadline = Date.now() + WAIT_MS;
+      let pid = null;
+      while (!(pid = await holder()) && Date.now() < deadline) await sleep(50);
+      assert.ok(pid, "one live node holds the stream");
+      process.kill(pid, "SIGKILL");
+      alive.delete(pid);
+      killed.push(pid);
+      await until(page, "EventSource notices the node is gone", () => window.__es.readyState !== 1);
+      await round(3); // published while it reconnects, and after
+    }
+    await round(2); // live on the last node
+    await sleep(300); // a duplicate would arrive right behind
+    const got = await page.evaluate(() => window.__got);
+    assert.deepEqual(got.map(([, d]) => d), sent, "every message once, in order");
+    const ids = got.map(([id]) => Number(id));
+    for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1] + 1, `consecutive positions: ${ids}`);
+    const opens = await page.evaluate(() => window.__opens);
+    assert.equal(opens, 3, "opened once per node");
+    return `killed ${killed.join(", ")}; ${sent.length} messages once each over 3 nodes, ids ${ids[0]}..${ids[ids.length - 1]}`;
   },
 
   // The long-polling transport: chat with a WebSocket member of the same room both ways,
