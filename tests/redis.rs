@@ -21,21 +21,12 @@ mod server;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use client::{read_until, Client};
-use redis::Redis;
+use redis::{http, link_up, metric, open, wait_until, Redis};
 use server::Server;
-
-/// Poll `cond` every 20 ms; panic naming `what` if it is not true within `limit`.
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A wsloop node on `redis` with short Redis timeouts so faults are noticed quickly.
 fn node(redis: &Redis, workers: &str) -> Server {
@@ -49,36 +40,6 @@ fn node(redis: &Redis, workers: &str) -> Server {
         "--redis-backoff-max",
         "400ms",
     ])
-}
-
-/// One request on a fresh connection; the whole response (the server closes).
-fn http(srv: &Server, head: &str) -> String {
-    let mut s = open(srv, head);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn open(srv: &Server, head: &str) -> TcpStream {
-    let mut s = TcpStream::connect(srv.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    s
-}
-
-/// The value of a metric series (name with labels, exactly as rendered).
-fn metric(srv: &Server, series: &str) -> i64 {
-    let text = http(
-        srv,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
-}
-
-fn link_up(srv: &Server) -> bool {
-    metric(srv, "wsloop_redis_link{state=\"up\"}") == 1
 }
 
 /// Wait until the node's link is up and Redis confirmed at least `channels` channels.
@@ -784,46 +745,34 @@ fn rediss_with_an_acl_user_carries_the_backplane_and_an_untrusted_certificate_ne
     let (ca, cert, key) = ca_and_certificate(&dir);
     // TLS only (no plain port), and an ACL user limited to wsloop's keys and channels: what
     // a managed Redis asks of its clients.
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--tls-ca-cert-file")
-        .arg(&ca)
-        .args([
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--user", "default", "off"])
-        .args([
-            "--user",
-            "app",
-            "on",
-            ">s3cret",
-            "~wsloop:*",
-            "&wsloop:*",
-            "+@all",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("redis-server");
+    let tls_port = port.to_string();
+    let mut args: Vec<std::ffi::OsString> = ["--port", "0", "--tls-port", &tls_port]
+        .iter()
+        .map(Into::into)
+        .collect();
+    for (flag, file) in [
+        ("--tls-cert-file", &cert),
+        ("--tls-key-file", &key),
+        ("--tls-ca-cert-file", &ca),
+    ] {
+        args.extend([flag.into(), file.into()]);
+    }
+    let acl = [
+        "--tls-auth-clients",
+        "no",
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "app",
+        "on",
+        ">s3cret",
+        "~wsloop:*",
+        "&wsloop:*",
+        "+@all",
+    ];
+    args.extend(acl.iter().map(Into::into));
+    let mut redis = redis::redis_server(&args, &dir);
     struct Kill<'a>(&'a mut Child, &'a PathBuf);
     impl Drop for Kill<'_> {
         fn drop(&mut self) {

@@ -12,17 +12,19 @@
 
 #[path = "support/client.rs"]
 mod client;
+#[path = "support/redis.rs"]
+mod redis;
 #[path = "support/server.rs"]
 mod server;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{read_until, Client};
+use redis::{http, link_up, open, redis_server, wait_until};
 use server::Server;
 
 /// Three masters on free loopback ports (each with its cluster bus port, +10000, free too),
@@ -82,17 +84,12 @@ impl Cluster {
         let port = free_port_pair();
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); scripts/test installs it"));
+        let port_arg = port.to_string();
+        let args = ["--port", &port_arg, "--cluster-enabled", "yes"];
+        let child = redis_server(
+            &[&args[..], &["--cluster-node-timeout", "1000"]].concat(),
+            &dir,
+        );
         self.children.push(child);
         self.ports.push(port);
         wait_until("redis-server answers", Duration::from_secs(10), || {
@@ -230,14 +227,6 @@ impl Drop for Cluster {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A wsloop node given only the first master as its seed. Its history (and each topic's
 /// log) keeps 1,000 messages: more than the publishes of the test's `ASK` window, which
 /// only the log can bring back (what the new master publishes before the nodes subscribe
@@ -257,34 +246,6 @@ fn node(c: &Cluster, workers: &str) -> Server {
         "--redis-backoff-max",
         "400ms",
     ])
-}
-
-fn open(srv: &Server, head: &str) -> TcpStream {
-    let mut s = TcpStream::connect(srv.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    s
-}
-
-fn http(srv: &Server, head: &str) -> String {
-    let mut s = open(srv, head);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn metric(srv: &Server, series: &str) -> i64 {
-    let text = http(
-        srv,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
-}
-
-fn link_up(srv: &Server) -> bool {
-    metric(srv, "wsloop_redis_link{state=\"up\"}") == 1
 }
 
 /// `POST /publish/{topic}`: the position, or None for a 503 (the cluster could not take it
