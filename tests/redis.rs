@@ -179,8 +179,12 @@ fn publish(publisher: &mut Client, on_a: &mut Client, msg: &str) {
 fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
     let mut redis = Redis::start();
     let (a, b, c, mut publisher, mut on_a, mut on_b) = cross_node_pair(&redis, "k");
+    // And one on B that learns positions (subprotocol wsloop.positions).
+    let mut positioned = Client::open_with_protocol(b.addr(), "/topic/k", "wsloop.positions");
     publish(&mut publisher, &mut on_a, "before");
     assert_eq!(on_b.next_text(), "before");
+    let before = positioned.next_text();
+    assert!(before.ends_with(r#","text":"before"}"#), "{before}");
 
     redis.kill();
     for n in [&a, &b, &c] {
@@ -219,6 +223,15 @@ fn redis_killed_then_restarted_every_node_serves_then_resubscribes_by_itself() {
     publish(&mut publisher, &mut on_a, "after");
     // Nobody saw "during": B's next message is "after" too.
     assert_eq!(on_b.next_text(), "after");
+    // Redis lost the topic with its memory: a new epoch. A subscriber that can be told is
+    // told, before the message: its positions do not follow on from before.
+    let gap = positioned.next_text();
+    assert!(
+        gap.starts_with(r#"{"type":"gap","topic":"k","after":""#),
+        "{gap}"
+    );
+    let after = positioned.next_text();
+    assert!(after.ends_with(r#","text":"after"}"#), "{after}");
 }
 
 #[test]

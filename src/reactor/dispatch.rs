@@ -302,7 +302,8 @@ impl<N: Net> Reactor<N> {
     /// Deliver a message Redis sequenced at `seq`: here, and on every other worker with the
     /// same number. `restart`: the topic's history cannot be shown to lead up to it (a new
     /// epoch, or messages missed), so it is dropped first and a resume across is told of
-    /// the gap.
+    /// the gap; `missed_after`: the last position delivered before it, when live
+    /// subscribers followed the topic there (they are told of the gap before it).
     pub(super) fn publish_sequenced(
         &mut self,
         topic: &str,
@@ -310,17 +311,23 @@ impl<N: Net> Reactor<N> {
         text: bool,
         payload: &[u8],
         restart: bool,
+        missed_after: Option<u64>,
     ) {
+        let gap = missed_after.filter(|_| restart).map(|after| (after, seq));
         if let Some(end) = self.bus.as_ref() {
             if restart {
                 for w in (0..end.bus.len()).filter(|&w| w != end.me) {
-                    end.bus.tell(w, Mail::Forget(topic.into()));
+                    let topic = topic.into();
+                    end.bus.tell(w, Mail::Forget { topic, gap });
                 }
             }
             end.bus.broadcast(end.me, topic, seq, text, payload, None);
         }
         if restart {
             self.hub.forget_history(topic);
+        }
+        if let Some((after, first)) = gap {
+            self.deliver_gap(topic, after, first);
         }
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
@@ -534,7 +541,12 @@ impl<N: Net> Reactor<N> {
                 Mail::Sequence(env) => {
                     self.redis_publish(&env.topic, env.text, &env.payload, env.ack)
                 }
-                Mail::Forget(topic) => self.hub.forget_history(&topic),
+                Mail::Forget { topic, gap } => {
+                    self.hub.forget_history(&topic);
+                    if let Some((after, first)) = gap {
+                        self.deliver_gap(&topic, after, first);
+                    }
+                }
                 Mail::ReadBack { topic, after } => self.read_back(&topic, after),
                 Mail::History { topic, entries } => self.history_arrived(&topic, &entries),
                 Mail::Interest { topic, on } => self.redis_interest(&topic, on),
@@ -569,6 +581,37 @@ impl<N: Net> Reactor<N> {
                 continue;
             }
             self.deliver_to(conn, &published);
+        }
+    }
+
+    /// Tell `topic`'s live subscribers that what followed position `after` up to `first` is
+    /// gone (Redis lost it, or it fell out of the log while this node was cut off) — in the
+    /// form each takes, as a resume is told: SSE an `event: gap`, a `wsloop.positions`
+    /// WebSocket a `{"type":"gap",…}` message. A held long poll learns it from its batch
+    /// (`"gap": true`); raw WebSockets and streams carry no such notice.
+    pub(super) fn deliver_gap(&mut self, topic: &str, after: u64, first: u64) {
+        let name = crate::text::json_string(topic);
+        let mut sse = Vec::new();
+        let note = format!(r#"{{"topic":{name},"after":{after},"resumed_at":{first}}}"#);
+        crate::sse::push_event(&mut sse, after, Some("gap"), &note);
+        let sse: crate::conn::SharedFrame = sse.into();
+        let note =
+            format!(r#"{{"type":"gap","topic":{name},"after":"{after}","resumed_at":"{first}"}}"#);
+        let positioned = Published::encode(0, true, note.as_bytes()).frame;
+        for conn in self.hub.subscribers(topic) {
+            // A WebSocket waiting to replay is told by its replay.
+            let Some(idx) = self.slot_of(conn).filter(|_| !self.muted.contains(&conn)) else {
+                continue;
+            };
+            let frame = match self.conns[idx].conn.status().takes {
+                Takes::SseEvent => sse.clone(),
+                Takes::Positioned => positioned.clone(),
+                _ => continue,
+            };
+            let e = &mut self.conns[idx];
+            e.conn
+                .push(&self.cfg, &mut self.res, self.now, Push::Shared(frame));
+            self.mark_dirty(idx);
         }
     }
 

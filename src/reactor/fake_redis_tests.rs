@@ -495,3 +495,32 @@ fn messages_held_back_for_a_slow_read_of_the_log_are_bounded() {
     let (_, gap) = h.r.hub.history_after("news", 1_000_001);
     assert!(gap, "the skipped positions are reported, not hidden");
 }
+
+#[test]
+fn live_subscribers_are_told_of_positions_the_log_no_longer_holds() {
+    let (mut h, ws, redis) = subscribed();
+    let sse = h.net().connect();
+    sse.send(b"GET /sse/news HTTP/1.1\r\nHost: t\r\n\r\n");
+    h.settle();
+    assert!(String::from_utf8_lossy(&sse.take_written()).starts_with("HTTP/1.1 200 OK\r\n"));
+    redis.send(&on_news(1_000_001, b"1"));
+    h.settle();
+    assert_eq!(ws.take_written(), texts(&[b"1"]));
+    assert!(String::from_utf8_lossy(&sse.take_written()).ends_with("id: 1000001\ndata: 1\n\n"));
+    // Further on than the log keeps: nothing to read back, the jump goes out — behind a gap
+    // notice for the subscriber that can take one (SSE), never silently.
+    let far = 1_000_002 + h.r.cfg.pubsub.history_len as u64 + 5;
+    redis.send(&on_news(far, b"far"));
+    h.settle();
+    assert!(
+        !contains(&redis.take_written(), b"XRANGE"),
+        "beyond the log: no read"
+    );
+    let out = String::from_utf8_lossy(&sse.take_written()).into_owned();
+    let gap = format!(
+        "id: 1000001\nevent: gap\ndata: {{\"topic\":\"news\",\"after\":1000001,\"resumed_at\":{far}}}\n\nid: {far}\ndata: far\n\n"
+    );
+    assert_eq!(out, gap);
+    // A raw WebSocket carries no notice: just the message.
+    assert_eq!(ws.take_written(), texts(&[b"far"]));
+}

@@ -490,7 +490,8 @@ impl<N: Net> Reactor<N> {
             order.clear();
         }
         order.insert(topic.into(), at);
-        self.publish_sequenced(topic, at.seq, text, payload, step == Next::Restart);
+        let restart = step == Next::Restart;
+        self.publish_sequenced(topic, at.seq, text, payload, restart, last.map(|l| l.seq));
     }
 
     /// What a topic's log held of the positions this node missed: deliver them, then the

@@ -54,8 +54,13 @@ pub enum Mail {
     /// (it is delivered everywhere when Redis publishes it back).
     Sequence(Envelope),
     /// From worker 0: the topic's history here cannot be shown to continue into what comes
-    /// next (a new epoch, messages missed): drop it, so a resume across is told of the gap.
-    Forget(Arc<str>),
+    /// next (a new epoch, messages missed): drop it, so a resume across is told of the gap;
+    /// `gap`: live subscribers followed the topic to position `.0` and it goes on at `.1`
+    /// (they are told too: `Reactor::deliver_gap`).
+    Forget {
+        topic: Arc<str>,
+        gap: Option<(u64, u64)>,
+    },
     /// To worker 0: a resume on this worker needs `topic`'s log after `after` read back.
     ReadBack {
         topic: Arc<str>,
