@@ -871,3 +871,28 @@ fn an_abandoned_topic_leaves_redis_after_its_log_ttl_and_comes_back_as_a_new_epo
     assert!(resp.contains(r#""gap":true"#), "{resp}");
     assert!(resp.contains(r#""text":"m2""#), "{resp}");
 }
+
+#[test]
+fn with_wait_replicas_and_no_replica_nothing_is_acknowledged() {
+    let redis = Redis::start();
+    let a = Server::start(&[
+        "--redis",
+        &redis.url(),
+        "--redis-wait-replicas",
+        "1",
+        "--redis-timeout",
+        "400ms",
+    ]);
+    wait_until("link up", Duration::from_secs(10), || link_up(&a));
+    let resp = http(
+        &a,
+        "POST /publish/w HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    );
+    // Redis numbered it, but no replica has it: not promised.
+    assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+    assert_eq!(redis.command(&["XLEN", "wsloop:{w}:log"]), ":1\r\n");
+    assert!(
+        link_up(&a),
+        "a WAIT short of replicas is not a link failure"
+    );
+}

@@ -247,6 +247,9 @@ pub struct RedisConfig {
     /// How long a topic's log and numbering stay in Redis after its last publish (0: until
     /// trimmed or deleted). Default 1 day.
     pub log_ttl: Duration,
+    /// Replicas that must have each publish before it is acknowledged (`WAIT`; 0: Redis's
+    /// answer is enough), so a failover cannot lose what a 202 promised. Default 0.
+    pub wait_replicas: u32,
 }
 
 impl Default for RedisConfig {
@@ -261,6 +264,7 @@ impl Default for RedisConfig {
             cluster: false,
             ca: None,
             log_ttl: Duration::from_secs(24 * 3600),
+            wait_replicas: 0,
         }
     }
 }

@@ -162,6 +162,8 @@ enum Expect {
     Asking,
     /// `CLUSTER SLOTS`.
     Slots,
+    /// `WAIT` after a batch of publishes (`--redis-wait-replicas`).
+    Wait,
     /// A `SUBSCRIBE`/`UNSUBSCRIBE` of this many channels: one push each (or one error).
     Subscribe(usize),
     Unsubscribe(usize),
@@ -250,6 +252,13 @@ pub struct Link {
     stale: bool,
     /// Cluster: the last `CLUSTER SLOTS` answer not yet taken.
     slots: Option<Vec<SlotRange>>,
+    /// `--redis-wait-replicas` and the `WAIT` timeout (half `--redis-timeout`, so a `PING`
+    /// queued behind it is still answered in time), as the command takes them.
+    wait: Option<(u32, String, String)>,
+    /// Publishes queued since the last `WAIT` (`seal` adds one when there are any).
+    unsealed: usize,
+    /// Publishers Redis answered whose `WAIT` is still out: (waiter, position), in order.
+    unwaited: Vec<(u64, u64)>,
 }
 
 /// Buffers are compacted once this much at their front is consumed (and freed down to it
@@ -320,7 +329,28 @@ impl Link {
             redirects: Vec::new(),
             stale: false,
             slots: None,
+            wait: (cfg.wait_replicas > 0).then(|| {
+                let n = cfg.wait_replicas;
+                let ms = (cfg.timeout.as_millis() / 2).max(1);
+                (n, n.to_string(), ms.to_string())
+            }),
+            unsealed: 0,
+            unwaited: Vec::new(),
         }
+    }
+
+    /// End a batch of publishes: with `--redis-wait-replicas`, a `WAIT` for all of them
+    /// (their publishers are answered once it is). Call before writing `tx`.
+    pub fn seal(&mut self) {
+        let Some((_, n, ms)) = self.wait.as_ref().filter(|_| self.unsealed > 0) else {
+            return;
+        };
+        resp::push_command(
+            &mut self.tx,
+            &[&[b"WAIT"], &[n.as_bytes()], &[ms.as_bytes()]],
+        );
+        self.expect.push_back(Expect::Wait);
+        self.unsealed = 0;
     }
 
     /// Keep `n` messages in each topic's log (`--history-len`; 100 unless told).
@@ -435,6 +465,7 @@ impl Link {
             self.unanswered.push_back(self.tx[start..].to_vec());
         }
         self.expect.push_back(Expect::Publish(waiter, 0));
+        self.unsealed += 1;
         self.stats.published += 1;
         true
     }
@@ -455,6 +486,7 @@ impl Link {
         self.tx.extend_from_slice(&r.command);
         self.unanswered.push_back(r.command);
         self.expect.push_back(Expect::Publish(r.waiter, r.hops + 1));
+        self.unsealed += 1;
         true
     }
 
@@ -780,9 +812,25 @@ impl Link {
             (Expect::Asking, Err(_)) => {}
             (Expect::Publish(waiter, _), Ok(Some(position))) => {
                 self.unanswered.pop_front();
-                let position = u64::try_from(position).ok();
-                self.acks.extend(waiter.map(|w| (w, position)));
+                match (waiter, u64::try_from(position).ok(), self.wait.is_some()) {
+                    (Some(w), Some(p), true) => self.unwaited.push((w, p)),
+                    (waiter, p, _) => self.acks.extend(waiter.map(|w| (w, p))),
+                }
             }
+            // The replicas that have everything this connection wrote: enough, and the
+            // publishers are told their positions; too few within the timeout, and they are
+            // told it is not safe (published, but a failover could lose it).
+            (Expect::Wait, Ok(Some(replicas))) => {
+                let need = self.wait.as_ref().map_or(0, |w| w.0);
+                let safe = u32::try_from(replicas).is_ok_and(|r| r >= need);
+                if !safe && !self.unwaited.is_empty() {
+                    log::warn!("redis: WAIT: {replicas} of {need} replicas; publishes refused");
+                }
+                let done = self.unwaited.drain(..);
+                self.acks.extend(done.map(|(w, p)| (w, safe.then_some(p))));
+            }
+            (Expect::Wait, Ok(None)) => return Err(LinkError::Unexpected("WAIT's answer")),
+            (Expect::Wait, Err(e)) => return Err(LinkError::Refused("WAIT", e)),
             (Expect::Publish(waiter, _), Ok(None)) => {
                 self.unanswered.pop_front();
                 log::warn!("redis: the sequencing script answered no position");
@@ -982,6 +1030,9 @@ impl Link {
             }
         }
         self.unanswered.clear();
+        self.acks
+            .extend(self.unwaited.drain(..).map(|(w, _)| (w, None)));
+        self.unsealed = 0;
         self.lost_reads.extend(self.reads.drain(..));
         self.ping_sent = None;
         self.last_rx = now;

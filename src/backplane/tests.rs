@@ -34,6 +34,7 @@ fn cfg(password: Option<&str>, db: u32) -> RedisConfig {
         cluster: false,
         ca: None,
         log_ttl: Duration::from_secs(60),
+        wait_replicas: 0,
     }
 }
 
@@ -674,4 +675,48 @@ fn on_a_cluster_channels_are_sharded_subscribed_one_slot_per_command_and_redirec
     }
     assert_eq!(sent, 4);
     assert_eq!(l.take_acks().collect::<Vec<_>>(), vec![(7, None)]);
+}
+
+#[test]
+fn with_wait_replicas_a_publisher_is_answered_once_the_replicas_have_its_batch() {
+    let mut c = cfg(None, 0);
+    c.wait_replicas = 1;
+    let mut l = Link::new(&c, NODE, 1 << 16, 0);
+    assert_eq!(l.poll_action(0), Some(Action::Connect));
+    take_tx(&mut l);
+    feed(&mut l, &[HELLO_REPLY], 0).unwrap();
+    // Two publishes, one batch: one WAIT after both (timeout: half of redis_timeout).
+    assert!(l.publish("a", true, b"1", Some(1)));
+    assert!(l.publish("a", true, b"2", Some(2)));
+    l.seal();
+    l.seal(); // nothing new: no second WAIT
+    let sent = take_tx(&mut l);
+    let wait = cmd(&[b"WAIT", b"1", b"500"]);
+    assert!(
+        sent.ends_with(&wait),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert_eq!(sent.windows(4).filter(|w| w == b"WAIT").count(), 1);
+    // Redis numbered them; nobody is answered until the replica has them.
+    feed(&mut l, &[b":5\r\n:6\r\n"], 0).unwrap();
+    assert!(l.take_acks().next().is_none());
+    feed(&mut l, &[b":1\r\n"], 0).unwrap();
+    assert_eq!(
+        l.take_acks().collect::<Vec<_>>(),
+        vec![(1, Some(5)), (2, Some(6))]
+    );
+    // No replica within the timeout: published, but not promised.
+    assert!(l.publish("a", true, b"3", Some(3)));
+    l.seal();
+    take_tx(&mut l);
+    feed(&mut l, &[b":7\r\n:0\r\n"], 0).unwrap();
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), vec![(3, None)]);
+    // Numbered but the connection lost before the WAIT's answer: not promised either.
+    assert!(l.publish("a", true, b"4", Some(4)));
+    l.seal();
+    take_tx(&mut l);
+    feed(&mut l, &[b":8\r\n"], 0).unwrap();
+    l.on_closed(0);
+    assert_eq!(l.take_acks().collect::<Vec<_>>(), vec![(4, None)]);
 }

@@ -740,6 +740,14 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Duration(|c| &mut c.redis.log_ttl),
     },
     Setting {
+        name: "redis_wait_replicas",
+        group: REDIS,
+        value_name: "N",
+        help: "Replicas that must have a publish before it is acknowledged (WAIT after each \
+               batch), so a failover cannot lose what a 202 promised (0: Redis's answer).",
+        field: Field::Count32(|c| &mut c.redis.wait_replicas),
+    },
+    Setting {
         name: "redis_tls_ca",
         group: REDIS,
         value_name: "FILE",

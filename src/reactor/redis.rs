@@ -890,6 +890,7 @@ impl<S: Read + Write> Shard<S> {
     /// Write what the link queued, until `WouldBlock` (WRITABLE is always registered, so the
     /// next edge resumes it).
     fn flush<N: Net<Stream = S>>(&mut self, net: &mut N, now: Tick) {
+        self.link.seal();
         while self.connected && !self.link.tx().is_empty() {
             let Some(sock) = self.sock.as_mut() else {
                 return;
