@@ -426,6 +426,13 @@ pub struct Config {
     pub topics_must_exist: bool,
     pub compression: CompressionConfig,
     pub redis: RedisConfig,
+    /// WebSocket handshakes each worker completes per second before it turns new ones away
+    /// with close 1013 and a retry hint, so a reconnect storm queues as jittered retries.
+    /// Default 0: no limit.
+    pub max_handshake_rate: u32,
+    /// On a graceful shutdown, each WebSocket's close 1001 carries a retry hint spread at
+    /// random over this window, so clients do not all reconnect at once. Default 5 s.
+    pub shutdown_spread: Duration,
 }
 
 impl Default for Config {
@@ -454,6 +461,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             compression: CompressionConfig::default(),
             redis: RedisConfig::default(),
+            max_handshake_rate: 0,
+            shutdown_spread: Duration::from_secs(5),
         }
     }
 }

@@ -330,6 +330,22 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Count(|c| &mut c.max_connections),
     },
     Setting {
+        name: "max_handshake_rate",
+        group: SERVER,
+        value_name: "N",
+        help: "WebSocket handshakes each worker completes per second; past it new ones are \
+               closed with 1013 and a retry-after-ms hint that spreads them out (0 = no limit).",
+        field: Field::Count32(|c| &mut c.max_handshake_rate),
+    },
+    Setting {
+        name: "shutdown_spread",
+        group: SERVER,
+        value_name: "DURATION",
+        help: "On a graceful shutdown, the window the retry hints of the 1001 closes are \
+               spread over, so clients do not all reconnect at once.",
+        field: Field::Duration(|c| &mut c.shutdown_spread),
+    },
+    Setting {
         name: "max_connections_per_ip",
         group: SERVER,
         value_name: "N",

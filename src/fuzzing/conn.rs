@@ -115,7 +115,9 @@ pub fn conn(data: &[u8]) {
                 d.publish(published, usize::from(arg) * 8);
             }
             6 if arg < 32 => {
-                let code = d.conn.close(&d.cfg, &mut d.res, Close::GoingAway);
+                let code = d
+                    .conn
+                    .close(&d.cfg, &mut d.res, Close::GoingAway { retry_ms: 1234 });
                 d.report(code);
             }
             7 if arg < 32 => d.peer_fin(),

@@ -176,6 +176,8 @@ pub struct WorkerMetrics {
     pub bytes_out: Counter,
     /// Subscribers closed for falling behind on publishes.
     pub slow_closes: Counter,
+    /// WebSocket handshakes turned away with 1013 over `--max-handshake-rate`.
+    pub turned_away: Counter,
     /// Iterations of the event loop.
     pub loop_iterations: Counter,
     /// Nanoseconds spent blocked in `epoll_wait`.

@@ -111,7 +111,7 @@ impl Metrics {
             }
         }
 
-        let sums: [(&str, &str, u64); 5] = [
+        let sums: [(&str, &str, u64); 6] = [
             (
                 "wsloop_messages_received_total",
                 "Complete WebSocket messages received and handed to handlers.",
@@ -136,6 +136,11 @@ impl Metrics {
                 "wsloop_slow_consumer_closes_total",
                 "Subscribers closed with 1008 for falling behind on publishes.",
                 self.sum(|m| m.slow_closes.get()),
+            ),
+            (
+                "wsloop_handshakes_turned_away_total",
+                "WebSocket handshakes closed with 1013 and a retry hint over --max-handshake-rate.",
+                self.sum(|m| m.turned_away.get()),
             ),
         ];
         for (name, help, n) in sums {

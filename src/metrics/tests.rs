@@ -203,7 +203,7 @@ fn every_family_has_one_help_and_type_before_its_samples() {
             assert!(v.parse::<f64>().is_ok(), "{line}");
         }
     }
-    assert_eq!(families.len(), 32, "{families:?}");
+    assert_eq!(families.len(), 33, "{families:?}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::accept::TOO_MANY_FROM_YOU;
 use super::clients::{ClientId, Clients};
 use super::workers::{Envelope, Mail};
-use super::{observe, token, Net, Reactor, VIA_PROXY};
+use super::{observe, storm, token, Net, Reactor, VIA_PROXY};
 use crate::app::http::{self, HttpEnv};
 use crate::app::{Command, ConnId, Ctx, Decision, Resume, ResumeKind, Router, Upgrade};
 use crate::auth::{self, Gate};
@@ -77,6 +77,7 @@ impl<N: Net> Reactor<N> {
             token_expiry,
             refreshable,
             token_cache,
+            storm,
             ..
         } = self;
         let gate = &mut Gate {
@@ -103,6 +104,15 @@ impl<N: Net> Reactor<N> {
                     req.method,
                     loggable(req.target)
                 );
+                // Over the handshake budget: accepted only to be closed with 1013 and when to
+                // come back, before tokens are verified or a handler runs.
+                if let Some(wait) = storm.admit(now) {
+                    metrics.turned_away.inc();
+                    out.accept(&up, 0, None);
+                    let reason = format!("over the handshake budget; {}{wait}", storm::HINT);
+                    out.turn_away(1013, &reason);
+                    return true;
+                }
                 let tokens = &mut Tokens {
                     read_only,
                     refreshable,

@@ -687,11 +687,18 @@ fn a_signal_closes_every_websocket_with_1001_and_the_loop_ends_after_the_handsha
     let peer = h.open();
     h.net().signal();
     h.turn();
-    let bye = server(
-        OpCode::Close,
-        &[&1001u16.to_be_bytes()[..], b"server shutting down"].concat(),
-    );
-    assert_eq!(peer.written(), bye);
+    // 1001, and when to come back: somewhere in --shutdown-spread (5 s).
+    let out = peer.written();
+    let head = server(OpCode::Close, &[&1001u16.to_be_bytes()[..], b"x"].concat());
+    assert_eq!(out[0], head[0], "a close frame");
+    let reason = String::from_utf8(out[4..].to_vec()).unwrap();
+    let hint: u64 = reason
+        .strip_prefix("server shutting down; retry-after-ms=")
+        .unwrap_or_else(|| panic!("{reason}"))
+        .parse()
+        .unwrap();
+    assert!(hint < 5_000, "{hint}");
+    assert_eq!(&out[2..4], &1001u16.to_be_bytes());
     // No new connection is accepted while draining.
     let late = h.net().connect();
     h.turn();
@@ -699,7 +706,7 @@ fn a_signal_closes_every_websocket_with_1001_and_the_loop_ends_after_the_handsha
     // The peer answers the close: FIN, its FIN, and the loop ends.
     peer.send(&close_frame(1001, [9, 9, 9, 9]));
     h.turn();
-    assert_eq!(peer.shut_at(), Some(bye.len()));
+    assert_eq!(peer.shut_at(), Some(out.len()));
     assert!(
         !h.r.turn(&mut h.ready).expect("turn"),
         "the loop should end"
@@ -740,4 +747,48 @@ fn the_dedicated_compressor_cap_holds_across_workers() {
     assert!(!shared_a, "the first connection keeps its context");
     let (_b, shared_b) = offer(&mut w1);
     assert!(shared_b, "the second, on the other worker, is past the cap");
+}
+
+#[test]
+fn past_the_handshake_budget_a_websocket_is_closed_1013_with_a_hint_and_no_handler_sees_it() {
+    let cfg = Config {
+        max_handshake_rate: 2,
+        ..Config::default()
+    };
+    let mut h = Harness::with(cfg);
+    let (a, b) = (h.open(), h.open());
+    // The third within the second: the 101, then close 1013 with when to come back.
+    let late = h.net().connect();
+    late.send(&request("x", "/echo", KEY));
+    h.settle();
+    let out = late.take_written();
+    let end = check_response(&out, 0, KEY)
+        .expect("a valid 101")
+        .expect("complete");
+    let close = &out[end..];
+    assert_eq!(close[0], 0x88, "a close frame");
+    assert_eq!(&close[2..4], &1013u16.to_be_bytes());
+    let reason = std::str::from_utf8(&close[4..]).unwrap();
+    let hint: u64 = reason
+        .strip_prefix("over the handshake budget; retry-after-ms=")
+        .unwrap_or_else(|| panic!("{reason}"))
+        .parse()
+        .unwrap();
+    // One turned away at 2/s queues half a second back, plus up to a second of jitter.
+    assert!((500..1500).contains(&hint), "{hint}");
+    let opens = h
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Open(_)))
+        .count();
+    assert_eq!(opens, 2, "the handler never saw the third");
+    assert_eq!(h.r.metrics.turned_away.get(), 1);
+    // Its close answered, it is gone without the handler hearing of it.
+    late.send(&close_frame(1013, [1, 2, 3, 4]));
+    h.settle();
+    assert!(!h.seen().iter().any(|s| matches!(s, Seen::Closed(_, 1013))));
+    // A second later the budget is back.
+    h.net().advance(1000);
+    let _c = h.open();
+    drop((a, b));
 }

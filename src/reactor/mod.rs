@@ -45,6 +45,7 @@ mod listener;
 pub mod net;
 mod observe;
 mod redis;
+mod storm;
 mod timers;
 mod token;
 mod totals;
@@ -188,6 +189,8 @@ pub struct Reactor<N: Net = MioNet> {
     metrics: metrics::Worker,
     /// When shutting down: the drain deadline.
     draining_until: Option<Tick>,
+    /// The handshake budget and the retry hints (`storm.rs`).
+    storm: storm::Storm,
     conns: Slab<Entry<N::Stream>>,
     /// The buffer pool and shared compressors lent to every connection.
     res: Resources,
@@ -284,6 +287,11 @@ impl<N: Net> Reactor<N> {
             told: (0, 0),
             metrics,
             draining_until: None,
+            storm: storm::Storm::new(
+                cfg.max_handshake_rate,
+                unix_ms ^ u64::from(worker).rotate_left(32),
+                now,
+            ),
             conns: Slab::with_capacity(1024),
             res: Resources::for_config(&cfg),
             router,
@@ -432,8 +440,12 @@ impl<N: Net> Reactor<N> {
         self.net.stop_accepting();
         self.draining_until = Some(self.now + self.cfg.timeouts.drain.as_millis() as Tick);
         let ids: Vec<usize> = self.conns.iter().map(|(idx, _)| idx).collect();
+        let window = self.cfg.shutdown_spread.as_millis() as u64;
         for idx in ids {
-            let away = Close::GoingAway;
+            // Each told a different moment to come back (`--shutdown-spread`).
+            let away = Close::GoingAway {
+                retry_ms: self.storm.spread(window),
+            };
             if let Some(code) = self.conns[idx].conn.close(&self.cfg, &mut self.res, away) {
                 self.told_closed(idx, code, "");
             }

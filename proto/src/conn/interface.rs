@@ -109,9 +109,10 @@ pub enum Close<'a> {
     /// every buffer goes back to the pool.
     Abort,
     /// The server is shutting down: an open WebSocket gets 1001 "going away" (RFC 6455
-    /// §7.4.1) and finishes its closing handshake under the linger deadline; a connection
-    /// still in its handshake is dropped.
-    GoingAway,
+    /// §7.4.1), its reason carrying a retry hint of this many milliseconds
+    /// (`retry-after-ms=N`), and finishes its closing handshake under the linger deadline; a
+    /// connection still in its handshake is dropped.
+    GoingAway { retry_ms: u64 },
     /// Close with 1008 (policy violation) and this reason, behind what is queued; a
     /// streaming response just ends.
     Policy(&'a str),
@@ -269,7 +270,7 @@ impl Conn {
                 self.release(res);
                 report
             }
-            Close::GoingAway => self.going_away(cfg, res),
+            Close::GoingAway { retry_ms } => self.going_away(cfg, res, retry_ms),
             Close::Policy(reason) => self.close_policy(cfg, res, 1008, reason),
             Close::Expired => self.close_policy(cfg, res, 3000, "access token expired"),
             Close::Unavailable(reason) => self.close_policy(cfg, res, 1013, reason),

@@ -468,10 +468,16 @@ impl Conn {
     /// The server is shutting down: an open WebSocket gets close 1001 "going away" (RFC 6455
     /// §7.4.1) and finishes its closing handshake under the linger deadline; a connection
     /// still in its handshake is dropped. Returns the code to report, if any.
-    pub(crate) fn going_away(&mut self, cfg: &Config, res: &mut Resources) -> Option<u16> {
+    pub(crate) fn going_away(
+        &mut self,
+        cfg: &Config,
+        res: &mut Resources,
+        retry_ms: u64,
+    ) -> Option<u16> {
         match self.tx.state {
             State::Open => {
-                Outbox::new(&mut self.tx, res, cfg).close(1001, "server shutting down");
+                let reason = format!("server shutting down; retry-after-ms={retry_ms}");
+                Outbox::new(&mut self.tx, res, cfg).close(1001, &reason);
                 None
             }
             State::Handshake | State::Upgrading => self.abort(),

@@ -193,6 +193,14 @@ impl<'a> Outbox<'a> {
         }
     }
 
+    /// Turn away a WebSocket just accepted, before any handler saw it: a close frame with
+    /// `code` and `reason`, then the closing handshake as usual; the application is never
+    /// told (it never opened it).
+    pub fn turn_away(&mut self, code: u16, reason: &str) {
+        self.close(code, reason);
+        self.tx.flags.set(REPORTED, true);
+    }
+
     /// Fail the connection after a protocol error (§7.1.7): send a close with `code`, then
     /// close the TCP connection without waiting for the peer's close — after a framing error
     /// the byte stream cannot be trusted to carry one. The application counts as told.
