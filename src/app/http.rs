@@ -39,6 +39,8 @@ pub struct HttpEnv<'e> {
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const DEMO_JS: &str = include_str!("../../web/demo.js");
+/// The browser client (clients/js), served so a page needs no build step.
+const CLIENT_JS: &str = include_str!("../../clients/js/wsloop.js");
 
 /// Answer one plain HTTP request.
 pub fn answer(
@@ -58,9 +60,8 @@ pub fn answer(
     }
     let (endpoint, topic) = split_endpoint(req.path);
     let allowed = match endpoint {
-        "/" | "/index.html" | "/demo.js" | "/healthz" | "/metrics" | "sse" | "stream" | "poll" => {
-            "GET, HEAD"
-        }
+        "/" | "/index.html" | "/demo.js" | "/wsloop.js" | "/healthz" | "/metrics" | "sse"
+        | "stream" | "poll" => "GET, HEAD",
         "publish" => "POST",
         _ => "",
     };
@@ -124,6 +125,12 @@ pub fn answer(
             200,
             &[("Content-Type", "text/javascript; charset=utf-8")],
             DEMO_JS.as_bytes(),
+        ),
+        ("/wsloop.js", _) => respond(
+            out,
+            200,
+            &[("Content-Type", "text/javascript; charset=utf-8")],
+            CLIENT_JS.as_bytes(),
         ),
         ("/healthz", _) => respond(out, 200, &[("Content-Type", "text/plain")], b"ok\n"),
         ("/metrics", _) => {

@@ -1,0 +1,257 @@
+// clients/js/test/client.test.mjs: the client's logic under Node's own test runner
+// (`node --test clients/js/test/`), against a fake server: fake WebSocket, EventSource and
+// fetch that the tests script, and timers the tests fire by hand — backoff and its jitter
+// bounds, the server's hints obeyed, fallback decisions, exact resume, gaps surfaced.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  WsloopClient,
+  backoffDelay,
+  hintFromReason,
+  hintFromRetryAfter,
+  nextTransport,
+  TRANSPORTS,
+} from "../wsloop.js";
+
+/** A scripted environment: every socket the client opens, every timer it sets. */
+function fakeEnv() {
+  const env = { sockets: [], sources: [], polls: [], timers: [], random: () => 0.5 };
+  env.setTimeout = (fn, ms) => {
+    const t = { fn, ms, done: false };
+    env.timers.push(t);
+    return t;
+  };
+  env.clearTimeout = (t) => t && (t.done = true);
+  // Fire the pending timers (those set meanwhile wait for the next call); their delays.
+  env.tick = () => {
+    const due = env.timers.filter((t) => !t.done);
+    env.timers = [];
+    for (const t of due) {
+      t.done = true;
+      t.fn();
+    }
+    return due.map((t) => t.ms);
+  };
+  env.WebSocket = class {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocols = protocols;
+      this.protocol = "";
+      this.closedByClient = false;
+      env.sockets.push(this);
+    }
+    open(protocol = "wsloop.positions") {
+      this.protocol = protocol;
+      this.onopen && this.onopen();
+    }
+    message(obj) {
+      this.onmessage && this.onmessage({ data: JSON.stringify(obj) });
+    }
+    serverClose(code, reason = "") {
+      this.onclose && this.onclose({ code, reason });
+    }
+    close() {
+      this.closedByClient = true;
+      this.onclose && this.onclose({ code: 1005, reason: "" });
+    }
+  };
+  env.EventSource = class {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.handlers = {};
+      env.sources.push(this);
+    }
+    addEventListener(kind, fn) {
+      this.handlers[kind] = fn;
+    }
+    open() {
+      this.readyState = 1;
+      this.onopen && this.onopen();
+    }
+    event(data, id, kind = "message") {
+      const e = { data, lastEventId: id };
+      if (kind === "message") this.onmessage && this.onmessage(e);
+      else this.handlers[kind] && this.handlers[kind](e);
+    }
+    fail() {
+      this.readyState = 2;
+      this.onerror && this.onerror();
+    }
+    close() {
+      this.readyState = 2;
+    }
+  };
+  // fetch: each poll waits for the test to answer it.
+  env.fetch = (url, init) =>
+    new Promise((resolve) => {
+      env.polls.push({ url, init, answer: resolve });
+    });
+  return env;
+}
+
+const response = (status, body, headers = {}) => ({
+  status,
+  headers: { get: (k) => headers[k] ?? null },
+  json: async () => JSON.parse(body),
+  text: async () => body,
+});
+const settle = () => new Promise((r) => setImmediate(r));
+
+test("full-jitter backoff stays within its doubling cap and reaches zero", () => {
+  const opts = { backoffInitial: 500, backoffMax: 30000 };
+  for (let a = 0; a < 40; a++) {
+    const cap = Math.min(30000, 500 * 2 ** a);
+    assert.ok(backoffDelay(a, opts, () => 0.999999) < cap, `attempt ${a}`);
+    assert.equal(backoffDelay(a, opts, () => 0), 0);
+  }
+  // Spread over the whole range, not bunched at its end.
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+  const waits = Array.from({ length: 10000 }, () => backoffDelay(10, opts, rnd));
+  for (let slice = 0; slice < 10; slice++) {
+    const n = waits.filter((w) => Math.floor(w / 3000) === slice).length;
+    assert.ok(n > 800 && n < 1200, `slice ${slice}: ${n}`);
+  }
+});
+
+test("the server's hints are read from close reasons and Retry-After", () => {
+  assert.equal(hintFromReason("server shutting down; retry-after-ms=3316"), 3316);
+  assert.equal(hintFromReason("over the handshake budget; retry-after-ms=850"), 850);
+  assert.equal(hintFromReason("goodbye"), null);
+  assert.equal(hintFromReason(undefined), null);
+  assert.equal(hintFromRetryAfter("2"), 2000);
+  assert.equal(hintFromRetryAfter(null), null);
+  const now = Date.parse("2026-12-07T10:00:00Z");
+  assert.equal(hintFromRetryAfter("Mon, 07 Dec 2026 10:00:05 GMT", now), 5000);
+});
+
+test("fallback moves on after two failures in a row, never after a working connection", () => {
+  assert.equal(nextTransport(TRANSPORTS, "websocket", false, 1), "websocket");
+  assert.equal(nextTransport(TRANSPORTS, "websocket", false, 2), "sse");
+  assert.equal(nextTransport(TRANSPORTS, "sse", false, 2), "poll");
+  assert.equal(nextTransport(TRANSPORTS, "poll", false, 9), "poll");
+  assert.equal(nextTransport(TRANSPORTS, "websocket", true, 5), "websocket");
+});
+
+test("a WebSocket that never opens falls back to SSE, which resumes from the last position", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env });
+  const got = [];
+  const switched = [];
+  client.on("transport", (t) => switched.push(t.transport));
+  client.subscribe("news", (data, meta) => got.push([data, meta.position, meta.transport]));
+  await settle();
+  // A proxy refuses the upgrade: the WebSocket closes without opening, twice.
+  for (let i = 0; i < 2; i++) {
+    const ws = env.sockets.at(-1);
+    assert.match(ws.url, /^ws:\/\/h\/topic\/news/);
+    assert.deepEqual(ws.protocols, ["wsloop.positions"]);
+    ws.serverClose(1006);
+    env.tick();
+    await settle();
+  }
+  assert.deepEqual(switched, ["sse"]);
+  const es = env.sources.at(-1);
+  assert.equal(es.url, "http://h/sse/news");
+  es.open();
+  es.event("m1", "41");
+  es.event("m2", "42");
+  es.event("m2", "42"); // a repeat is not delivered twice
+  assert.deepEqual(got, [
+    ["m1", "41", "sse"],
+    ["m2", "42", "sse"],
+  ]);
+  assert.equal(client.transport, "sse");
+  // The stream fails for good (an HTTP error): the client reconnects, resuming after 42.
+  es.fail();
+  env.tick();
+  await settle();
+  assert.equal(env.sources.at(-1).url, "http://h/sse/news?lastEventId=42");
+  client.close();
+});
+
+test("a WebSocket whose subprotocol a proxy stripped is not trusted", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env });
+  client.subscribe("t", () => {});
+  await settle();
+  env.sockets.at(-1).open(""); // opened, but no positions
+  assert.ok(env.sockets.at(-1).closedByClient, "closed by the client");
+  client.close();
+});
+
+test("over WebSocket: positions, a gap surfaced, the shutdown hint obeyed, resume with since", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("https://h:8443", { env, token: () => "tok" });
+  const got = [];
+  const gaps = [];
+  client.on("gap", (g) => gaps.push(g));
+  client.subscribe("news", (data, meta) => got.push([data, meta.position]));
+  await settle();
+  const ws = env.sockets.at(-1);
+  assert.equal(ws.url, "wss://h:8443/topic/news?token=tok");
+  ws.open();
+  ws.message({ position: "7", text: "a" });
+  ws.message({ type: "gap", topic: "news", after: "7", resumed_at: "12" });
+  ws.message({ position: "12", text: "b" });
+  assert.deepEqual(got, [
+    ["a", "7"],
+    ["b", "12"],
+  ]);
+  assert.deepEqual(gaps, [{ topic: "news", after: "7", resumedAt: "12" }]);
+  // The server shuts down and says when to come back: exactly then, not the backoff.
+  ws.serverClose(1001, "server shutting down; retry-after-ms=3316");
+  assert.deepEqual(env.tick().filter((ms) => ms !== 5000), [3316]);
+  await settle();
+  assert.equal(env.sockets.at(-1).url, "wss://h:8443/topic/news?since=12&token=tok");
+  client.close();
+});
+
+test("over long polling: batches in order, resume by after=, a gap flag surfaced", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env, transports: ["poll"] });
+  const got = [];
+  const gaps = [];
+  client.on("gap", (g) => gaps.push(g));
+  client.subscribe("q", (data, meta) => got.push([data, meta.position]));
+  await settle();
+  let poll = env.polls.shift();
+  assert.equal(poll.url, "http://h/poll/q");
+  poll.answer(response(200, '{"topic":"q","last_seq":3,"gap":false,"messages":[{"seq":3,"text":"x"}]}'));
+  await settle();
+  await settle();
+  poll = env.polls.shift();
+  assert.equal(poll.url, "http://h/poll/q?after=3");
+  poll.answer(response(200, '{"topic":"q","last_seq":9,"gap":true,"messages":[{"seq":9,"text":"y"}]}'));
+  await settle();
+  await settle();
+  assert.deepEqual(got, [
+    ["x", "3"],
+    ["y", "9"],
+  ]);
+  assert.deepEqual(gaps, [{ topic: "q", after: "3", resumedAt: "9" }]);
+  // A 503 with Retry-After: the client waits that long.
+  poll = env.polls.shift();
+  poll.answer(response(503, "", { "Retry-After": "2" }));
+  await settle();
+  await settle();
+  assert.ok(env.timers.some((t) => !t.done && t.ms === 2000), "waits the 2 s asked for");
+  client.close();
+});
+
+test("publish resolves with the position, and rejects with the 503's hint", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env });
+  const p = client.publish("news", "hello");
+  await settle();
+  const req = env.polls.shift();
+  assert.equal(req.url, "http://h/publish/news");
+  assert.equal(req.init.method, "POST");
+  req.answer(response(202, '{"topic":"news","position":"55"}'));
+  assert.deepEqual(await p, { topic: "news", position: "55" });
+  const q = client.publish("news", "again");
+  await settle();
+  env.polls.shift().answer(response(503, "", { "Retry-After": "1" }));
+  await assert.rejects(q, (e) => e.status === 503 && e.retryAfter === 1000);
+});

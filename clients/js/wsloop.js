@@ -1,0 +1,368 @@
+// clients/js/wsloop.js: the browser client of wsloop — one subscription per topic over
+// WebSocket (subprotocol wsloop.positions), Server-Sent Events or long polling, falling back
+// in that order when a transport fails where it runs, resuming every reconnection from the
+// last position it delivered (on whichever transport and node it lands), surfacing gaps, and
+// reconnecting with full-jitter backoff that obeys the server's hints (retry-after-ms= in a
+// close reason, Retry-After on a 503). No dependencies; an ES module. docs/client.md is the
+// guide; docs/protocol.md the wire it speaks.
+
+/** The transports, best first. */
+export const TRANSPORTS = ["websocket", "sse", "poll"];
+
+const DEFAULTS = {
+  transports: TRANSPORTS,
+  // How long a transport may take to show it works (a WebSocket to open, an EventSource to
+  // open) before the next one is tried.
+  openTimeout: 5000,
+  // Backoff between reconnections: full jitter over [0, min(max, initial * 2^attempt)).
+  backoffInitial: 500,
+  backoffMax: 30000,
+  // On a fallen-back transport, how long before the better ones are tried again.
+  upgradeAfter: 60000,
+  // A token (string) or a function returning one (or a promise of one), asked again at
+  // every connection so a refreshed token is used; sent as ?token= (browsers cannot set
+  // headers on WebSocket or EventSource).
+  token: null,
+};
+
+/** Full-jitter exponential backoff: a wait in [0, min(max, initial * 2^attempt)). */
+export function backoffDelay(attempt, { backoffInitial, backoffMax }, random = Math.random) {
+  const cap = Math.min(backoffMax, backoffInitial * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * cap);
+}
+
+/** The wait a close reason asks for (`…; retry-after-ms=N`), or null. */
+export function hintFromReason(reason) {
+  const m = /retry-after-ms=(\d+)/.exec(reason || "");
+  return m ? Number(m[1]) : null;
+}
+
+/** The wait (ms) a 503's Retry-After asks for (seconds, or an HTTP date), or null. */
+export function hintFromRetryAfter(value, now = Date.now()) {
+  if (value == null || value === "") return null;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/**
+ * What to do after a connection ended: `opened` whether it ever worked, `failures` how many
+ * times in a row this transport failed before working. Returns the transport to use next.
+ */
+export function nextTransport(transports, current, opened, failures) {
+  const i = transports.indexOf(current);
+  if (opened || i === transports.length - 1) return current;
+  // Never opened: the second failure in a row (the first may be a network blip) moves on.
+  return failures >= 2 ? transports[i + 1] : current;
+}
+
+export class WsloopClient {
+  /**
+   * @param {string} baseUrl  the server, e.g. "https://example.com" (or "" for this page's)
+   * @param {object} options  see DEFAULTS; `env` replaces WebSocket, EventSource, fetch,
+   *                          setTimeout, clearTimeout and random (tests)
+   */
+  constructor(baseUrl = "", options = {}) {
+    this.options = { ...DEFAULTS, ...options };
+    const g = globalThis;
+    this.env = {
+      WebSocket: g.WebSocket,
+      EventSource: g.EventSource,
+      fetch: g.fetch && g.fetch.bind(g),
+      setTimeout: g.setTimeout.bind(g),
+      clearTimeout: g.clearTimeout.bind(g),
+      random: Math.random,
+      ...(options.env || {}),
+    };
+    const loc = g.location;
+    this.base = (baseUrl || (loc ? loc.origin : "")).replace(/\/$/, "");
+    this.channels = new Map();
+    this.listeners = { state: [], gap: [], transport: [], error: [] };
+    this.closed = false;
+    // What worked in this session (sessionStorage when there is one): start there.
+    this.preferred = this.options.transports[0];
+    try {
+      const saved = g.sessionStorage && g.sessionStorage.getItem("wsloop.transport");
+      if (saved && this.options.transports.includes(saved)) this.preferred = saved;
+    } catch (_) {
+      // storage disabled: remember in memory only
+    }
+  }
+
+  /** The transport the most recent subscription uses ("websocket", "sse" or "poll"). */
+  get transport() {
+    let t = null;
+    for (const ch of this.channels.values()) t = ch.transport;
+    return t;
+  }
+
+  /** Listen for "state" ({topic, state}), "gap" ({topic, after, resumedAt}), "transport"
+   * ({topic, transport}) and "error" ({topic, error}). */
+  on(event, fn) {
+    (this.listeners[event] || (this.listeners[event] = [])).push(fn);
+    return () => (this.listeners[event] = this.listeners[event].filter((f) => f !== fn));
+  }
+
+  emit(event, detail) {
+    for (const fn of this.listeners[event] || []) fn(detail);
+  }
+
+  /**
+   * Subscribe to `topic`: `onMessage(data, meta)` gets each message once, in order, with
+   * meta {topic, position, transport}. `options.since` resumes after a position. Returns a
+   * function that ends the subscription.
+   */
+  subscribe(topic, onMessage, { since = null } = {}) {
+    if (this.channels.has(topic)) throw new Error(`already subscribed to ${topic}`);
+    const ch = new Channel(this, topic, onMessage, since);
+    this.channels.set(topic, ch);
+    ch.connect();
+    return () => {
+      ch.stop();
+      this.channels.delete(topic);
+    };
+  }
+
+  /** Publish `data` (a string) to `topic` over POST /publish: resolves to {topic, position}
+   * once the server (and its broker) has it; rejects with the status otherwise. */
+  async publish(topic, data) {
+    const headers = {};
+    const token = await this.token();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const r = await this.env.fetch(`${this.base}/publish/${encodeURIComponent(topic)}`, {
+      method: "POST",
+      body: data,
+      headers,
+    });
+    if (r.status !== 202) {
+      const err = new Error(`publish to ${topic}: HTTP ${r.status}`);
+      err.status = r.status;
+      err.retryAfter = hintFromRetryAfter(r.headers && r.headers.get && r.headers.get("Retry-After"));
+      throw err;
+    }
+    const text = await r.text();
+    try {
+      return JSON.parse(text);
+    } catch (_) {
+      return { topic, position: null };
+    }
+  }
+
+  /** End every subscription. */
+  close() {
+    this.closed = true;
+    for (const ch of this.channels.values()) ch.stop();
+    this.channels.clear();
+  }
+
+  async token() {
+    const t = this.options.token;
+    return typeof t === "function" ? await t() : t;
+  }
+
+  remember(transport) {
+    this.preferred = transport;
+    try {
+      globalThis.sessionStorage && globalThis.sessionStorage.setItem("wsloop.transport", transport);
+    } catch (_) {
+      // storage disabled
+    }
+  }
+}
+
+/** One topic's subscription: its transport, its position, its reconnection state. */
+class Channel {
+  constructor(client, topic, onMessage, since) {
+    this.client = client;
+    this.topic = topic;
+    this.onMessage = onMessage;
+    this.position = since;
+    this.transport = client.preferred;
+    this.attempt = 0; // reconnections since the last that worked
+    this.failures = 0; // failures in a row of this transport before it worked
+    this.stopped = false;
+    this.conn = null;
+    this.timer = null;
+    this.fellBackAt = null;
+  }
+
+  setState(state) {
+    this.state = state;
+    this.client.emit("state", { topic: this.topic, state, transport: this.transport });
+  }
+
+  url(path, params) {
+    const q = Object.entries(params)
+      .filter(([, v]) => v !== null && v !== undefined && v !== "")
+      .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
+      .join("&");
+    return `${this.client.base}${path}${q ? "?" + q : ""}`;
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    const { options } = this.client;
+    // Back on a better transport once the fallback has lasted long enough.
+    const best = options.transports[0];
+    if (this.transport !== best && this.fellBackAt !== null && Date.now() - this.fellBackAt > options.upgradeAfter) {
+      this.transport = best;
+      this.failures = 0;
+      this.fellBackAt = null;
+    }
+    this.setState("connecting");
+    const token = await this.client.token();
+    if (this.stopped) return;
+    const run = { websocket: this.viaWebSocket, sse: this.viaSse, poll: this.viaPoll }[this.transport];
+    run.call(this, token);
+  }
+
+  /** A message (or a batch's entry) at `position`: delivered once, in order. */
+  deliver(data, position) {
+    if (position !== null && this.position !== null && BigInt(position) <= BigInt(this.position)) return;
+    if (position !== null) this.position = String(position);
+    this.onMessage(data, { topic: this.topic, position: this.position, transport: this.transport });
+  }
+
+  gap(after, resumedAt) {
+    this.client.emit("gap", { topic: this.topic, after: String(after), resumedAt: String(resumedAt) });
+  }
+
+  opened() {
+    if (this.state === "open") return;
+    this.attempt = 0;
+    this.failures = 0;
+    this.client.remember(this.transport);
+    this.setState("open");
+  }
+
+  /** The connection ended: `opened` whether it worked; `hint` a wait the server asked for. */
+  ended(opened, hint = null) {
+    if (this.stopped) return;
+    this.conn = null;
+    this.setState("reconnecting");
+    if (!opened) this.failures += 1;
+    const next = nextTransport(this.client.options.transports, this.transport, opened, this.failures);
+    if (next !== this.transport) {
+      this.transport = next;
+      this.failures = 0;
+      this.fellBackAt = Date.now();
+      this.client.emit("transport", { topic: this.topic, transport: next });
+    }
+    const { env, options } = this.client;
+    const wait = hint !== null ? hint : backoffDelay(this.attempt, options, env.random);
+    this.attempt += 1;
+    this.timer = env.setTimeout(() => this.connect(), wait);
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.timer !== null) this.client.env.clearTimeout(this.timer);
+    if (this.conn) this.conn.close();
+    this.conn = null;
+  }
+
+  viaWebSocket(token) {
+    const { env, options } = this.client;
+    const ws_url = this.url(`/topic/${encodeURIComponent(this.topic)}`, { since: this.position, token }).replace(/^http/, "ws");
+    const ws = new env.WebSocket(ws_url, ["wsloop.positions"]);
+    let opened = false;
+    let done = false;
+    const deadline = env.setTimeout(() => {
+      if (!opened) ws.close();
+    }, options.openTimeout);
+    const finish = (hint) => {
+      if (done) return;
+      done = true;
+      env.clearTimeout(deadline);
+      this.ended(opened, hint);
+    };
+    ws.onopen = () => {
+      // A proxy that strips the subprotocol passes no positions: not a usable WebSocket.
+      if (ws.protocol !== "wsloop.positions") return ws.close();
+      opened = true;
+      this.opened();
+    };
+    ws.onmessage = (e) => {
+      let m;
+      try {
+        m = JSON.parse(e.data);
+      } catch (_) {
+        return;
+      }
+      if (m.type === "gap") return this.gap(m.after, m.resumed_at);
+      this.deliver(m.text !== undefined ? m.text : m.binary, m.position);
+    };
+    ws.onclose = (e) => finish(hintFromReason(e.reason));
+    this.conn = { close: () => ((done = true), env.clearTimeout(deadline), ws.close()) };
+  }
+
+  viaSse(token) {
+    const { env, options } = this.client;
+    const es = new env.EventSource(this.url(`/sse/${encodeURIComponent(this.topic)}`, { lastEventId: this.position, token }));
+    let opened = false;
+    let done = false;
+    const deadline = env.setTimeout(() => {
+      if (!opened) finish();
+    }, options.openTimeout);
+    const finish = (hint = null) => {
+      if (done) return;
+      done = true;
+      env.clearTimeout(deadline);
+      es.close();
+      this.ended(opened, hint);
+    };
+    es.onopen = () => {
+      opened = true;
+      this.opened();
+    };
+    es.onmessage = (e) => this.deliver(e.data, e.lastEventId || null);
+    es.addEventListener("gap", (e) => {
+      let m = {};
+      try {
+        m = JSON.parse(e.data);
+      } catch (_) {
+        // the notice is advisory
+      }
+      this.gap(m.after, m.resumed_at);
+    });
+    // EventSource reconnects by itself (with Last-Event-ID) after a dropped stream; it
+    // gives up (CLOSED) on an HTTP error, and then this client takes over.
+    es.onerror = () => {
+      if (es.readyState === 2) finish();
+      else if (opened) this.setState("reconnecting");
+    };
+    this.conn = { close: () => ((done = true), env.clearTimeout(deadline), es.close()) };
+  }
+
+  viaPoll(token) {
+    const { env } = this.client;
+    let done = false;
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const loop = async () => {
+      let opened = false;
+      for (;;) {
+        if (done || this.stopped) return;
+        let r;
+        try {
+          r = await env.fetch(this.url(`/poll/${encodeURIComponent(this.topic)}`, { after: this.position }), { headers });
+        } catch (_) {
+          return this.ended(opened);
+        }
+        if (done) return;
+        if (r.status === 204) continue;
+        if (r.status !== 200) return this.ended(opened, hintFromRetryAfter(r.headers && r.headers.get && r.headers.get("Retry-After")));
+        if (!opened) {
+          opened = true;
+          this.opened();
+        }
+        const batch = await r.json();
+        if (batch.gap) this.gap(this.position, batch.messages.length ? batch.messages[0].seq : batch.last_seq + 1);
+        for (const m of batch.messages) this.deliver(m.text !== undefined ? m.text : m.binary, m.seq);
+        // A batch with nothing after our position still tells where the topic is.
+        if (this.position === null) this.position = String(batch.last_seq);
+      }
+    };
+    loop();
+    this.conn = { close: () => (done = true) };
+  }
+}
