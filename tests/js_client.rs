@@ -55,3 +55,33 @@ fn the_server_serves_the_client_at_wsloop_js() {
     let file = std::fs::read_to_string(format!("{DIR}/wsloop.js")).unwrap();
     assert_eq!(body, file);
 }
+
+#[test]
+fn an_sse_stream_asked_for_hello_starts_with_it_and_without_does_not() {
+    let srv = Server::start(&[]);
+    let first_bytes = |path: &str| {
+        let mut s = TcpStream::connect(srv.addr()).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("retry: ") || got.ends_with(b"retry: ") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended");
+            got.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&got).matches("\n\n").count() >= 2 {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let with = first_bytes("/sse/t?hello=1");
+    let body = with.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body.starts_with("retry: 3000\n\nevent: hello\ndata: {\"topic\":\"t\"}\n\n"),
+        "{body:?}"
+    );
+    let without = first_bytes("/sse/t");
+    assert!(!without.contains("hello"), "{without:?}");
+}

@@ -298,7 +298,10 @@ class Channel {
 
   viaSse(token) {
     const { env, options } = this.client;
-    const es = new env.EventSource(this.url(`/sse/${encodeURIComponent(this.topic)}`, { lastEventId: this.position, token }));
+    // hello=1: the server's first event, which a proxy that buffers responses holds back —
+    // so an EventSource that opens but hears nothing in time is not trusted.
+    const path = `/sse/${encodeURIComponent(this.topic)}`;
+    const es = new env.EventSource(this.url(path, { lastEventId: this.position, token, hello: 1 }));
     let opened = false;
     let done = false;
     const deadline = env.setTimeout(() => {
@@ -311,10 +314,10 @@ class Channel {
       es.close();
       this.ended(opened, hint);
     };
-    es.onopen = () => {
+    es.addEventListener("hello", () => {
       opened = true;
       this.opened();
-    };
+    });
     es.onmessage = (e) => this.deliver(e.data, e.lastEventId || null);
     es.addEventListener("gap", (e) => {
       let m = {};

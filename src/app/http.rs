@@ -335,33 +335,53 @@ fn sse_start(
         .filter(|v| !v.is_empty())
         .and_then(|v| std::str::from_utf8(v).ok());
     let last = num(last.or_else(|| query(req, "lastEventId")));
+    let hello = query(req, "hello") == Some("1");
     if last.is_some_and(|after| must_read_log(env, topic, after)) {
-        return hold_resume(env, id, req, topic, last.unwrap_or(0), ResumeKind::Sse, out);
+        let kind = ResumeKind::Sse { hello };
+        return hold_resume(env, id, req, topic, last.unwrap_or(0), kind, out);
     }
-    let head = sse_head(
-        env.hub,
-        topic,
+    let head = SseHead {
         last,
         cors,
-        env.date,
-        env.cfg.sse_retry.as_millis(),
-    );
+        date: env.date,
+        retry_ms: env.cfg.sse_retry.as_millis(),
+        hello,
+    }
+    .render(env.hub, topic);
     open_stream(env, id, req, topic, Mode::Sse, &head, out);
 }
 
-/// The head of an SSE response on `topic` and what it replays: the events after `last` in
-/// the history, behind a `gap` event if some are gone.
-pub fn sse_head(
-    hub: &Hub,
-    topic: &str,
-    last: Option<u64>,
-    cors: &[(&str, &str)],
-    date: &str,
-    retry_ms: u128,
-) -> Vec<u8> {
-    let hs = stream_headers(cors, "text/event-stream");
-    let mut head = response::stream_head(200, &hs, date, false);
-    sse::push_retry(&mut head, retry_ms as u64);
+/// The head of an SSE response and what it replays.
+pub struct SseHead<'a> {
+    /// The client's `Last-Event-ID`: the events after it in the history are replayed,
+    /// behind a `gap` event if some are gone.
+    pub last: Option<u64>,
+    pub cors: &'a [(&'a str, &'a str)],
+    pub date: &'a str,
+    pub retry_ms: u128,
+    /// `?hello=1`: an `event: hello` first (no `id:`, so `Last-Event-ID` is untouched), so a
+    /// client can tell a stream that works from one a buffering proxy holds back.
+    pub hello: bool,
+}
+
+impl SseHead<'_> {
+    pub fn render(&self, hub: &Hub, topic: &str) -> Vec<u8> {
+        let hs = stream_headers(self.cors, "text/event-stream");
+        let mut head = response::stream_head(200, &hs, self.date, false);
+        sse::push_retry(&mut head, self.retry_ms as u64);
+        if self.hello {
+            let name = crate::text::json_string(topic);
+            head.extend_from_slice(
+                format!("event: hello\ndata: {{\"topic\":{name}}}\n\n").as_bytes(),
+            );
+        }
+        sse_replay(&mut head, hub, topic, self.last);
+        head
+    }
+}
+
+/// The events after `last` in the history, behind a `gap` event if some are gone.
+fn sse_replay(head: &mut Vec<u8>, hub: &Hub, topic: &str, last: Option<u64>) {
     if let Some(last) = last {
         let (missed, gap) = hub.history_after(topic, last);
         if gap {
@@ -370,13 +390,12 @@ pub fn sse_head(
                 r#"{{"topic":{},"after":{last},"resumed_at":{first}}}"#,
                 crate::text::json_string(topic)
             );
-            sse::push_event(&mut head, last, Some("gap"), &note);
+            sse::push_event(head, last, Some("gap"), &note);
         }
         for p in missed {
             head.extend_from_slice(&p.sse_event());
         }
     }
-    head
 }
 
 /// The head of a streaming response on `topic`, with the chunks after `after` it replays.

@@ -84,8 +84,8 @@ pub struct Resume {
 /// How a held resume is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResumeKind {
-    /// An SSE stream (`Last-Event-ID`).
-    Sse,
+    /// An SSE stream (`Last-Event-ID`); `hello`: it asked for the `hello` event.
+    Sse { hello: bool },
     /// A streaming response (`after=`).
     Stream,
     /// A poll (`after=`); `wait`: hold on as a long poll when nothing is there.

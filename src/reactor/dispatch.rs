@@ -422,9 +422,16 @@ impl<N: Net> Reactor<N> {
         let e = &mut self.conns[idx];
         let pushed = match r.kind {
             ResumeKind::WebSocket => return self.replay(r.conn, topic, after),
-            ResumeKind::Sse => {
+            ResumeKind::Sse { hello } => {
                 let retry = cfg.sse_retry.as_millis();
-                let head = http::sse_head(hub, topic, Some(after), &cors, date, retry);
+                let head = http::SseHead {
+                    last: Some(after),
+                    cors: &cors,
+                    date,
+                    retry_ms: retry,
+                    hello,
+                }
+                .render(hub, topic);
                 let push = Push::Stream {
                     mode: Mode::Sse,
                     head: &head,

@@ -153,8 +153,9 @@ test("a WebSocket that never opens falls back to SSE, which resumes from the las
   }
   assert.deepEqual(switched, ["sse"]);
   const es = env.sources.at(-1);
-  assert.equal(es.url, "http://h/sse/news");
+  assert.equal(es.url, "http://h/sse/news?hello=1");
   es.open();
+  es.event("{}", "", "hello");
   es.event("m1", "41");
   es.event("m2", "42");
   es.event("m2", "42"); // a repeat is not delivered twice
@@ -167,7 +168,25 @@ test("a WebSocket that never opens falls back to SSE, which resumes from the las
   es.fail();
   env.tick();
   await settle();
-  assert.equal(env.sources.at(-1).url, "http://h/sse/news?lastEventId=42");
+  assert.equal(env.sources.at(-1).url, "http://h/sse/news?lastEventId=42&hello=1");
+  client.close();
+});
+
+test("an SSE stream a buffering proxy holds back (no hello in time) falls back to polling", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env, transports: ["sse", "poll"] });
+  const switched = [];
+  client.on("transport", (t) => switched.push(t.transport));
+  client.subscribe("t", () => {});
+  await settle();
+  for (let i = 0; i < 2; i++) {
+    env.sources.at(-1).open(); // headers through, the body held back: no hello
+    env.tick(); // the open deadline, then the backoff
+    env.tick();
+    await settle();
+  }
+  assert.deepEqual(switched, ["poll"]);
+  assert.equal(env.polls.at(-1).url, "http://h/poll/t");
   client.close();
 });
 
