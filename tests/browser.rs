@@ -291,6 +291,49 @@ fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
     );
 }
 
+/// The client scenario against `server`, reached through `front` (nginx) if given.
+fn client_settles_on(expect: &str, front: Option<&nginx::Nginx>) {
+    let server = Server::start(&[]);
+    let direct = format!("http://127.0.0.1:{}", server.port);
+    let envs = [
+        ("WSLOOP_EXPECT", expect),
+        ("WSLOOP_DIRECT", direct.as_str()),
+    ];
+    match front {
+        None => run_scenario("client", &server, &envs),
+        Some(lb) => run_scenario_at("client", lb.addr.port(), std::process::id(), &envs),
+    }
+}
+
+#[test]
+fn the_client_uses_websocket_when_it_can() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    client_settles_on("websocket", None);
+}
+
+#[test]
+fn the_client_falls_back_to_sse_through_a_proxy_that_drops_upgrade() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start(&[]);
+    let lb = nginx::Nginx::start_hostile(server.addr(), false);
+    let direct = format!("http://127.0.0.1:{}", server.port);
+    let envs = [("WSLOOP_EXPECT", "sse"), ("WSLOOP_DIRECT", direct.as_str())];
+    run_scenario_at("client", lb.addr.port(), std::process::id(), &envs);
+}
+
+#[test]
+fn the_client_falls_back_to_polling_through_a_proxy_that_also_buffers() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start(&[]);
+    let lb = nginx::Nginx::start_hostile(server.addr(), true);
+    let direct = format!("http://127.0.0.1:{}", server.port);
+    let envs = [
+        ("WSLOOP_EXPECT", "poll"),
+        ("WSLOOP_DIRECT", direct.as_str()),
+    ];
+    run_scenario_at("client", lb.addr.port(), std::process::id(), &envs);
+}
+
 #[test]
 fn long_polling_fallback_receives_chat_from_a_websocket_page() {
     scenario("poll", &[]);

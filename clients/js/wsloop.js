@@ -346,8 +346,12 @@ class Channel {
       for (;;) {
         if (done || this.stopped) return;
         let r;
+        // The first request is answered at once (wait=0): it shows the way works and where
+        // the topic is; the next ones are held until there is something (long polls).
+        const wait = opened ? null : 0;
         try {
-          r = await env.fetch(this.url(`/poll/${encodeURIComponent(this.topic)}`, { after: this.position }), { headers });
+          const path = `/poll/${encodeURIComponent(this.topic)}`;
+          r = await env.fetch(this.url(path, { after: this.position, wait }), { headers });
         } catch (_) {
           return this.ended(opened);
         }

@@ -194,28 +194,17 @@ pub fn answer(
             if let Err(e) = env.hub.check_room(topic, body.len()) {
                 return respond(out, e.status(), &[], format!("{e}\n").as_bytes());
             }
-            // With other nodes behind Redis, acknowledged once Redis has it (the reactor
-            // answers the held request: `publish_answer`); alone, once it is published here.
-            if env.cfg.redis.url.is_some() {
-                env.cmds.push(Command::PublishForAck {
-                    conn: id,
-                    topic: topic.to_string(),
-                    text: !binary,
-                    payload: body.to_vec(),
-                    origin: cors.clone(),
-                });
-                return out.hold_for_ack(keep_alive);
-            }
-            env.cmds.push(Command::Publish {
+            // Acknowledged with its position: with other nodes behind Redis once Redis has
+            // it, alone once it is published here — the reactor answers the held request
+            // (`publish_answer`) when it knows the number.
+            env.cmds.push(Command::PublishForAck {
+                conn: id,
                 topic: topic.to_string(),
                 text: !binary,
                 payload: body.to_vec(),
-                from: None,
+                origin: cors.clone(),
             });
-            out.respond(
-                &publish_answer(topic, Ok(None), cors.as_deref(), env.date, keep_alive),
-                keep_alive,
-            )
+            out.hold_for_ack(keep_alive)
         }
         // A WebSocket endpoint asked for something else: refused like any failed handshake,
         // with `Connection: close` (docs/protocol.md §2). An `Upgrade` to another protocol

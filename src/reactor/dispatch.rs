@@ -281,9 +281,10 @@ impl<N: Net> Reactor<N> {
                 };
                 end.bus.tell(0, Mail::Sequence(env));
             }
-        } else if !self.publish_local(topic, text, payload, ack) {
+        } else {
+            let seq = self.publish_local(topic, text, payload);
             if let Some(conn) = ack {
-                self.publish_answered(conn, None);
+                self.publish_answered(conn, seq);
             }
         }
     }
@@ -503,39 +504,32 @@ impl<N: Net> Reactor<N> {
     }
 
     /// Publish on this node only: here, and through the bus on every other worker with the
-    /// same sequence number. Refused (dropped, logged and counted; false) when this worker's
-    /// hub has no room for a new topic (`Hub::check_room`).
-    pub(super) fn publish_local(
-        &mut self,
-        topic: &str,
-        text: bool,
-        payload: &[u8],
-        ack: Option<ConnId>,
-    ) -> bool {
+    /// same sequence number, which it returns. Refused (dropped, logged and counted; None)
+    /// when this worker's hub has no room for a new topic (`Hub::check_room`).
+    pub(super) fn publish_local(&mut self, topic: &str, text: bool, payload: &[u8]) -> Option<u64> {
         let Some(end) = self.bus.as_ref() else {
             return match self.hub.publish(topic, text, payload) {
                 Ok((published, _)) => {
+                    let seq = published.seq;
                     self.deliver(topic, published);
-                    true
+                    Some(seq)
                 }
                 Err(e) => {
                     self.refused("publish", topic, e);
-                    false
+                    None
                 }
             };
         };
         if let Err(e) = self.hub.check_room(topic, payload.len()) {
             self.refused("publish", topic, e);
-            return false;
+            return None;
         }
         let seq = end.bus.next_seq(topic);
-        // Worker 0 sends it to Redis, and answers `ack` when Redis does.
-        let ack = ack.filter(|_| end.me != 0);
-        end.bus.broadcast(end.me, topic, seq, text, payload, ack);
+        end.bus.broadcast(end.me, topic, seq, text, payload, None);
         let published = Rc::new(Published::encode(seq, text, payload));
         let (published, _) = self.hub.publish_numbered(topic, published);
         self.deliver(topic, published);
-        true
+        Some(seq)
     }
 
     fn refused(&self, what: &str, topic: &str, e: TopicError) {

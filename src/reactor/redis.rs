@@ -434,7 +434,7 @@ impl<N: Net> Reactor<N> {
                     })) => {
                         // Another kind of publisher: numbered here. Refused only when this
                         // worker's hub is full (logged and counted).
-                        self.publish_local(topic, text, payload, None);
+                        self.publish_local(topic, text, payload);
                     }
                     Ok(None) => break,
                     Err(e) => return sh.close(&mut self.net, &e.to_string()),

@@ -113,7 +113,7 @@ impl<N: Net> Reactor<N> {
                     payload,
                     ..
                 } => {
-                    self.publish_local(&topic, text, &payload, None);
+                    self.publish_local(&topic, text, &payload);
                 }
                 other => self.cmds.push(other),
             }

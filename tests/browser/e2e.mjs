@@ -9,6 +9,8 @@
 //                          server's --token-secret-file, cookie --token-cookie wsloop_token)
 //   env WSLOOP_NODES       scenario "sse-nodes": JSON [[pid, port], ...] of the nodes behind
 //                          the base URL (an nginx balancing them round robin)
+//   env WSLOOP_EXPECT      scenario "client": the transport the client must settle on
+//   env WSLOOP_DIRECT      scenario "client": the server itself (publishes go there)
 // Prints "PASS SCENARIO ..." and exits 0, or prints "FAIL SCENARIO: why" and exits non-zero.
 // tests/browser.rs starts one server per scenario and runs this once per scenario.
 //
@@ -717,6 +719,62 @@ const scenarios = {
     const opens = await page.evaluate(() => window.__opens);
     assert.equal(opens, 3, "opened once per node");
     return `killed ${killed.join(", ")}; ${sent.length} messages once each over 3 nodes, ids ${ids[0]}..${ids[ids.length - 1]}`;
+  },
+
+  // The browser client (GET /wsloop.js, clients/js) on its own page: it settles on the
+  // transport the way to the server allows (direct: WebSocket; through an nginx that drops
+  // Upgrade: SSE; through one that also buffers responses: polling) and receives every
+  // message once, in order, with its position; its own publish comes back too.
+  async client(browser) {
+    const expect = process.env.WSLOOP_EXPECT;
+    const direct = process.env.WSLOOP_DIRECT || base;
+    assert.ok(["websocket", "sse", "poll"].includes(expect), "WSLOOP_EXPECT names a transport");
+    const topic = `client-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const page = await (await browser.newContext()).newPage();
+    page.on("console", (m) => consoleLog.push(`[client] console.${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => consoleLog.push(`[client] page error: ${e.message}`));
+    const res = await page.goto(`${base}/healthz`, { timeout: WAIT_MS });
+    assert.equal(res.status(), 200, "GET /healthz");
+    await page.evaluate(async (topic) => {
+      const { WsloopClient } = await import("/wsloop.js");
+      const c = new WsloopClient("", { openTimeout: 1500, backoffInitial: 100, backoffMax: 1000 });
+      window.__got = [];
+      window.__transports = [];
+      c.on("transport", (t) => window.__transports.push(t.transport));
+      c.subscribe(topic, (data, meta) => window.__got.push([data, meta.position, meta.transport]));
+      window.__client = c;
+    }, topic);
+    try {
+      await until(page, `the client settles on ${expect}`, (want) => {
+        const ch = [...window.__client.channels.values()][0];
+        return ch && ch.state === "open" && ch.transport === want;
+      }, expect, 20000);
+    } catch (e) {
+      const seen = await page.evaluate(() => {
+        const ch = [...window.__client.channels.values()][0];
+        return { state: ch.state, transport: ch.transport, failures: ch.failures, fell: window.__transports };
+      });
+      throw new Error(`${e.message}; the client: ${JSON.stringify(seen)}`);
+    }
+    const sent = [];
+    for (let i = 1; i <= 5; i++) {
+      sent.push(`m${i}`);
+      await publish(topic, `m${i}`, direct);
+    }
+    const own = await page.evaluate((topic) => window.__client.publish(topic, "from the page"), topic);
+    assert.match(String(own.position), /^\d+$/, "the client's publish is answered with its position");
+    sent.push("from the page");
+    await until(page, "every message arrives", (n) => window.__got.length >= n, sent.length);
+    await sleep(300); // a repeat would arrive right behind
+    const got = await page.evaluate(() => window.__got);
+    assert.deepEqual(got.map(([d]) => d), sent, "each once, in order");
+    const positions = got.map(([, p]) => BigInt(p));
+    for (let i = 1; i < positions.length; i++) assert.ok(positions[i] > positions[i - 1], `positions increase: ${positions}`);
+    assert.equal(String(positions.at(-1)), String(own.position), "its own publish under the position it was given");
+    assert.ok(got.every(([, , t]) => t === expect), `all over ${expect}: ${JSON.stringify(got)}`);
+    const fell = await page.evaluate(() => window.__transports);
+    await page.evaluate(() => window.__client.close());
+    return `settled on ${expect} (fell back through ${JSON.stringify(fell)}); ${sent.length} messages once each, in order`;
   },
 
   // The long-polling transport: chat with a WebSocket member of the same room both ways,

@@ -21,6 +21,29 @@ impl Nginx {
 
     /// nginx balancing over `upstreams` round robin (nginx's default for an `upstream`).
     pub fn start_many(upstreams: &[SocketAddr]) -> Nginx {
+        Nginx::start_edited(upstreams, |conf| conf)
+    }
+
+    /// The proxies the field has that break transports: one that does not pass `Upgrade`
+    /// (deploy/nginx.conf without its two WebSocket lines), and with `buffering` also one
+    /// that buffers responses, ignoring wsloop's `X-Accel-Buffering: no`.
+    pub fn start_hostile(upstream: SocketAddr, buffering: bool) -> Nginx {
+        Nginx::start_edited(&[upstream], |conf| {
+            let mut conf = conf
+                .replace("proxy_set_header Upgrade $http_upgrade;", "")
+                .replace("proxy_set_header Connection $connection_upgrade;", "");
+            if buffering {
+                conf = conf.replace(
+                    "proxy_buffering off;\n            proxy_cache off;",
+                    "proxy_buffering on;\n            proxy_ignore_headers X-Accel-Buffering;\n            proxy_cache off;",
+                );
+            }
+            conf
+        })
+    }
+
+    /// deploy/nginx.conf as `edit` changes it, in front of `upstreams`.
+    pub fn start_edited(upstreams: &[SocketAddr], edit: impl FnOnce(String) -> String) -> Nginx {
         let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -45,6 +68,7 @@ impl Nginx {
                 .replace("__PREFIX__", prefix.to_str().unwrap())
                 .replace("__UPSTREAM__", &servers)
                 .replace("__LISTEN__", &addr.to_string());
+        let conf = edit(conf);
         let conf_path = prefix.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let child = Command::new(bin)

@@ -186,7 +186,7 @@ test("an SSE stream a buffering proxy holds back (no hello in time) falls back t
     await settle();
   }
   assert.deepEqual(switched, ["poll"]);
-  assert.equal(env.polls.at(-1).url, "http://h/poll/t");
+  assert.equal(env.polls.at(-1).url, "http://h/poll/t?wait=0");
   client.close();
 });
 
@@ -236,7 +236,7 @@ test("over long polling: batches in order, resume by after=, a gap flag surfaced
   client.subscribe("q", (data, meta) => got.push([data, meta.position]));
   await settle();
   let poll = env.polls.shift();
-  assert.equal(poll.url, "http://h/poll/q");
+  assert.equal(poll.url, "http://h/poll/q?wait=0", "the first poll answered at once");
   poll.answer(response(200, '{"topic":"q","last_seq":3,"gap":false,"messages":[{"seq":3,"text":"x"}]}'));
   await settle();
   await settle();
