@@ -17,7 +17,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use client::{read_until, Client};
-use server::Server;
+use server::{at, Server};
 
 /// Send raw bytes on a new connection.
 fn send(srv: &Server, raw: &str) -> TcpStream {
@@ -46,6 +46,7 @@ fn body_of(resp: &str) -> &str {
 #[test]
 fn sse_framing_byte_for_byte_and_resume_with_last_event_id() {
     let srv = Server::start(&["--workers", "1", "--sse-retry", "2500ms"]);
+    let e = srv.epoch();
     let mut sse = send(&srv, "GET /sse/news HTTP/1.1\r\nHost: t\r\n\r\n");
     let head = read_until(&mut sse, "retry: 2500\n\n", 1);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -63,53 +64,73 @@ fn sse_framing_byte_for_byte_and_resume_with_last_event_id() {
     let events = read_until(&mut sse, "\n\n", 3);
     assert_eq!(
         events,
-        "id: 1\ndata: one\n\nid: 2\ndata: two\ndata: lines\ndata: here\n\nid: 3\ndata: three\n\n"
+        at(
+            e,
+            "id: {1}\ndata: one\n\nid: {2}\ndata: two\ndata: lines\ndata: here\n\nid: {3}\ndata: three\n\n"
+        )
     );
     // A client that saw id 1 reconnects: it gets exactly 2 and 3, then new ones.
     let mut again = send(
         &srv,
-        "GET /sse/news HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1\r\n\r\n",
+        &at(
+            e,
+            "GET /sse/news HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {1}\r\n\r\n",
+        ),
     );
-    let replay = read_until(&mut again, "id: 3", 1);
+    let replay = read_until(&mut again, &at(e, "id: {3}"), 1);
     let body = body_of(&replay);
     assert_eq!(
         body,
-        "retry: 2500\n\nid: 2\ndata: two\ndata: lines\ndata: here\n\nid: 3\ndata: three\n\n"
+        at(
+            e,
+            "retry: 2500\n\nid: {2}\ndata: two\ndata: lines\ndata: here\n\nid: {3}\ndata: three\n\n"
+        )
     );
     publish(&srv, "news", "four");
-    assert_eq!(read_until(&mut again, "\n\n", 1), "id: 4\ndata: four\n\n");
+    assert_eq!(
+        read_until(&mut again, "\n\n", 1),
+        at(e, "id: {4}\ndata: four\n\n")
+    );
     // The same through the query string (EventSource polyfills).
     let mut q = send(
         &srv,
-        "GET /sse/news?lastEventId=3 HTTP/1.1\r\nHost: t\r\n\r\n",
+        &at(
+            e,
+            "GET /sse/news?lastEventId={3} HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
     );
-    assert!(body_of(&read_until(&mut q, "id: 4", 1)).ends_with("id: 4\ndata: four\n\n"));
+    let four = at(e, "id: {4}\ndata: four\n\n");
+    assert!(body_of(&read_until(&mut q, &at(e, "id: {4}"), 1)).ends_with(&four));
 }
 
 #[test]
 fn a_resume_past_the_history_is_told_about_the_gap() {
     let srv = Server::start(&["--workers", "1", "--history-len", "2"]);
+    let e = srv.epoch();
     for i in 1..=5 {
         publish(&srv, "g", &format!("m{i}"));
     }
     let mut sse = send(
         &srv,
-        "GET /sse/g HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1\r\n\r\n",
+        &at(
+            e,
+            "GET /sse/g HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {1}\r\n\r\n",
+        ),
     );
     let got = read_until(&mut sse, "data: m5", 1);
-    assert!(
-        got.contains("event: gap\ndata: {\"topic\":\"g\",\"after\":1,\"resumed_at\":4}\n\n"),
-        "{got}"
+    let gap = at(
+        e,
+        "event: gap\ndata: {\"topic\":\"g\",\"after\":{1},\"resumed_at\":{4}}\n\n",
     );
-    assert!(
-        got.ends_with("id: 4\ndata: m4\n\nid: 5\ndata: m5\n\n"),
-        "{got}"
-    );
+    assert!(got.contains(&gap), "{got}");
+    let tail = at(e, "id: {4}\ndata: m4\n\nid: {5}\ndata: m5\n\n");
+    assert!(got.ends_with(&tail), "{got}");
 }
 
 #[test]
 fn long_poll_is_held_then_released_by_a_publish() {
     let srv = Server::start(&["--workers", "1"]);
+    let e = srv.epoch();
     let start = Instant::now();
     let mut poll = send(&srv, "GET /poll/lp HTTP/1.1\r\nHost: t\r\n\r\n");
     std::thread::sleep(Duration::from_millis(300));
@@ -119,15 +140,26 @@ fn long_poll_is_held_then_released_by_a_publish() {
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert_eq!(
         body_of(&resp),
-        r#"{"topic":"lp","last_seq":1,"gap":false,"messages":[{"seq":1,"text":"wake up"}]}"#
+        at(
+            e,
+            r#"{"topic":"lp","last_seq":{1},"gap":false,"messages":[{"seq":{1},"text":"wake up"}]}"#
+        )
     );
 }
 
 #[test]
 fn long_poll_times_out_with_204_and_short_poll_answers_at_once() {
     let srv = Server::start(&["--workers", "1", "--poll-hold", "500ms"]);
+    let e = srv.epoch();
     let start = Instant::now();
-    let mut poll = send(&srv, "GET /poll/quiet?after=0 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let from_start = at(
+        e,
+        "GET /poll/quiet?after={0}&wait=0 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let mut poll = send(
+        &srv,
+        &at(e, "GET /poll/quiet?after={0} HTTP/1.1\r\nHost: t\r\n\r\n"),
+    );
     let resp = read_until(&mut poll, "\r\n\r\n", 1);
     let waited = start.elapsed();
     assert!(resp.starts_with("HTTP/1.1 204 No Content\r\n"), "{resp}");
@@ -136,19 +168,20 @@ fn long_poll_times_out_with_204_and_short_poll_answers_at_once() {
         "{waited:?}"
     );
     // Short poll: wait=0 answers now, empty or not.
-    poll.write_all(b"GET /poll/quiet?after=0&wait=0 HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    poll.write_all(from_start.as_bytes()).unwrap();
     let resp = read_until(&mut poll, "]}", 1);
     assert_eq!(
         body_of(&resp),
-        r#"{"topic":"quiet","last_seq":0,"gap":false,"messages":[]}"#
+        at(
+            e,
+            r#"{"topic":"quiet","last_seq":{0},"gap":false,"messages":[]}"#
+        )
     );
     publish(&srv, "quiet", "now");
-    poll.write_all(b"GET /poll/quiet?after=0&wait=0 HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    poll.write_all(from_start.as_bytes()).unwrap();
     let resp = read_until(&mut poll, "]}", 1);
     assert!(
-        body_of(&resp).contains(r#"[{"seq":1,"text":"now"}]"#),
+        body_of(&resp).contains(&at(e, r#"[{"seq":{1},"text":"now"}]"#)),
         "{resp}"
     );
 }
@@ -156,14 +189,18 @@ fn long_poll_times_out_with_204_and_short_poll_answers_at_once() {
 #[test]
 fn pipelined_keep_alive_requests_are_answered_in_order() {
     let srv = Server::start(&["--workers", "1"]);
+    let e = srv.epoch();
     publish(&srv, "p", "x");
     let mut s = send(
         &srv,
-        "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\
-         GET /poll/p?after=0 HTTP/1.1\r\nHost: t\r\n\r\n\
+        &at(
+            e,
+            "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /poll/p?after={0} HTTP/1.1\r\nHost: t\r\n\r\n\
          GET /nope HTTP/1.1\r\nHost: t\r\n\r\n\
          POST /publish/p HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\ny\
-         GET /poll/p?after=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+         GET /poll/p?after={1} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        ),
     );
     let all = read_until(&mut s, "\r\n\r\n", 99);
     let statuses: Vec<&str> = all
@@ -172,7 +209,7 @@ fn pipelined_keep_alive_requests_are_answered_in_order() {
         .collect();
     assert_eq!(statuses, vec!["200", "200", "404", "202", "200"], "{all}");
     assert!(
-        all.contains(r#""messages":[{"seq":2,"text":"y"}]"#),
+        all.contains(&at(e, r#""messages":[{"seq":{2},"text":"y"}]"#)),
         "{all}"
     );
 }
@@ -182,11 +219,15 @@ fn a_poll_pipelined_behind_a_publish_sees_it() {
     // Read-your-writes on one keep-alive connection, both requests in one read: the publish
     // is applied before the poll is read, so a short poll (which never waits) finds it.
     let srv = Server::start(&["--workers", "1"]);
+    let e = srv.epoch();
     publish(&srv, "ryw", "a");
     let mut s = send(
         &srv,
-        "POST /publish/ryw HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nb\
-         GET /poll/ryw?after=1&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        &at(
+            e,
+            "POST /publish/ryw HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nb\
+         GET /poll/ryw?after={1}&wait=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        ),
     );
     let all = read_until(&mut s, "\r\n\r\n", 99);
     let statuses: Vec<&str> = all
@@ -195,7 +236,7 @@ fn a_poll_pipelined_behind_a_publish_sees_it() {
         .collect();
     assert_eq!(statuses, vec!["202", "200"], "{all}");
     assert!(
-        all.contains(r#""messages":[{"seq":2,"text":"b"}]"#),
+        all.contains(&at(e, r#""messages":[{"seq":{2},"text":"b"}]"#)),
         "{all}"
     );
 }
@@ -203,6 +244,7 @@ fn a_poll_pipelined_behind_a_publish_sees_it() {
 #[test]
 fn one_publish_reaches_websocket_sse_stream_and_poll_subscribers() {
     let srv = Server::start(&["--workers", "1"]);
+    let e = srv.epoch();
     let mut ws = Client::open_path(srv.addr(), "/topic/all");
     let mut sse = send(&srv, "GET /sse/all HTTP/1.1\r\nHost: t\r\n\r\n");
     read_until(&mut sse, "retry:", 1);
@@ -212,12 +254,19 @@ fn one_publish_reaches_websocket_sse_stream_and_poll_subscribers() {
     std::thread::sleep(Duration::from_millis(200));
     publish(&srv, "all", "everyone");
     assert_eq!(ws.next_text(), "everyone");
-    assert_eq!(read_until(&mut sse, "\n\n", 1), "id: 1\ndata: everyone\n\n");
+    assert_eq!(
+        read_until(&mut sse, "\n\n", 1),
+        at(e, "id: {1}\ndata: everyone\n\n")
+    );
     assert_eq!(read_until(&mut stream, "\r\n", 2), "9\r\neveryone\n\r\n");
-    assert!(read_until(&mut poll, "]}", 1).ends_with(r#"[{"seq":1,"text":"everyone"}]}"#));
+    let batch = at(e, r#"[{"seq":{1},"text":"everyone"}]}"#);
+    assert!(read_until(&mut poll, "]}", 1).ends_with(&batch));
     // And a WebSocket publish reaches the HTTP subscribers too.
     ws.send_frame(0x81, b"from ws");
-    assert_eq!(read_until(&mut sse, "\n\n", 1), "id: 2\ndata: from ws\n\n");
+    assert_eq!(
+        read_until(&mut sse, "\n\n", 1),
+        at(e, "id: {2}\ndata: from ws\n\n")
+    );
 }
 
 #[test]
@@ -305,6 +354,7 @@ fn a_stalled_sse_client_is_cut_off_and_others_keep_receiving() {
         "--close-linger",
         "300ms",
     ]);
+    let e = srv.epoch();
     let stalled = send(&srv, "GET /sse/flood HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut reader = send(&srv, "GET /sse/flood HTTP/1.1\r\nHost: t\r\n\r\n");
     read_until(&mut reader, "retry:", 1);
@@ -315,7 +365,7 @@ fn a_stalled_sse_client_is_cut_off_and_others_keep_receiving() {
         assert_eq!(ws.next_text().len(), 8000);
         let ev = read_until(&mut reader, "\n\n", 1);
         assert!(
-            ev.starts_with(&format!("id: {}\n", i + 1)),
+            ev.starts_with(&format!("id: {}\n", e + i + 1)),
             "reader missed {i}"
         );
     }
@@ -329,4 +379,30 @@ fn a_stalled_sse_client_is_cut_off_and_others_keep_receiving() {
         got.matches("\n\n").count() < 2000,
         "it was cut off, not fed everything"
     );
+}
+
+#[test]
+fn after_a_restart_positions_go_on_above_the_old_ones_and_a_resume_is_told_of_the_gap() {
+    // Alone, a server numbers topics from its start time (µs): a restarted one never hands
+    // out a position an earlier run gave, so a client resuming across is told of the gap.
+    let before = Server::start(&["--workers", "1"]);
+    let e1 = before.epoch();
+    publish(&before, "r", "old");
+    drop(before);
+    let after = Server::start(&["--workers", "2"]);
+    let e2 = after.epoch();
+    assert!(e2 > e1 + 1, "epochs {e1} then {e2}");
+    let mut sse = send(
+        &after,
+        &at(
+            e1,
+            "GET /sse/r HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {1}\r\n\r\n",
+        ),
+    );
+    let head = read_until(&mut sse, "retry:", 1);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    publish(&after, "r", "new");
+    let got = head + &read_until(&mut sse, "data: new\n\n", 1);
+    assert!(got.contains("event: gap\n"), "{got}");
+    assert!(got.contains(&at(e2, "id: {1}\ndata: new\n\n")), "{got}");
 }

@@ -100,7 +100,7 @@ fn rendered_metrics_pass_promtool_check_metrics() {
 fn the_populated_registry_has_every_family() {
     let text = populated();
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(families, 32, "{text}");
+    assert_eq!(families, 33, "{text}");
     assert!(text.contains("wsloop_connections_refused_total{reason=\"per_ip\"} 6\n"));
     assert!(text.contains("wsloop_client_addresses 7\n"));
     assert!(text.contains("wsloop_redis_link{state=\"up\"} 1\n"));

@@ -543,9 +543,34 @@ fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) 
     // Until the replica takes over, publishes are refused; then they go through again, and
     // both nodes follow the topic on its new master.
     let (mut refused, mut i) = (0, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = Instant::now();
+    let mut helped = false;
     while acked.len() < 20 {
-        assert!(Instant::now() < deadline, "no failover: {refused} refused");
+        // Redis re-points the other replica at the promoted one by itself, usually within a
+        // second or two; when it has not after 20 s (seen on a loaded machine), do what an
+        // operator would: CLUSTER REPLICATE. Until then WAIT 1 cannot be satisfied.
+        if !helped && started.elapsed() > Duration::from_secs(20) {
+            let promoted = replicas.iter().copied().find(|&r| {
+                c.try_cli(r, &["INFO", "replication"])
+                    .is_some_and(|i| i.contains("role:master"))
+            });
+            if let Some(new) = promoted {
+                let id = c.node_id(new);
+                for &r in replicas.iter().filter(|&&r| r != new) {
+                    eprintln!(
+                        "pointing {r} at {new}: {:?}",
+                        c.try_cli(r, &["CLUSTER", "REPLICATE", &id])
+                    );
+                }
+                helped = true;
+            }
+        }
+        let nodes = || c.cli(c.ports[0], &["CLUSTER", "NODES"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no failover: {refused} refused\n{}",
+            nodes()
+        );
         let body = format!("after-{i}");
         match try_publish(&b, t, &body) {
             Some(at) => acked.push((at, body)),
@@ -556,6 +581,7 @@ fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) 
     }
     let replica = c.master_of(slot);
     assert!(replicas.contains(&replica), "a replica serves the slot");
+    eprintln!("acknowledged again {:?} after the kill", started.elapsed());
     assert!(
         refused > 0,
         "a publish while the master was gone was acknowledged"

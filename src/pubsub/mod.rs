@@ -200,8 +200,13 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(limits: PubSubLimits) -> Hub {
+        Hub::numbered_from(limits, 0)
+    }
+
+    /// A hub whose topics are numbered above `epoch` (`SeqBook::starting_at`).
+    pub fn numbered_from(limits: PubSubLimits, epoch: u64) -> Hub {
         // As many dropped topics' numbers as live topics: beyond that, the floor.
-        let retired = SeqBook::new(limits.max_topics);
+        let retired = SeqBook::starting_at(limits.max_topics, epoch);
         Hub {
             limits,
             topics: HashMap::new(),

@@ -32,11 +32,19 @@ pub struct SeqBook {
 impl SeqBook {
     /// A book that remembers up to `cap` names exactly (`cap` 0: only the floor).
     pub fn new(cap: usize) -> SeqBook {
+        SeqBook::starting_at(cap, 0)
+    }
+
+    /// The same with every name starting above `floor`: a process's epoch (the time it
+    /// started, in microseconds), so numbers it hands out are above every number an earlier
+    /// process handed out for any name, and a client resuming across a restart sees a gap
+    /// rather than a reused number.
+    pub fn starting_at(cap: usize, floor: u64) -> SeqBook {
         SeqBook {
             cap,
             entries: HashMap::new(),
             order: BTreeMap::new(),
-            floor: 0,
+            floor,
             uses: 0,
         }
     }

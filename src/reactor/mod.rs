@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     pub totals: Arc<Totals>,
     /// Who may read and write which topic (`--token-…`, `--topic-rule`, `--api-key-file`).
     pub auth: Arc<crate::auth::Policy>,
+    /// Where this process's topic numbers start (`SeqBook::starting_at`): its start time in
+    /// microseconds when it numbers topics itself (no `--redis`), 0 in tests and with Redis.
+    pub epoch: u64,
 }
 
 impl Shared {
@@ -146,6 +149,7 @@ impl Shared {
                 crate::auth::Policy::load(&cfg.auth)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             ),
+            epoch: 0,
         })
     }
 }
@@ -275,7 +279,7 @@ impl<N: Net> Reactor<N> {
             wheel: Wheel::new(now),
             conn_base: 1 + router.routes() as TimerId,
             sessions: HashMap::new(),
-            hub: Hub::new(cfg.pubsub.clone()),
+            hub: Hub::numbered_from(cfg.pubsub.clone(), shared.epoch),
             cmds: Vec::new(),
             date: String::new(),
             date_second: u64::MAX,

@@ -156,7 +156,13 @@ pub fn run(
     on_bound: impl FnOnce(SocketAddr),
 ) -> io::Result<()> {
     let n = n.max(1);
-    let shared = super::Shared::new(&cfg)?;
+    let mut shared = super::Shared::new(&cfg)?;
+    // Alone (no Redis to number topics), this process's numbers start at its start time in
+    // microseconds: above every number an earlier run gave, so a client resuming across a
+    // restart is told of the gap instead of being handed a reused number (docs/protocol.md).
+    if cfg.redis.url.is_none() {
+        shared.epoch = super::clock::unix_nanos() / 1000;
+    }
     if shared.auth.is_open() && !cfg.listen.ip().is_loopback() {
         log::warn!(
             "{}: reachable beyond this machine with no access control: anyone may subscribe \
@@ -195,7 +201,10 @@ pub fn run(
     // As many names as all the hubs can hold at once; past that, the floor.
     let bus = Arc::new(Bus {
         peers,
-        seqs: Mutex::new(SeqBook::new(cfg.pubsub.max_topics.saturating_mul(n))),
+        seqs: Mutex::new(SeqBook::starting_at(
+            cfg.pubsub.max_topics.saturating_mul(n),
+            shared.epoch,
+        )),
     });
     let make_router = Arc::new(make_router);
     // One registry, a slot per worker: any worker can render the sum (metrics/mod.rs).

@@ -189,6 +189,50 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Where this server's topic numbers start: a topic it has never seen is numbered from
+    /// one above it (its start time in µs when it runs alone: docs/protocol.md, "Positions"),
+    /// learned by publishing once to a topic of its own.
+    pub fn epoch(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr()).expect("connect");
+        s.write_all(
+            b"POST /publish/epoch-probe HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let at = resp
+            .find(r#""position":""#)
+            .unwrap_or_else(|| panic!("{resp}"))
+            + 12;
+        let p: u64 = resp[at..].split('"').next().unwrap().parse().unwrap();
+        p - 1
+    }
+}
+
+/// `text` with every `{N}` (decimal digits in braces) replaced by `base + N`: expectations
+/// written with positions relative to a server's epoch (`Server::epoch`).
+pub fn at(base: u64, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with('}') {
+            let n: u64 = after[..digits].parse().unwrap();
+            out.push_str(&rest[..open]);
+            out.push_str(&(base + n).to_string());
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..=open]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
