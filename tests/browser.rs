@@ -291,47 +291,52 @@ fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
     );
 }
 
-/// The client scenario against `server`, reached through `front` (nginx) if given.
-fn client_settles_on(expect: &str, front: Option<&nginx::Nginx>) {
+/// The client scenario against a server of its own, reached directly (`hostile` None) or
+/// through an nginx that drops `Upgrade` (and, with `Some(true)`, buffers responses).
+fn client_settles_on(expect: &str, hostile: Option<bool>) {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let server = Server::start(&[]);
     let direct = format!("http://127.0.0.1:{}", server.port);
     let envs = [
         ("WSLOOP_EXPECT", expect),
         ("WSLOOP_DIRECT", direct.as_str()),
     ];
-    match front {
+    match hostile {
         None => run_scenario("client", &server, &envs),
-        Some(lb) => run_scenario_at("client", lb.addr.port(), std::process::id(), &envs),
+        Some(buffering) => {
+            let lb = nginx::Nginx::start_hostile(server.addr(), buffering);
+            run_scenario_at("client", lb.addr.port(), std::process::id(), &envs);
+        }
     }
 }
 
 #[test]
 fn the_client_uses_websocket_when_it_can() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     client_settles_on("websocket", None);
 }
 
 #[test]
 fn the_client_falls_back_to_sse_through_a_proxy_that_drops_upgrade() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Server::start(&[]);
-    let lb = nginx::Nginx::start_hostile(server.addr(), false);
-    let direct = format!("http://127.0.0.1:{}", server.port);
-    let envs = [("WSLOOP_EXPECT", "sse"), ("WSLOOP_DIRECT", direct.as_str())];
-    run_scenario_at("client", lb.addr.port(), std::process::id(), &envs);
+    client_settles_on("sse", Some(false));
 }
 
 #[test]
 fn the_client_falls_back_to_polling_through_a_proxy_that_also_buffers() {
+    client_settles_on("poll", Some(true));
+}
+
+#[test]
+fn the_client_reconnects_with_a_fresh_token_when_its_token_expires_and_misses_nothing() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Server::start(&[]);
-    let lb = nginx::Nginx::start_hostile(server.addr(), true);
-    let direct = format!("http://127.0.0.1:{}", server.port);
-    let envs = [
-        ("WSLOOP_EXPECT", "poll"),
-        ("WSLOOP_DIRECT", direct.as_str()),
-    ];
-    run_scenario_at("client", lb.addr.port(), std::process::id(), &envs);
+    let secret = "client secret";
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("browser-client-secret-{}", std::process::id()));
+    std::fs::write(&file, secret).expect("write the token secret");
+    let path = file.to_string_lossy().into_owned();
+    let mut server = Server::start(&["--token-secret-file", &path]);
+    run_scenario("client-token", &server, &[("WSLOOP_TOKEN_SECRET", secret)]);
+    server.assert_running();
+    let _ = std::fs::remove_file(&file);
 }
 
 #[test]

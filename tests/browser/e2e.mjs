@@ -777,6 +777,48 @@ const scenarios = {
     return `settled on ${expect} (fell back through ${JSON.stringify(fell)}); ${sent.length} messages once each, in order`;
   },
 
+  // The client with tokens that expire every two seconds, asked for afresh at every
+  // connection: the server closes the WebSocket at `exp` (3000), the client reconnects with
+  // a new token and resumes from its position — nothing lost, nothing twice.
+  async "client-token"(browser) {
+    const secret = process.env.WSLOOP_TOKEN_SECRET;
+    assert.ok(secret, "WSLOOP_TOKEN_SECRET is set by tests/browser.rs");
+    const topic = `ct.${process.pid}`;
+    const page = await (await browser.newContext()).newPage();
+    page.on("console", (m) => consoleLog.push(`[client-token] console.${m.type()}: ${m.text()}`));
+    let issued = 0;
+    await page.exposeFunction("freshToken", () => {
+      issued++;
+      const exp = Math.floor(Date.now() / 1000) + 2;
+      return hs256({ sub: "page", exp, subscribe: ["ct.*"], publish: ["ct.*"] }, secret);
+    });
+    const res = await page.goto(`${base}/healthz`, { timeout: WAIT_MS });
+    assert.equal(res.status(), 200, "GET /healthz");
+    await page.evaluate(async (topic) => {
+      const { WsloopClient } = await import("/wsloop.js");
+      const c = new WsloopClient("", { token: () => window.freshToken(), backoffInitial: 100, backoffMax: 500 });
+      window.__got = [];
+      window.__opens = 0;
+      c.on("state", (s) => s.state === "open" && window.__opens++);
+      c.subscribe(topic, (data, meta) => window.__got.push([data, meta.position]));
+      window.__client = c;
+    }, topic);
+    await until(page, "the subscription opens", () => window.__opens >= 1);
+    const send = (text) => page.evaluate(([t, m]) => window.__client.publish(t, m), [topic, text]);
+    for (const i of [1, 2, 3]) await send(`m${i}`);
+    await until(page, "m1..m3 arrive", () => window.__got.length >= 3);
+    // Past the token's exp: closed with 3000, reopened with a fresh token.
+    await until(page, "the client reconnected with a fresh token", () => window.__opens >= 2, null, 8000);
+    for (const i of [4, 5, 6]) await send(`m${i}`);
+    await until(page, "m4..m6 arrive", () => window.__got.length >= 6);
+    await sleep(300);
+    const got = await page.evaluate(() => window.__got);
+    assert.deepEqual(got.map(([d]) => d), ["m1", "m2", "m3", "m4", "m5", "m6"], "each once, in order");
+    const opens = await page.evaluate(() => window.__opens);
+    await page.evaluate(() => window.__client.close());
+    return `${opens} connections, ${issued} tokens issued; m1..m6 once each, in order`;
+  },
+
   // The long-polling transport: chat with a WebSocket member of the same room both ways,
   // echo through POST + poll, and the clock.
   async poll(browser) {
