@@ -236,14 +236,19 @@ fn sse_reconnects_with_last_event_id_and_misses_nothing() {
     scenario("sse-resume", &["--sse-retry", "250ms"]);
 }
 
+/// A token secret in a file of the test's own (its path): what --token-secret-file reads.
+fn secret_file(name: &str, secret: &str) -> String {
+    let file =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    std::fs::write(&file, secret).expect("write the token secret");
+    file.to_string_lossy().into_owned()
+}
+
 #[test]
 fn access_tokens_by_query_and_by_cookie() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let secret = "browser secret";
-    let file = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("browser-token-secret-{}", std::process::id()));
-    std::fs::write(&file, secret).expect("write the token secret");
-    let file = file.to_string_lossy().into_owned();
+    let file = secret_file("browser-token-secret", secret);
     let args = [
         "--token-secret-file",
         &file,
@@ -329,11 +334,8 @@ fn the_client_falls_back_to_polling_through_a_proxy_that_also_buffers() {
 fn the_client_reconnects_with_a_fresh_token_when_its_token_expires_and_misses_nothing() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let secret = "client secret";
-    let file = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("browser-client-secret-{}", std::process::id()));
-    std::fs::write(&file, secret).expect("write the token secret");
-    let path = file.to_string_lossy().into_owned();
-    let mut server = Server::start(&["--token-secret-file", &path]);
+    let file = secret_file("browser-client-secret", secret);
+    let mut server = Server::start(&["--token-secret-file", &file]);
     run_scenario("client-token", &server, &[("WSLOOP_TOKEN_SECRET", secret)]);
     server.assert_running();
     let _ = std::fs::remove_file(&file);

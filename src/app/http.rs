@@ -589,7 +589,9 @@ pub fn publish_answer(
         response::full(202, &hs, body.as_bytes(), date, keep_alive, false)
     } else {
         hs.extend([("Retry-After", "1"), ("Content-Type", "text/plain")]);
-        let body = b"the message broker (Redis) did not take the message: not published\n";
+        // Alone, the hub had no room for the topic; with `--redis`, Redis did not take it
+        // (or, with `--redis-wait-replicas`, too few replicas have it to promise it).
+        let body = b"not published: no room for the topic, or the message broker did not take it\n";
         response::full(503, &hs, body, date, keep_alive, false)
     }
 }

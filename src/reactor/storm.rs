@@ -11,6 +11,10 @@ use crate::timer::Tick;
 /// How a close reason carries the hint: `…; retry-after-ms=N` (docs/protocol.md).
 pub const HINT: &str = "retry-after-ms=";
 
+/// The longest wait a hint asks for: a storm that lasts does not push clients out for
+/// hours; past it they come back at the rate, jittered over the last second.
+pub const MAX_HINT_MS: u64 = 60_000;
+
 /// The handshake budget of one worker and its source of jitter.
 #[derive(Debug)]
 pub struct Storm {
@@ -55,7 +59,7 @@ impl Storm {
             return None;
         }
         self.turned_away += 1;
-        let queued = self.turned_away * 1000 / u64::from(self.rate);
+        let queued = (self.turned_away * 1000 / u64::from(self.rate)).min(MAX_HINT_MS - 1000);
         Some(queued + self.random() % 1000)
     }
 
@@ -99,6 +103,11 @@ mod tests {
         assert_eq!(s.admit(5_000), None);
         let h = s.admit(5_000);
         assert_eq!(h, None, "still tokens left after a full refill");
+        // A storm that goes on asks for at most a minute.
+        let mut long = Storm::new(1, 7, 0);
+        long.admit(0);
+        let last = (0..100_000).map(|_| long.admit(0).unwrap()).last().unwrap();
+        assert!((MAX_HINT_MS - 1000..MAX_HINT_MS).contains(&last), "{last}");
         // No budget: everything admitted.
         let mut open = Storm::new(0, 7, 0);
         assert!((0..10_000).all(|_| open.admit(0).is_none()));
