@@ -522,3 +522,57 @@ fn a_websocket_refreshes_its_token_in_band() {
         other => panic!("expected a close, got {other:?}"),
     }
 }
+
+#[test]
+fn a_positions_websocket_refreshes_its_token_in_band() {
+    let dir = Scratch::new("refresh-positions");
+    let secret = dir.file("secret", b"s3cret");
+    let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
+    let grant = |exp: u64| {
+        let c = format!(r#"{{"sub":"bob","exp":{exp},"subscribe":["t"],"publish":["t"]}}"#);
+        mint(&c, &secret, "HS256")
+    };
+    let offer = "\r\nSec-WebSocket-Protocol: wsloop.positions.auth, wsloop.positions\r\n\r\n";
+    let mut c = Client::connect(srv.addr());
+    let req = UPGRADE
+        .replacen("/echo", &format!("/topic/t?token={}", grant(now() + 2)), 1)
+        .replacen("\r\n\r\n", offer, 1);
+    c.send_raw(req.as_bytes());
+    let head = c.read_head();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: wsloop.positions.auth\r\n"),
+        "{head}"
+    );
+    let later = now() + 3600;
+    let refresh = format!(r#"{{"type":"refresh","token":"{}"}}"#, grant(later));
+    c.send_frame(0x81, refresh.as_bytes());
+    assert_eq!(
+        c.next_text(),
+        format!(r#"{{"type":"refreshed","exp":{later}}}"#)
+    );
+    // Past the first token's exp: still open, and what it sends is published and comes back
+    // with its position (the refresh itself was not published).
+    std::thread::sleep(Duration::from_millis(2500));
+    c.send_frame(0x81, b"still here");
+    let back = c.next_text();
+    assert!(
+        back.starts_with(r#"{"position":""#) && back.ends_with(r#","text":"still here"}"#),
+        "{back}"
+    );
+
+    // Without a token there is nothing to refresh: the plain positions protocol is chosen.
+    let open = Server::start(&["--workers", "1"]);
+    let mut c = Client::connect(open.addr());
+    c.send_raw(
+        UPGRADE
+            .replacen("/echo", "/topic/t", 1)
+            .replacen("\r\n\r\n", offer, 1)
+            .as_bytes(),
+    );
+    let head = c.read_head();
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: wsloop.positions\r\n"),
+        "{head}"
+    );
+}

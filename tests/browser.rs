@@ -296,6 +296,77 @@ fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
     );
 }
 
+/// The client across a graceful restart of its node (the scenario sends the SIGTERM; the
+/// replacement is started here on the same port once the old one has exited), publishing
+/// going on through a second node of the same Redis.
+#[test]
+fn the_client_resumes_across_a_restart_of_its_server_mid_stream() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = redis::Redis::start();
+    let url = redis.url();
+    let args = [
+        "--workers",
+        "1",
+        "--redis",
+        url.as_str(),
+        "--shutdown-spread",
+        "1s",
+        "--redis-timeout",
+        "500ms",
+    ];
+    let mut a = Server::start(&args);
+    let b = Server::start(&args);
+    let (port, pid) = (a.port, a.pid());
+    let publish = format!("http://127.0.0.1:{}", b.port);
+    let scenario = std::thread::spawn(move || {
+        run_scenario_at("client-restart", port, pid, &[("WSLOOP_PUBLISH", &publish)])
+    });
+    let deadline = Instant::now() + SCENARIO_TIMEOUT;
+    while a.try_status().is_none() && !scenario.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listen = format!("127.0.0.1:{port}");
+    let again = (!scenario.is_finished())
+        .then(|| Server::start(&[&["--listen", &listen], &args[..]].concat()));
+    if let Err(panic) = scenario.join() {
+        std::panic::resume_unwind(panic);
+    }
+    drop(again);
+}
+
+/// The client behind a round-robin nginx over three nodes of one Redis, the node holding its
+/// WebSocket killed twice (by the scenario).
+#[test]
+fn the_client_moves_to_another_node_when_its_node_is_killed_and_resumes_exactly() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = redis::Redis::start();
+    let url = redis.url();
+    let node = || {
+        Server::start(&[
+            "--workers",
+            "1",
+            "--redis",
+            &url,
+            "--redis-timeout",
+            "500ms",
+        ])
+    };
+    let nodes = [node(), node(), node()];
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+    let lb = nginx::Nginx::start_many(&addrs);
+    let list: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("[{},{}]", n.pid(), n.port))
+        .collect();
+    let list = format!("[{}]", list.join(","));
+    run_scenario_at(
+        "client-nodes",
+        lb.addr.port(),
+        std::process::id(),
+        &[("WSLOOP_NODES", &list)],
+    );
+}
+
 /// The client scenario against a server of its own, reached directly (`hostile` None) or
 /// through an nginx that drops `Upgrade` (and, with `Some(true)`, buffers responses).
 fn client_settles_on(expect: &str, hostile: Option<bool>) {
@@ -331,7 +402,7 @@ fn the_client_falls_back_to_polling_through_a_proxy_that_also_buffers() {
 }
 
 #[test]
-fn the_client_reconnects_with_a_fresh_token_when_its_token_expires_and_misses_nothing() {
+fn the_client_refreshes_its_token_in_band_or_reconnects_at_expiry_and_misses_nothing() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let secret = "client secret";
     let file = secret_file("browser-client-secret", secret);

@@ -1,12 +1,32 @@
-// web/demo.js: the demo page's client. Every panel reads a topic and writes to one; a
-// "channel" hides whether that happens over WebSocket, Server-Sent Events (+ POST /publish)
-// or long polling (+ POST /publish). `window.demo` exposes the state for the browser tests.
-"use strict";
+// web/demo.js: the demo page — echo, a chat room and the clock, each a topic read and written
+// through the browser client (/wsloop.js, clients/js): the client picks the transport
+// (WebSocket, SSE or long polling; `?transport=` pins one), resumes exactly and reconnects
+// with the server's hints. The page only renders. `window.demo` exposes its state for the
+// browser tests.
+import { WsloopClient, TRANSPORTS } from "/wsloop.js";
 
 const params = new URLSearchParams(location.search);
 const room = params.get("room") || "lobby";
 const me = "web-" + Math.random().toString(36).slice(2, 8);
-const demo = (window.demo = { transport: null, readyState: null, closes: [], echo: [], chat: [], ticks: [] });
+const chosen = params.get("transport") || "auto";
+const transports = TRANSPORTS.includes(chosen) ? [chosen] : TRANSPORTS;
+const client = new WsloopClient("", { transports, openTimeout: 3000, backoffInitial: 250, backoffMax: 5000 });
+
+const topics = { echo: "echo." + me, chat: "chat." + room, clock: "clock" };
+const demo = (window.demo = {
+  client,
+  me,
+  topics,
+  transport: null,
+  state: null,
+  states: {}, // per topic: "connecting" | "open" | "reconnecting"
+  closes: [],
+  gaps: [],
+  positions: {}, // per topic: the positions delivered, in order
+  echo: [],
+  chat: [],
+  ticks: [],
+});
 
 const $ = (id) => document.getElementById(id);
 function log(id, text, cls) {
@@ -16,122 +36,90 @@ function log(id, text, cls) {
   $(id).appendChild(div);
   $(id).scrollTop = $(id).scrollHeight;
 }
-function status(transport, ready) {
-  if (transport) $("inuse").textContent = demo.transport = transport;
-  if (ready !== undefined) $("ready").textContent = demo.readyState = ready;
-}
-function closed(code, reason) {
-  demo.closes.push({ code, reason });
+
+// The header shows the transport in use and the worst state of the three subscriptions.
+client.on("state", ({ topic, state, transport }) => {
+  demo.states[topic] = state;
+  const all = Object.values(demo.states);
+  const shown = all.includes("reconnecting") ? "reconnecting" : all.includes("connecting") ? "connecting" : "open";
+  $("inuse").textContent = demo.transport = transport;
+  $("ready").textContent = demo.state = shown;
+});
+client.on("closed", ({ topic, code, reason, wasClean }) => {
+  demo.closes.push({ topic, code, reason, wasClean });
   $("closecode").textContent = code + (reason ? " " + reason : "");
-}
-const wsUrl = (path) => (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
-const publish = (topic, text) => fetch("/publish/" + topic, { method: "POST", body: text });
+});
+client.on("gap", (g) => {
+  demo.gaps.push(g);
+  log(g.topic === topics.chat ? "chat-log" : g.topic === topics.clock ? "clock-log" : "echo-log", `(missed ${g.after} → ${g.resumedAt})`, "sys");
+});
 
-// A WebSocket channel: `path` is the endpoint; messages arrive as text.
-function wsChannel(path, onText, onFail) {
-  const ws = new WebSocket(wsUrl(path));
-  let opened = false;
-  status("websocket", "CONNECTING (0)");
-  ws.onopen = () => { opened = true; status("websocket", "OPEN (1)"); };
-  ws.onmessage = (e) => onText(typeof e.data === "string" ? e.data : "[binary]");
-  ws.onclose = (e) => {
-    status(null, "CLOSED (3)");
-    closed(e.code, e.reason);
-    if (!opened && onFail) onFail();
-  };
-  return { send: (t) => ws.send(t), ws };
-}
-
-// An SSE channel on `topic`; sending goes through POST /publish/{topic}.
-function sseChannel(topic, onText, onFail) {
-  const es = new EventSource("/sse/" + topic);
-  let opened = false;
-  status("sse", "CONNECTING (0)");
-  es.onopen = () => { opened = true; status("sse", "OPEN (1)"); };
-  es.onmessage = (e) => { demo.lastEventId = e.lastEventId; onText(e.data); };
-  es.onerror = () => {
-    status(null, ["CONNECTING (0)", "OPEN (1)", "CLOSED (2)"][es.readyState]);
-    if (!opened && onFail && es.readyState === EventSource.CLOSED) onFail();
-  };
-  return { send: (t) => publish(topic, t), es };
-}
-
-// A long-polling channel on `topic`: each answer carries the messages after `after`.
-function pollChannel(topic, onText) {
-  let after = null;
-  status("poll", "polling");
-  (async function loop() {
-    for (;;) {
-      try {
-        const q = after === null ? "" : "?after=" + after;
-        const r = await fetch("/poll/" + topic + q);
-        if (r.status === 200) {
-          const batch = await r.json();
-          for (const m of batch.messages) onText(m.text !== undefined ? m.text : "[binary]");
-          after = batch.last_seq;
-        } else if (r.status !== 204) {
-          await new Promise((res) => setTimeout(res, 1000));
-        }
-      } catch (e) {
-        await new Promise((res) => setTimeout(res, 1000));
-      }
-    }
-  })();
-  return { send: (t) => publish(topic, t) };
-}
-
-// Open the three panels with `kind`; `auto` falls back WebSocket → SSE → polling.
-function start(kind) {
-  const fallback = kind === "auto";
-  const open = (k, wsPath, topic, onText) => {
-    if (k === "poll") return pollChannel(topic, onText);
-    const next = fallback ? () => (channels[topic] = open(k === "websocket" ? "sse" : "poll", wsPath, topic, onText)) : null;
-    if (k === "sse") return sseChannel(topic, onText, next);
-    return wsChannel(wsPath, onText, next);
-  };
-  const first = fallback ? "websocket" : kind;
-  const channels = {};
-  // Echo: over WebSocket the /echo endpoint; elsewhere a private topic echoes the same way.
-  const echoTopic = "echo." + me;
-  channels[echoTopic] = open(first, "/echo", echoTopic, (t) => { demo.echo.push(t); log("echo-log", "← " + t); });
-  // Chat: WebSocket members send text and get JSON from the server; HTTP members publish JSON.
-  const chatTopic = "chat." + room;
-  channels[chatTopic] = open(first, "/chat/" + room, chatTopic, (t) => {
-    let m;
-    try { m = JSON.parse(t); } catch (e) { m = { type: "message", from: "?", text: t }; }
-    demo.chat.push(m);
-    if (m.type === "message") log("chat-log", (m.name || m.from) + ": " + m.text);
-    else log("chat-log", (m.name || m.id) + " " + m.type + "s " + (m.room || ""), "sys");
+// Subscribe to `topic`, recording each message's position before `render` sees it.
+function follow(topic, render) {
+  demo.positions[topic] = [];
+  client.subscribe(topic, (data, meta) => {
+    demo.positions[topic].push(meta.position);
+    render(data);
   });
-  channels.clock = open(first, "/clock", "clock", (t) => {
-    const m = JSON.parse(t);
-    demo.ticks.push(m);
-    $("clock").textContent = m.time.slice(11, 19) + " UTC";
-    log("clock-log", m.time, "sys");
-  });
-  $("room-name").textContent = room;
-  $("echo-form").onsubmit = (e) => {
-    e.preventDefault();
-    const t = $("echo-input").value;
-    $("echo-input").value = "";
-    log("echo-log", "→ " + t, "sys");
-    channels[echoTopic].send(t);
-  };
-  $("chat-form").onsubmit = (e) => {
-    e.preventDefault();
-    const t = $("chat-input").value;
-    $("chat-input").value = "";
-    const ch = channels[chatTopic];
-    if (ch.ws) ch.send(t);
-    else ch.send(JSON.stringify({ type: "message", from: me, text: t }));
-  };
-  demo.channels = channels;
 }
 
-const chosen = params.get("transport") || "auto";
+follow(topics.echo, (t) => {
+  demo.echo.push(t);
+  log("echo-log", "← " + t);
+});
+
+// Chat members announce themselves: a join once the room's subscription first opens, a leave
+// when the page goes (sent with keepalive, so it outlives the page).
+const say = (m) => JSON.stringify({ ...m, from: me, id: me, room });
+let joined = false;
+client.on("state", ({ topic, state }) => {
+  if (topic !== topics.chat || state !== "open" || joined) return;
+  joined = true;
+  client.publish(topics.chat, say({ type: "join" })).catch(() => {});
+});
+addEventListener("pagehide", () => {
+  if (joined) fetch("/publish/" + topics.chat, { method: "POST", body: say({ type: "leave" }), keepalive: true });
+});
+follow(topics.chat, (t) => {
+  let m;
+  try {
+    m = JSON.parse(t);
+  } catch (e) {
+    m = { type: "message", from: "?", text: t };
+  }
+  demo.chat.push(m);
+  if (m.type === "message") log("chat-log", (m.name || m.from) + ": " + m.text);
+  else log("chat-log", (m.name || m.id) + " " + m.type + "s " + (m.room || ""), "sys");
+});
+
+follow(topics.clock, (t) => {
+  const m = JSON.parse(t);
+  demo.ticks.push(m);
+  $("clock").textContent = m.time.slice(11, 19) + " UTC";
+  log("clock-log", m.time, "sys");
+});
+
+// A publish the server refused is shown, not dropped silently.
+function send(topic, body, logId) {
+  client.publish(topic, body).catch((e) => log(logId, "not sent: " + e.message, "sys"));
+}
+$("room-name").textContent = room;
+$("echo-form").onsubmit = (e) => {
+  e.preventDefault();
+  const t = $("echo-input").value;
+  $("echo-input").value = "";
+  log("echo-log", "→ " + t, "sys");
+  send(topics.echo, t, "echo-log");
+};
+$("chat-form").onsubmit = (e) => {
+  e.preventDefault();
+  const t = $("chat-input").value;
+  $("chat-input").value = "";
+  send(topics.chat, say({ type: "message", text: t }), "chat-log");
+};
+
 $("transport").value = chosen;
 $("transport").onchange = (e) => {
   params.set("transport", e.target.value);
   location.search = params.toString();
 };
-start(chosen);

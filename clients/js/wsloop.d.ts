@@ -16,6 +16,11 @@ export interface Options {
   upgradeAfter?: number;
   /** An access token, or a function returning a fresh one at every connection. */
   token?: string | null | (() => string | null | Promise<string | null>);
+  /** Replace an expiring token (a JWT's exp) before it expires: in-band on WebSocket
+   * (wsloop.positions.auth), by a resuming reconnection on SSE (default true). */
+  refresh?: boolean;
+  /** At most this many ms before exp (else a quarter of the token's lifetime) (30000). */
+  refreshBefore?: number;
   /** Replacements for the browser's WebSocket, EventSource, fetch, timers, Math.random. */
   env?: Partial<{
     WebSocket: unknown;
@@ -43,6 +48,8 @@ export interface Events {
   state: { topic: string; state: "connecting" | "open" | "reconnecting"; transport: Transport };
   gap: { topic: string; after: string; resumedAt: string };
   transport: { topic: string; transport: Transport };
+  /** A WebSocket the server (or the network) closed: its code and reason. */
+  closed: { topic: string; code: number; reason: string; wasClean: boolean };
   error: { topic: string; error: unknown };
 }
 
@@ -66,6 +73,10 @@ export function backoffDelay(
 ): number;
 export function hintFromReason(reason: string | null | undefined): number | null;
 export function hintFromRetryAfter(value: string | null | undefined, now?: number): number | null;
+/** A JWT's exp in ms since the epoch, or null. */
+export function tokenExpiry(token: string | null | undefined): number | null;
+/** Ms from `now` until a token expiring at `expMs` should be replaced, or null. */
+export function refreshDelay(expMs: number | null, now: number, refreshBefore: number): number | null;
 export function nextTransport(
   transports: Transport[],
   current: Transport,

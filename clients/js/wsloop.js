@@ -9,6 +9,11 @@
 /** The transports, best first. */
 export const TRANSPORTS = ["websocket", "sse", "poll"];
 
+// The WebSocket subprotocols of /topic (docs/protocol.md): positions, and positions with
+// in-band token refresh.
+const POSITIONS = "wsloop.positions";
+const POSITIONS_REFRESH = "wsloop.positions.auth";
+
 const DEFAULTS = {
   transports: TRANSPORTS,
   // How long a transport may take to show it works (a WebSocket to open, an EventSource to
@@ -23,6 +28,12 @@ const DEFAULTS = {
   // every connection so a refreshed token is used; sent as ?token= (browsers cannot set
   // headers on WebSocket or EventSource).
   token: null,
+  // With an expiring token (a JWT's `exp`), replace it before it expires without losing
+  // anything: in-band on a WebSocket (subprotocol wsloop.positions.auth), by a resuming
+  // reconnection on SSE; long polls ask for a token at every request anyway. The refresh
+  // happens when min(refreshBefore, a quarter of the token's lifetime) is left.
+  refresh: true,
+  refreshBefore: 30000,
 };
 
 /** Full-jitter exponential backoff: a wait in [0, min(max, initial * 2^attempt)). */
@@ -43,6 +54,27 @@ export function hintFromRetryAfter(value, now = Date.now()) {
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/** A JWT's `exp` in ms since the epoch, or null (not a JWT, no `exp`). */
+export function tokenExpiry(token) {
+  const part = typeof token === "string" ? token.split(".")[1] : null;
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const json = JSON.parse(globalThis.atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)));
+    return typeof json.exp === "number" ? json.exp * 1000 : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+/** How long from `now` until a token expiring at `expMs` should be replaced: when
+ * min(refreshBefore, a quarter of what is left) remains; null without an expiry. */
+export function refreshDelay(expMs, now, refreshBefore) {
+  if (expMs === null) return null;
+  const left = expMs - now;
+  return Math.max(0, Math.floor(left - Math.min(refreshBefore, left / 4)));
 }
 
 /**
@@ -77,7 +109,7 @@ export class WsloopClient {
     const loc = g.location;
     this.base = (baseUrl || (loc ? loc.origin : "")).replace(/\/$/, "");
     this.channels = new Map();
-    this.listeners = { state: [], gap: [], transport: [], error: [] };
+    this.listeners = { state: [], gap: [], transport: [], closed: [], error: [] };
     this.closed = false;
     // What worked in this session (sessionStorage when there is one): start there.
     this.preferred = this.options.transports[0];
@@ -96,8 +128,9 @@ export class WsloopClient {
     return t;
   }
 
-  /** Listen for "state" ({topic, state}), "gap" ({topic, after, resumedAt}), "transport"
-   * ({topic, transport}) and "error" ({topic, error}). */
+  /** Listen for "state" ({topic, state, transport}), "gap" ({topic, after, resumedAt}),
+   * "transport" ({topic, transport}), "closed" ({topic, code, reason, wasClean}: a WebSocket's close)
+   * and "error" ({topic, error}). */
   on(event, fn) {
     (this.listeners[event] || (this.listeners[event] = [])).push(fn);
     return () => (this.listeners[event] = this.listeners[event].filter((f) => f !== fn));
@@ -155,6 +188,20 @@ export class WsloopClient {
     this.channels.clear();
   }
 
+  /** Whether the server answers GET /healthz with 200 within openTimeout. */
+  async serverUp() {
+    const { env, options } = this;
+    let timer = null;
+    const late = new Promise((res) => (timer = env.setTimeout(() => res(false), options.openTimeout)));
+    const probe = env
+      .fetch(`${this.base}/healthz`, { cache: "no-store" })
+      .then((r) => r.status === 200)
+      .catch(() => false);
+    const up = await Promise.race([probe, late]);
+    env.clearTimeout(timer);
+    return up;
+  }
+
   async token() {
     const t = this.options.token;
     return typeof t === "function" ? await t() : t;
@@ -183,6 +230,7 @@ class Channel {
     this.stopped = false;
     this.conn = null;
     this.timer = null;
+    this.refreshTimer = null;
     this.fellBackAt = null;
   }
 
@@ -239,9 +287,20 @@ class Channel {
   ended(opened, hint = null) {
     if (this.stopped) return;
     this.conn = null;
+    this.unschedule();
     this.setState("reconnecting");
-    if (!opened) this.failures += 1;
-    const next = nextTransport(this.client.options.transports, this.transport, opened, this.failures);
+    const { transports } = this.client.options;
+    if (opened || this.transport === transports[transports.length - 1]) return this.retry(false, hint);
+    // It never worked: either the way to the server blocks this transport, or the server
+    // is down (restarting, unreachable) — which says nothing about the transport and must
+    // not make the client fall back. A plain GET /healthz tells the two apart.
+    this.client.serverUp().then((up) => !this.stopped && this.retry(up, hint));
+  }
+
+  /** Reconnect after the wait; `failed` counts this as a failure of the transport. */
+  retry(failed, hint) {
+    if (failed) this.failures += 1;
+    const next = nextTransport(this.client.options.transports, this.transport, !failed, this.failures);
     if (next !== this.transport) {
       this.transport = next;
       this.failures = 0;
@@ -257,14 +316,32 @@ class Channel {
   stop() {
     this.stopped = true;
     if (this.timer !== null) this.client.env.clearTimeout(this.timer);
+    this.unschedule();
     if (this.conn) this.conn.close();
     this.conn = null;
+  }
+
+  /** Call `replace` when `token` (if it expires) should be replaced. */
+  schedule(token, replace) {
+    const { env, options } = this.client;
+    this.unschedule();
+    if (!options.refresh) return;
+    const wait = refreshDelay(tokenExpiry(token), Date.now(), options.refreshBefore);
+    if (wait !== null) this.refreshTimer = env.setTimeout(replace, wait);
+  }
+
+  unschedule() {
+    if (this.refreshTimer !== null) this.client.env.clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
   }
 
   viaWebSocket(token) {
     const { env, options } = this.client;
     const ws_url = this.url(`/topic/${encodeURIComponent(this.topic)}`, { since: this.position, token }).replace(/^http/, "ws");
-    const ws = new env.WebSocket(ws_url, ["wsloop.positions"]);
+    // With an expiring token, offer the variant that refreshes it in-band first.
+    const refreshing = options.refresh && tokenExpiry(token) !== null;
+    const protocols = refreshing ? [POSITIONS_REFRESH, POSITIONS] : [POSITIONS];
+    const ws = new env.WebSocket(ws_url, protocols);
     let opened = false;
     let done = false;
     const deadline = env.setTimeout(() => {
@@ -278,9 +355,18 @@ class Channel {
     };
     ws.onopen = () => {
       // A proxy that strips the subprotocol passes no positions: not a usable WebSocket.
-      if (ws.protocol !== "wsloop.positions") return ws.close();
+      if (ws.protocol !== POSITIONS && ws.protocol !== POSITIONS_REFRESH) return ws.close();
       opened = true;
       this.opened();
+      if (ws.protocol === POSITIONS_REFRESH) this.schedule(token, refresh);
+    };
+    // Ask for a fresh token and hand it over on the open connection; the server answers
+    // {"type":"refreshed"} (or closes 3000, and the reconnection asks again).
+    const refresh = async () => {
+      const fresh = await this.client.token();
+      if (done || ws.readyState !== 1) return;
+      ws.send(JSON.stringify({ type: "refresh", token: fresh }));
+      this.schedule(fresh, refresh);
     };
     ws.onmessage = (e) => {
       let m;
@@ -290,9 +376,13 @@ class Channel {
         return;
       }
       if (m.type === "gap") return this.gap(m.after, m.resumed_at);
+      if (m.position === undefined) return; // {"type":"refreshed"} and any other notice
       this.deliver(m.text !== undefined ? m.text : m.binary, m.position);
     };
-    ws.onclose = (e) => finish(hintFromReason(e.reason));
+    ws.onclose = (e) => {
+      if (!done) this.client.emit("closed", { topic: this.topic, code: e.code, reason: e.reason, wasClean: e.wasClean });
+      finish(hintFromReason(e.reason));
+    };
     this.conn = { close: () => ((done = true), env.clearTimeout(deadline), ws.close()) };
   }
 
@@ -317,6 +407,9 @@ class Channel {
     es.addEventListener("hello", () => {
       opened = true;
       this.opened();
+      // An EventSource cannot be handed a new token: before this one expires, reconnect
+      // with a fresh one, resuming after the last position (nothing lost, nothing twice).
+      this.schedule(token, () => finish(0));
     });
     es.onmessage = (e) => this.deliver(e.data, e.lastEventId || null);
     es.addEventListener("gap", (e) => {
@@ -340,11 +433,13 @@ class Channel {
   viaPoll(token) {
     const { env } = this.client;
     let done = false;
-    const headers = token ? { Authorization: `Bearer ${token}` } : {};
     const loop = async () => {
       let opened = false;
       for (;;) {
         if (done || this.stopped) return;
+        // Every request asks for the token afresh, so one refreshed meanwhile is used.
+        const current = opened ? await this.client.token() : token;
+        const headers = current ? { Authorization: `Bearer ${current}` } : {};
         let r;
         // The first request is answered at once (wait=0): it shows the way works and where
         // the topic is; the next ones are held until there is something (long polls).

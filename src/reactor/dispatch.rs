@@ -15,7 +15,10 @@ use crate::app::{Command, ConnId, Ctx, Decision, Resume, ResumeKind, Router, Upg
 use crate::auth::{self, Gate};
 use crate::backplane::LogEntry;
 use crate::config::Config;
-use crate::conn::{Close, Event, Mode, Outbox, Push, Pushed, State, Step, Takes};
+use crate::conn::{
+    Close, Event, Mode, Outbox, Push, Pushed, State, Step, Takes, POSITIONS_PROTOCOL,
+    POSITIONS_REFRESH_PROTOCOL,
+};
 use crate::http::forwarded;
 use crate::http::request::Request;
 use crate::http::upgrade::WsUpgrade;
@@ -818,12 +821,16 @@ fn upgrade(
         Decision::Accept { protocol } => {
             // Never answer a subprotocol the client did not offer (§4.2.2 /subprotocol/).
             let mut protocol = protocol.filter(|p| ws.protocols.contains(&p.as_str()));
-            // A client that can refresh its token in-band says so with a subprotocol.
-            let refresh = admitted.exp.is_some()
-                && protocol.is_none()
-                && ws.protocols.contains(&auth::REFRESH_PROTOCOL);
-            if refresh {
-                protocol = Some(auth::REFRESH_PROTOCOL.to_string());
+            // A client that can refresh its token in-band says so with a subprotocol: on its
+            // own, or as the refreshing variant of the positions one the route chose.
+            let refreshing = match protocol.as_deref() {
+                None => Some(auth::REFRESH_PROTOCOL),
+                Some(POSITIONS_PROTOCOL) => Some(POSITIONS_REFRESH_PROTOCOL),
+                Some(_) => None,
+            }
+            .filter(|p| admitted.exp.is_some() && ws.protocols.contains(p));
+            if let Some(p) = refreshing {
+                protocol = Some(p.to_string());
                 tokens.refreshable.insert(id, access.clone());
             }
             out.accept(ws, route, protocol.as_deref());

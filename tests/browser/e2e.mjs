@@ -62,18 +62,16 @@ function bounded(promise, what, ms = WAIT_MS) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-// What a page's `window.demo` holds now (for failure messages); channels are objects with
-// sockets, so only their names and states are shown.
+// What a page's `window.demo` holds now (for failure messages); the client is shown by its
+// subscriptions' transports and states.
 async function demoState(page) {
   try {
     return await bounded(
       page.evaluate(() => {
         const d = window.demo || {};
         const channels = {};
-        for (const [k, v] of Object.entries(d.channels || {})) {
-          channels[k] = v.ws ? `ws ${v.ws.readyState}` : v.es ? `es ${v.es.readyState}` : "poll";
-        }
-        return JSON.stringify({ ...d, channels });
+        for (const [k, v] of (d.client && d.client.channels) || []) channels[k] = `${v.transport} ${v.state}`;
+        return JSON.stringify({ ...d, client: undefined, channels });
       }),
       "reading window.demo",
       2000,
@@ -104,21 +102,18 @@ async function openDemo(context, query, root = base) {
   page.on("response", (r) => r.status() >= 400 && consoleLog.push(`${tag} ${r.status()} ${r.request().method()} ${r.url()}`));
   const res = await page.goto(`${root}/${query}`, { timeout: WAIT_MS, waitUntil: "load" });
   assert.equal(res.status(), 200, `GET /${query}`);
-  await until(page, "window.demo exists", () => window.demo && window.demo.channels);
+  await until(page, "window.demo exists", () => window.demo && window.demo.client);
   return page;
 }
 
-// Wait until every channel of the page is open (WebSocket or EventSource readyState 1).
+// Wait until the page's three subscriptions (echo, chat, clock) are open over `kind`.
 async function channelsOpen(page, kind) {
   await until(
     page,
-    `every ${kind} channel is open`,
+    `every subscription is open over ${kind}`,
     (kind) => {
-      const chans = Object.values(window.demo.channels);
-      return (
-        chans.length === 3 &&
-        chans.every((c) => (kind === "websocket" ? c.ws && c.ws.readyState === 1 : c.es && c.es.readyState === 1))
-      );
+      const chans = [...window.demo.client.channels.values()];
+      return chans.length === 3 && chans.every((c) => c.state === "open" && c.transport === kind);
     },
     kind,
   );
@@ -139,19 +134,80 @@ async function typeAndSend(page, formId, text) {
 const chatTexts = (page) => page.evaluate(() => window.demo.chat.filter((m) => m.type === "message").map((m) => m.text));
 const uniqueRoom = (what) => `${what}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
-// The long-polling channel's first request only sees what is published after it arrives
-// (there is no `after` yet), so a message sent before it is held would be lost. Publish
-// warm-up messages to `topic` until one reaches `demo[list]`: from then on every poll
-// carries `after` and nothing is lost.
-async function warmUpPoll(page, topic, list) {
-  for (let i = 0; i < 40; i++) {
-    const body = list === "chat" ? JSON.stringify({ type: "message", from: "warm-up", text: `warm-up ${i}` }) : `warm-up ${i}`;
-    await publish(topic, body);
-    const got = await page.evaluate((list) => window.demo[list].length, list);
-    if (got > 0) return;
-    await sleep(150);
+// A page at `base` whose browser client follows `topic`: window.__got ([data, position]),
+// __opens, __closes ({code, reason}) and __transports (each distinct transport it used).
+async function clientPage(browser, tag, topic) {
+  const page = await (await browser.newContext()).newPage();
+  page.on("console", (m) => consoleLog.push(`[${tag}] console.${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleLog.push(`[${tag}] page error: ${e.message}`));
+  const res = await page.goto(`${base}/healthz`, { timeout: WAIT_MS });
+  assert.equal(res.status(), 200, "GET /healthz");
+  await page.evaluate(async (topic) => {
+    const { WsloopClient } = await import("/wsloop.js");
+    const c = new WsloopClient("", { openTimeout: 2000, backoffInitial: 100, backoffMax: 1000 });
+    Object.assign(window, { __got: [], __opens: 0, __closes: [], __transports: [], __client: c });
+    c.on("state", (s) => {
+      if (s.state !== "open") return;
+      window.__opens++;
+      if (!window.__transports.includes(s.transport)) window.__transports.push(s.transport);
+    });
+    c.on("closed", (e) => window.__closes.push({ code: e.code, reason: e.reason }));
+    c.subscribe(topic, (data, meta) => window.__got.push([data, meta.position]));
+  }, topic);
+  await until(page, "the client's subscription opens", () => window.__opens >= 1);
+  return page;
+}
+
+// Publish m1, m2, … to `topic` every 50 ms at `target()` until stopped, keeping what was
+// acknowledged (202, with its position); a refusal (503, a node down) is counted and the same
+// message tried again on the next turn.
+function publishing(topic, target) {
+  const out = { acked: [], refused: 0, running: true };
+  const loop = (async () => {
+    let n = 1;
+    while (out.running) {
+      try {
+        const r = await fetch(`${target()}/publish/${topic}`, { method: "POST", body: `m${n}`, signal: AbortSignal.timeout(2000) });
+        if (r.status === 202) out.acked.push([`m${n++}`, (await r.json()).position]);
+        else out.refused++;
+      } catch (_) {
+        out.refused++;
+      }
+      await sleep(50);
+    }
+  })();
+  out.stop = async () => {
+    out.running = false;
+    await loop;
+  };
+  return out;
+}
+
+// Wait until the page got as many messages as were acknowledged; check each arrived once, in
+// order, under the position it was acknowledged with; the page's counters.
+async function allArrived(page, acked) {
+  await until(page, `all ${acked.length} acknowledged messages arrive`, (n) => window.__got.length >= n, acked.length, 15000);
+  await sleep(300); // a repeat would arrive right behind
+  const r = await page.evaluate(() => ({ got: window.__got, opens: window.__opens, closes: window.__closes, transports: window.__transports }));
+  assert.deepEqual(r.got.map(([d]) => d), acked.map(([d]) => d), "every acknowledged message once, in order");
+  assert.deepEqual(r.got.map(([, p]) => p), acked.map(([, p]) => p), "under the positions they were acknowledged with");
+  const ps = r.got.map(([, p]) => BigInt(p));
+  for (let i = 1; i < ps.length; i++) assert.equal(ps[i], ps[i - 1] + 1n, `consecutive positions at ${i}`);
+  await page.evaluate(() => window.__client.close());
+  return r;
+}
+
+// Which of `nodes` ([pid, port]) counts one open connection of `transport`.
+async function holder(nodes, transport) {
+  const re = new RegExp(`^wsloop_connections\\{transport="${transport}",state="open"\\} 1$`, "m");
+  for (const [pid, port] of nodes) {
+    try {
+      if (re.test(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())) return pid;
+    } catch (_) {
+      // a node just killed
+    }
   }
-  throw new Error(`the long poll on ${topic} received none of 40 warm-up messages in 6 s`);
+  return null;
 }
 
 // --- the SSE relay --------------------------------------------------------------------------
@@ -467,6 +523,7 @@ const scenarios = {
 
     await typeAndSend(bob, "chat-form", "hi alice");
     await until(alice, "alice receives bob's answer", (id) => window.demo.chat.some((c) => c.from === id && c.text === "hi alice"), bobId);
+    await until(bob, "bob receives his own copy", (id) => window.demo.chat.some((c) => c.from === id && c.text === "hi alice"), bobId);
     assert.deepEqual(await chatTexts(alice), ["hello from alice", "hi alice"], "alice's messages, in order");
     assert.deepEqual(await chatTexts(bob), ["hello from alice", "hi alice"], "bob's messages, in order");
 
@@ -516,12 +573,13 @@ const scenarios = {
   },
 
   // SIGTERM to the server while the demo page is connected: each of its three WebSockets
-  // sees 1001 in onclose; the page's readyState went CONNECTING → OPEN → CLOSED.
+  // sees 1001 with a retry-after-ms hint, after a clean closing handshake; the page's state
+  // went connecting → open → reconnecting.
   async shutdown(browser) {
     const pid = Number(process.env.WSLOOP_SERVER_PID);
     assert.ok(pid > 0, "WSLOOP_SERVER_PID is the server's pid");
     const context = await browser.newContext();
-    // Record every value the page's readyState pill takes, from before the page's script runs.
+    // Record every value the page's state pill takes, from before the page's script runs.
     await context.addInitScript(() => {
       window.__ready = [];
       new MutationObserver((records) => {
@@ -531,26 +589,22 @@ const scenarios = {
     });
     const page = await openDemo(context, "?transport=websocket");
     await channelsOpen(page, "websocket");
-    await page.evaluate(() => {
-      window.__clean = [];
-      for (const c of Object.values(window.demo.channels)) c.ws.addEventListener("close", (e) => window.__clean.push(e.wasClean));
-    });
     process.kill(pid, "SIGTERM");
-    await until(page, "three closes", () => window.demo.closes.length >= 3 && window.__clean.length >= 3);
+    await until(page, "three closes", () => window.demo.closes.length >= 3);
     const r = await page.evaluate(() => ({
       closes: window.demo.closes,
-      clean: window.__clean,
-      states: Object.values(window.demo.channels).map((c) => c.ws.readyState),
-      ready: window.__ready.filter((t) => /\(\d\)$/.test(t)),
+      states: Object.values(window.demo.states),
+      ready: window.__ready.filter((t) => t !== "–"),
       pill: document.getElementById("closecode").textContent,
     }));
     assert.deepEqual(r.closes.map((c) => c.code), [1001, 1001, 1001], `onclose codes: ${JSON.stringify(r.closes)}`);
-    assert.deepEqual(r.clean, [true, true, true], "closing handshakes completed (wasClean)");
-    assert.deepEqual(r.states, [3, 3, 3], "every WebSocket is CLOSED");
+    assert.ok(r.closes.every((c) => /retry-after-ms=\d+/.test(c.reason)), `each says when to come back: ${JSON.stringify(r.closes)}`);
+    assert.ok(r.closes.every((c) => c.wasClean), "closing handshakes completed (wasClean)");
+    assert.deepEqual(r.states, ["reconnecting", "reconnecting", "reconnecting"], "every subscription waits to reconnect");
     assert.match(r.pill, /^1001\b/, "the page shows the close code");
     const transitions = r.ready.filter((t, i) => i === 0 || t !== r.ready[i - 1]);
-    assert.deepEqual(transitions, ["CONNECTING (0)", "OPEN (1)", "CLOSED (3)"], `readyState pill history ${JSON.stringify(r.ready)}`);
-    return `closes ${JSON.stringify(r.closes)}; readyState ${transitions.join(" → ")}`;
+    assert.deepEqual(transitions, ["connecting", "open", "reconnecting"], `state pill history ${JSON.stringify(r.ready)}`);
+    return `closes ${JSON.stringify(r.closes.map((c) => [c.code, c.reason]))}; state ${transitions.join(" → ")}`;
   },
 
   // permessage-deflate offered by Chromium and accepted by the server (tests/browser.rs
@@ -600,8 +654,8 @@ const scenarios = {
     await until(page, "the SSE page receives it", (id) => window.demo.chat.some((m) => m.from === id && m.text === "to the sse page"), wsId);
     await typeAndSend(page, "chat-form", "from the sse page");
     await until(ws, "the WebSocket page receives the SSE page's message", () => window.demo.chat.some((m) => m.text === "from the sse page"));
-    const lastEventId = await page.evaluate(() => window.demo.lastEventId);
-    assert.match(String(lastEventId), /^\d+$/, "events carry numeric ids");
+    const positions = await page.evaluate((t) => window.demo.positions[t], `chat.${room}`);
+    assert.ok(positions.length > 0 && positions.every((p) => /^\d+$/.test(p)), `events carry numeric ids: ${positions}`);
     return `transport sse: ticks, echo, chat both ways with a WebSocket member`;
   },
 
@@ -617,33 +671,30 @@ const scenarios = {
     try {
       const page = await openDemo(await browser.newContext(), `?transport=sse&room=${room}`, via);
       await channelsOpen(page, "sse");
-      await page.evaluate((topic) => {
-        window.__ids = [];
-        window.demo.channels[topic].es.addEventListener("message", (e) => window.__ids.push(e.lastEventId));
-      }, topic);
       const msg = (i) => JSON.stringify({ type: "message", from: "test", text: `m${i}` });
       for (const i of [1, 2, 3]) await publish(topic, msg(i));
-      await until(page, "m1..m3 arrive", () => window.demo.chat.length >= 3);
+      await until(page, "m1..m3 arrive", (n) => window.demo.chat.filter((m) => m.type === "message").length >= n, 3);
 
       relay.cut();
-      await until(page, "EventSource notices the drop", (t) => window.demo.channels[t].es.readyState === 0, topic);
+      await until(page, "EventSource notices the drop", (t) => window.demo.states[t] === "reconnecting", topic);
       for (const i of [4, 5, 6]) await publish(topic, msg(i));
       const deadline = Date.now() + WAIT_MS;
-      const reconnect = () => relay.heads.find((h) => h.whileDown && h.path === `/sse/${topic}`);
+      const reconnect = () => relay.heads.find((h) => h.whileDown && h.path.startsWith(`/sse/${topic}?`));
       while (!reconnect() && Date.now() < deadline) await sleep(50);
       assert.ok(reconnect(), `EventSource tried to reconnect to /sse/${topic} within ${WAIT_MS} ms`);
       assert.deepEqual(await chatTexts(page), ["m1", "m2", "m3"], "nothing arrives while the relay is down");
 
       relay.restore();
-      await until(page, "m4..m6 arrive after the reconnection", () => window.demo.chat.length >= 6);
+      await until(page, "m4..m6 arrive after the reconnection", (n) => window.demo.chat.filter((m) => m.type === "message").length >= n, 6);
       await sleep(500); // a duplicate would arrive right behind
       const texts = await chatTexts(page);
-      const ids = await page.evaluate(() => window.__ids.map(Number));
+      // The page's own join is on the topic too: the positions of the six messages.
+      const ids = await page.evaluate((t) => window.demo.positions[t].filter((_, i) => window.demo.chat[i].type === "message").map(Number), topic);
       assert.deepEqual(texts, ["m1", "m2", "m3", "m4", "m5", "m6"], "each message exactly once, in order");
       assert.equal(ids.length, 6, "six events");
       for (let i = 1; i < ids.length; i++) assert.ok(ids[i] > ids[i - 1], `event ids increase: ${ids}`);
       assert.equal(reconnect().headers["last-event-id"], String(ids[2]), "the reconnection carries Last-Event-ID of m3");
-      assert.equal(await page.evaluate((t) => window.demo.channels[t].es.readyState, topic), 1, "open again");
+      assert.equal(await page.evaluate((t) => window.demo.states[t], topic), "open", "open again");
       return `reconnected with Last-Event-ID ${ids[2]}; received ${texts.join(",")} (ids ${ids.join(",")})`;
     } finally {
       relay.close();
@@ -777,46 +828,135 @@ const scenarios = {
     return `settled on ${expect} (fell back through ${JSON.stringify(fell)}); ${sent.length} messages once each, in order`;
   },
 
-  // The client with tokens that expire every two seconds, asked for afresh at every
-  // connection: the server closes the WebSocket at `exp` (3000), the client reconnects with
-  // a new token and resumes from its position — nothing lost, nothing twice.
+  // The client across a graceful restart of the node it is connected to, with publishing going
+  // on through another node of the same Redis the whole time: the page is closed with 1001 and
+  // a hint, comes back to the replacement on the same port (tests/browser.rs starts it once the
+  // old one has exited), still over WebSocket (a refused connection while the node is down is
+  // not a reason to fall back), and receives every acknowledged message once, in order.
+  async "client-restart"(browser) {
+    const pid = Number(process.env.WSLOOP_SERVER_PID);
+    const other = process.env.WSLOOP_PUBLISH;
+    assert.ok(pid > 0 && other, "WSLOOP_SERVER_PID and WSLOOP_PUBLISH are set by tests/browser.rs");
+    const topic = `restart-${process.pid}`;
+    const page = await clientPage(browser, "client-restart", topic);
+    const stream = publishing(topic, () => other);
+    try {
+      await until(page, "five messages arrive", () => window.__got.length >= 5);
+      process.kill(pid, "SIGTERM");
+      await until(page, "closed by the shutdown", () => window.__closes.length >= 1);
+      await until(page, "back on the restarted node", () => window.__opens >= 2, null, 20000);
+      const n = stream.acked.length;
+      while (stream.acked.length < n + 10) await sleep(50); // and live after it
+    } finally {
+      await stream.stop();
+    }
+    const r = await allArrived(page, stream.acked);
+    assert.equal(r.closes[0].code, 1001, `closed with 1001: ${JSON.stringify(r.closes)}`);
+    assert.match(r.closes[0].reason, /retry-after-ms=\d+/, "with a hint");
+    assert.deepEqual(r.transports, ["websocket"], "WebSocket before and after the restart");
+    return `${stream.acked.length} acknowledged (${stream.refused} refused), each once in order over ${r.opens} connections; close ${r.closes[0].code} "${r.closes[0].reason}"`;
+  },
+
+  // The client behind a round-robin nginx over three nodes on one Redis (no sticky sessions):
+  // the node holding its WebSocket is killed (SIGKILL), twice; each time it reconnects through
+  // nginx, lands on another node, resumes from its position and gets exactly what was
+  // published meanwhile — every message once, in order, positions consecutive.
+  async "client-nodes"(browser) {
+    const nodes = JSON.parse(process.env.WSLOOP_NODES || "[]");
+    assert.equal(nodes.length, 3, "WSLOOP_NODES names three nodes");
+    const topic = `cnodes-${process.pid}`;
+    const page = await clientPage(browser, "client-nodes", topic);
+    const alive = new Set(nodes.map(([pid]) => pid));
+    const live = () => nodes.filter(([pid]) => alive.has(pid));
+    let turn = 0;
+    const stream = publishing(topic, () => {
+      const l = live();
+      return `http://127.0.0.1:${l[turn++ % l.length][1]}`;
+    });
+    const killed = [];
+    try {
+      await until(page, "three messages arrive", () => window.__got.length >= 3);
+      for (const round of [1, 2]) {
+        const deadline = Date.now() + WAIT_MS;
+        let pid = null;
+        while (!(pid = await holder(live(), "websocket")) && Date.now() < deadline) await sleep(50);
+        assert.ok(pid, "one live node holds the WebSocket");
+        process.kill(pid, "SIGKILL");
+        alive.delete(pid);
+        killed.push(pid);
+        await until(page, `reconnected after kill ${round}`, (n) => window.__opens >= n, round + 1, 15000);
+        const n = stream.acked.length;
+        while (stream.acked.length < n + 5) await sleep(50);
+      }
+    } finally {
+      await stream.stop();
+    }
+    const r = await allArrived(page, stream.acked);
+    assert.deepEqual(r.transports, ["websocket"], "WebSocket all along");
+    assert.equal(r.opens, 3, "one connection per node");
+    return `killed ${killed.join(", ")}; ${stream.acked.length} acknowledged, each once in order over 3 nodes`;
+  },
+
+  // The client with tokens that live about three seconds, two of them on one page: one
+  // replaces its token before it expires, in-band on the open WebSocket (one connection all
+  // along); the other does not (`refresh: false`), so the server closes it at `exp` (3000) and
+  // it reconnects with a fresh token, resuming from its position. Both get m1..m6 once each.
   async "client-token"(browser) {
     const secret = process.env.WSLOOP_TOKEN_SECRET;
     assert.ok(secret, "WSLOOP_TOKEN_SECRET is set by tests/browser.rs");
     const topic = `ct.${process.pid}`;
     const page = await (await browser.newContext()).newPage();
     page.on("console", (m) => consoleLog.push(`[client-token] console.${m.type()}: ${m.text()}`));
-    let issued = 0;
-    await page.exposeFunction("freshToken", () => {
-      issued++;
-      const exp = Math.floor(Date.now() / 1000) + 2;
-      return hs256({ sub: "page", exp, subscribe: ["ct.*"], publish: ["ct.*"] }, secret);
+    const issued = { refreshing: 0, expiring: 0 };
+    await page.exposeFunction("freshToken", (who) => {
+      issued[who]++;
+      const exp = Math.floor(Date.now() / 1000) + 3;
+      return hs256({ sub: who, exp, subscribe: ["ct.*"], publish: ["ct.*"] }, secret);
     });
     const res = await page.goto(`${base}/healthz`, { timeout: WAIT_MS });
     assert.equal(res.status(), 200, "GET /healthz");
     await page.evaluate(async (topic) => {
       const { WsloopClient } = await import("/wsloop.js");
-      const c = new WsloopClient("", { token: () => window.freshToken(), backoffInitial: 100, backoffMax: 500 });
-      window.__got = [];
-      window.__opens = 0;
-      c.on("state", (s) => s.state === "open" && window.__opens++);
-      c.subscribe(topic, (data, meta) => window.__got.push([data, meta.position]));
-      window.__client = c;
+      window.__c = {};
+      for (const who of ["refreshing", "expiring"]) {
+        const c = new WsloopClient("", { token: () => window.freshToken(who), refresh: who === "refreshing", backoffInitial: 100, backoffMax: 500 });
+        const me = (window.__c[who] = { client: c, got: [], opens: 0, closes: [] });
+        c.on("state", (s) => s.state === "open" && me.opens++);
+        c.on("closed", (e) => me.closes.push(e.code));
+        c.subscribe(topic, (data, meta) => me.got.push([data, meta.position]));
+      }
     }, topic);
-    await until(page, "the subscription opens", () => window.__opens >= 1);
-    const send = (text) => page.evaluate(([t, m]) => window.__client.publish(t, m), [topic, text]);
+    await until(page, "both subscriptions open", () => window.__c.refreshing.opens >= 1 && window.__c.expiring.opens >= 1);
+    // Published from here with a token of its own, so the pages' tokens count only their
+    // connections and refreshes.
+    const publisher = hs256({ sub: "test", exp: Math.floor(Date.now() / 1000) + 600, publish: ["ct.*"] }, secret);
+    const send = async (text) => {
+      const r = await fetch(`${base}/publish/${topic}`, { method: "POST", body: text, headers: { Authorization: `Bearer ${publisher}` } });
+      assert.equal(r.status, 202, `POST /publish/${topic}`);
+    };
     for (const i of [1, 2, 3]) await send(`m${i}`);
-    await until(page, "m1..m3 arrive", () => window.__got.length >= 3);
-    // Past the token's exp: closed with 3000, reopened with a fresh token.
-    await until(page, "the client reconnected with a fresh token", () => window.__opens >= 2, null, 8000);
+    await until(page, "m1..m3 arrive at both", () => window.__c.refreshing.got.length >= 3 && window.__c.expiring.got.length >= 3);
+    // Past the first tokens' exp: one reconnected, the other refreshed twice in place.
+    await until(page, "the expiring client reconnected with a fresh token", () => window.__c.expiring.opens >= 2, null, 8000);
+    const deadline = Date.now() + 8000;
+    while (issued.refreshing < 3 && Date.now() < deadline) await sleep(100);
     for (const i of [4, 5, 6]) await send(`m${i}`);
-    await until(page, "m4..m6 arrive", () => window.__got.length >= 6);
+    await until(page, "m4..m6 arrive at both", () => window.__c.refreshing.got.length >= 6 && window.__c.expiring.got.length >= 6);
     await sleep(300);
-    const got = await page.evaluate(() => window.__got);
-    assert.deepEqual(got.map(([d]) => d), ["m1", "m2", "m3", "m4", "m5", "m6"], "each once, in order");
-    const opens = await page.evaluate(() => window.__opens);
-    await page.evaluate(() => window.__client.close());
-    return `${opens} connections, ${issued} tokens issued; m1..m6 once each, in order`;
+    const r = await page.evaluate(() => {
+      const out = {};
+      for (const [who, c] of Object.entries(window.__c)) out[who] = { got: c.got, opens: c.opens, closes: c.closes };
+      return out;
+    });
+    for (const who of ["refreshing", "expiring"]) {
+      assert.deepEqual(r[who].got.map(([d]) => d), ["m1", "m2", "m3", "m4", "m5", "m6"], `${who}: each once, in order`);
+    }
+    assert.ok(issued.refreshing >= 3, `the refreshing client's first token and two refreshes: ${issued.refreshing}`);
+    assert.equal(r.refreshing.opens, 1, "refreshed in-band: one connection all along");
+    assert.deepEqual(r.refreshing.closes, [], "never closed");
+    assert.ok(r.expiring.closes.includes(3000), `closed at exp with 3000: ${r.expiring.closes}`);
+    await page.evaluate(() => Object.values(window.__c).forEach((c) => c.client.close()));
+    return `in-band: 1 connection, ${issued.refreshing} tokens; without: ${r.expiring.opens} connections (closes ${r.expiring.closes}), ${issued.expiring} tokens; m1..m6 once each at both`;
   },
 
   // The long-polling transport: chat with a WebSocket member of the same room both ways,
@@ -825,9 +965,9 @@ const scenarios = {
     const room = uniqueRoom("poll");
     const page = await openDemo(await browser.newContext(), `?transport=poll&room=${room}`);
     assert.equal(await page.evaluate(() => window.demo.transport), "poll");
-    await warmUpPoll(page, `chat.${room}`, "chat");
-    const echoTopic = await page.evaluate(() => Object.keys(window.demo.channels).find((k) => k.startsWith("echo.")));
-    await warmUpPoll(page, echoTopic, "echo");
+    // Open means the first poll told where each topic is: nothing published from here on is
+    // missed.
+    await channelsOpen(page, "poll");
 
     const ws = await openDemo(await browser.newContext(), `?transport=websocket&room=${room}`);
     await until(ws, "the WebSocket member joins", () => window.demo.chat.some((m) => m.type === "join"));
@@ -837,7 +977,7 @@ const scenarios = {
     await until(page, "the polling page receives it", (id) => window.demo.chat.some((m) => m.from === id && m.text === "to the polling page"), wsId);
     await typeAndSend(page, "chat-form", "from the polling page");
     await until(ws, "the WebSocket page receives the polling page's message", () => window.demo.chat.some((m) => m.text === "from the polling page"));
-    const texts = (await chatTexts(page)).filter((t) => !t.startsWith("warm-up"));
+    const texts = await chatTexts(page);
     assert.deepEqual(texts, ["to the polling page", "from the polling page"], "each message once, in order");
 
     await typeAndSend(page, "echo-form", "echo over polling");

@@ -14,7 +14,8 @@ use std::time::Duration;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 const LISTEN_PREFIX: &str = "wsloop listening on ";
 
-/// A running `wsloop --listen 127.0.0.1:0 ARGS...`; killed (and reaped) when dropped.
+/// A running `wsloop --listen 127.0.0.1:0 ARGS...` (or at the `--listen` in ARGS); killed
+/// (and reaped) when dropped.
 pub struct Server {
     pub port: u16,
     child: Child,
@@ -64,9 +65,11 @@ impl Server {
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let bin = env!("CARGO_BIN_EXE_wsloop");
         let mut cmd = Command::new(bin);
-        cmd.arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(args)
+        // An address of the caller's (a restart on the same port), else any free port.
+        if !args.contains(&"--listen") {
+            cmd.arg("--listen").arg("127.0.0.1:0");
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

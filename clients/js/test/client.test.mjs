@@ -10,6 +10,8 @@ import {
   hintFromReason,
   hintFromRetryAfter,
   nextTransport,
+  refreshDelay,
+  tokenExpiry,
   TRANSPORTS,
 } from "../wsloop.js";
 
@@ -38,11 +40,17 @@ function fakeEnv() {
       this.protocols = protocols;
       this.protocol = "";
       this.closedByClient = false;
+      this.readyState = 0;
+      this.sent = [];
       env.sockets.push(this);
     }
     open(protocol = "wsloop.positions") {
       this.protocol = protocol;
+      this.readyState = 1;
       this.onopen && this.onopen();
+    }
+    send(data) {
+      this.sent.push(data);
     }
     message(obj) {
       this.onmessage && this.onmessage({ data: JSON.stringify(obj) });
@@ -52,6 +60,7 @@ function fakeEnv() {
     }
     close() {
       this.closedByClient = true;
+      this.readyState = 3;
       this.onclose && this.onclose({ code: 1005, reason: "" });
     }
   };
@@ -97,6 +106,23 @@ const response = (status, body, headers = {}) => ({
   text: async () => body,
 });
 const settle = () => new Promise((r) => setImmediate(r));
+
+// Answer the client's GET /healthz probes (asked after a transport never opened).
+async function healthz(env, status = 200) {
+  await settle();
+  for (const p of env.polls.filter((p) => p.url.endsWith("/healthz"))) {
+    env.polls.splice(env.polls.indexOf(p), 1);
+    p.answer(response(status, "ok"));
+  }
+  await settle();
+}
+
+// An unsigned JWT-shaped token expiring `secs` from now (the client only reads its `exp`).
+let minted = 0;
+const jwt = (secs) => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${b64({ alg: "HS256" })}.${b64({ exp: Math.floor(Date.now() / 1000) + secs, n: ++minted })}.sig`;
+};
 
 test("full-jitter backoff stays within its doubling cap and reaches zero", () => {
   const opts = { backoffInitial: 500, backoffMax: 30000 };
@@ -148,6 +174,7 @@ test("a WebSocket that never opens falls back to SSE, which resumes from the las
     assert.match(ws.url, /^ws:\/\/h\/topic\/news/);
     assert.deepEqual(ws.protocols, ["wsloop.positions"]);
     ws.serverClose(1006);
+    await healthz(env); // the server is up: the transport is what fails
     env.tick();
     await settle();
   }
@@ -181,8 +208,9 @@ test("an SSE stream a buffering proxy holds back (no hello in time) falls back t
   await settle();
   for (let i = 0; i < 2; i++) {
     env.sources.at(-1).open(); // headers through, the body held back: no hello
-    env.tick(); // the open deadline, then the backoff
-    env.tick();
+    env.tick(); // the open deadline
+    await healthz(env);
+    env.tick(); // the backoff
     await settle();
   }
   assert.deepEqual(switched, ["poll"]);
@@ -273,4 +301,93 @@ test("publish resolves with the position, and rejects with the 503's hint", asyn
   await settle();
   env.polls.shift().answer(response(503, "", { "Retry-After": "1" }));
   await assert.rejects(q, (e) => e.status === 503 && e.retryAfter === 1000);
+});
+
+test("a token's expiry is read from the JWT, and replaced a quarter of its life early (at most refreshBefore)", () => {
+  const t = jwt(100);
+  const exp = tokenExpiry(t);
+  assert.ok(Math.abs(exp - (Date.now() + 100000)) < 1500, `exp ${exp}`);
+  assert.equal(tokenExpiry("opaque-api-token"), null);
+  assert.equal(tokenExpiry("a.%%%.c"), null);
+  assert.equal(refreshDelay(null, 0, 30000), null);
+  assert.equal(refreshDelay(8000, 0, 30000), 6000, "short-lived: with a quarter left");
+  assert.equal(refreshDelay(3600000, 0, 30000), 3570000, "long-lived: refreshBefore ahead");
+  assert.equal(refreshDelay(1000, 5000, 30000), 0, "already expired: at once");
+});
+
+test("over WebSocket an expiring token is refreshed in-band, before it expires, on the same connection", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env, token: () => jwt(8) });
+  const got = [];
+  client.subscribe("news", (data, meta) => got.push([data, meta.position]));
+  await settle();
+  const ws = env.sockets.at(-1);
+  assert.deepEqual(ws.protocols, ["wsloop.positions.auth", "wsloop.positions"]);
+  ws.open("wsloop.positions.auth");
+  const refresh = env.timers.find((t) => !t.done && t.ms !== 5000);
+  assert.ok(refresh && refresh.ms > 5000 && refresh.ms <= 6000, `refresh timer ${refresh && refresh.ms}`);
+  env.tick();
+  await settle();
+  assert.equal(ws.sent.length, 1);
+  const m = JSON.parse(ws.sent[0]);
+  assert.equal(m.type, "refresh");
+  assert.notEqual(m.token, new URL(ws.url).searchParams.get("token"), "a fresh token");
+  // The server's answer is not a message; the next refresh is due again.
+  ws.message({ type: "refreshed", exp: Math.floor(Date.now() / 1000) + 8 });
+  ws.message({ position: "3", text: "a" });
+  assert.deepEqual(got, [["a", "3"]]);
+  assert.equal(env.sockets.length, 1, "no reconnection");
+  assert.ok(env.timers.some((t) => !t.done && t.ms > 5000 && t.ms <= 6000), "the next refresh is scheduled");
+  client.close();
+  // Without an expiring token (or with refresh off) only the positions protocol is offered.
+  const plain = new WsloopClient("http://h", { env, token: "opaque" });
+  plain.subscribe("news", () => {});
+  await settle();
+  assert.deepEqual(env.sockets.at(-1).protocols, ["wsloop.positions"]);
+  plain.close();
+});
+
+test("over SSE an expiring token is replaced by a resuming reconnection before it expires", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env, transports: ["sse"], token: () => jwt(8) });
+  const got = [];
+  client.subscribe("s", (data, meta) => got.push([data, meta.position]));
+  await settle();
+  const es = env.sources.at(-1);
+  es.open();
+  es.event("", "", "hello");
+  es.event("x", "41");
+  assert.ok(env.timers.some((t) => !t.done && t.ms > 5000 && t.ms <= 6000), "replacement scheduled");
+  env.tick(); // the replacement: closes, and reconnects at once (hint 0)
+  assert.equal(es.readyState, 2, "the old stream is closed");
+  env.tick();
+  await settle();
+  const next = new URL(env.sources.at(-1).url);
+  assert.equal(env.sources.length, 2);
+  assert.equal(next.searchParams.get("lastEventId"), "41", "resumes after the last position");
+  assert.notEqual(next.searchParams.get("token"), new URL(es.url).searchParams.get("token"));
+  client.close();
+});
+
+test("a server that is down (restarting) does not make the client fall back", async () => {
+  const env = fakeEnv();
+  const client = new WsloopClient("http://h", { env });
+  const switched = [];
+  client.on("transport", (t) => switched.push(t.transport));
+  client.subscribe("news", () => {});
+  await settle();
+  for (let i = 0; i < 4; i++) {
+    env.sockets.at(-1).serverClose(1006); // connection refused
+    const probe = env.polls.find((p) => p.url === "http://h/healthz");
+    assert.ok(probe, "the client asks /healthz");
+    env.polls.splice(env.polls.indexOf(probe), 1);
+    probe.answer(Promise.reject(new TypeError("Failed to fetch")));
+    await settle();
+    await settle();
+    env.tick();
+    await settle();
+  }
+  assert.deepEqual(switched, [], "still WebSocket after four refused connections");
+  assert.equal(env.sockets.length, 5);
+  client.close();
 });

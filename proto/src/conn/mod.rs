@@ -164,6 +164,11 @@ pub(crate) const POSITIONED: u8 = 16;
 /// position, as JSON (docs/protocol.md, "Positions over WebSocket").
 pub const POSITIONS_PROTOCOL: &str = "wsloop.positions";
 
+/// `POSITIONS_PROTOCOL` plus in-band token refresh (`{"type":"refresh","token":…}` is not
+/// published): what a client with an expiring token offers first (docs/protocol.md,
+/// "Refreshing a token in-band").
+pub const POSITIONS_REFRESH_PROTOCOL: &str = "wsloop.positions.auth";
+
 /// A connection's permessage-deflate state, behind one pointer.
 pub(crate) struct DeflateState {
     agreement: Agreement,

@@ -92,7 +92,10 @@ impl<'a> Outbox<'a> {
         self.tx.route = route;
         self.tx.mode = Mode::WebSocket;
         self.tx.state = State::Open;
-        let positioned = protocol == Some(super::POSITIONS_PROTOCOL);
+        let positioned = matches!(
+            protocol,
+            Some(super::POSITIONS_PROTOCOL | super::POSITIONS_REFRESH_PROTOCOL)
+        );
         self.tx.flags.set(super::POSITIONED, positioned);
     }
 
