@@ -154,3 +154,47 @@ asyncio.run(asyncio.wait_for(main(), 20))
     );
     assert!(out.contains("still here"), "{out}");
 }
+
+/// The TLS session lends its buffers (src/tls/session.rs): records the socket cannot take
+/// wait in it while a client reads slowly, a TLS 1.2 client works the same way, and every
+/// byte arrives in order.
+#[test]
+fn a_slow_reader_and_a_tls12_client_get_every_byte_in_order() {
+    let (srv, cert) = start("slow");
+    let out = python(
+        r#"
+import asyncio, os, ssl, websockets
+async def echo_all(ctx, label):
+    url = "wss://127.0.0.1:%s/echo" % os.environ["PORT"]
+    # max_queue=1: the client stops reading while its queue is full, so the server's writes
+    # block and what it encrypted waits in its session.
+    async with websockets.connect(url, ssl=ctx, max_size=None, max_queue=1, compression=None) as ws:
+        sent = [bytes([i]) * (65536 + i) for i in range(40)]
+        for m in sent:
+            await ws.send(m)
+        await asyncio.sleep(0.5)
+        for i, m in enumerate(sent):
+            got = await ws.recv()
+            assert got == m, (label, i, len(got))
+        for i in range(200):
+            await ws.send("small %d" % i)
+        for i in range(200):
+            assert await ws.recv() == "small %d" % i
+        version = ws.transport.get_extra_info("ssl_object").version()
+        await ws.close(1000, "done")
+    assert ws.close_code == 1000, ws.close_code
+    print(label, "ok", version)
+async def main():
+    ctx = ssl.create_default_context(cafile=os.environ["CA"])
+    await echo_all(ctx, "tls13")
+    old = ssl.create_default_context(cafile=os.environ["CA"])
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    await echo_all(old, "tls12")
+asyncio.run(asyncio.wait_for(main(), 60))
+"#,
+        &cert,
+        srv.port,
+    );
+    assert!(out.contains("tls13 ok TLSv1.3"), "{out}");
+    assert!(out.contains("tls12 ok TLSv1.2"), "{out}");
+}

@@ -112,9 +112,9 @@ impl<N: Net> Reactor<N> {
                 clients.release(id);
             }
         };
-        let session = match self.tls.as_ref().map(crate::tls::session) {
+        let session = match self.tls.as_ref().map(crate::tls::Session::new) {
             None => None,
-            Some(Ok(session)) => Some(session),
+            Some(Ok(session)) => Some(Box::new(session)),
             Some(Err(e)) => {
                 log::warn!("tls session: {e}");
                 undo(&self.clients);

@@ -13,17 +13,20 @@ use super::transport::Transport;
 use super::{token, Net, Reactor, DIRTY, FREEING, PEER_DONE, READ_BLOCKED, TLS, VIA_PROXY};
 use crate::bits::Bits;
 use crate::conn::{Close, Received, Sent, State};
+use crate::tls::Session;
 
-/// The TLS session of slab slot `idx`, if its flags say it has one.
-pub(super) fn session(
-    sessions: &mut HashMap<usize, Box<rustls::ServerConnection>>,
+/// The TLS session of slab slot `idx`, if its flags say it has one, with the scratch it
+/// works in.
+pub(super) fn session<'a>(
+    sessions: &'a mut HashMap<usize, Box<Session>>,
+    scratch: &'a mut [u8],
     flags: Bits,
     idx: usize,
-) -> Option<&mut rustls::ServerConnection> {
+) -> Option<(&'a mut Session, &'a mut [u8])> {
     if !flags.has(TLS) {
         return None;
     }
-    sessions.get_mut(&idx).map(|s| &mut **s)
+    sessions.get_mut(&idx).map(|s| (&mut **s, scratch))
 }
 
 impl<N: Net> Reactor<N> {
@@ -50,7 +53,10 @@ impl<N: Net> Reactor<N> {
                 break;
             }
             let peer_done = e.flags.has(PEER_DONE);
-            let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
+            let mut t = Transport::new(
+                &mut e.sock,
+                session(&mut self.sessions, &mut self.tls_scratch, e.flags, idx),
+            );
             // A short read drains the socket, unless it is TLS (`short_means_drained`) or
             // the peer's FIN waits behind the data (RDHUP): then read until WouldBlock or EOF.
             let drains = t.short_means_drained() && !peer_done;
@@ -144,7 +150,10 @@ impl<N: Net> Reactor<N> {
                 self.clients.release(id);
             }
         }
-        let mut t = Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx));
+        let mut t = Transport::new(
+            &mut e.sock,
+            session(&mut self.sessions, &mut self.tls_scratch, e.flags, idx),
+        );
         let mut failed = false;
         loop {
             match e.conn.write_to(&mut self.res, &mut t) {
@@ -188,7 +197,11 @@ impl<N: Net> Reactor<N> {
             // connection first); reading on until its FIN avoids a reset that could destroy
             // the last bytes we sent. (After the peer's FIN there is nothing to wait for:
             // `take_shutdown` closed it.)
-            Transport::new(&mut e.sock, session(&mut self.sessions, e.flags, idx)).close_notify();
+            Transport::new(
+                &mut e.sock,
+                session(&mut self.sessions, &mut self.tls_scratch, e.flags, idx),
+            )
+            .close_notify();
             let _ = self.net.shutdown_write(&mut e.sock);
             self.resume.push(idx);
         }

@@ -169,7 +169,10 @@ pub struct Reactor<N: Net = MioNet> {
     conn_base: TimerId,
     /// The TLS sessions of the connections flagged `TLS`, by slab index: kept out of the slab
     /// so a plain connection does not carry a pointer for them (docs/architecture.md §9).
-    sessions: HashMap<usize, Box<rustls::ServerConnection>>,
+    sessions: HashMap<usize, Box<crate::tls::Session>>,
+    /// Where TLS records are read and encrypted, one session at a time (`tls::SCRATCH`
+    /// bytes with `--tls-cert`, else none): sessions lend it instead of owning buffers.
+    tls_scratch: Box<[u8]>,
     /// The topics of this reactor.
     hub: Hub,
     /// Commands recorded by handlers, applied after each hand-off.
@@ -279,6 +282,11 @@ impl<N: Net> Reactor<N> {
             wheel: Wheel::new(now),
             conn_base: 1 + router.routes() as TimerId,
             sessions: HashMap::new(),
+            tls_scratch: if shared.tls.is_some() {
+                vec![0; crate::tls::SCRATCH].into_boxed_slice()
+            } else {
+                Box::default()
+            },
             hub: Hub::numbered_from(cfg.pubsub.clone(), shared.epoch),
             cmds: Vec::new(),
             date: String::new(),

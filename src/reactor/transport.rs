@@ -8,18 +8,18 @@
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 
-use rustls::ServerConnection;
-
 use crate::conn::Io;
+use crate::tls::Session;
 
 /// A view of one connection's stream for the length of one read or flush.
 pub(super) struct Transport<'a, S> {
     sock: &'a mut S,
-    tls: Option<&'a mut ServerConnection>,
+    /// The TLS session and the worker's scratch it works in.
+    tls: Option<(&'a mut Session, &'a mut [u8])>,
 }
 
 impl<'a, S: Read + Write> Transport<'a, S> {
-    pub fn new(sock: &'a mut S, tls: Option<&'a mut ServerConnection>) -> Transport<'a, S> {
+    pub fn new(sock: &'a mut S, tls: Option<(&'a mut Session, &'a mut [u8])>) -> Transport<'a, S> {
         Transport { sock, tls }
     }
 
@@ -34,16 +34,16 @@ impl<'a, S: Read + Write> Transport<'a, S> {
     /// Send what TLS records are still pending: `Ok(true)` when none remain (always, on a
     /// plain socket).
     pub fn flush(&mut self) -> io::Result<bool> {
-        match self.tls.as_deref_mut() {
+        match &mut self.tls {
             None => Ok(true),
-            Some(tls) => crate::tls::flush(self.sock, tls),
+            Some((tls, _)) => tls.flush(self.sock),
         }
     }
 
     /// Our side is done: close_notify under TLS (RFC 8446 §6.1); the caller sends FIN.
     pub fn close_notify(&mut self) {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            crate::tls::shutdown(self.sock, tls);
+        if let Some((tls, _)) = &mut self.tls {
+            tls.shutdown(self.sock);
         }
     }
 }
@@ -53,7 +53,7 @@ impl<S: Read + Write> Io for Transport<'_, S> {
     /// Read plaintext into `a`, then `b`. `Ok(0)` is the end (the peer's FIN, or its
     /// close_notify under TLS).
     fn read(&mut self, a: &mut [u8], b: &mut [u8]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
+        match &mut self.tls {
             // One free slice (the usual case) is a plain recv(2): readv(2) costs more in the
             // kernel (the iovec import and the VFS layer around it); measured in
             // docs/perf-history.md, "recv/send instead of readv/writev".
@@ -61,17 +61,17 @@ impl<S: Read + Write> Io for Transport<'_, S> {
             None => self
                 .sock
                 .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]),
-            Some(tls) => crate::tls::read(self.sock, tls, a, b),
+            Some((tls, scratch)) => tls.read(self.sock, scratch, a, b),
         }
     }
 
     /// Write plaintext from `iov`; returns how much was taken. One slice is a plain
     /// send(2), several one writev(2).
     fn write(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
+        match &mut self.tls {
             None if iov.len() == 1 => self.sock.write(&iov[0]),
             None => self.sock.write_vectored(iov),
-            Some(tls) => crate::tls::write(self.sock, tls, iov),
+            Some((tls, scratch)) => tls.write(self.sock, scratch, iov),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Owns TLS for `wss://` and `https://` (rustls with the ring provider), inside the reactor:
-//! loading the certificate chain and key (PEM), and moving bytes between a non-blocking
-//! socket, the TLS session and the connection's plaintext rings; and the client side of
-//! `rediss://` (`client_config`, `ClientStream`), with the same helpers. Layer L4: it touches sockets;
+//! loading the certificate chain and key (PEM), and the server sessions (`Session`, rustls'
+//! unbuffered API: no buffers while idle); and the client side of `rediss://`
+//! (`client_config`, `ClientStream`, rustls' buffered API through the helpers here). Layer L4: it touches sockets;
 //! it never blocks, and a TLS error (a bad handshake, garbage instead of a ClientHello, an
 //! alert) fails that one connection only.
 //! Must not: block, or let one connection's TLS error touch another.
@@ -12,10 +12,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig};
 
-/// Most plaintext rustls may hold encrypted but unsent per connection; beyond it `write`
-/// takes nothing and the connection's own queue (and its slow-consumer limits) holds the rest.
+mod session;
+pub use session::{Session, SCRATCH};
+
+/// Most plaintext a `rediss://` client session may hold encrypted but unsent; beyond it the
+/// link's own queue holds the rest.
 const TLS_BUFFER: usize = 64 * 1024;
 
 /// Build the server configuration from PEM files; errors name the file.
@@ -37,13 +40,6 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     // ALPN: WebSocket over TLS and the HTTP transports speak HTTP/1.1 (RFC 7301).
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// A new server-side session.
-pub fn session(cfg: &Arc<ServerConfig>) -> io::Result<Box<ServerConnection>> {
-    let mut s = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
-    s.set_buffer_limit(Some(TLS_BUFFER));
-    Ok(Box::new(s))
 }
 
 /// Read plaintext into `a` then `b`. `Ok(0)` is the end (close_notify or the peer's FIN);
