@@ -1,6 +1,7 @@
-//! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle, fanout), their
-//! flags, turning them into a validated `Plan` (refusing impossible configurations with exit
-//! code 2), and dispatching to the event loop (`engine`) or to `--procs` children (`procs`).
+//! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle, fanout,
+//! storm), their flags, turning them into a validated `Plan` (refusing impossible configurations
+//! with exit code 2), and dispatching to the event loop (`engine`), to `--procs` children
+//! (`procs`) or, for storm, to its own loop (`storm`).
 //! Must not: start a run whose configuration it cannot honour (exit 2 instead), or reach beyond
 //! loopback.
 
@@ -15,12 +16,17 @@ mod engine;
 mod fanout;
 #[path = "wsloop-load/procs.rs"]
 mod procs;
+#[path = "wsloop-load/reconnect.rs"]
+mod reconnect;
 #[path = "wsloop-load/report.rs"]
 mod report;
+#[path = "wsloop-load/storm.rs"]
+mod storm;
 #[path = "wsloop-load/sys.rs"]
 mod sys;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -64,6 +70,13 @@ enum Cmd {
     /// and each message's time until its last subscriber had it; checks that every
     /// subscriber got every message exactly once and in order (exit 1 otherwise).
     Fanout(FanoutArgs),
+    /// N subscribers of one topic (--url ws://HOST:PORT/topic/NAME, subprotocol
+    /// wsloop.positions) that reconnect with ?since= whenever closed, e.g. through a graceful
+    /// restart: reports connection attempts and 101s per bucket from the first 1001, the time
+    /// until every client is back, failed attempts, and whether each client received every
+    /// position a publisher acknowledged (--acked). Exit 1 on a loss, a repeat or a client
+    /// not back.
+    Storm(StormArgs),
 }
 
 #[derive(Debug, Args)]
@@ -226,11 +239,53 @@ struct FanoutArgs {
     common: Common,
 }
 
+#[derive(Debug, Args)]
+struct StormArgs {
+    /// Subscribers.
+    #[arg(short = 'c', long, default_value_t = 10_000)]
+    clients: usize,
+    /// Obey the retry-after-ms= hints of close reasons, and back off exponentially with
+    /// full jitter otherwise (--backoff-initial, --backoff-max). Without it: reconnect at once
+    /// after a connection that worked is closed, and --retry-delay after anything else.
+    #[arg(long)]
+    hints: bool,
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    backoff_initial: Duration,
+    /// Longest backoff, and the longest hint obeyed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    backoff_max: Duration,
+    /// Without --hints: the wait after a failed attempt (refused, reset, timed out, closed
+    /// before a message arrived).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    retry_delay: Duration,
+    /// Give up on one attempt (connect and 101) after this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    attempt_timeout: Duration,
+    /// Wait for this file (write it elsewhere and rename it into place): the positions the
+    /// publisher had acknowledged, one per line. Then wait up to --settle for every client to
+    /// have the last one, and check that each received all of them.
+    #[arg(long, value_name = "FILE")]
+    acked: Option<PathBuf>,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    settle: Duration,
+    /// The run ends this long after its start at the latest.
+    #[arg(short, long, default_value = "120s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Width of the buckets attempts and 101s are counted in.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    bucket: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
 /// Most messages a fanout run tracks (12 bytes each of bookkeeping).
 const MAX_FANOUT_MESSAGES: u64 = 100_000_000;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Storm(a) = &cli.cmd {
+        return run_storm(a);
+    }
     let (plan, procs) = match plan(cli) {
         Ok(p) => p,
         Err(msg) => {
@@ -313,6 +368,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
             Duration::ZERO,
             a.common,
         ),
+        Cmd::Storm(_) => return Err("storm runs apart from the engine (run_storm)".into()),
         Cmd::Fanout(a) => {
             let mode = Mode::Fanout(fanout_spec(&a)?);
             if a.common.procs != 1 {
@@ -466,6 +522,128 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
         }
     }
     Ok((plan, common.procs))
+}
+
+/// The storm mode: its own loop (`storm`), its own report.
+fn run_storm(a: &StormArgs) -> ExitCode {
+    let spec = match storm_spec(a) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("wsloop-load: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    sys::catch_stop_signals();
+    match storm::run(&spec) {
+        Ok(report) => {
+            report.print(spec.output);
+            if report.failed() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("wsloop-load: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Check a storm command line and turn it into its spec.
+fn storm_spec(a: &StormArgs) -> Result<storm::Spec, String> {
+    let c = &a.common;
+    if a.clients == 0 {
+        return Err("--clients: must be at least 1".into());
+    }
+    if c.procs != 1 || c.child {
+        return Err(format!(
+            "--procs {}: storm runs in one process (one clock for the buckets); it holds up \
+             to the descriptor limit of clients",
+            c.procs
+        ));
+    }
+    if c.server_pid.is_some() {
+        return Err("--server-pid: not with storm (the server is restarted during it)".into());
+    }
+    if c.connect_concurrency == 0 {
+        return Err("--connect-concurrency: must be at least 1".into());
+    }
+    for (name, d) in [
+        ("--connect-timeout", c.connect_timeout),
+        ("--attempt-timeout", a.attempt_timeout),
+        ("--duration", a.duration),
+        ("--bucket", a.bucket),
+        ("--settle", a.settle),
+    ] {
+        if d.is_zero() {
+            return Err(format!("{name}: must be more than 0"));
+        }
+    }
+    if a.bucket < Duration::from_millis(1) || a.bucket > Duration::from_secs(1) {
+        return Err("--bucket: from 1ms to 1s".into());
+    }
+    let url = c
+        .url
+        .as_deref()
+        .unwrap_or("ws://127.0.0.1:8080/topic/storm");
+    let (addr, host, path) = parse_url(url, false)?;
+    if !path.starts_with("/topic/") || path.len() == "/topic/".len() || path.contains('?') {
+        return Err(format!(
+            "--url {url}: storm needs a topic endpoint without a query, ws://HOST:PORT/topic/NAME \
+             (it adds ?since= itself)"
+        ));
+    }
+    let source_ips = match &c.source_ips {
+        Some(s) => parse_source_ips(s)?,
+        None => Vec::new(),
+    };
+    let fd_limit = sys::raise_fd_limit();
+    if a.clients as u64 + FD_RESERVE > fd_limit {
+        return Err(format!(
+            "{} clients need about {} file descriptors, but the limit (ulimit -n) is {fd_limit}",
+            a.clients,
+            a.clients as u64 + FD_RESERVE
+        ));
+    }
+    let ports = sys::ephemeral_ports();
+    let sources = source_ips.len().max(1) as u64;
+    if a.clients as u64 > ports * sources {
+        return Err(format!(
+            "{} clients to one address need more than the {ports} ephemeral ports of {sources} \
+             source address(es); add --source-ips 127.0.0.2-127.0.0.{}",
+            a.clients,
+            (a.clients as u64).div_ceil(ports) + 2
+        ));
+    }
+    let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+    let policy = if a.hints {
+        reconnect::Policy::Hints {
+            initial_ns: ns(a.backoff_initial),
+            max_ns: ns(a.backoff_max),
+        }
+    } else {
+        reconnect::Policy::Naive {
+            retry_ns: ns(a.retry_delay),
+        }
+    };
+    Ok(storm::Spec {
+        clients: a.clients,
+        addr,
+        host,
+        path,
+        source_ips,
+        connect_concurrency: c.connect_concurrency,
+        connect_timeout_ns: ns(c.connect_timeout),
+        attempt_timeout_ns: ns(a.attempt_timeout),
+        policy,
+        acked: a.acked.clone(),
+        settle_ns: ns(a.settle),
+        duration_ns: ns(a.duration),
+        bucket_ns: ns(a.bucket),
+        output: if c.json { Output::Json } else { Output::Human },
+        quiet: c.quiet,
+    })
 }
 
 /// Check a fanout command line and turn it into its schedule.

@@ -223,10 +223,10 @@ enum Stage {
 
 /// splitmix64: fast, good enough for keys and masks (RFC 6455 §10.3 wants masks an attacker
 /// cannot predict; a load generator only needs them to differ).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -234,14 +234,14 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn nonce(&mut self) -> [u8; 16] {
+    pub(crate) fn nonce(&mut self) -> [u8; 16] {
         let mut n = [0u8; 16];
         n[..8].copy_from_slice(&self.next().to_ne_bytes());
         n[8..].copy_from_slice(&self.next().to_ne_bytes());
         n
     }
 
-    fn mask(&mut self) -> [u8; 4] {
+    pub(crate) fn mask(&mut self) -> [u8; 4] {
         let v = self.next().to_ne_bytes();
         [v[0], v[1], v[2], v[3]]
     }
@@ -1371,7 +1371,7 @@ impl Engine<'_> {
 }
 
 /// Start a non-blocking connect, from `source` (port chosen at connect time) if given.
-fn connect(addr: SocketAddrV4, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+pub(crate) fn connect(addr: SocketAddrV4, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
     let sock = Socket::new(
         Domain::IPV4,
         Type::STREAM.nonblocking().cloexec(),

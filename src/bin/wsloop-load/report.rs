@@ -464,3 +464,388 @@ impl Progress {
         }
     }
 }
+
+// ---- storm ------------------------------------------------------------------------------------
+
+/// The outcome of a `storm` run: N subscribers through a restart (see `storm`).
+#[derive(Debug, Default)]
+pub struct StormReport {
+    pub clients: usize,
+    /// Obeying the server's hints, or not; and the policy in words.
+    pub hints: bool,
+    pub policy: String,
+    /// Seconds until every client was first up.
+    pub setup_s: f64,
+    /// Bucket width, and per bucket from the first 1001: connection attempts begun, 101s.
+    pub bucket_ms: f64,
+    pub attempts: Vec<u32>,
+    pub upgrades: Vec<u32>,
+    /// Over the whole run, the setup included.
+    pub attempts_total: u64,
+    pub upgrades_total: u64,
+    /// A 1001 arrived (the server restarted).
+    pub restarted: bool,
+    pub closes_1001: u64,
+    /// The waits (ms) the 1001 closes asked for.
+    pub hints_1001: Vec<u32>,
+    /// What went wrong before the first 1001 (the clients' first connections), and from it.
+    pub setup: Failures,
+    pub storm: Failures,
+    /// From the first 1001: until every client was open again (101), and until every client
+    /// had received a message on its new connection (none: not all came back).
+    pub all_open_s: Option<f64>,
+    pub all_back_s: Option<f64>,
+    /// Clients still without a message on a new connection at the end.
+    pub still_down: usize,
+    /// Positions received; gap notices; numbers jumped over; repeated or out-of-order ones.
+    pub messages: u64,
+    pub gaps: u64,
+    pub skipped: u64,
+    pub repeats: u64,
+    pub ack: Option<AckCheck>,
+    /// Protocol errors and run problems (a signal, a timeout, a bad --acked file).
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+/// Closes other than 1001 and failed attempts.
+#[derive(Debug, Default, Clone)]
+pub struct Failures {
+    pub closes_1013: u64,
+    /// The waits (ms) the 1013 closes asked for.
+    pub hints_1013: Vec<u32>,
+    pub closes_other: u64,
+    pub first_other_close: Option<String>,
+    /// 101s that did not select the subprotocol (wsloop's 1013 turn-away answers so).
+    pub unselected: u64,
+    /// Attempts and connections that ended without a close frame: refused, reset, closed
+    /// (FIN), timed out, answered with an HTTP status, other socket errors.
+    pub refused: u64,
+    pub resets: u64,
+    pub eofs: u64,
+    pub timeouts: u64,
+    pub statuses: u64,
+    pub first_status: Option<String>,
+    pub other_io: u64,
+    pub first_other_io: Option<String>,
+}
+
+impl Failures {
+    fn any(&self) -> bool {
+        self.closes_1013
+            + self.closes_other
+            + self.refused
+            + self.resets
+            + self.eofs
+            + self.timeouts
+            + self.statuses
+            + self.other_io
+            > 0
+    }
+
+    fn human(&self) -> String {
+        let first = |v: &Option<String>| {
+            v.as_deref()
+                .map_or(String::new(), |c| format!(" (first: {c})"))
+        };
+        format!(
+            "{} x 1013 ({}; {} 101s without the subprotocol), {} other close(s){}; failed \
+             attempts: {} refused, {} reset, {} closed without a close frame, {} timed out, {} \
+             HTTP status{}, {} other{}",
+            self.closes_1013,
+            hints_text(&self.hints_1013),
+            self.unselected,
+            self.closes_other,
+            first(&self.first_other_close),
+            self.refused,
+            self.resets,
+            self.eofs,
+            self.timeouts,
+            self.statuses,
+            first(&self.first_status),
+            self.other_io,
+            first(&self.first_other_io),
+        )
+    }
+
+    fn json(&self) -> String {
+        let opt_s = |v: &Option<String>| v.as_deref().map_or("null".to_string(), json_string);
+        format!(
+            "{{\"closes_1013\":{},\"hints_1013_ms\":{},\"closes_other\":{},\
+             \"first_other_close\":{},\"unselected\":{},\"refused\":{},\"resets\":{},\
+             \"eofs\":{},\"timeouts\":{},\"statuses\":{},\"first_status\":{},\"other_io\":{},\
+             \"first_other_io\":{}}}",
+            self.closes_1013,
+            hints_json(&self.hints_1013),
+            self.closes_other,
+            opt_s(&self.first_other_close),
+            self.unselected,
+            self.refused,
+            self.resets,
+            self.eofs,
+            self.timeouts,
+            self.statuses,
+            opt_s(&self.first_status),
+            self.other_io,
+            opt_s(&self.first_other_io),
+        )
+    }
+}
+
+fn hints_text(v: &[u32]) -> String {
+    spread(v).map_or("no hint".to_string(), |(lo, mid, hi)| {
+        format!("hints {lo}/{mid}/{hi} ms min/median/max")
+    })
+}
+
+fn hints_json(v: &[u32]) -> String {
+    match spread(v) {
+        Some((lo, mid, hi)) => format!(
+            "{{\"count\":{},\"min\":{lo},\"median\":{mid},\"max\":{hi}}}",
+            v.len()
+        ),
+        None => "{\"count\":0,\"min\":null,\"median\":null,\"max\":null}".to_string(),
+    }
+}
+
+/// The acknowledged positions against what every client received.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AckCheck {
+    /// Positions the publisher had acknowledged (202).
+    pub acked: u64,
+    /// Of those, how many some client never received: the messages lost (target 0).
+    pub lost: u64,
+    pub first_lost: Option<u64>,
+    /// Clients that lack at least one, and (client, position) pairs missing in all.
+    pub clients_incomplete: u64,
+    pub missing: u64,
+    /// Positions received that were not acknowledged (published, answer lost or refused).
+    pub unacked_received: u64,
+}
+
+/// The largest count in any `width` consecutive buckets.
+pub fn peak_window(buckets: &[u32], width: usize) -> u64 {
+    let width = width.max(1);
+    let mut sum: u64 = 0;
+    let mut peak = 0;
+    for (i, &n) in buckets.iter().enumerate() {
+        sum += u64::from(n);
+        if i >= width {
+            sum -= u64::from(buckets[i - width]);
+        }
+        peak = peak.max(sum);
+    }
+    peak
+}
+
+/// (min, median, max) of some waits.
+fn spread(v: &[u32]) -> Option<(u32, u32, u32)> {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    Some((*s.first()?, s[s.len() / 2], *s.last()?))
+}
+
+impl StormReport {
+    /// Did the run fail: a protocol error, a repeat, a client not back, a message lost?
+    pub fn failed(&self) -> bool {
+        self.errors > 0
+            || self.repeats > 0
+            || self.still_down > 0
+            || (self.restarted && self.all_back_s.is_none())
+            || self.ack.is_some_and(|a| a.lost > 0)
+    }
+
+    /// Buckets in one second (at least one).
+    fn per_second(&self) -> usize {
+        ((1000.0 / self.bucket_ms).round() as usize).max(1)
+    }
+
+    /// Peak per second in one bucket (scaled), and in any one-second window.
+    fn peaks(&self, v: &[u32]) -> (f64, u64) {
+        let bucket = v.iter().copied().max().unwrap_or(0);
+        (
+            f64::from(bucket) * 1000.0 / self.bucket_ms,
+            peak_window(v, self.per_second()),
+        )
+    }
+
+    pub fn print(&self, output: Output) {
+        match output {
+            Output::Json => println!("{}", self.json()),
+            _ => print!("{}", self.human()),
+        }
+    }
+
+    pub fn human(&self) -> String {
+        let secs = |v: Option<f64>| v.map_or("never".to_string(), |s| format!("{s:.2} s"));
+        let mut s = format!(
+            "storm: {} clients over wsloop.positions, {}; all up after {:.2} s\n",
+            self.clients, self.policy, self.setup_s
+        );
+        if !self.restarted {
+            s += "  no 1001 arrived: the server was not restarted during the run\n";
+        }
+        let (up_b, up_s) = self.peaks(&self.upgrades);
+        let (at_b, at_s) = self.peaks(&self.attempts);
+        s += &format!(
+            "  from the first 1001: {} attempts, {} 101s; peak 101s/s {up_b:.0} in a {:.0} ms \
+             bucket, {up_s} in a second; peak attempts/s {at_b:.0}, {at_s} in a second\n",
+            self.attempts.iter().map(|&n| u64::from(n)).sum::<u64>(),
+            self.upgrades.iter().map(|&n| u64::from(n)).sum::<u64>(),
+            self.bucket_ms
+        );
+        s += &format!(
+            "  all open again after {}, all receiving after {} ({} still down)\n",
+            secs(self.all_open_s),
+            secs(self.all_back_s),
+            self.still_down
+        );
+        s += &format!(
+            "  {} x 1001 ({})\n  from the first 1001: {}\n",
+            self.closes_1001,
+            hints_text(&self.hints_1001),
+            self.storm.human()
+        );
+        if self.setup.any() {
+            s += &format!("  before it (setup): {}\n", self.setup.human());
+        }
+        s += &format!(
+            "  {} positions received, {} gap notice(s), {} number(s) skipped, {} repeated or out \
+             of order\n",
+            self.messages, self.gaps, self.skipped, self.repeats
+        );
+        if let Some(a) = self.ack {
+            s += &if a.lost == 0 {
+                format!(
+                    "  every client received all {} acknowledged positions ({} unacknowledged \
+                     ones too)\n",
+                    a.acked, a.unacked_received
+                )
+            } else {
+                format!(
+                    "  MESSAGES LOST: {} of {} acknowledged positions missing at some client \
+                     (first {}); {} client(s) incomplete, {} missing in all\n",
+                    a.lost,
+                    a.acked,
+                    a.first_lost.unwrap_or(0),
+                    a.clients_incomplete,
+                    a.missing
+                )
+            };
+        }
+        if self.errors > 0 {
+            s += &format!(
+                "  errors: {}; first: {}\n",
+                self.errors,
+                self.first_error.as_deref().unwrap_or("-")
+            );
+        }
+        let per_s: Vec<String> = self
+            .upgrades
+            .chunks(self.per_second())
+            .map(|c| c.iter().map(|&n| u64::from(n)).sum::<u64>().to_string())
+            .collect();
+        if !per_s.is_empty() {
+            s += &format!(
+                "  101s in each second from the first 1001: {}\n",
+                per_s.join(" ")
+            );
+        }
+        s
+    }
+
+    /// One JSON object on one line (hand-formatted; every key is always present).
+    pub fn json(&self) -> String {
+        let opt_f = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+        let opt_s = |v: &Option<String>| v.as_deref().map_or("null".to_string(), json_string);
+        let list = |v: &[u32]| {
+            let items: Vec<String> = v.iter().map(u32::to_string).collect();
+            format!("[{}]", items.join(","))
+        };
+        let (up_b, up_s) = self.peaks(&self.upgrades);
+        let (at_b, at_s) = self.peaks(&self.attempts);
+        let mut s = format!(
+            "{{\"mode\":\"storm\",\"clients\":{},\"hints\":{},\"policy\":{},\"setup_s\":{:.3},\
+             \"restarted\":{},\"bucket_ms\":{:.1},\"peak_upgrades_per_s_bucket\":{up_b:.0},\
+             \"peak_upgrades_in_1s\":{up_s},\"peak_attempts_per_s_bucket\":{at_b:.0},\
+             \"peak_attempts_in_1s\":{at_s},\"attempts_total\":{},\"upgrades_total\":{},\
+             \"all_open_s\":{},\"all_back_s\":{},\"still_down\":{},",
+            self.clients,
+            self.hints,
+            json_string(&self.policy),
+            self.setup_s,
+            self.restarted,
+            self.bucket_ms,
+            self.attempts_total,
+            self.upgrades_total,
+            opt_f(self.all_open_s),
+            opt_f(self.all_back_s),
+            self.still_down,
+        );
+        s += &format!(
+            "\"closes_1001\":{},\"hints_1001_ms\":{},\"setup\":{},\"storm\":{},",
+            self.closes_1001,
+            hints_json(&self.hints_1001),
+            self.setup.json(),
+            self.storm.json()
+        );
+        s += &format!(
+            "\"messages\":{},\"gaps\":{},\"skipped\":{},\"repeats\":{},",
+            self.messages, self.gaps, self.skipped, self.repeats
+        );
+        s += &match self.ack {
+            None => "\"ack\":null,".to_string(),
+            Some(a) => format!(
+                "\"ack\":{{\"acked\":{},\"lost\":{},\"first_lost\":{},\"clients_incomplete\":{},\
+                 \"missing\":{},\"unacked_received\":{}}},",
+                a.acked,
+                a.lost,
+                a.first_lost.map_or("null".to_string(), |p| p.to_string()),
+                a.clients_incomplete,
+                a.missing,
+                a.unacked_received
+            ),
+        };
+        s += &format!(
+            "\"errors\":{},\"first_error\":{},\"attempts\":{},\"upgrades\":{}}}",
+            self.errors,
+            opt_s(&self.first_error),
+            list(&self.attempts),
+            list(&self.upgrades)
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peak_is_the_busiest_window() {
+        assert_eq!(peak_window(&[1, 5, 2, 9, 0, 0, 4], 2), 11);
+        assert_eq!(peak_window(&[1, 5, 2], 10), 8);
+        assert_eq!(peak_window(&[], 10), 0);
+        assert_eq!(peak_window(&[3, 7], 0), 7, "width 0 is one bucket");
+    }
+
+    #[test]
+    fn a_storm_report_is_one_json_line() {
+        let r = StormReport {
+            clients: 2,
+            policy: "p \"q\"".into(),
+            bucket_ms: 100.0,
+            upgrades: vec![1, 1],
+            hints_1001: vec![30, 10, 20],
+            restarted: true,
+            ..StormReport::default()
+        };
+        let j = r.json();
+        assert!(!j.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&j).expect("valid JSON");
+        assert_eq!(v["hints_1001_ms"]["median"], 20);
+        assert_eq!(v["peak_upgrades_in_1s"], 2);
+        assert_eq!(v["peak_upgrades_per_s_bucket"], 10);
+        assert!(r.failed(), "restarted but never all back");
+    }
+}
