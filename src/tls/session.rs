@@ -44,6 +44,9 @@ pub struct Session {
     plain_at: usize,
     /// The peer sent close_notify: nothing more will be read.
     peer_closed: bool,
+    /// The last run ended writable: nothing was queued behind it (rustls hands out queued
+    /// records before it reports `WriteTraffic`), so a write need not run the session first.
+    writable: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -79,6 +82,7 @@ impl Session {
             pending_plain: Vec::new(),
             plain_at: 0,
             peer_closed: false,
+            writable: false,
         })
     }
 
@@ -137,7 +141,10 @@ impl Session {
         iov: &[IoSlice<'_>],
     ) -> io::Result<usize> {
         // Records the session queued (tickets after the handshake) go first, in order.
-        if !self.flush(sock)? || self.settle()? != Stop::Writable || !self.flush(sock)? {
+        if !self.flush(sock)? {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        if !self.writable && (self.settle()? != Stop::Writable || !self.flush(sock)?) {
             return Err(ErrorKind::WouldBlock.into());
         }
         let Ok(ConnectionState::WriteTraffic(mut w)) =
@@ -282,12 +289,14 @@ impl Session {
                 // code does not know ends the connection.
                 Ok(_) => return Err(invalid("unexpected TLS state")),
                 Err(e) => {
+                    self.writable = false;
                     self.queue_alert()?;
                     return Err(invalid(e));
                 }
             };
             used += discard;
             if let Some(stop) = stop {
+                self.writable = stop == Stop::Writable;
                 return Ok((used, stop));
             }
         }
