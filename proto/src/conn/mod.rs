@@ -29,7 +29,7 @@ pub use interface::{Close, Interest, Io, Push, Pushed, Received, Sent, Status};
 pub use outbox::Outbox;
 pub use resources::{Outcome, Resources};
 
-pub use txqueue::{SharedFrame, MAX_IOV};
+pub use txqueue::{SegsPool, SharedFrame, MAX_IOV};
 
 use deadline::Deadlines;
 use http_input::Head;
@@ -499,7 +499,7 @@ impl Conn {
     pub(crate) fn consume_tx(&mut self, n: usize, res: &mut Resources) {
         self.tx.tail_pong = 0;
         res.queue_shrank(n.min(self.tx.queue.len()));
-        self.tx.queue.consume(n, &mut res.pool);
+        self.tx.queue.consume(n, &mut res.pool, &mut res.segs);
     }
 
     /// Answer a held long poll with a complete response; the connection goes back to reading
@@ -604,7 +604,7 @@ impl Conn {
         }
         self.tx.tail_pong = 0;
         res.queue_grew(frame.len());
-        self.tx.queue.push_shared(frame);
+        self.tx.queue.push_shared(frame, &mut res.segs);
         true
     }
 
@@ -623,7 +623,7 @@ impl Conn {
             res.pool.give(r);
         }
         res.queue_shrank(self.tx.queue.len());
-        self.tx.queue.release(&mut res.pool);
+        self.tx.queue.release(&mut res.pool, &mut res.segs);
         if let Some(streams) = self.tx.deflate.as_mut().and_then(|d| d.streams.take()) {
             drop(streams);
             res.compressors.streams_freed();

@@ -287,9 +287,12 @@ impl<'a> Outbox<'a> {
             {
                 Some(at) => {
                     self.read_ring = None;
-                    self.tx.queue.push_rx(at, payload.len());
+                    self.tx.queue.push_rx(at, payload.len(), &mut self.res.segs);
                 }
-                None => self.tx.queue.push_shared(payload.into()),
+                None => self
+                    .tx
+                    .queue
+                    .push_shared(payload.into(), &mut self.res.segs),
             }
         } else {
             self.tx

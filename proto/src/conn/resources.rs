@@ -5,6 +5,7 @@
 //! it learns from it once per loop iteration (docs/architecture.md §1 rule 2).
 //! Must not: be shared between threads, or hold anything of one connection's.
 
+use super::txqueue::SegsPool;
 use crate::buf::BufPool;
 use crate::config::Config;
 use crate::ws::deflate::Compressors;
@@ -25,6 +26,8 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Resources {
     pub pool: BufPool,
+    /// Segment lists of drained tx queues, for the next shared frame (`txqueue::SegsPool`).
+    pub segs: SegsPool,
     pub compressors: Compressors,
     /// Bytes queued on every connection of this reactor (`queued`).
     queued: usize,
@@ -39,6 +42,7 @@ impl Resources {
     pub fn new(pool: BufPool) -> Resources {
         Resources {
             pool,
+            segs: SegsPool::default(),
             compressors: Compressors::new(),
             queued: 0,
             queued_elsewhere: 0,

@@ -49,6 +49,50 @@ struct Segs {
     over_soft_since: Option<Tick>,
 }
 
+/// Segment lists of drained queues, kept for the next connection that queues a shared frame.
+/// In a fan-out every subscriber needs one from the publish until its flush, and allocating,
+/// growing and freeing it per delivery was the largest cost after the `write` itself
+/// (docs/benchmarks.md, "Fan-out"); a connection with nothing queued still holds none.
+#[derive(Debug, Default)]
+pub struct SegsPool {
+    // Boxed on purpose: a queue holds its list as one pointer, moved in and out of here.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Segs>>,
+}
+
+/// Most segment lists a pool keeps: what this many subscribers of one burst hold at once.
+const SEGS_POOL_MAX: usize = 16 * 1024;
+
+/// Segment lists that grew past this many entries (a slow consumer's) are freed, not kept.
+const SEGS_KEEP_CAPACITY: usize = 16;
+
+impl SegsPool {
+    fn take(&mut self) -> Box<Segs> {
+        self.free.pop().unwrap_or_else(|| {
+            Box::new(Segs {
+                list: VecDeque::with_capacity(4),
+                ..Segs::default()
+            })
+        })
+    }
+
+    fn give(&mut self, mut segs: Box<Segs>) {
+        if self.free.len() < SEGS_POOL_MAX && segs.list.capacity() <= SEGS_KEEP_CAPACITY {
+            segs.list.clear();
+            *segs = Segs {
+                list: std::mem::take(&mut segs.list),
+                ..Segs::default()
+            };
+            self.free.push(segs);
+        }
+    }
+
+    /// Lists kept for reuse.
+    pub fn idle(&self) -> usize {
+        self.free.len()
+    }
+}
+
 /// 16 bytes: two pointers, both null while nothing is queued.
 #[derive(Debug, Default)]
 pub(crate) struct TxQueue {
@@ -87,34 +131,34 @@ impl TxQueue {
     }
 
     /// Queue a reference to a frame shared with other connections: no copy.
-    pub fn push_shared(&mut self, frame: SharedFrame) {
+    pub fn push_shared(&mut self, frame: SharedFrame, spare: &mut SegsPool) {
         let len = frame.len();
-        self.push_seg(Seg::Shared(frame, 0), len);
+        self.push_seg(Seg::Shared(frame, 0), len, spare);
     }
 
     /// Queue bytes `at..at + len` of the rx ring a payload was just read into, to be sent
     /// from there: no copy. The ring itself arrives with `lend` before anything is written.
-    pub fn push_rx(&mut self, at: usize, len: usize) {
+    pub fn push_rx(&mut self, at: usize, len: usize, spare: &mut SegsPool) {
         let seg = Seg::Rx {
             ring: None,
             at,
             end: at + len,
         };
-        self.push_seg(seg, len);
+        self.push_seg(seg, len, spare);
         if let Some(segs) = self.segs.as_mut() {
             segs.rx_segs += 1;
             segs.rx_waiting += 1;
         }
     }
 
-    fn push_seg(&mut self, seg: Seg, len: usize) {
+    fn push_seg(&mut self, seg: Seg, len: usize, spare: &mut SegsPool) {
         let ring_len = self.ring.as_ref().map_or(0, |r| r.len());
         let segs = self.segs.get_or_insert_with(|| {
-            let mut segs = Segs::default();
+            let mut segs = spare.take();
             if ring_len > 0 {
                 segs.list.push_back(Seg::Ring(ring_len)); // what was queued before goes first
             }
-            Box::new(segs)
+            segs
         });
         segs.shared_len += len;
         segs.list.push_back(seg);
@@ -254,7 +298,7 @@ impl TxQueue {
     }
 
     /// `n` bytes were written: drop them; a drained ring goes back to the pool.
-    pub fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
+    pub fn consume(&mut self, mut n: usize, pool: &mut BufPool, spare: &mut SegsPool) {
         if let Some(segs) = self.segs.as_mut() {
             while n > 0 {
                 let Some(front) = segs.list.front_mut() else {
@@ -296,7 +340,9 @@ impl TxQueue {
                 }
             }
             if segs.list.is_empty() {
-                self.segs = None;
+                if let Some(segs) = self.segs.take() {
+                    spare.give(segs);
+                }
             }
         } else if let Some(r) = self.ring.as_mut() {
             r.consume(n);
@@ -309,11 +355,14 @@ impl TxQueue {
     }
 
     /// Give every buffer back (the connection is being freed).
-    pub fn release(&mut self, pool: &mut BufPool) {
-        for seg in self.segs.take().into_iter().flat_map(|s| s.list) {
-            if let Seg::Rx { ring: Some(r), .. } = seg {
-                pool.give(r);
+    pub fn release(&mut self, pool: &mut BufPool, spare: &mut SegsPool) {
+        if let Some(mut segs) = self.segs.take() {
+            for seg in segs.list.drain(..) {
+                if let Seg::Rx { ring: Some(r), .. } = seg {
+                    pool.give(r);
+                }
             }
+            spare.give(segs);
         }
         if let Some(r) = self.ring.take() {
             pool.give(r);
@@ -359,10 +408,10 @@ mod tests {
             let mut q = TxQueue::default();
             let shared: SharedFrame = Rc::from(&b"SHARED"[..]);
             q.push(&mut pool, &[b"ab", b"c"]);
-            q.push_shared(shared.clone());
+            q.push_shared(shared.clone(), &mut SegsPool::default());
             q.push(&mut pool, &[b"de"]);
-            q.push_shared(shared.clone());
-            q.push_shared(shared);
+            q.push_shared(shared.clone(), &mut SegsPool::default());
+            q.push_shared(shared, &mut SegsPool::default());
             q.push(&mut pool, &[b"0123456789abcdefghij"]); // grows the ring
             let want = b"abcSHAREDdeSHAREDSHARED0123456789abcdefghij".to_vec();
             assert_eq!(q.len(), want.len());
@@ -380,12 +429,12 @@ mod tests {
         q.push(&mut pool, &[b"0123456789"]);
         assert_eq!(q.contiguous(), Some(&b"0123456789"[..]));
         // Consume 8, then push 10: the bytes wrap around the 16-byte ring.
-        q.consume(8, &mut pool);
+        q.consume(8, &mut pool, &mut SegsPool::default());
         q.push(&mut pool, &[b"abcdefghij"]);
         assert_eq!(q.contiguous(), None, "wrapped: two slices");
         assert_eq!(drain(&mut q, &mut pool, 100), b"89abcdefghij");
         q.push(&mut pool, &[b"own"]);
-        q.push_shared(Rc::from(&b"SHARED"[..]));
+        q.push_shared(Rc::from(&b"SHARED"[..]), &mut SegsPool::default());
         assert_eq!(q.contiguous(), None, "a shared frame follows");
         assert_eq!(drain(&mut q, &mut pool, 100), b"ownSHARED");
         assert_eq!(pool.lent(), 0);
@@ -398,7 +447,7 @@ mod tests {
         q.push(&mut pool, &[b"pong"]);
         assert!(q.truncate_back(4));
         q.push(&mut pool, &[b"pong"]);
-        q.push_shared(Rc::from(&b"X"[..]));
+        q.push_shared(Rc::from(&b"X"[..]), &mut SegsPool::default());
         assert!(!q.truncate_back(4), "a shared frame follows it");
         assert_eq!(drain(&mut q, &mut pool, 100), b"pongX");
     }
@@ -416,7 +465,7 @@ mod tests {
     fn echoing(pool: &mut BufPool, payload: &[u8]) -> TxQueue {
         let ring = read_ring(pool, payload);
         let mut q = TxQueue::default();
-        q.push_rx(8, payload.len());
+        q.push_rx(8, payload.len(), &mut SegsPool::default());
         q.lend(ring, pool);
         assert!(q.holds_rx() && !q.awaits_rx());
         q
@@ -429,7 +478,7 @@ mod tests {
             let ring = read_ring(&mut pool, b"ECHOED PAYLOAD");
             let mut q = TxQueue::default();
             q.push(&mut pool, &[b"hd"]);
-            q.push_rx(8, 14);
+            q.push_rx(8, 14, &mut SegsPool::default());
             assert!(q.awaits_rx());
             // Until the ring is handed over nothing behind the header may be written.
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -473,7 +522,7 @@ mod tests {
     fn releasing_a_queue_returns_the_read_ring() {
         let mut pool = BufPool::new(16, 4);
         let mut q = echoing(&mut pool, b"abc");
-        q.release(&mut pool);
+        q.release(&mut pool, &mut SegsPool::default());
         assert_eq!(pool.lent(), 0);
         assert!(pool.take_large().is_some());
     }
@@ -484,7 +533,30 @@ mod tests {
         let used = q.slices(&mut iov);
         let all: Vec<u8> = iov[..used].iter().flat_map(|s| s.iter().copied()).collect();
         let take = all.len().min(n);
-        q.consume(take, pool);
+        q.consume(take, pool, &mut SegsPool::default());
         all[..take].to_vec()
+    }
+
+    #[test]
+    fn a_drained_segment_list_is_kept_for_the_next_shared_frame() {
+        let mut pool = BufPool::new(16, 4);
+        let mut spare = SegsPool::default();
+        let mut q = TxQueue::default();
+        for round in 0..3 {
+            q.push_shared(Rc::from(&b"FRAME"[..]), &mut spare);
+            assert_eq!(spare.idle(), 0, "round {round}: taken from the pool");
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = q.slices(&mut iov);
+            let len = iov[..n].iter().map(|s| s.len()).sum();
+            q.consume(len, &mut pool, &mut spare);
+            assert!(q.segs.is_none(), "a drained queue holds nothing");
+            assert_eq!(spare.idle(), 1, "round {round}: given back");
+        }
+        // A list a slow consumer grew past SEGS_KEEP_CAPACITY is freed, not kept.
+        for _ in 0..100 {
+            q.push_shared(Rc::from(&b"X"[..]), &mut spare);
+        }
+        q.release(&mut pool, &mut spare);
+        assert_eq!(spare.idle(), 0);
     }
 }
