@@ -1,7 +1,7 @@
 //! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle, fanout,
-//! storm), their flags, turning them into a validated `Plan` (refusing impossible configurations
-//! with exit code 2), and dispatching to the event loop (`engine`), to `--procs` children
-//! (`procs`) or, for storm, to its own loop (`storm`).
+//! storm, subscribe), their flags, turning them into a validated `Plan` (refusing impossible
+//! configurations with exit code 2), and dispatching to the event loop (`engine`), to `--procs`
+//! children (`procs`) or, for storm and subscribe, to their own loops (`storm`, `subscribe`).
 //! Must not: start a run whose configuration it cannot honour (exit 2 instead), or reach beyond
 //! loopback.
 
@@ -22,6 +22,8 @@ mod reconnect;
 mod report;
 #[path = "wsloop-load/storm.rs"]
 mod storm;
+#[path = "wsloop-load/subscribe.rs"]
+mod subscribe;
 #[path = "wsloop-load/sys.rs"]
 mod sys;
 
@@ -65,6 +67,11 @@ enum Cmd {
     Connect(ConnectArgs),
     /// Open N connections and hold them (for measuring server memory per connection).
     Idle(IdleArgs),
+    /// N raw subscribers of one topic spread over several servers (--url, repeatable) and
+    /// source addresses, held while a publisher outside sends messages numbered 0..M in their
+    /// first 8 bytes: JSON lines on stdout say when all are up and when each message reached
+    /// every subscriber (CLOCK_MONOTONIC ns, comparable across processes).
+    Subscribe(subscribe::SubscribeArgs),
     /// N subscribers on a topic (--url ws://HOST:PORT/topic/NAME) and one publisher: M
     /// messages of SIZE bytes at --rate, or as fast as --window allows. Reports deliveries/s
     /// and each message's time until its last subscriber had it; checks that every
@@ -283,6 +290,10 @@ const MAX_FANOUT_MESSAGES: u64 = 100_000_000;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.cmd {
+        Cmd::Subscribe(a) => return subscribe::main(a),
+        cmd => Cli { cmd },
+    };
     if let Cmd::Storm(a) = &cli.cmd {
         return run_storm(a);
     }
@@ -369,6 +380,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
             a.common,
         ),
         Cmd::Storm(_) => return Err("storm runs apart from the engine (run_storm)".into()),
+        Cmd::Subscribe(_) => return Err("subscribe runs on its own loop (subscribe::main)".into()),
         Cmd::Fanout(a) => {
             let mode = Mode::Fanout(fanout_spec(&a)?);
             if a.common.procs != 1 {
