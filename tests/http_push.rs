@@ -406,3 +406,45 @@ fn after_a_restart_positions_go_on_above_the_old_ones_and_a_resume_is_told_of_th
     assert!(got.contains("event: gap\n"), "{got}");
     assert!(got.contains(&at(e2, "id: {1}\ndata: new\n\n")), "{got}");
 }
+
+/// SIGTERM ends every HTTP transport at once instead of letting them hold the exit to the
+/// drain deadline: an SSE stream is told when to reconnect (`retry:`, within the spread)
+/// and ends, a chunked stream gets its last chunk, a held long poll is answered 204 with
+/// `Connection: close`, and an idle keep-alive connection is closed.
+#[test]
+fn sigterm_ends_streams_polls_and_keep_alive_connections_at_once() {
+    let mut srv = Server::start(&["--workers", "1", "--shutdown-spread", "2s"]);
+    let mut sse = send(&srv, "GET /sse/bye HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut sse, "retry: ", 1);
+    let mut stream = send(&srv, "GET /stream/bye HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut stream, "\r\n\r\n", 1);
+    let mut poll = send(&srv, "GET /poll/bye HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut idle = send(&srv, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_until(&mut idle, "\r\n\r\n", 1);
+    std::thread::sleep(Duration::from_millis(200)); // the poll is held
+    let start = Instant::now();
+    srv.signal(libc::SIGTERM);
+    let rest = |s: &mut TcpStream| {
+        let mut all = String::new();
+        let _ = std::io::Read::read_to_string(s, &mut all);
+        all
+    };
+    let sse_tail = rest(&mut sse);
+    let retry: u64 = sse_tail
+        .rsplit("retry: ")
+        .next()
+        .and_then(|t| t.strip_suffix("\n\n"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a retry hint, then the end: {sse_tail:?}"));
+    assert!(retry <= 2000, "within the spread: {retry}");
+    assert!(rest(&mut stream).ends_with("0\r\n\r\n"), "the last chunk");
+    let answer = rest(&mut poll);
+    assert!(answer.starts_with("HTTP/1.1 204 No Content\r\n"), "{answer}");
+    assert!(answer.contains("Connection: close\r\n"), "{answer}");
+    assert_eq!(rest(&mut idle), "", "the idle keep-alive connection is closed");
+    let status = srv
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits without waiting for the drain deadline");
+    assert!(status.success(), "{status}");
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+}

@@ -111,7 +111,9 @@ impl<N: Net> Reactor<N> {
                 // come back, before tokens are verified or a handler runs.
                 if let Some(wait) = storm.admit(now) {
                     metrics.turned_away.inc();
-                    out.accept(&up, 0, None);
+                    // The first subprotocol offered (RFC 6455 §4.2.2): a browser fails a
+                    // 101 that selects none when it offered some, and would miss the hint.
+                    out.accept(&up, 0, up.protocols.first().copied());
                     let reason = format!("over the handshake budget; {}{wait}", storm::HINT);
                     out.turn_away(1013, &reason);
                     return true;

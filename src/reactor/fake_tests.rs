@@ -787,6 +787,24 @@ fn past_the_handshake_budget_a_websocket_is_closed_1013_with_a_hint_and_no_handl
     late.send(&close_frame(1013, [1, 2, 3, 4]));
     h.settle();
     assert!(!h.seen().iter().any(|s| matches!(s, Seen::Closed(_, 1013))));
+    // A client that offered subprotocols gets one in the 101, or a browser would fail the
+    // handshake (WHATWG: a 101 without one is an error) and never see the 1013 and its hint.
+    let picky = h.net().connect();
+    let req = String::from_utf8(request("x", "/topic/t", KEY))
+        .unwrap()
+        .replacen(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Protocol: wsloop.positions.auth, wsloop.positions\r\n\r\n",
+            1,
+        );
+    picky.send(req.as_bytes());
+    h.settle();
+    let head = String::from_utf8_lossy(&picky.take_written()).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: wsloop.positions.auth\r\n"),
+        "{head}"
+    );
     // A second later the budget is back.
     h.net().advance(1000);
     let _c = h.open();

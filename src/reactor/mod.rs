@@ -339,6 +339,20 @@ impl<N: Net> Reactor<N> {
         // Loops only to retry a poll interrupted by a signal.
         loop {
             if let Some(until) = self.draining_until {
+                // A keep-alive connection back between requests (answered since the signal)
+                // gets no other: closed, so it does not hold the exit to the deadline.
+                let idle: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.conn.status().state == State::Handshake && e.conn.tx_len() == 0
+                    })
+                    .map(|(idx, _)| idx)
+                    .collect();
+                for idx in idle {
+                    self.abort(idx);
+                    self.mark_dirty(idx);
+                }
                 // A connection that has sent its FIN after the closing handshake has nothing
                 // left to say; waiting for the peer's FIN would only delay the exit.
                 let done = self

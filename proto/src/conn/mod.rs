@@ -485,7 +485,16 @@ impl Conn {
                 Outbox::new(&mut self.tx, res, cfg).close(1001, &reason);
                 None
             }
+            // A response still queued (a keep-alive connection just answered) goes out first.
+            State::Handshake if !self.tx.queue.is_empty() => {
+                self.tx.state = State::Closing;
+                None
+            }
             State::Handshake | State::Upgrading => self.abort(),
+            State::Streaming | State::Held => {
+                Outbox::new(&mut self.tx, res, cfg).end_for_shutdown(retry_ms);
+                None
+            }
             _ => None,
         }
     }

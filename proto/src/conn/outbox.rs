@@ -126,6 +126,33 @@ impl<'a> Outbox<'a> {
         self.tx.state = State::Streaming;
     }
 
+    /// The server is going away (graceful shutdown) and `retry_ms` is when this client should
+    /// come back: a streaming response ends — an SSE stream first says when to reconnect
+    /// (`retry:`, so EventSources come back spread like the WebSockets' 1001 hints), a
+    /// chunked stream with its last chunk (RFC 9112 §7.1) —, a held long poll is answered
+    /// 204 now, and a publish waiting for its acknowledgement still gets it, with
+    /// `Connection: close`. Nothing is kept alive for another request.
+    pub fn end_for_shutdown(&mut self, retry_ms: u64) {
+        match self.tx.state {
+            State::Streaming => {
+                let mut tail = Vec::new();
+                match self.tx.mode {
+                    Mode::Sse => crate::sse::push_retry(&mut tail, retry_ms),
+                    Mode::Stream => tail.extend_from_slice(b"0\r\n\r\n"),
+                    _ => {}
+                }
+                self.push(&tail);
+                self.tx.state = State::Closing;
+            }
+            State::Held if self.held_for_ack() => self.tx.flags.set(HELD_KEEP_ALIVE, false),
+            State::Held => self.respond(
+                b"HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                false,
+            ),
+            _ => {}
+        }
+    }
+
     /// Hold the request (a long poll) until `Conn::push` answers it or the hold deadline;
     /// `keep_alive` is the request's choice for after the response.
     pub fn hold(&mut self, keep_alive: bool) {
