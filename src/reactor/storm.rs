@@ -24,8 +24,12 @@ pub struct Storm {
     /// second's worth).
     milli_tokens: u64,
     refilled_at: Tick,
-    /// Handshakes turned away since the bucket was last full: how far back a new one queues.
-    turned_away: u64,
+    /// The time (µs on the reactor's clock) from which the next handshake turned away is
+    /// told to come back: each one turned away takes the next 1/rate of a second, so the
+    /// hints hand out the budget's future seconds in turn, and the queue shrinks as time
+    /// passes (counting everyone ever turned away instead over-told clients that came back
+    /// at their time and were let in).
+    next_slot_us: u64,
     rng: u64,
 }
 
@@ -35,14 +39,14 @@ impl Storm {
             rate,
             milli_tokens: u64::from(rate) * 1000,
             refilled_at: now,
-            turned_away: 0,
+            next_slot_us: 0,
             rng: seed | 1,
         }
     }
 
     /// Take one handshake from the budget at `now`: None if it may go on, else the wait to
-    /// suggest (ms): the time the handshakes turned away before it need at `rate`, plus up
-    /// to a second at random.
+    /// suggest (ms): until its slot after those turned away before it (one per 1/rate of a
+    /// second), plus up to a second at random.
     pub fn admit(&mut self, now: Tick) -> Option<u64> {
         if self.rate == 0 {
             return None;
@@ -51,15 +55,17 @@ impl Storm {
         let elapsed = now.saturating_sub(self.refilled_at);
         self.refilled_at = now;
         self.milli_tokens = (self.milli_tokens + elapsed * u64::from(self.rate)).min(full);
-        if self.milli_tokens == full {
-            self.turned_away = 0;
-        }
         if self.milli_tokens >= 1000 {
             self.milli_tokens -= 1000;
             return None;
         }
-        self.turned_away += 1;
-        let queued = (self.turned_away * 1000 / u64::from(self.rate)).min(MAX_HINT_MS - 1000);
+        let now_us = now * 1000;
+        let spacing_us = 1_000_000 / u64::from(self.rate);
+        let slot = self.next_slot_us.max(now_us) + spacing_us;
+        let queued = ((slot - now_us) / 1000).min(MAX_HINT_MS - 1000);
+        // Past the longest hint the slots stop moving on: those clients come back jittered
+        // over its last second.
+        self.next_slot_us = slot.min(now_us + queued * 1000);
         Some(queued + self.random() % 1000)
     }
 
@@ -99,7 +105,7 @@ mod tests {
         // Refilled by the clock: 100 ms is one handshake at 10/s.
         assert_eq!(s.admit(100), None);
         assert!(s.admit(100).is_some());
-        // A full bucket forgets the queue.
+        // A full bucket has tokens for all.
         assert_eq!(s.admit(5_000), None);
         let h = s.admit(5_000);
         assert_eq!(h, None, "still tokens left after a full refill");
@@ -111,6 +117,24 @@ mod tests {
         // No budget: everything admitted.
         let mut open = Storm::new(0, 7, 0);
         assert!((0..10_000).all(|_| open.admit(0).is_none()));
+    }
+
+    #[test]
+    fn the_queue_the_hints_describe_shrinks_as_its_slots_pass() {
+        // 20 turned away at 10/s: slots over the next 2 s. Two seconds later, when they have
+        // come back and been let in, a new one queues behind nobody — not behind all 20.
+        let mut s = Storm::new(10, 3, 0);
+        (0..10).for_each(|_| assert_eq!(s.admit(0), None));
+        let last = (0..20).map(|_| s.admit(0).unwrap()).last().unwrap();
+        assert!((2_000..3_000).contains(&last), "{last}");
+        for t in (100..=2_000).step_by(100) {
+            assert_eq!(s.admit(t), None, "its slot at {t} ms: let in");
+        }
+        let h = s.admit(2_000).unwrap();
+        assert!(
+            (100..1_100).contains(&h),
+            "the next queues 1/rate back: {h}"
+        );
     }
 
     #[test]
