@@ -405,12 +405,14 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    /// Keep the `Date` header value current (formatted once a second, not per response).
+    /// Keep the `Date` header value current (formatted once a second, not per response);
+    /// once a second too, free the tx segment lists no connection took in the last one.
     fn refresh_date(&mut self) {
         let unix_ms = self.unix_ms;
         if unix_ms / 1000 != self.date_second {
             self.date_second = unix_ms / 1000;
             self.date = crate::text::Civil::from_unix_ms(unix_ms).http_date();
+            self.res.segs.trim();
         }
     }
 

@@ -58,6 +58,8 @@ pub struct SegsPool {
     // Boxed on purpose: a queue holds its list as one pointer, moved in and out of here.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Segs>>,
+    /// The fewest lists `free` held since the last `trim`: that many sat unused throughout.
+    low: usize,
 }
 
 /// Most segment lists a pool keeps: what this many subscribers of one burst hold at once.
@@ -68,7 +70,9 @@ const SEGS_KEEP_CAPACITY: usize = 16;
 
 impl SegsPool {
     fn take(&mut self) -> Box<Segs> {
-        self.free.pop().unwrap_or_else(|| {
+        let list = self.free.pop();
+        self.low = self.low.min(self.free.len());
+        list.unwrap_or_else(|| {
             Box::new(Segs {
                 list: VecDeque::with_capacity(4),
                 ..Segs::default()
@@ -90,6 +94,16 @@ impl SegsPool {
     /// Lists kept for reuse.
     pub fn idle(&self) -> usize {
         self.free.len()
+    }
+
+    /// Free the lists no connection took since the last call (the reactor calls it once a
+    /// second): a fan-out that goes on keeps what it uses, and once it stops the memory goes
+    /// back within two calls.
+    pub fn trim(&mut self) {
+        let unused = self.low.min(self.free.len());
+        self.free.truncate(self.free.len() - unused);
+        self.free.shrink_to(self.free.len().max(64));
+        self.low = self.free.len();
     }
 }
 
@@ -558,5 +572,30 @@ mod tests {
         }
         q.release(&mut pool, &mut spare);
         assert_eq!(spare.idle(), 0);
+    }
+
+    #[test]
+    fn lists_left_unused_for_a_whole_interval_are_freed() {
+        let mut pool = BufPool::new(16, 4);
+        let mut spare = SegsPool::default();
+        let mut queues: Vec<TxQueue> = (0..10).map(|_| TxQueue::default()).collect();
+        let burst =
+            |queues: &mut Vec<TxQueue>, spare: &mut SegsPool, pool: &mut BufPool, n: usize| {
+                for q in queues.iter_mut().take(n) {
+                    q.push_shared(Rc::from(&b"F"[..]), spare);
+                }
+                for q in queues.iter_mut().take(n) {
+                    q.consume(1, pool, spare);
+                }
+            };
+        burst(&mut queues, &mut spare, &mut pool, 10);
+        assert_eq!(spare.idle(), 10);
+        spare.trim(); // the first interval: all ten were in use during it
+        assert_eq!(spare.idle(), 10);
+        burst(&mut queues, &mut spare, &mut pool, 4); // only four are needed now
+        spare.trim();
+        assert_eq!(spare.idle(), 4, "six sat unused for a whole interval");
+        spare.trim(); // nothing at all
+        assert_eq!(spare.idle(), 0, "an idle reactor keeps none");
     }
 }
