@@ -439,12 +439,23 @@ fn sigterm_ends_streams_polls_and_keep_alive_connections_at_once() {
     assert!(retry <= 2000, "within the spread: {retry}");
     assert!(rest(&mut stream).ends_with("0\r\n\r\n"), "the last chunk");
     let answer = rest(&mut poll);
-    assert!(answer.starts_with("HTTP/1.1 204 No Content\r\n"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{answer}"
+    );
     assert!(answer.contains("Connection: close\r\n"), "{answer}");
-    assert_eq!(rest(&mut idle), "", "the idle keep-alive connection is closed");
+    assert_eq!(
+        rest(&mut idle),
+        "",
+        "the idle keep-alive connection is closed"
+    );
     let status = srv
         .wait_exit(Duration::from_secs(5))
         .expect("exits without waiting for the drain deadline");
     assert!(status.success(), "{status}");
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
