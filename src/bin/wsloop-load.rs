@@ -1,7 +1,8 @@
 //! Owns the `wsloop-load` command line: the subcommands (echo, rate, connect, idle, fanout,
-//! storm, subscribe), their flags, turning them into a validated `Plan` (refusing impossible
+//! storm, subscribe, churn), their flags, turning them into a validated `Plan` (refusing impossible
 //! configurations with exit code 2), and dispatching to the event loop (`engine`), to `--procs`
-//! children (`procs`) or, for storm and subscribe, to their own loops (`storm`, `subscribe`).
+//! children (`procs`) or, for storm, subscribe and churn, to their own loops (`storm`,
+//! `subscribe`, `churn`).
 //! Must not: start a run whose configuration it cannot honour (exit 2 instead), or reach beyond
 //! loopback.
 
@@ -10,6 +11,8 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 // The modules live in src/bin/wsloop-load/ (a crate root looks beside itself by default).
+#[path = "wsloop-load/churn.rs"]
+mod churn;
 #[path = "wsloop-load/engine.rs"]
 mod engine;
 #[path = "wsloop-load/fanout.rs"]
@@ -84,6 +87,32 @@ enum Cmd {
     /// position a publisher acknowledged (--acked). Exit 1 on a loss, a repeat or a client
     /// not back.
     Storm(StormArgs),
+    /// Connection churn: K loops, each repeating connect, upgrade, one message and its echo,
+    /// close handshake (ours, the server's close, its FIN); reports cycles/s, cycle latency,
+    /// failed cycles by kind and (--server-pid) server CPU per cycle. --raw: the TCP floor
+    /// (connect, write, read back, half-close, FIN) against a raw echo server.
+    Churn(ChurnArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChurnArgs {
+    /// Concurrent loops (one connection at a time each).
+    #[arg(short = 'c', long, default_value_t = 50)]
+    loops: usize,
+    #[command(flatten)]
+    msg: Message,
+    /// No WebSocket: connect, write SIZE bytes, read them back, close (for raw-mio-echo).
+    #[arg(long, conflicts_with = "text")]
+    raw: bool,
+    #[arg(short, long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// A cycle not finished this long after its connect counts as timed out.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    cycle_timeout: Duration,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +326,9 @@ fn main() -> ExitCode {
     if let Cmd::Storm(a) = &cli.cmd {
         return run_storm(a);
     }
+    if let Cmd::Churn(a) = &cli.cmd {
+        return run_churn(a);
+    }
     let (plan, procs) = match plan(cli) {
         Ok(p) => p,
         Err(msg) => {
@@ -380,6 +412,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
             a.common,
         ),
         Cmd::Storm(_) => return Err("storm runs apart from the engine (run_storm)".into()),
+        Cmd::Churn(_) => return Err("churn runs on its own loop (run_churn)".into()),
         Cmd::Subscribe(_) => return Err("subscribe runs on its own loop (subscribe::main)".into()),
         Cmd::Fanout(a) => {
             let mode = Mode::Fanout(fanout_spec(&a)?);
@@ -560,6 +593,95 @@ fn run_storm(a: &StormArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The churn mode: its own loop and report (`churn`).
+fn run_churn(a: &ChurnArgs) -> ExitCode {
+    let spec = match churn_spec(a) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("wsloop-load: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    sys::catch_stop_signals();
+    match churn::run(&spec) {
+        Ok(report) => {
+            report.print(spec.output);
+            if report.failed() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("wsloop-load: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Check a churn command line and turn it into its spec.
+fn churn_spec(a: &ChurnArgs) -> Result<churn::Spec, String> {
+    let c = &a.common;
+    if a.loops == 0 {
+        return Err("--loops: must be at least 1".into());
+    }
+    if c.procs != 1 || c.child {
+        return Err(format!("--procs {}: churn runs in one process", c.procs));
+    }
+    for (name, d) in [
+        ("--duration", a.duration),
+        ("--cycle-timeout", a.cycle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(format!("{name}: must be more than 0"));
+        }
+    }
+    if a.msg.size > MAX_SIZE {
+        return Err(format!("--size {}: at most 64 MiB", a.msg.size));
+    }
+    if a.raw && a.msg.size == 0 {
+        return Err("--size 0: the raw cycle needs at least one byte to echo".into());
+    }
+    let url = c.url.as_deref().unwrap_or("ws://127.0.0.1:8080/echo");
+    let (addr, host, path) = parse_url(url, a.raw)?;
+    let source_ips = match &c.source_ips {
+        Some(s) => parse_source_ips(s)?,
+        None => Vec::new(),
+    };
+    let fd_limit = sys::raise_fd_limit();
+    if a.loops as u64 + FD_RESERVE > fd_limit {
+        return Err(format!(
+            "{} loops need about {} file descriptors, but the limit (ulimit -n) is {fd_limit}",
+            a.loops,
+            a.loops as u64 + FD_RESERVE
+        ));
+    }
+    if let Some(pid) = c.server_pid {
+        if sys::cpu_seconds(pid).is_none() {
+            return Err(format!(
+                "--server-pid {pid}: no such process (cannot read /proc/{pid}/stat)"
+            ));
+        }
+    }
+    let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+    Ok(churn::Spec {
+        loops: a.loops,
+        addr,
+        host,
+        path,
+        size: a.msg.size,
+        text: a.msg.text,
+        raw: a.raw,
+        source_ips,
+        warmup_ns: ns(a.warmup),
+        duration_ns: ns(a.duration),
+        cycle_timeout_ns: ns(a.cycle_timeout),
+        server_pid: c.server_pid,
+        output: if c.json { Output::Json } else { Output::Human },
+        quiet: c.quiet,
+    })
 }
 
 /// Check a storm command line and turn it into its spec.
