@@ -111,6 +111,10 @@ struct ChurnArgs {
     /// A cycle not finished this long after its connect counts as timed out.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     cycle_timeout: Duration,
+    /// With a wss:// --url: trust the certificates in this PEM file (e.g. the server's
+    /// self-signed one). Sessions are resumed across cycles (rustls' default cache).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -645,7 +649,23 @@ fn churn_spec(a: &ChurnArgs) -> Result<churn::Spec, String> {
         return Err("--size 0: the raw cycle needs at least one byte to echo".into());
     }
     let url = c.url.as_deref().unwrap_or("ws://127.0.0.1:8080/echo");
-    let (addr, host, path) = parse_url(url, a.raw)?;
+    let (addr, host, path, tls) = match url.strip_prefix("wss://") {
+        Some(rest) if !a.raw => {
+            let (addr, host, path) = parse_url(&format!("ws://{rest}"), false)?;
+            let ca =
+                a.ca.as_deref()
+                    .ok_or_else(|| format!("--url {url}: wss:// needs --ca PEM"))?;
+            let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            (addr, host.clone(), path, Some(tls_client(ca, name)?))
+        }
+        _ => {
+            if a.ca.is_some() {
+                return Err("--ca: only with a wss:// --url".into());
+            }
+            let (addr, host, path) = parse_url(url, a.raw)?;
+            (addr, host, path, None)
+        }
+    };
     let source_ips = match &c.source_ips {
         Some(s) => parse_source_ips(s)?,
         None => Vec::new(),
@@ -674,6 +694,7 @@ fn churn_spec(a: &ChurnArgs) -> Result<churn::Spec, String> {
         size: a.msg.size,
         text: a.msg.text,
         raw: a.raw,
+        tls,
         source_ips,
         warmup_ns: ns(a.warmup),
         duration_ns: ns(a.duration),
@@ -682,6 +703,42 @@ fn churn_spec(a: &ChurnArgs) -> Result<churn::Spec, String> {
         output: if c.json { Output::Json } else { Output::Human },
         quiet: c.quiet,
     })
+}
+
+/// A TLS client trusting the certificates of `ca` (PEM), for the server name `name`.
+fn tls_client(
+    ca: &std::path::Path,
+    name: &str,
+) -> Result<
+    (
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    String,
+> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("--ca {}: no certificate", ca.display()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_string())
+        .map_err(|e| format!("--url: server name {name:?}: {e}"))?;
+    Ok((std::sync::Arc::new(config), name))
 }
 
 /// Check a storm command line and turn it into its spec.

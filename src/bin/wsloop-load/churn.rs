@@ -2,7 +2,8 @@
 //! short-lived-client cycle — TCP connect (from the `--source-ips` round robin), WebSocket
 //! upgrade, one message and its echo, close handshake (our close, the server's close, its FIN)
 //! — for a measured window; with `--raw` the floor: connect, write SIZE bytes, read them back,
-//! half-close, the server's FIN. Counts cycles per second, times each cycle (connect to FIN),
+//! half-close, the server's FIN; with a `wss://` URL the WebSocket cycle over TLS (rustls,
+//! sessions resumed across cycles). Counts cycles per second, times each cycle (connect to FIN),
 //! counts failed cycles by kind and, with `--server-pid`, the server's CPU per cycle. Its own
 //! event loop (one mio `Poll`) and its own report.
 //! Must not: let a failed cycle stop the loop (it counts it and starts over), or count a cycle
@@ -10,11 +11,14 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 use wsloop::client::frames::{close_frame, encode_masked, FrameReader, ServerFrame};
 use wsloop::client::handshake::{self, HandshakeError};
@@ -45,6 +49,9 @@ pub struct Spec {
     pub text: bool,
     /// No WebSocket: the raw TCP cycle (for raw-mio-echo).
     pub raw: bool,
+    /// `wss://`: the client configuration (trusting `--ca`; rustls' default session cache, so
+    /// later cycles resume) and the name the server's certificate is checked against.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     pub source_ips: Vec<Ipv4Addr>,
     pub warmup_ns: u64,
     pub duration_ns: u64,
@@ -162,6 +169,7 @@ struct Slot {
     reader: FrameReader,
     /// Echo bytes received in this cycle.
     echoed: u64,
+    tls: Option<Box<ClientConnection>>,
 }
 
 impl Slot {
@@ -180,6 +188,7 @@ impl Slot {
             writable: false,
             reader: FrameReader::new(),
             echoed: 0,
+            tls: None,
         }
     }
 }
@@ -190,6 +199,7 @@ pub struct ChurnReport {
     pub loops: usize,
     pub size: usize,
     pub raw: bool,
+    pub tls: bool,
     pub duration_s: f64,
     /// Cycles that began and ended inside the window.
     pub cycles: u64,
@@ -238,7 +248,11 @@ impl ChurnReport {
     }
 
     pub fn human(&self) -> String {
-        let kind = if self.raw { "raw TCP" } else { "WebSocket" };
+        let kind = match (self.raw, self.tls) {
+            (true, _) => "raw TCP",
+            (false, true) => "WebSocket over TLS",
+            (false, false) => "WebSocket",
+        };
         let mut s = format!(
             "churn ({kind}): {} loops, {} B message, {:.2} s measured\n  {} cycles, {:.0} cycles/s\n  \
              cycle latency: p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs\n",
@@ -289,11 +303,12 @@ impl ChurnReport {
             .map(|(w, n)| format!("\"{}\":{n}", w.name()))
             .collect();
         format!(
-            "{{\"mode\":\"churn\",\"raw\":{},\"loops\":{},\"size\":{},\"duration_s\":{:.3},\
+            "{{\"mode\":\"churn\",\"raw\":{},\"tls\":{},\"loops\":{},\"size\":{},\"duration_s\":{:.3},\
              \"cycles\":{},\"completed\":{},\"cycles_per_s\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\
              \"errors\":{{{}}},\"first_error\":{},\"server_cpu_s\":{},\"server_cpu_us_per_cycle\":{},\
              \"client_cpu_us_per_cycle\":{}}}",
             self.raw,
+            self.tls,
             self.loops,
             self.size,
             self.duration_s,
@@ -318,6 +333,8 @@ struct Churn<'s> {
     poll: Poll,
     slots: Vec<Slot>,
     scratch: Vec<u8>,
+    /// Decrypted bytes of one read (wss://).
+    plain: Vec<u8>,
     rng: Rng,
     payload: Vec<u8>,
     /// Source address round robin, one step per cycle.
@@ -396,6 +413,7 @@ impl<'s> Churn<'s> {
             poll: Poll::new()?,
             slots: (0..spec.loops).map(|_| Slot::new()).collect(),
             scratch: vec![0u8; SCRATCH],
+            plain: Vec::with_capacity(SCRATCH),
             rng: Rng(sys::random_seed()),
             payload,
             next_source: 0,
@@ -410,6 +428,7 @@ impl<'s> Churn<'s> {
                 loops: spec.loops,
                 size: spec.size,
                 raw: spec.raw,
+                tls: spec.tls.is_some(),
                 duration_s: 0.0,
                 cycles: 0,
                 completed: 0,
@@ -497,6 +516,7 @@ impl<'s> Churn<'s> {
         s.writable = false;
         s.reader = FrameReader::new();
         s.echoed = 0;
+        s.tls = None;
         if spec.raw {
             s.tx.extend_from_slice(&self.payload);
         } else {
@@ -559,6 +579,12 @@ impl<'s> Churn<'s> {
             if let Some(e) = err {
                 return self.fail(idx, now, Why::of(&e), format!("connect: {e}"));
             }
+            if let Some((config, name)) = &self.spec.tls {
+                match ClientConnection::new(config.clone(), name.clone()) {
+                    Ok(c) => self.slots[idx].tls = Some(Box::new(c)),
+                    Err(e) => return self.fail(idx, now, Why::Handshake, format!("tls: {e}")),
+                }
+            }
             let s = &mut self.slots[idx];
             s.phase = if self.spec.raw {
                 Phase::Echo
@@ -586,6 +612,23 @@ impl<'s> Churn<'s> {
         let Some(sock) = s.sock.as_ref() else {
             return;
         };
+        if let Some(tls) = s.tls.as_mut() {
+            // Plaintext into the session at once; records out as the socket takes them.
+            if s.tx_pos < s.tx.len() {
+                let _ = tls.writer().write_all(&s.tx[s.tx_pos..]);
+                s.tx.clear();
+                s.tx_pos = 0;
+            }
+            while s.writable && tls.wants_write() {
+                match tls.write_tls(&mut &*sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => s.writable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return self.fail(idx, now, Why::of(&e), format!("write: {e}")),
+                }
+            }
+            return;
+        }
         while s.writable && s.tx_pos < s.tx.len() {
             match (&*sock).write(&s.tx[s.tx_pos..]) {
                 Ok(n) => s.tx_pos += n,
@@ -619,6 +662,21 @@ impl<'s> Churn<'s> {
                     }
                     break;
                 }
+                Ok(n) if s.tls.is_some() => {
+                    if let Err(msg) = self.decrypt(idx, &scratch[..n]) {
+                        self.fail(idx, now, Why::Handshake, msg);
+                        break;
+                    }
+                    let plain = std::mem::take(&mut self.plain);
+                    if !plain.is_empty() {
+                        self.received(idx, &plain, now);
+                    }
+                    self.plain = plain;
+                    // The session may have records to send (handshake, key updates).
+                    if self.slots[idx].generation == generation {
+                        self.flush(idx, now);
+                    }
+                }
                 Ok(n) => self.received(idx, &scratch[..n], now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -629,6 +687,29 @@ impl<'s> Churn<'s> {
             }
         }
         self.scratch = scratch;
+    }
+
+    /// TLS records read from the socket → plaintext in `self.plain`.
+    fn decrypt(&mut self, idx: usize, mut records: &[u8]) -> Result<(), String> {
+        self.plain.clear();
+        let Some(tls) = self.slots[idx].tls.as_mut() else {
+            return Ok(());
+        };
+        while !records.is_empty() {
+            tls.read_tls(&mut records)
+                .map_err(|e| format!("tls: {e}"))?;
+            tls.process_new_packets().map_err(|e| format!("tls: {e}"))?;
+            let mut buf = [0u8; 4096];
+            loop {
+                match tls.reader().read(&mut buf) {
+                    Ok(0) => break, // close_notify: the TCP FIN follows
+                    Ok(n) => self.plain.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("tls: {e}")),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn received(&mut self, idx: usize, bytes: &[u8], now: u64) {
@@ -789,6 +870,7 @@ mod tests {
             loops: 50,
             size: 16,
             raw: false,
+            tls: false,
             duration_s: 2.0,
             cycles: 100,
             completed: 120,
