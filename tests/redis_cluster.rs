@@ -543,6 +543,10 @@ fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) 
     // Until the replica takes over, publishes are refused; then they go through again, and
     // both nodes follow the topic on its new master.
     let (mut refused, mut i) = (0, 0);
+    // Refused with 503 — which promises nothing either way: on a promoted master whose
+    // replicas do not follow yet, the script runs (numbered, logged, published) and only
+    // WAIT fails, so such a message may still reach subscribers (docs/protocol.md).
+    let mut unconfirmed = std::collections::HashSet::new();
     let started = Instant::now();
     let mut helped = false;
     while acked.len() < 20 {
@@ -574,7 +578,10 @@ fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) 
         let body = format!("after-{i}");
         match try_publish(&b, t, &body) {
             Some(at) => acked.push((at, body)),
-            None => refused += 1,
+            None => {
+                refused += 1;
+                unconfirmed.insert(body);
+            }
         }
         i += 1;
         std::thread::sleep(Duration::from_millis(50));
@@ -589,7 +596,13 @@ fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) 
 
     let last = acked.last().unwrap().1.clone();
     let seen = sse_until(&mut sse, &last);
-    assert_eq!(seen, acked, "exactly what was acknowledged, in order");
+    // Everything acknowledged, once and in order; anything else only what was refused.
+    let confirmed: Vec<_> = seen
+        .iter()
+        .filter(|(_, body)| !unconfirmed.contains(body))
+        .cloned()
+        .collect();
+    assert_eq!(confirmed, acked, "exactly what was acknowledged, in order");
     assert!(
         seen.windows(2).all(|w| w[1].0 == w[0].0 + 1),
         "positions go on from the replica's: {seen:?}"
@@ -610,5 +623,9 @@ fn a_master_killed_its_replica_takes_over_and_the_nodes_follow(c: &mut Cluster) 
         let entry = format!(r#"{{"seq":{p},"text":"{body}"}}"#);
         assert!(resp.contains(&entry), "{entry} not in {resp}");
     }
-    eprintln!("failover of {master} to {replica}: {refused} publishes refused meanwhile");
+    let delivered = seen.len() - acked.len();
+    eprintln!(
+        "failover of {master} to {replica}: {refused} publishes refused meanwhile, \
+         {delivered} of them delivered all the same"
+    );
 }

@@ -834,9 +834,12 @@ impl<S: Read + Write> Backplane<S> {
             .map_or(1, |s| s.link.range_count())
     }
 
-    /// `Link::read_log` on the link serving `topic`.
+    /// `Link::read_log` on the link serving `topic`: the one its messages arrive on, if one
+    /// holds its subscription (while a failover settles, the map may already name a master
+    /// this node has no link to yet, and `route` would fall back to another shard's link,
+    /// where the read cannot succeed), else the map's.
     fn read_log(&mut self, topic: &str, from: u64, to: u64, tag: u32) -> bool {
-        let i = self.route(topic);
+        let i = self.holder(topic).unwrap_or_else(|| self.route(topic));
         self.shards[i]
             .as_mut()
             .is_some_and(|sh| sh.link.read_log(topic, from, to, tag))
