@@ -12,6 +12,7 @@ use wsloop::reactor::workers;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     let effective = match cli.load(&cli::process_env()) {
         Ok(effective) => effective,
@@ -111,5 +112,21 @@ fn fit_to_fd_limit(cfg: &mut wsloop::config::Config, nofile: u64, chosen: bool) 
              server's own descriptors"
         );
         cfg.max_connections = room;
+    }
+}
+
+/// glibc gives memory freed at the top of a worker's arena back to the kernel as soon as more
+/// than its trim threshold is free (128 KiB, raised only by large `mmap`s); the TLS path frees
+/// and allocates records of tens of KiB per message, so a 64 KiB `wss://` echo paid ~14 page
+/// faults per message refilling what was just given back (docs/benchmarks.md, "TLS: a peer
+/// and the crypto provider"). Keep up to 4 MiB free per arena instead. An operator's own
+/// `MALLOC_TRIM_THRESHOLD_` wins; other allocators are not touched.
+fn keep_freed_memory_for_reuse() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+        }
     }
 }
