@@ -17,6 +17,8 @@ mod churn;
 mod engine;
 #[path = "wsloop-load/fanout.rs"]
 mod fanout;
+#[path = "wsloop-load/fanout_raw.rs"]
+mod fanout_raw;
 #[path = "wsloop-load/procs.rs"]
 mod procs;
 #[path = "wsloop-load/reconnect.rs"]
@@ -275,6 +277,10 @@ struct FanoutArgs {
     /// Give up when no message is published or delivered for this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain: Duration,
+    /// No WebSocket: plain TCP, the publisher writes SIZE-byte records as they are,
+    /// subscribers read SIZE-byte records (for benches/peers/raw-mio-fanout; path ignored).
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -348,7 +354,12 @@ fn main() -> ExitCode {
     if procs > 1 {
         return procs::run(&plan, procs);
     }
-    match engine::run(&plan) {
+    let run = if plan.raw && matches!(plan.mode, Mode::Fanout(_)) {
+        fanout_raw::run
+    } else {
+        engine::run
+    };
+    match run(&plan) {
         Ok(report) => {
             report.print(plan.output, plan.per_conn);
             if report.failed() {
@@ -437,7 +448,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
                 mode,
                 conns,
                 Some(msg),
-                false,
+                a.raw,
                 None,
                 Duration::ZERO,
                 a.common,
@@ -490,7 +501,7 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
         _ => "ws://127.0.0.1:8080/echo",
     });
     let (addr, host, path) = parse_url(url, raw)?;
-    if matches!(mode, Mode::Fanout(_)) && !path.starts_with("/topic/") {
+    if matches!(mode, Mode::Fanout(_)) && !raw && !path.starts_with("/topic/") {
         return Err(format!(
             "--url {url}: fanout needs a topic endpoint, ws://HOST:PORT/topic/NAME (docs/protocol.md)"
         ));

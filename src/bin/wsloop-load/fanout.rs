@@ -3,7 +3,8 @@
 //! of incomplete messages allows), what each message carries (its sequence number and send
 //! time in its first 16 bytes), and what every delivery proves — each subscriber must get
 //! every message exactly once and in order; a message is complete when the last subscriber
-//! has it, and that time is its latency.
+//! has it, and that time is its latency; with `--raw` (no framing), where one message ends
+//! in a subscriber's byte stream (`Records`).
 //! Must not: touch a socket, or count a message complete before its last subscriber has it.
 
 /// Bytes at the front of every message: sequence number and send time (ns), little-endian.
@@ -200,9 +201,72 @@ impl Fanout {
     }
 }
 
+/// `fanout --raw`: cuts a subscriber's byte stream (no framing) into fixed `size`-byte
+/// records, whatever the read boundaries, and hands over each record's first `HEADER` bytes.
+#[derive(Debug)]
+pub struct Records {
+    size: usize,
+    /// Bytes of the current record received so far.
+    pos: usize,
+    head: [u8; HEADER],
+}
+
+impl Records {
+    /// `size` is at least `HEADER`.
+    pub fn new(size: usize) -> Records {
+        assert!(size >= HEADER);
+        Records {
+            size,
+            pos: 0,
+            head: [0; HEADER],
+        }
+    }
+
+    /// Take `bytes` in; `each` gets the header of every record they complete, in order.
+    pub fn feed(&mut self, mut bytes: &[u8], mut each: impl FnMut(&[u8; HEADER])) {
+        while !bytes.is_empty() {
+            let take = (self.size - self.pos).min(bytes.len());
+            if self.pos < HEADER {
+                let h = (HEADER - self.pos).min(take);
+                self.head[self.pos..self.pos + h].copy_from_slice(&bytes[..h]);
+            }
+            self.pos += take;
+            bytes = &bytes[take..];
+            if self.pos == self.size {
+                self.pos = 0;
+                each(&self.head);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_records_are_cut_at_their_size_whatever_the_reads() {
+        let stream: Vec<u8> = (0..5u64)
+            .flat_map(|seq| Fanout::payload(seq, 1000 + seq, 40))
+            .collect();
+        for chunk in [1, 3, 16, 17, 40, 41, 200] {
+            let mut r = Records::new(40);
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                r.feed(piece, |h| got.push(Fanout::parse(h).unwrap()));
+            }
+            let want: Vec<_> = (0..5u64).map(|s| (s, 1000 + s)).collect();
+            assert_eq!(got, want, "reads of {chunk} bytes");
+        }
+        // Exactly the header: every 16 bytes is a record.
+        let mut r = Records::new(HEADER);
+        let mut n = 0;
+        r.feed(&Fanout::payload(3, 4, HEADER).repeat(3), |h| {
+            assert_eq!(Fanout::parse(h), Some((3, 4)));
+            n += 1;
+        });
+        assert_eq!(n, 3);
+    }
 
     fn spec(messages: u64, window: u64) -> Spec {
         Spec {
