@@ -480,37 +480,52 @@ fn exchange_all(srv: &Server, raw: &str) -> String {
     all
 }
 
-#[test]
-fn a_websocket_refreshes_its_token_in_band() {
-    let dir = Scratch::new("refresh");
-    let secret = dir.file("secret", b"s3cret");
-    let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
-    let grant = |exp: u64| {
-        let c = format!(r#"{{"sub":"bob","exp":{exp},"subscribe":["t"],"publish":["t"]}}"#);
-        mint(&c, &secret, "HS256")
-    };
+/// A token for `t` expiring at `exp`, signed with the secret in `secret` (a file).
+fn grant_t(secret: &str, exp: u64) -> String {
+    let c = format!(r#"{{"sub":"bob","exp":{exp},"subscribe":["t"],"publish":["t"]}}"#);
+    mint(&c, secret, "HS256")
+}
+
+/// A WebSocket on `/topic/t` with a token expiring in 2 s, offering `offer`; checks the
+/// server selected `selected`, then refreshes in-band to a token of an hour and checks the
+/// answer.
+fn refreshed(srv: &Server, secret: &str, offer: &str, selected: &str) -> Client {
     let mut c = Client::connect(srv.addr());
     let req = UPGRADE
-        .replacen("/echo", &format!("/topic/t?token={}", grant(now() + 2)), 1)
+        .replacen(
+            "/echo",
+            &format!("/topic/t?token={}", grant_t(secret, now() + 2)),
+            1,
+        )
         .replacen(
             "\r\n\r\n",
-            "\r\nSec-WebSocket-Protocol: wsloop.auth\r\n\r\n",
+            &format!("\r\nSec-WebSocket-Protocol: {offer}\r\n\r\n"),
             1,
         );
     c.send_raw(req.as_bytes());
     let head = c.read_head();
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(
-        head.contains("Sec-WebSocket-Protocol: wsloop.auth\r\n"),
-        "{head}"
-    );
+    let chosen = format!("Sec-WebSocket-Protocol: {selected}\r\n");
+    assert!(head.contains(&chosen), "{head}");
     let later = now() + 3600;
-    let refresh = format!(r#"{{"type":"refresh","token":"{}"}}"#, grant(later));
+    let refresh = format!(
+        r#"{{"type":"refresh","token":"{}"}}"#,
+        grant_t(secret, later)
+    );
     c.send_frame(0x81, refresh.as_bytes());
     assert_eq!(
         c.next_text(),
         format!(r#"{{"type":"refreshed","exp":{later}}}"#)
     );
+    c
+}
+
+#[test]
+fn a_websocket_refreshes_its_token_in_band() {
+    let dir = Scratch::new("refresh");
+    let secret = dir.file("secret", b"s3cret");
+    let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
+    let mut c = refreshed(&srv, &secret, "wsloop.auth", "wsloop.auth");
     // Past the first token's exp the connection is still open and publishing.
     std::thread::sleep(Duration::from_millis(2500));
     c.send_frame(0x81, b"still here");
@@ -528,29 +543,8 @@ fn a_positions_websocket_refreshes_its_token_in_band() {
     let dir = Scratch::new("refresh-positions");
     let secret = dir.file("secret", b"s3cret");
     let srv = Server::start(&["--workers", "1", "--token-secret-file", &secret]);
-    let grant = |exp: u64| {
-        let c = format!(r#"{{"sub":"bob","exp":{exp},"subscribe":["t"],"publish":["t"]}}"#);
-        mint(&c, &secret, "HS256")
-    };
-    let offer = "\r\nSec-WebSocket-Protocol: wsloop.positions.auth, wsloop.positions\r\n\r\n";
-    let mut c = Client::connect(srv.addr());
-    let req = UPGRADE
-        .replacen("/echo", &format!("/topic/t?token={}", grant(now() + 2)), 1)
-        .replacen("\r\n\r\n", offer, 1);
-    c.send_raw(req.as_bytes());
-    let head = c.read_head();
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(
-        head.contains("Sec-WebSocket-Protocol: wsloop.positions.auth\r\n"),
-        "{head}"
-    );
-    let later = now() + 3600;
-    let refresh = format!(r#"{{"type":"refresh","token":"{}"}}"#, grant(later));
-    c.send_frame(0x81, refresh.as_bytes());
-    assert_eq!(
-        c.next_text(),
-        format!(r#"{{"type":"refreshed","exp":{later}}}"#)
-    );
+    let offer = "wsloop.positions.auth, wsloop.positions";
+    let mut c = refreshed(&srv, &secret, offer, "wsloop.positions.auth");
     // Past the first token's exp: still open, and what it sends is published and comes back
     // with its position (the refresh itself was not published).
     std::thread::sleep(Duration::from_millis(2500));
@@ -567,7 +561,11 @@ fn a_positions_websocket_refreshes_its_token_in_band() {
     c.send_raw(
         UPGRADE
             .replacen("/echo", "/topic/t", 1)
-            .replacen("\r\n\r\n", offer, 1)
+            .replacen(
+                "\r\n\r\n",
+                &format!("\r\nSec-WebSocket-Protocol: {offer}\r\n\r\n"),
+                1,
+            )
             .as_bytes(),
     );
     let head = c.read_head();

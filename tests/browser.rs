@@ -261,24 +261,27 @@ fn access_tokens_by_query_and_by_cookie() {
     let _ = std::fs::remove_file(&file);
 }
 
-#[test]
-fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
+/// Scenario `name` with nginx in front of three nodes on one Redis (each started with
+/// `--workers 1 --redis URL --redis-timeout 500ms` and `extra`), round robin, no sticky
+/// sessions; the scenario gets the nodes as WSLOOP_NODES (`[[pid, port], ...]`) and kills
+/// them itself (nothing signals the front).
+fn behind_nginx_over_three_nodes(name: &str, extra: &[&str]) {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let redis = redis::Redis::start();
     let url = redis.url();
-    let node = || {
-        Server::start(&[
+    let args = [
+        &[
             "--workers",
             "1",
             "--redis",
             &url,
-            "--sse-retry",
-            "250ms",
             "--redis-timeout",
             "500ms",
-        ])
-    };
-    let nodes = [node(), node(), node()];
+        ],
+        extra,
+    ]
+    .concat();
+    let nodes = [0, 1, 2].map(|_| Server::start(&args));
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
     let lb = nginx::Nginx::start_many(&addrs);
     let list: Vec<String> = nodes
@@ -286,14 +289,17 @@ fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
         .map(|n| format!("[{},{}]", n.pid(), n.port))
         .collect();
     let list = format!("[{}]", list.join(","));
-    // The scenario's base is nginx; it kills two of the nodes itself.
-    let nginx_pid = std::process::id(); // no scenario here signals the front
     run_scenario_at(
-        "sse-nodes",
+        name,
         lb.addr.port(),
-        nginx_pid,
+        std::process::id(),
         &[("WSLOOP_NODES", &list)],
     );
+}
+
+#[test]
+fn event_source_behind_round_robin_nginx_resumes_on_another_node_exactly() {
+    behind_nginx_over_three_nodes("sse-nodes", &["--sse-retry", "250ms"]);
 }
 
 /// The client across a graceful restart of its node (the scenario sends the SIGTERM; the
@@ -338,33 +344,7 @@ fn the_client_resumes_across_a_restart_of_its_server_mid_stream() {
 /// WebSocket killed twice (by the scenario).
 #[test]
 fn the_client_moves_to_another_node_when_its_node_is_killed_and_resumes_exactly() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let redis = redis::Redis::start();
-    let url = redis.url();
-    let node = || {
-        Server::start(&[
-            "--workers",
-            "1",
-            "--redis",
-            &url,
-            "--redis-timeout",
-            "500ms",
-        ])
-    };
-    let nodes = [node(), node(), node()];
-    let addrs: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
-    let lb = nginx::Nginx::start_many(&addrs);
-    let list: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("[{},{}]", n.pid(), n.port))
-        .collect();
-    let list = format!("[{}]", list.join(","));
-    run_scenario_at(
-        "client-nodes",
-        lb.addr.port(),
-        std::process::id(),
-        &[("WSLOOP_NODES", &list)],
-    );
+    behind_nginx_over_three_nodes("client-nodes", &[]);
 }
 
 /// The client scenario against a server of its own, reached directly (`hostile` None) or

@@ -586,33 +586,28 @@ fn plan(cli: Cli) -> Result<(Plan, usize), String> {
 
 /// The storm mode: its own loop (`storm`), its own report.
 fn run_storm(a: &StormArgs) -> ExitCode {
-    let spec = match storm_spec(a) {
-        Ok(s) => s,
-        Err(msg) => {
-            eprintln!("wsloop-load: {msg}");
-            return ExitCode::from(2);
-        }
-    };
-    sys::catch_stop_signals();
-    match storm::run(&spec) {
-        Ok(report) => {
-            report.print(spec.output);
-            if report.failed() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("wsloop-load: {e}");
-            ExitCode::from(1)
-        }
-    }
+    own_loop(storm_spec(a), storm::run, |spec, r| {
+        r.print(spec.output);
+        r.failed()
+    })
 }
 
 /// The churn mode: its own loop and report (`churn`).
 fn run_churn(a: &ChurnArgs) -> ExitCode {
-    let spec = match churn_spec(a) {
+    own_loop(churn_spec(a), churn::run, |spec, r| {
+        r.print(spec.output);
+        r.failed()
+    })
+}
+
+/// A mode with a loop and report of its own: exit 2 for a command line it refuses, 1 for a
+/// run that failed or could not run (`report` prints and says whether it failed).
+fn own_loop<S, R>(
+    spec: Result<S, String>,
+    run: impl FnOnce(&S) -> std::io::Result<R>,
+    report: impl FnOnce(&S, &R) -> bool,
+) -> ExitCode {
+    let spec = match spec {
         Ok(s) => s,
         Err(msg) => {
             eprintln!("wsloop-load: {msg}");
@@ -620,15 +615,9 @@ fn run_churn(a: &ChurnArgs) -> ExitCode {
         }
     };
     sys::catch_stop_signals();
-    match churn::run(&spec) {
-        Ok(report) => {
-            report.print(spec.output);
-            if report.failed() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+    match run(&spec) {
+        Ok(r) if report(&spec, &r) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsloop-load: {e}");
             ExitCode::from(1)
