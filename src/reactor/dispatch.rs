@@ -396,9 +396,11 @@ impl<N: Net> Reactor<N> {
             e.conn
                 .push(&self.cfg, &mut self.res, self.now, Push::Shared(frame));
         }
+        let mut out = 0;
         for p in &msgs {
-            self.deliver_to(conn, p);
+            out += self.deliver_to(conn, p);
         }
+        self.metrics.messages_out.add(out);
         self.mark_dirty(idx);
     }
 
@@ -592,12 +594,15 @@ impl<N: Net> Reactor<N> {
     /// history its replay is built from.
     pub(super) fn deliver(&mut self, topic: &str, published: Rc<Published>) {
         let subs = self.hub.subscribers(topic);
+        // Counted once per publish: an atomic add per delivery is a measurable part of it.
+        let mut out = 0;
         for conn in subs {
             if !self.muted.is_empty() && self.muted.contains(&conn) {
                 continue;
             }
-            self.deliver_to(conn, &published);
+            out += self.deliver_to(conn, &published);
         }
+        self.metrics.messages_out.add(out);
     }
 
     /// Tell `topic`'s live subscribers that what followed position `after` up to `first` is
@@ -631,10 +636,11 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    /// Queue one published message on one subscriber, in the form it takes.
-    fn deliver_to(&mut self, conn: ConnId, published: &Rc<Published>) {
+    /// Queue one published message on one subscriber, in the form it takes. Returns the
+    /// messages it queued (0 or 1), for the caller to count.
+    fn deliver_to(&mut self, conn: ConnId, published: &Rc<Published>) -> u64 {
         let Some(idx) = self.slot_of(conn) else {
-            return;
+            return 0;
         };
         let e = &mut self.conns[idx];
         let threshold = self.cfg.compression.threshold;
@@ -663,12 +669,14 @@ impl<N: Net> Reactor<N> {
                 }
             }
         };
-        match pushed {
-            Pushed::Refused => {}
-            Pushed::Queued => self.metrics.messages_out.inc(),
-            Pushed::Released => self.resume.push(idx), // pipelined requests may wait
+        let queued = match pushed {
+            Pushed::Refused => 0,
+            Pushed::Queued => 1,
+            Pushed::Released => {
+                self.resume.push(idx); // pipelined requests may wait
+                0
+            }
             Pushed::SlowClosed { reason, report } => {
-                self.metrics.messages_out.inc();
                 log::info!(
                     "closing {conn:?} of {}: {reason}",
                     who(&self.clients, e.client, self.net.peer_addr(&e.sock))
@@ -677,9 +685,11 @@ impl<N: Net> Reactor<N> {
                 if let Some(code) = report {
                     self.told_closed(idx, code, reason);
                 }
+                1
             }
-        }
+        };
         self.mark_dirty(idx);
+        queued
     }
 }
 

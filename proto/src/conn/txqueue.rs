@@ -82,11 +82,20 @@ impl SegsPool {
 
     fn give(&mut self, mut segs: Box<Segs>) {
         if self.free.len() < SEGS_POOL_MAX && segs.list.capacity() <= SEGS_KEEP_CAPACITY {
-            segs.list.clear();
-            *segs = Segs {
-                list: std::mem::take(&mut segs.list),
-                ..Segs::default()
-            };
+            // Reset in place: building a fresh `Segs` and dropping the old one costs a
+            // delivery more than the rest of the hand-back (callgrind, docs/benchmarks.md).
+            let Segs {
+                list,
+                shared_len,
+                rx_segs,
+                rx_waiting,
+                over_soft_since,
+            } = &mut *segs;
+            list.clear();
+            *shared_len = 0;
+            *rx_segs = 0;
+            *rx_waiting = 0;
+            *over_soft_since = None;
             self.free.push(segs);
         }
     }
@@ -255,20 +264,40 @@ impl TxQueue {
         Some(*segs.over_soft_since.get_or_insert(now))
     }
 
-    /// The queued bytes when they are one contiguous run in the ring (the usual small reply):
-    /// the reactor writes them with send(2) without setting up an iovec array.
+    /// The queued bytes when they are one contiguous run — in the ring (the usual small
+    /// reply), or a lone shared frame or echo with nothing else queued (a subscriber's one
+    /// delivery): the reactor writes them with send(2) without setting up an iovec array.
     pub fn contiguous(&self) -> Option<&[u8]> {
-        if self.segs.is_some() {
+        let ring = self.ring.as_ref().map(|r| r.as_slices());
+        let Some(segs) = self.segs.as_ref() else {
+            return match ring {
+                Some((a, [])) if !a.is_empty() => Some(a),
+                _ => None,
+            };
+        };
+        if segs.list.len() != 1 || ring.is_some_and(|(a, _)| !a.is_empty()) {
             return None;
         }
-        match self.ring.as_ref().map(|r| r.as_slices()) {
-            Some((a, [])) if !a.is_empty() => Some(a),
+        match segs.list.front() {
+            Some(Seg::Shared(f, off)) => Some(&f[*off..]),
+            Some(Seg::Rx {
+                ring: Some(r),
+                at,
+                end,
+            }) => Some(r.stored(*at..*end)),
             _ => None,
         }
     }
 
-    /// Fill `iov` with the queued bytes in order; returns how many slices were used.
-    pub fn slices<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+    /// Entries of the segment list (0 while only ring bytes are queued): each takes at most
+    /// two slices of `slices`, so a queue of few entries is written through a small array.
+    pub fn segments(&self) -> usize {
+        self.segs.as_ref().map_or(0, |s| s.list.len())
+    }
+
+    /// Fill `iov` (at least 2 slices) with the queued bytes in order; returns how many
+    /// slices were used.
+    pub fn slices<'a, const N: usize>(&'a self, iov: &mut [IoSlice<'a>; N]) -> usize {
         let (a, b) = self
             .ring
             .as_ref()
@@ -282,7 +311,7 @@ impl TxQueue {
         let mut ring_slices = RingCursor { a, b };
         let mut n = 0;
         for seg in segs.list.iter() {
-            if n + 2 > MAX_IOV {
+            if n + 2 > N {
                 break;
             }
             match seg {
@@ -451,6 +480,31 @@ mod tests {
         q.push_shared(Rc::from(&b"SHARED"[..]), &mut SegsPool::default());
         assert_eq!(q.contiguous(), None, "a shared frame follows");
         assert_eq!(drain(&mut q, &mut pool, 100), b"ownSHARED");
+        assert_eq!(pool.lent(), 0);
+    }
+
+    #[test]
+    fn a_lone_shared_frame_is_contiguous_and_so_is_its_unsent_rest() {
+        let mut pool = BufPool::new(16, 4);
+        let mut spare = SegsPool::default();
+        let mut q = TxQueue::default();
+        q.push_shared(Rc::from(&b"FRAME"[..]), &mut spare);
+        assert_eq!(
+            q.contiguous(),
+            Some(&b"FRAME"[..]),
+            "one subscriber's delivery"
+        );
+        q.consume(2, &mut pool, &mut spare);
+        assert_eq!(q.contiguous(), Some(&b"AME"[..]), "after a short write");
+        q.push_shared(Rc::from(&b"NEXT"[..]), &mut spare);
+        assert_eq!(q.contiguous(), None, "two frames: two slices");
+        assert_eq!(q.segments(), 2);
+        assert_eq!(drain(&mut q, &mut pool, 100), b"AMENEXT");
+        assert_eq!(q.segments(), 0, "drained: no list");
+        q.push(&mut pool, &[b"own"]);
+        q.push_shared(Rc::from(&b"X"[..]), &mut spare);
+        assert_eq!(q.contiguous(), None, "own bytes go first");
+        assert_eq!(drain(&mut q, &mut pool, 100), b"ownX");
         assert_eq!(pool.lent(), 0);
     }
 
