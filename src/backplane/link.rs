@@ -182,6 +182,21 @@ struct Topic {
     sent: bool,
 }
 
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("prefix", &self.prefix)
+            .field("node", &format_args!("{:016x}", self.node))
+            .field("phase", &self.phase)
+            .field("attempts", &self.attempts)
+            .field("topics", &self.topics.len())
+            .field("tx_queued", &(self.tx.len() - self.tx_start))
+            .field("expect", &self.expect.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Counts for the metrics (`reactor/redis.rs` copies them out).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -197,8 +212,8 @@ pub struct Stats {
     pub channels: i64,
 }
 
-/// One RESP3 connection's worth of state, surviving reconnections.
-#[derive(Debug)]
+/// One RESP3 connection's worth of state, surviving reconnections. Its `Debug` shows the
+/// state, never the bytes: the handshake (and tx while it waits) holds `AUTH`'s password.
 pub struct Link {
     prefix: String,
     /// `HELLO 3 [AUTH …] SETNAME …` and `SELECT` if a database was named, encoded once.

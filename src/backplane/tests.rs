@@ -42,6 +42,25 @@ fn link() -> Link {
     Link::new(&cfg(None, 0), NODE, 1 << 16, 0)
 }
 
+#[test]
+fn a_link_formatted_for_debugging_never_shows_the_password() {
+    // A derived Debug would print the handshake's bytes as numbers: look for those too.
+    let as_numbers = format!("{:?}", b"s3cret");
+    let as_numbers = as_numbers.trim_matches(|c| c == '[' || c == ']');
+    let hides = |shown: &str| !shown.contains("s3cret") && !shown.contains(as_numbers);
+    let mut l = Link::new(&cfg(Some("s3cret-pass"), 2), NODE, 1 << 16, 0);
+    let shown = format!("{l:?}");
+    assert!(shown.contains("Link") && hides(&shown), "{shown}");
+    // Also while the handshake waits to be written.
+    assert_eq!(l.poll_action(0), Some(Action::Connect));
+    assert!(
+        l.tx().windows(6).any(|w| w == b"s3cret"),
+        "the handshake is queued"
+    );
+    let shown = format!("{l:?}");
+    assert!(hides(&shown), "{shown}");
+}
+
 /// RESP of a command, as Redis receives it.
 fn cmd(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
