@@ -150,7 +150,11 @@ impl Ring {
         let (a, b) = self.free_slices_mut();
         let n1 = a.len().min(data.len());
         a[..n1].copy_from_slice(&data[..n1]);
-        b[..data.len() - n1].copy_from_slice(&data[n1..]);
+        // Most pushes do not wrap: no second `memcpy` call for nothing (a frame is pushed as
+        // header and payload, so that is two calls per small message).
+        if n1 < data.len() {
+            b[..data.len() - n1].copy_from_slice(&data[n1..]);
+        }
         self.len += data.len() as u32;
     }
 

@@ -24,6 +24,15 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
         return apply_mask_bytewise(buf, key, offset);
     }
 
+    // Short payloads (most chat and echo messages): unaligned words at once — aligning first
+    // cost more than the whole XOR at this size (callgrind, docs/benchmarks.md, "Against
+    // uWebSockets"). A word is a multiple of 4 bytes, so the tail keeps `offset`.
+    if buf.len() < ALIGN_FROM {
+        let (words, tail) = buf.split_at_mut(buf.len() - buf.len() % WORD);
+        xor_words(words, word_of(key, offset));
+        return apply_mask_bytewise(tail, key, offset);
+    }
+
     // Unaligned head: bring the word loop onto an 8-byte boundary so its loads and stores are
     // aligned (cheaper on some targets; harmless elsewhere). `align_offset` may return
     // usize::MAX in theory, hence the `min`.
@@ -33,17 +42,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
 
     // The key rotated so that its byte 0 applies to the first byte of `rest`; a word is a
     // multiple of 4 bytes long, so the rotation stays the same for every word.
-    let rotated = [
-        key[offset],
-        key[(offset + 1) % 4],
-        key[(offset + 2) % 4],
-        key[(offset + 3) % 4],
-    ];
-    let mut pattern = [0u8; WORD];
-    for (i, b) in pattern.iter_mut().enumerate() {
-        *b = rotated[i % 4];
-    }
-    let mask_word = u64::from_ne_bytes(pattern);
+    let mask_word = word_of(key, offset);
 
     // Whole words: 8 bytes at a time, and the word loop consumes a multiple of 4, so the
     // offset into the key for the unaligned tail (under 8 bytes) is still `offset`.
@@ -56,6 +55,19 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     }
     xor_words(words, mask_word);
     apply_mask_bytewise(tail, key, offset)
+}
+
+/// Payloads from this size are aligned before the word loop.
+const ALIGN_FROM: usize = 64;
+
+/// The key rotated so that its byte `offset` comes first, repeated to fill a word: XORed with
+/// a word of the payload that starts where key byte `offset` applies. Both halves are the same
+/// four bytes, so native byte order needs no care.
+fn word_of(key: [u8; 4], offset: usize) -> u64 {
+    let mut rotated = key;
+    rotated.rotate_left(offset);
+    let half = u64::from(u32::from_ne_bytes(rotated));
+    half << 32 | half
 }
 
 /// Bytes from which the AVX2 loop is worth the feature check (an atomic load).
