@@ -1,6 +1,7 @@
 //! Owns `fanout --raw`'s event loop, the fan-out floor against benches/peers/raw-mio-fanout:
-//! plain TCP connections (no upgrade), subscribers first and the publisher last (so a server
-//! accepting in order has every subscriber before the first byte), the publisher writing each
+//! plain TCP connections (no upgrade), subscribers first and the publisher only once every
+//! subscriber has the server's one-byte greeting (so the server has accepted them all before
+//! the first byte: a connected socket may still wait in its accept queue), the publisher writing each
 //! message's SIZE bytes as they are, subscribers cutting their byte streams into SIZE-byte
 //! records; the schedule, the once-and-in-order check and the report are `fanout`'s, as on
 //! the WebSocket path (`engine`).
@@ -19,10 +20,15 @@ use crate::sys;
 
 const SEC: u64 = 1_000_000_000;
 
+/// What raw-mio-fanout sends a connection it has accepted, before anything else.
+const GREETING: u8 = b'+';
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
     Unused,
     Connecting,
+    /// Connected; the server's greeting has not arrived yet.
+    Greeting,
     Up,
     Failed,
 }
@@ -107,10 +113,15 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
             }
         }
         r.poll_once(&mut events, deadline - now, |r, idx, _| {
-            if r.conns[idx].st == St::Connecting {
+            let opening = |st| matches!(st, St::Connecting | St::Greeting);
+            let before = r.conns[idx].st;
+            if before == St::Connecting {
                 r.connected(idx);
-                pending -= (r.conns[idx].st != St::Connecting) as usize;
             }
+            if r.conns[idx].st == St::Greeting {
+                r.read(idx);
+            }
+            pending -= (opening(before) && !opening(r.conns[idx].st)) as usize;
         })?;
     }
     let setup_ns = sys::now_ns() - t_start;
@@ -225,10 +236,7 @@ impl Run<'_> {
             Ok(None) => s.peer_addr().err(),
         };
         match err {
-            None => {
-                self.conns[idx].st = St::Up;
-                self.up += 1;
-            }
+            None => self.conns[idx].st = St::Greeting,
             Some(e) if e.kind() == ErrorKind::NotConnected => {} // not yet: wait
             Some(e) => {
                 self.conns[idx].st = St::Failed;
@@ -292,13 +300,25 @@ impl Run<'_> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return self.error(format!("connection {idx}: read: {e}")),
             };
+            let mut data = 0..n;
+            if self.conns[idx].st == St::Greeting {
+                if self.scratch[0] != GREETING {
+                    self.conns[idx].st = St::Failed;
+                    return self.error(format!(
+                        "connection {idx}: no greeting from the server (not raw-mio-fanout?)"
+                    ));
+                }
+                self.conns[idx].st = St::Up;
+                self.up += 1;
+                data.start = 1;
+            }
             if idx == p {
                 continue; // the publisher gets nothing from the raw peer; ignore anything
             }
             let now = sys::now_ns();
             let (fan, hist) = (&mut self.fan, &mut self.hist);
             let mut failed = None;
-            self.conns[idx].records.feed(&self.scratch[..n], |head| {
+            self.conns[idx].records.feed(&self.scratch[data], |head| {
                 let Some((seq, at)) = Fanout::parse(head) else {
                     return;
                 };

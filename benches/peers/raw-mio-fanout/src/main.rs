@@ -7,7 +7,9 @@
 //! connection (a publisher is just a connection that writes). There is no HTTP handshake, no
 //! framing and no topic: message boundaries are the clients' business (`wsloop-load fanout
 //! --raw` writes fixed-size records from one publisher). Two connections writing at once would
-//! interleave at arbitrary byte boundaries.
+//! interleave at arbitrary byte boundaries. Each accepted connection is first sent one byte,
+//! `GREETING`: when a client has it, the server has accepted that connection, so a publisher
+//! that waits for every subscriber's greeting cannot overtake one still in the accept queue.
 //!
 //! Design: one `mio::Poll`, edge-triggered READABLE | WRITABLE registrations, per-connection
 //! `readable`/`writable` flags cleared only when a syscall returns `WouldBlock`. A chunk read
@@ -26,6 +28,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 const LISTENER: Token = Token(usize::MAX);
+/// The byte every connection gets on accept.
+const GREETING: u8 = b'+';
 /// Stop reading anything while some connection has more than this much output pending.
 const MAX_PENDING: usize = 1 << 20;
 /// Size of the shared scratch buffer used for each `read`.
@@ -152,7 +156,7 @@ impl Server {
                     }
                     self.conns[idx] = Some(Conn {
                         stream,
-                        out: Vec::new(),
+                        out: vec![GREETING],
                         out_pos: 0,
                         readable: false,
                         writable: true,
@@ -160,6 +164,12 @@ impl Server {
                         queued: false,
                         dead: false,
                     });
+                    if let Some(c) = self.conns[idx].as_mut() {
+                        if flush(c).is_err() {
+                            c.dead = true;
+                            self.dead.push(idx);
+                        }
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
