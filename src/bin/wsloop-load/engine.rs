@@ -24,7 +24,7 @@ use wsloop::ws::close::parse_close_payload;
 use wsloop::ws::frame::OpCode;
 
 use crate::fanout::{self, Fanout};
-use crate::report::{new_histogram, FanoutReport, Output, Progress, Report};
+use crate::report::{new_histogram, Output, Progress, Report};
 use crate::sys;
 
 const SEC: u64 = 1_000_000_000;
@@ -1079,15 +1079,8 @@ impl<'p> Engine<'p> {
         if f.done() {
             self.fanout_end(now);
         } else if now >= f.last_progress + f.spec.drain_ns {
-            let (_, incomplete) = f.tally(|c| c < p);
             self.errors += 1;
-            self.first_error.get_or_insert_with(|| {
-                format!(
-                    "deliveries stalled: {incomplete} message(s) not received by every \
-                     subscriber {:.1} s after the last progress",
-                    f.spec.drain_ns as f64 / 1e9
-                )
-            });
+            self.first_error.get_or_insert_with(|| f.stalled(p));
             self.fanout_end(now);
         }
     }
@@ -1332,7 +1325,6 @@ impl<'p> Engine<'p> {
 impl Engine<'_> {
     fn fanout_report(&self, f: &Fanout) -> Report {
         let p = self.publisher();
-        let (missing, incomplete) = f.tally(|c| c < p);
         Report {
             mode: self.plan.mode.name(),
             connections: self.plan.connections,
@@ -1357,15 +1349,7 @@ impl Engine<'_> {
             per_conn: Vec::new(),
             hist: self.hist.clone(),
             procs: 1,
-            fanout: Some(FanoutReport {
-                subscribers: p,
-                published: f.published(),
-                warmup: f.spec.warmup,
-                window: f.spec.rate.is_none().then_some(f.spec.window),
-                missing,
-                duplicates: f.duplicates,
-                incomplete,
-            }),
+            fanout: Some(f.summary(p)),
         }
     }
 }

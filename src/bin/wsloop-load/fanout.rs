@@ -7,6 +7,8 @@
 //! in a subscriber's byte stream (`Records`).
 //! Must not: touch a socket, or count a message complete before its last subscriber has it.
 
+use crate::report::FanoutReport;
+
 /// Bytes at the front of every message: sequence number and send time (ns), little-endian.
 pub const HEADER: usize = 16;
 
@@ -195,6 +197,30 @@ impl Fanout {
         (self.missing + never, incomplete)
     }
 
+    /// Why a run that made no progress for `drain_ns` gave up (`publisher`: its connection).
+    pub fn stalled(&self, publisher: usize) -> String {
+        let (_, incomplete) = self.tally(|c| c < publisher);
+        format!(
+            "deliveries stalled: {incomplete} message(s) not received by every subscriber \
+             {:.1} s after the last progress",
+            self.spec.drain_ns as f64 / 1e9
+        )
+    }
+
+    /// The fan-out part of the report; connections below `publisher` are the subscribers.
+    pub fn summary(&self, publisher: usize) -> FanoutReport {
+        let (missing, incomplete) = self.tally(|c| c < publisher);
+        FanoutReport {
+            subscribers: publisher,
+            published: self.published(),
+            warmup: self.spec.warmup,
+            window: self.spec.rate.is_none().then_some(self.spec.window),
+            missing,
+            duplicates: self.duplicates,
+            incomplete,
+        }
+    }
+
     /// The measured window: first measured publish to last measured delivery (ns).
     pub fn window_ns(&self) -> u64 {
         self.t_first.map_or(0, |t| self.t_last.saturating_sub(t))
@@ -306,6 +332,27 @@ mod tests {
         assert_eq!(f.window_ns(), 56 - 11);
         assert_eq!(f.tally(|c| c < 2), (0, 0));
         assert_eq!(f.duplicates, 0);
+    }
+
+    #[test]
+    fn a_stalled_run_reports_what_its_subscribers_lack() {
+        // Connections 0 and 1 subscribe; 2 publishes two messages, 1 gets only the first.
+        let mut f = Fanout::new(spec(2, 2), 3);
+        f.start(2, 0);
+        assert_eq!(f.take_due(0, 10), Some((0, 10)));
+        assert_eq!(f.take_due(0, 11), Some((1, 11)));
+        for (conn, seq) in [(0, 0), (0, 1), (1, 0)] {
+            assert!(f.delivered(conn, seq, 10 + seq, 20).is_ok());
+        }
+        assert!(!f.done());
+        let r = f.summary(2);
+        assert_eq!((r.subscribers, r.published, r.window), (2, 2, Some(2)));
+        assert_eq!((r.missing, r.duplicates, r.incomplete), (1, 0, 1));
+        let why = f.stalled(2);
+        assert!(
+            why.starts_with("deliveries stalled: 1 message(s) not received"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::engine::{self, Mode, Plan};
 use crate::fanout::{Fanout, Records};
-use crate::report::{new_histogram, FanoutReport, Progress, Report};
+use crate::report::{new_histogram, Progress, Report};
 use crate::sys;
 
 const SEC: u64 = 1_000_000_000;
@@ -153,12 +153,8 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
             break;
         }
         if now >= r.fan.last_progress + spec.drain_ns {
-            let (_, incomplete) = r.fan.tally(|c| c < p);
-            r.error(format!(
-                "deliveries stalled: {incomplete} message(s) not received by every \
-                 subscriber {:.1} s after the last progress",
-                spec.drain_ns as f64 / 1e9
-            ));
+            let why = r.fan.stalled(p);
+            r.error(why);
             break;
         }
         if now >= next_tick {
@@ -339,7 +335,6 @@ impl Run<'_> {
     fn report(&self, setup_ns: u64) -> Report {
         let f = &self.fan;
         let p = self.conns.len() - 1;
-        let (missing, incomplete) = f.tally(|c| c < p);
         Report {
             mode: self.plan.mode.name(),
             connections: self.plan.connections,
@@ -364,15 +359,7 @@ impl Run<'_> {
             per_conn: Vec::new(),
             hist: self.hist.clone(),
             procs: 1,
-            fanout: Some(FanoutReport {
-                subscribers: p,
-                published: f.published(),
-                warmup: f.spec.warmup,
-                window: f.spec.rate.is_none().then_some(f.spec.window),
-                missing,
-                duplicates: f.duplicates,
-                incomplete,
-            }),
+            fanout: Some(f.summary(p)),
         }
     }
 }
