@@ -615,18 +615,19 @@ pub fn batch(hub: &Hub, topic: &str, msgs: &[std::rc::Rc<Published>], gap: bool)
     longpoll::batch(topic, hub.last_seq(topic), gap, items)
 }
 
-/// The response that completes a held poll when `published` arrives.
+/// The response that completes a held poll when `published` (one topic's publishes in a
+/// row) arrive.
 pub fn poll_release(
     hub: &Hub,
     topic: &str,
     after: u64,
-    published: &std::rc::Rc<Published>,
+    published: &[std::rc::Rc<Published>],
     date: &str,
     keep_alive: bool,
 ) -> Vec<u8> {
     let (mut msgs, gap) = hub.history_after(topic, after);
     if msgs.is_empty() {
-        msgs.push(published.clone()); // a topic without history still delivers the message
+        msgs.extend_from_slice(published); // a topic without history still delivers them
     }
     let body = batch(hub, topic, &msgs, gap);
     let hs = [

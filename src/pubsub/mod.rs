@@ -603,6 +603,12 @@ impl Hub {
             .map_or_else(Vec::new, |t| t.subs.list.clone())
     }
 
+    pub fn is_subscribed(&self, id: ConnId, topic: &str) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|t| t.subs.index.contains_key(&id))
+    }
+
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.topics.get(topic).map_or(0, |t| t.subs.list.len())
     }

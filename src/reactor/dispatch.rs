@@ -48,13 +48,23 @@ impl<N: Net> Reactor<N> {
     /// the handlers recorded is applied after each event, before the next is read: a request
     /// pipelined behind a publish (or a subscription) finds it done — a poll sees the message
     /// its own connection published just before (read-your-writes).
+    /// Its publishes of one topic in a row reach the other subscribers as one run
+    /// (`Reactor::deliver`), delivered before anything else is applied and at the end.
     pub(super) fn process(&mut self, idx: usize) {
+        debug_assert!(self.gathering.is_none() && self.run.is_empty());
+        self.gathering = Some(Some(self.conn_id(idx)));
         while self.step(idx) {
             self.apply_commands();
         }
         // Before the 101 leaves (the caller flushes next): see `sync_dedicated`.
         self.sync_dedicated();
         self.apply_commands();
+        while !self.run.is_empty() {
+            self.end_run();
+            // What closing a subscriber that fell behind made its handler record.
+            self.apply_commands();
+        }
+        self.gathering = None;
     }
 
     /// One step of a connection's state machine and the handler call for its event, if any.
@@ -213,6 +223,11 @@ impl<N: Net> Reactor<N> {
     pub(super) fn apply_commands(&mut self) {
         while !self.cmds.is_empty() {
             for cmd in std::mem::take(&mut self.cmds) {
+                // Whatever is not a publish may change who subscribes, or queue something
+                // behind the publishes before it: the run so far goes out first.
+                if !matches!(cmd, Command::Publish { .. } | Command::PublishForAck { .. }) {
+                    self.end_run();
+                }
                 match cmd {
                     Command::Subscribe { conn, topic } => self.subscribe(conn, &topic),
                     Command::Unsubscribe { conn, topic } => self.hub.unsubscribe(conn, &topic),
@@ -548,7 +563,12 @@ impl<N: Net> Reactor<N> {
     pub(super) fn receive_from_workers(&mut self) {
         let Some(end) = self.bus.as_ref() else { return };
         let mails: Vec<_> = end.inbox.try_iter().collect();
+        // Publishes of one topic in a row (another worker's burst) go out as one run.
+        self.gathering = Some(None);
         for mail in mails {
+            if !matches!(mail, Mail::Publish(_)) {
+                self.end_run();
+            }
             match mail {
                 Mail::Publish(env) => {
                     let published = Rc::new(Published::encode(env.seq, env.text, &env.payload));
@@ -571,6 +591,8 @@ impl<N: Net> Reactor<N> {
                 Mail::Acked { conn, position } => self.publish_answered(conn, position),
             }
         }
+        self.end_run();
+        self.gathering = None;
     }
 
     fn subscribe(&mut self, conn: ConnId, topic: &str) {
@@ -591,18 +613,50 @@ impl<N: Net> Reactor<N> {
     /// Queue a published frame on every subscriber of `topic`: a reference each, no copy.
     /// A subscriber that falls too far behind is closed with 1008; the others never wait. A
     /// WebSocket resuming from a position (`muted`) is skipped: the message is in the
-    /// history its replay is built from.
+    /// history its replay is built from. While a run may grow (`gathering`), the message
+    /// joins it and reaches the others with the run (`end_run`); the connection whose
+    /// input published it takes it now, in order with what else its input makes it send.
     pub(super) fn deliver(&mut self, topic: &str, published: Rc<Published>) {
-        let subs = self.hub.subscribers(topic);
-        // Counted once per publish: an atomic add per delivery is a measurable part of it.
+        if !self.run.fits(topic, &published) {
+            self.end_run();
+        }
+        if let Some(Some(source)) = self.gathering {
+            if self.hub.is_subscribed(source, topic) && !self.muted.contains(&source) {
+                let out = self.deliver_to(source, &published);
+                self.metrics.messages_out.add(out);
+            }
+        }
+        self.run.push(topic, published);
+        if self.gathering.is_none() {
+            self.end_run();
+        }
+    }
+
+    /// Deliver the run gathered so far to every subscriber of its topic but its source,
+    /// each in one push: one segment, one slow-consumer check, one write for the run.
+    pub(super) fn end_run(&mut self) {
+        if self.run.is_empty() {
+            return;
+        }
+        let mut run = std::mem::take(&mut self.run);
+        let source = self.gathering.flatten();
+        // Counted once per run: an atomic add per delivery is a measurable part of it.
         let mut out = 0;
-        for conn in subs {
-            if !self.muted.is_empty() && self.muted.contains(&conn) {
+        for conn in self.hub.subscribers(run.topic()) {
+            if Some(conn) == source || (!self.muted.is_empty() && self.muted.contains(&conn)) {
                 continue;
             }
-            out += self.deliver_to(conn, &published);
+            let Some(idx) = self.slot_of(conn) else {
+                continue;
+            };
+            let takes = self.conns[idx].conn.status().takes;
+            let threshold = self.cfg.compression.threshold;
+            let plan = run.plan(takes, &mut self.res.compressors, threshold);
+            out += self.queue_planned(idx, conn, plan, run.msgs());
         }
         self.metrics.messages_out.add(out);
+        run.clear();
+        self.run = run;
     }
 
     /// Tell `topic`'s live subscribers that what followed position `after` up to `first` is
@@ -642,40 +696,63 @@ impl<N: Net> Reactor<N> {
         let Some(idx) = self.slot_of(conn) else {
             return 0;
         };
-        let e = &mut self.conns[idx];
+        let takes = self.conns[idx].conn.status().takes;
         let threshold = self.cfg.compression.threshold;
-        let takes = e.conn.status().takes;
         let plan = fanout::plan(published, takes, &mut self.res.compressors, threshold);
+        self.queue_planned(idx, conn, plan, std::slice::from_ref(published))
+    }
+
+    /// Queue what `plan` says of `msgs` (one topic's publishes, in order) on the subscriber
+    /// in slot `idx`. Returns the messages it queued, for the caller to count.
+    fn queue_planned(
+        &mut self,
+        idx: usize,
+        conn: ConnId,
+        plan: Fanout,
+        msgs: &[Rc<Published>],
+    ) -> u64 {
+        let e = &mut self.conns[idx];
         let (cfg, now) = (&self.cfg, self.now);
-        let pushed = match plan {
-            Fanout::Shared(bytes) => e.conn.push(cfg, &mut self.res, now, Push::Shared(bytes)),
+        let taken = |p: Pushed| matches!(p, Pushed::Queued | Pushed::SlowClosed { .. });
+        let (pushed, queued) = match plan {
+            Fanout::Shared(bytes) => {
+                let pushed = e.conn.push(cfg, &mut self.res, now, Push::Shared(bytes));
+                (pushed, if taken(pushed) { msgs.len() as u64 } else { 0 })
+            }
             Fanout::OwnCompressor => {
-                let (text, data) = (published.text, published.payload());
-                e.conn
-                    .push(cfg, &mut self.res, now, Push::Own { text, data })
+                // One compressed frame each: this connection's context runs through them
+                // in order, up to the first it does not take or that closes it.
+                let (mut pushed, mut queued) = (Pushed::Refused, 0);
+                for p in msgs {
+                    let (text, data) = (p.text, p.payload());
+                    pushed = e
+                        .conn
+                        .push(cfg, &mut self.res, now, Push::Own { text, data });
+                    queued += u64::from(taken(pushed));
+                    if pushed != Pushed::Queued {
+                        break;
+                    }
+                }
+                (pushed, queued)
             }
             Fanout::ReleasePoll => {
                 // A held long poll is answered with the batch and goes back to reading
                 // requests; one that is no longer held just stops listening.
-                match self.hub.take_waiting(conn) {
+                let pushed = match self.hub.take_waiting(conn) {
                     Some((topic, after)) => {
                         let (hub, date) = (&self.hub, &self.date);
                         let mut batch = |keep_alive| {
-                            http::poll_release(hub, &topic, after, published, date, keep_alive)
+                            http::poll_release(hub, &topic, after, msgs, date, keep_alive)
                         };
                         e.conn.push(cfg, &mut self.res, now, Push::Held(&mut batch))
                     }
                     None => Pushed::Refused,
-                }
+                };
+                (pushed, 0)
             }
         };
-        let queued = match pushed {
-            Pushed::Refused => 0,
-            Pushed::Queued => 1,
-            Pushed::Released => {
-                self.resume.push(idx); // pipelined requests may wait
-                0
-            }
+        match pushed {
+            Pushed::Released => self.resume.push(idx), // pipelined requests may wait
             Pushed::SlowClosed { reason, report } => {
                 log::info!(
                     "closing {conn:?} of {}: {reason}",
@@ -685,9 +762,9 @@ impl<N: Net> Reactor<N> {
                 if let Some(code) = report {
                     self.told_closed(idx, code, reason);
                 }
-                1
             }
-        };
+            Pushed::Queued | Pushed::Refused => {}
+        }
         self.mark_dirty(idx);
         queued
     }

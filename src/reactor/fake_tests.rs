@@ -321,6 +321,49 @@ fn broadcasts_queued_for_a_subscriber_in_one_iteration_leave_in_one_write() {
 }
 
 #[test]
+fn publishes_of_one_read_reach_a_subscriber_as_one_segment_in_one_plain_write() {
+    // A run (`fanout::Run`): the three publishes of one read are joined once and queued on
+    // each other subscriber as one segment, so it leaves with send(2), not writev(2) over
+    // three slices — and the run ends before the publisher's next read.
+    let mut h = Harness::new();
+    let (sub, publisher) = (h.open_at("/topic/t"), h.open_at("/topic/t"));
+    let before = sub.calls();
+    let frames = ["one", "two", "three"].map(|m| client(OpCode::Text, m.as_bytes()));
+    publisher.send(&frames.concat());
+    h.turn();
+    let want = ["one", "two", "three"].map(|m| server(OpCode::Text, m.as_bytes()));
+    assert_eq!(sub.written(), want.concat());
+    assert_eq!(publisher.written(), want.concat());
+    let after = sub.calls();
+    assert_eq!(after.writes - before.writes, 1);
+    assert_eq!(
+        after.vectored, before.vectored,
+        "one contiguous segment: no writev"
+    );
+    publisher.send(&client(OpCode::Text, b"four"));
+    h.turn();
+    assert!(sub.written().ends_with(&server(OpCode::Text, b"four")));
+    h.assert_asleep();
+}
+
+#[test]
+fn a_publisher_closing_in_the_same_read_gets_its_own_publishes_before_the_close() {
+    // The connection whose input publishes takes each message at once, in order with what
+    // else its input makes it send (here the close reply); the others take the run after.
+    let mut h = Harness::new();
+    let (sub, publisher) = (h.open_at("/topic/t"), h.open_at("/topic/t"));
+    let mut input = [client(OpCode::Text, b"a"), client(OpCode::Text, b"b")].concat();
+    input.extend(close_frame(1000, [1, 2, 3, 4]));
+    publisher.send(&input);
+    h.settle();
+    let frames = [server(OpCode::Text, b"a"), server(OpCode::Text, b"b")].concat();
+    assert_eq!(sub.written(), frames);
+    let mine = publisher.written();
+    assert!(mine.starts_with(&frames), "{mine:?}");
+    assert_eq!(mine[frames.len()] & 0x0f, 0x8, "then the close reply");
+}
+
+#[test]
 fn a_small_echo_is_one_plain_read_and_one_plain_write() {
     // recv(2)/send(2) rather than readv(2)/writev(2) when one buffer will do: cheaper in the
     // kernel, which is most of the cost of a small message (docs/perf-history.md,

@@ -237,6 +237,13 @@ pub struct Reactor<N: Net = MioNet> {
     /// WebSockets resuming from a position while the topic's log is read back: no live
     /// message is queued on them until their replay is (`Reactor::deliver`).
     muted: std::collections::HashSet<ConnId>,
+    /// Publishes of one topic in a row, delivered together once nothing else may come
+    /// between them (`Reactor::deliver`, `Reactor::end_run`).
+    run: crate::pubsub::fanout::Run,
+    /// While a run may grow: `Some(source)` with the connection whose input is being
+    /// processed (its own deliveries go out at once, in order with the rest of its output),
+    /// `Some(None)` while taking mail from other workers.
+    gathering: Option<Option<ConnId>>,
 }
 
 impl Reactor {
@@ -322,6 +329,8 @@ impl<N: Net> Reactor<N> {
             refreshable: HashMap::new(),
             resuming: HashMap::new(),
             muted: Default::default(),
+            run: Default::default(),
+            gathering: None,
         }
     }
 

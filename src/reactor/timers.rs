@@ -129,7 +129,13 @@ impl<N: Net> Reactor<N> {
     pub(super) fn arm(&mut self, idx: usize) {
         let id = self.conn_timer_id(idx);
         let want = self.conns[idx].conn.deadline(&self.cfg, self.now);
-        let want = match (want, self.token_expiry.get(&idx)) {
+        // Most connections were admitted without a token: no hashing for them.
+        let expiry = if self.token_expiry.is_empty() {
+            None
+        } else {
+            self.token_expiry.get(&idx)
+        };
+        let want = match (want, expiry) {
             (Some(d), Some(&t)) => Some(d.min(t)),
             (d, t) => d.or(t.copied()),
         };

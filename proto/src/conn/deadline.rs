@@ -43,8 +43,14 @@ pub(crate) struct Deadlines {
     pinged: bool,
 }
 
+/// `d` in whole milliseconds, at most half the clock's range (so adding it to a time cannot
+/// wrap). In 64 bits: `Duration::as_millis` works in 128, and this runs on every re-arm.
 fn ms(d: std::time::Duration) -> Tick {
-    d.as_millis().min(Tick::MAX as u128 / 2) as Tick
+    let ms = d
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()));
+    ms.min(Tick::MAX / 2)
 }
 
 impl Deadlines {
