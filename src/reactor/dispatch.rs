@@ -48,6 +48,7 @@ impl<N: Net> Reactor<N> {
     /// the handlers recorded is applied after each event, before the next is read: a request
     /// pipelined behind a publish (or a subscription) finds it done — a poll sees the message
     /// its own connection published just before (read-your-writes).
+    ///
     /// Its publishes of one topic in a row reach the other subscribers as one run
     /// (`Reactor::deliver`), delivered before anything else is applied and at the end.
     pub(super) fn process(&mut self, idx: usize) {
