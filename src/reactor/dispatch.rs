@@ -71,6 +71,11 @@ impl<N: Net> Reactor<N> {
     /// One step of a connection's state machine and the handler call for its event, if any.
     /// False once the buffered input is used up (`Step::Idle`).
     fn step(&mut self, idx: usize) -> bool {
+        // The read's last message was handled: no state-machine round (and no event set-up)
+        // just to learn there is nothing more.
+        if self.conns[idx].conn.input_drained() {
+            return false;
+        }
         let now = self.now;
         let id = self.conn_id(idx);
         let Reactor {
@@ -220,8 +225,16 @@ impl<N: Net> Reactor<N> {
         self.router.handler(route).on_close(ctx, code, reason);
     }
 
-    /// Apply what handlers recorded, in order.
+    /// Apply what handlers recorded, in order. Called after every event, and most record
+    /// nothing (an echo): that check is inlined, the work is not.
+    #[inline]
     pub(super) fn apply_commands(&mut self) {
+        if !self.cmds.is_empty() {
+            self.apply_recorded();
+        }
+    }
+
+    fn apply_recorded(&mut self) {
         while !self.cmds.is_empty() {
             for cmd in std::mem::take(&mut self.cmds) {
                 // Whatever is not a publish may change who subscribes, or queue something

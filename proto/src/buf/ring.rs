@@ -158,6 +158,29 @@ impl Ring {
         self.len += data.len() as u32;
     }
 
+    /// Append `prefix[..n]` then `data`; the caller must have checked `free() >= n +
+    /// data.len()`. When the free space after the tail takes the whole prefix array and the
+    /// data, the prefix is copied as its fixed-size array (plain moves, no `memcpy` call; the
+    /// bytes past `n` are overwritten by `data` or left in the free space) — a frame header
+    /// and its small payload in one pass.
+    #[inline]
+    pub fn push_prefixed<const K: usize>(&mut self, prefix: &[u8; K], n: usize, data: &[u8]) {
+        let total = n + data.len();
+        assert!(
+            n <= K && total <= self.free(),
+            "bug: push past the free space"
+        );
+        let (a, _) = self.free_slices_mut();
+        if a.len() >= K.max(total) {
+            a[..K].copy_from_slice(prefix);
+            a[n..total].copy_from_slice(data);
+            self.len += total as u32;
+        } else {
+            self.push(&prefix[..n]);
+            self.push(data);
+        }
+    }
+
     /// Remove `n` bytes from the back (the most recently pushed), e.g. to replace a queued
     /// pong that has not been sent yet.
     pub fn truncate_back(&mut self, n: usize) {
@@ -221,6 +244,34 @@ mod tests {
             assert_eq!([&a[..], &b[..]].concat(), data, "start {start}");
             assert!(r.is_empty());
         }
+    }
+
+    #[test]
+    fn push_prefixed_is_prefix_then_data_wherever_the_tail_is() {
+        // A 4-byte prefix array of which 2 bytes count, then 5 bytes, with the tail anywhere
+        // (the fast path needs 7 contiguous free bytes; near the end of the buffer the
+        // fallback's copies wrap), and with bytes already queued before it.
+        let prefix = [0xA1, 0xA2, 0xEE, 0xEE];
+        let data = [1, 2, 3, 4, 5];
+        for queued in [0usize, 3] {
+            for start in 0..16 {
+                let mut r = Ring::with_capacity(16);
+                r.clear_at(start);
+                r.push(&vec![9; queued]);
+                r.push_prefixed(&prefix, 2, &data);
+                let mut want = vec![9; queued];
+                want.extend_from_slice(&[0xA1, 0xA2, 1, 2, 3, 4, 5]);
+                assert_eq!(contents(&r), want, "start {start} queued {queued}");
+                assert_eq!(r.len(), queued + 7);
+            }
+        }
+        // Exactly full after the push: the fast path may not write the prefix array's unused
+        // bytes past the free space, so it falls back to two copies.
+        let mut r = Ring::with_capacity(16);
+        r.push(&[9; 9]);
+        r.push_prefixed(&prefix, 2, &data);
+        assert!(r.is_full());
+        assert_eq!(&contents(&r)[9..], &[0xA1, 0xA2, 1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -220,6 +220,14 @@ impl Conn {
         }
     }
 
+    /// `poll_event` would return `Step::Idle` at once: an open WebSocket with no bytes
+    /// buffered and no read ring for tx to take over (`RxSide::hand_over`). The caller may
+    /// skip the call; it is the usual state after every message of a read was handled.
+    #[inline]
+    pub fn input_drained(&self) -> bool {
+        self.tx.state == State::Open && !self.has_input() && !self.tx.queue.awaits_rx()
+    }
+
     pub fn status(&self) -> Status {
         Status {
             state: self.tx.state,

@@ -324,7 +324,7 @@ impl<'a> Outbox<'a> {
         } else {
             self.tx
                 .queue
-                .push(&mut self.res.pool, &[&head[..n], payload]);
+                .push_frame(&mut self.res.pool, &head, n, payload);
         }
         self.tx.tail_pong = 0;
         n + payload.len()

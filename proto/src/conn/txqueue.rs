@@ -138,13 +138,41 @@ impl TxQueue {
     /// size only for a message larger than a pooled ring; such a ring is freed, not pooled).
     pub fn push(&mut self, pool: &mut BufPool, parts: &[&[u8]]) {
         let n: usize = parts.iter().map(|p| p.len()).sum();
+        let ring = self.ring_with_room(pool, n);
+        for p in parts {
+            ring.push(p);
+        }
+        self.pushed_to_ring(n);
+    }
+
+    /// `push` of a frame: its header (`head[..n]`, from the array it was encoded into) and
+    /// its payload (`Ring::push_prefixed`: the usual small frame costs one `memcpy` call).
+    pub fn push_frame<const K: usize>(
+        &mut self,
+        pool: &mut BufPool,
+        head: &[u8; K],
+        n: usize,
+        payload: &[u8],
+    ) {
+        let len = n + payload.len();
+        self.ring_with_room(pool, len)
+            .push_prefixed(head, n, payload);
+        self.pushed_to_ring(len);
+    }
+
+    /// The ring, taken from the pool if there is none, with room for `n` more bytes.
+    #[inline]
+    fn ring_with_room(&mut self, pool: &mut BufPool, n: usize) -> &mut Ring {
         let ring = self.ring.get_or_insert_with(|| pool.take());
         if ring.free() < n {
             ring.grow(ring.len() + n);
         }
-        for p in parts {
-            ring.push(p);
-        }
+        ring
+    }
+
+    /// `n` bytes were appended to the ring: after any shared segment, they are a segment.
+    #[inline]
+    fn pushed_to_ring(&mut self, n: usize) {
         if let Some(segs) = self.segs.as_mut() {
             match segs.list.back_mut() {
                 Some(Seg::Ring(k)) => *k += n,

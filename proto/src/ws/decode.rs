@@ -107,6 +107,22 @@ impl Decoder {
                 Some((h, n)) => {
                     check_header(&h, rules)?;
                     rx.consume(n);
+                    // The usual small message: the whole frame is already in the ring's first
+                    // slice. Lent at once as a first-and-last piece, with no payload phase.
+                    if h.payload_len <= rx.as_slices().0.len() as u64 {
+                        let (a, b) = rx.take(h.payload_len as usize);
+                        apply_mask(a, h.mask.unwrap_or([0; 4]), 0);
+                        return Ok(Some(Piece {
+                            opcode: h.opcode,
+                            fin: h.fin,
+                            rsv: h.rsv,
+                            first: true,
+                            last: true,
+                            frame_len: h.payload_len,
+                            a,
+                            b,
+                        }));
+                    }
                     self.phase = Phase::Payload {
                         opcode: h.opcode,
                         fin: h.fin,

@@ -64,9 +64,16 @@ const ALIGN_FROM: usize = 64;
 /// a word of the payload that starts where key byte `offset` applies. Both halves are the same
 /// four bytes, so native byte order needs no care.
 fn word_of(key: [u8; 4], offset: usize) -> u64 {
-    let mut rotated = key;
-    rotated.rotate_left(offset);
-    let half = u64::from(u32::from_ne_bytes(rotated));
+    // Rotating the integer, not the byte array: a slice rotation is a call, and this runs
+    // once per frame. Byte `offset` comes first in memory, so it is the low byte on a
+    // little-endian target and the high byte on a big-endian one.
+    let bits = 8 * (offset % 4) as u32;
+    let word = u32::from_ne_bytes(key);
+    let half = u64::from(if cfg!(target_endian = "little") {
+        word.rotate_right(bits)
+    } else {
+        word.rotate_left(bits)
+    });
     half << 32 | half
 }
 
