@@ -109,6 +109,8 @@ impl<N: Net> Reactor<N> {
         let via_proxy = e.flags.has(VIA_PROXY);
         let route = e.conn.status().route;
         let (step, mut out) = e.conn.poll_event(cfg, res, now);
+        // An access token's expiry joins the connection's deadlines (`Reactor::arm`).
+        let mut token_set = false;
         match step {
             Step::Idle => return false,
             Step::Again => {}
@@ -141,6 +143,7 @@ impl<N: Net> Reactor<N> {
                 let exp = upgrade(router, id, &req, &up, &mut out, cmds, gate, tokens);
                 if out.is_open() {
                     expires(token_expiry, idx, exp, now, *unix_ms);
+                    token_set = true;
                 }
             }
             Step::Event(Event::Request(req, body)) => {
@@ -172,6 +175,7 @@ impl<N: Net> Reactor<N> {
                 http::answer(env, id, &req, body, &mut out);
                 if matches!(out.state(), State::Streaming | State::Held) {
                     expires(token_expiry, idx, env.granted_until, now, *unix_ms);
+                    token_set = true;
                 }
             }
             Step::Event(Event::Message(msg)) => {
@@ -194,6 +198,7 @@ impl<N: Net> Reactor<N> {
                                 read_only.insert(id);
                             }
                             expires(token_expiry, idx, admitted.exp, now, *unix_ms);
+                            token_set = true;
                             let exp = admitted.exp.unwrap_or(0);
                             out.send_text(&format!(r#"{{"type":"refreshed","exp":{exp}}}"#));
                         }
@@ -214,6 +219,9 @@ impl<N: Net> Reactor<N> {
             }
         }
         metrics.messages_out.add(out.messages_sent());
+        if token_set {
+            e.conn.unsettle_deadline();
+        }
         true
     }
 

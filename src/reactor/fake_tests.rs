@@ -853,3 +853,63 @@ fn past_the_handshake_budget_a_websocket_is_closed_1013_with_a_hint_and_no_handl
     let _c = h.open();
     drop((a, b));
 }
+
+#[test]
+fn an_answer_to_a_heartbeat_ping_brings_the_next_ping_forward_to_its_time() {
+    // A flush re-arms a connection's timer only when its deadline may have moved earlier
+    // (`Conn::deadline_if_moved`). Answering the ping is such a move: with the default
+    // timeouts (ping after 45 s of silence, then 75 s to answer) the deadline goes from "drop
+    // at 120 s" to "ping again 45 s after the answer" — earlier. Were the timer left at 120 s,
+    // the second ping would come 29 s late.
+    let t = Config::default().timeouts;
+    let (ping_after, idle) = (
+        t.ping_after().as_millis() as Tick,
+        t.idle.as_millis() as Tick,
+    );
+    assert!(
+        ping_after + 1000 + ping_after < idle,
+        "the case this test is about"
+    );
+    let mut h = Harness::new();
+    let peer = h.open();
+    let is_ping = |out: &[u8]| out.first() == Some(&0x89); // FIN + opcode 0x9
+    h.net().advance(ping_after + 1);
+    h.settle();
+    let out = peer.take_written();
+    assert!(is_ping(&out), "the first ping: {out:?}");
+    h.net().advance(1000);
+    peer.send(&client(OpCode::Pong, &out[2..]));
+    h.settle();
+    assert!(peer.take_written().is_empty());
+    // Just before the second ping is due nothing is sent; just after, it is.
+    h.net().advance(ping_after - 2);
+    h.settle();
+    assert!(peer.take_written().is_empty(), "no ping before its time");
+    h.net().advance(3);
+    h.settle();
+    let out = peer.take_written();
+    assert!(is_ping(&out), "the second ping on time: {out:?}");
+}
+
+#[test]
+fn a_heartbeat_timer_that_fires_early_is_armed_again_for_the_moved_deadline() {
+    // Traffic moves the heartbeat later without touching the wheel; the timer armed for the
+    // old deadline fires early and finds nothing due. It is gone from the wheel then, so the
+    // flush after it must arm the new deadline even though nothing else changed — or the
+    // connection would never be pinged, nor dropped, again.
+    let ping_after = Config::default().timeouts.ping_after().as_millis() as Tick;
+    let is_ping = |out: &[u8]| out.first() == Some(&0x89);
+    let mut h = Harness::new();
+    let peer = h.open();
+    h.net().advance(10_000);
+    peer.send(&client(OpCode::Text, b"still here"));
+    h.settle();
+    assert_eq!(peer.take_written(), server(OpCode::Text, b"still here"));
+    h.net().advance(ping_after - 10_000 + 1); // the first timer fires: 10 s early
+    h.settle();
+    assert!(peer.take_written().is_empty(), "not due yet");
+    h.net().advance(10_000);
+    h.settle();
+    let out = peer.take_written();
+    assert!(is_ping(&out), "pinged 45 s after the message: {out:?}");
+}

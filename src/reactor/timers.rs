@@ -66,6 +66,10 @@ impl<N: Net> Reactor<N> {
     }
 
     fn conn_timer(&mut self, idx: usize) {
+        // The wheel no longer holds its timer: the flush that follows must arm the next one.
+        if let Some(e) = self.conns.get_mut(idx) {
+            e.conn.unsettle_deadline();
+        }
         if self
             .token_expiry
             .get(&idx)
@@ -125,10 +129,14 @@ impl<N: Net> Reactor<N> {
         }
     }
 
-    /// Make sure the wheel holds a timer at or before the connection's next deadline.
+    /// Make sure the wheel holds a timer at or before the connection's next deadline. Runs
+    /// after every flush; most find that nothing could have moved the deadline earlier since
+    /// the last time (`Conn::deadline_if_moved`) and touch neither the deadlines nor the wheel.
     pub(super) fn arm(&mut self, idx: usize) {
         let id = self.conn_timer_id(idx);
-        let want = self.conns[idx].conn.deadline(&self.cfg, self.now);
+        let Some(want) = self.conns[idx].conn.deadline_if_moved(&self.cfg, self.now) else {
+            return;
+        };
         // Most connections were admitted without a token: no hashing for them.
         let expiry = if self.token_expiry.is_empty() {
             None

@@ -41,6 +41,20 @@ pub(crate) struct Deadlines {
     cycle: u8,
     /// A heartbeat ping is out and unanswered.
     pinged: bool,
+    /// The next deadline was reported (`settle`) and nothing that could move it earlier has
+    /// happened since: only `since` moving on, which moves it later. Which deadline applies
+    /// and where it counts from change with the phase, the ping and a message's start; each
+    /// of those clears this.
+    settled: Settled,
+}
+
+/// What `Deadlines::settle` saw: nothing reported yet, or a report with or without a
+/// message in progress (its start is the message deadline's origin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    No,
+    Idle,
+    InMessage,
 }
 
 /// `d` in whole milliseconds, at most half the clock's range (so adding it to a time cannot
@@ -60,6 +74,7 @@ impl Deadlines {
             phase: State::Handshake,
             cycle: 0,
             pinged: false,
+            settled: Settled::No,
         }
     }
 
@@ -75,7 +90,35 @@ impl Deadlines {
             self.cycle = cycle;
             self.since = now;
             self.pinged = false;
+            self.settled = Settled::No;
         }
+    }
+
+    /// The deadline last reported still holds or moved later: true when `settle` was called
+    /// since the last change that could move it earlier, with a message in progress then
+    /// exactly when one is now (`msg`). Call after `observe`.
+    pub(crate) fn is_settled(&self, msg: bool) -> bool {
+        self.settled
+            == if msg {
+                Settled::InMessage
+            } else {
+                Settled::Idle
+            }
+    }
+
+    /// The next deadline was just reported (to a timer armed at or before it).
+    pub(crate) fn settle(&mut self, msg: bool) {
+        self.settled = if msg {
+            Settled::InMessage
+        } else {
+            Settled::Idle
+        };
+    }
+
+    /// The timer armed for the reported deadline is gone (it fired) or something outside
+    /// these deadlines moved (an access token's expiry): the next one must be reported.
+    pub(crate) fn unsettle(&mut self) {
+        self.settled = Settled::No;
     }
 
     /// Restart the phase clock (a keep-alive comment went out).
@@ -88,12 +131,18 @@ impl Deadlines {
         if state == State::Open {
             self.observe(state, cycle, now);
             self.since = now;
-            self.pinged = false;
+            if self.pinged {
+                // From "silent since the ping" back to the heartbeat: with a ping margin
+                // longer than the wait before a ping, that deadline can be the earlier one.
+                self.pinged = false;
+                self.settled = Settled::No;
+            }
         }
     }
 
     pub(crate) fn pinged(&mut self) {
         self.pinged = true;
+        self.settled = Settled::No;
     }
 
     /// The earliest deadline in this state, if any. `msg` is when the message in progress

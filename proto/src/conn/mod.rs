@@ -386,6 +386,27 @@ impl Conn {
         self.times.next(self.tx.state, msg, &cfg.timeouts)
     }
 
+    /// `deadline`, or `None` when it cannot be earlier than the one last returned by this
+    /// method: the state, the request cycle, the heartbeat ping and whether a message is in
+    /// progress are as they were then, and inbound bytes only push a deadline later. A timer
+    /// armed at or before that one still fires in time (early, and is re-armed then). Call
+    /// `unsettle_deadline` when that timer is gone.
+    pub fn deadline_if_moved(&mut self, cfg: &Config, now: Tick) -> Option<Option<Tick>> {
+        self.times.observe(self.tx.state, self.tx.cycle, now);
+        let msg = self.rx.asm.started_at();
+        if self.times.is_settled(msg.is_some()) {
+            return None;
+        }
+        self.times.settle(msg.is_some());
+        Some(self.times.next(self.tx.state, msg, &cfg.timeouts))
+    }
+
+    /// The timer armed for the last deadline reported by `deadline_if_moved` is gone, or the
+    /// caller combines it with a deadline of its own that changed: report the next one.
+    pub fn unsettle_deadline(&mut self) {
+        self.times.unsettle();
+    }
+
     /// A timer fired at `now`: act on whichever deadline passed. Returns the close code to
     /// report to the application, if it must be told now.
     pub fn on_timeout(&mut self, cfg: &Config, res: &mut Resources, now: Tick) -> Option<u16> {
