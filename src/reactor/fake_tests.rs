@@ -913,3 +913,68 @@ fn a_heartbeat_timer_that_fires_early_is_armed_again_for_the_moved_deadline() {
     let out = peer.take_written();
     assert!(is_ping(&out), "pinged 45 s after the message: {out:?}");
 }
+
+#[test]
+fn a_held_long_poll_is_answered_once_with_every_publish_of_the_run() {
+    // Three publishes in one read are one run: the held poll is released once, after the
+    // read, with all three — not with the first alone (which would send the client straight
+    // back for the other two).
+    let mut h = Harness::new();
+    let poll = h.net().connect();
+    poll.send(b"GET /poll/t?after=0 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.settle();
+    assert!(poll.written().is_empty(), "held");
+    let publisher = h.open_at("/topic/t");
+    let frames = ["one", "two", "three"].map(|m| client(OpCode::Text, m.as_bytes()));
+    publisher.send(&frames.concat());
+    h.settle();
+    let out = String::from_utf8(poll.take_written()).expect("text");
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "one response: {out}");
+    let body = out.split("\r\n\r\n").nth(1).expect("a body");
+    assert!(
+        body.contains(
+            r#""messages":[{"seq":1,"text":"one"},{"seq":2,"text":"two"},{"seq":3,"text":"three"}]"#
+        ),
+        "{body}"
+    );
+}
+
+#[test]
+fn an_sse_subscriber_takes_a_run_as_its_events_in_order_in_one_write() {
+    // The SSE form of a run is joined once: each message is its own event (`id:` is its
+    // position), in order, and the subscriber gets them in one plain write.
+    let mut h = Harness::new();
+    let sse = h.net().connect();
+    sse.send(b"GET /sse/t HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.settle();
+    let head = String::from_utf8(sse.take_written()).expect("text");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let publisher = h.open_at("/topic/t");
+    let before = sse.calls();
+    let frames = ["one", "two", "three"].map(|m| client(OpCode::Text, m.as_bytes()));
+    publisher.send(&frames.concat());
+    h.settle();
+    let after = sse.calls();
+    assert_eq!(after.writes - before.writes, 1, "one write for the run");
+    assert_eq!(after.vectored, before.vectored, "one contiguous segment");
+    let out = String::from_utf8(sse.take_written()).expect("text");
+    let events: Vec<(&str, &str)> = out
+        .split("\n\n")
+        .filter(|e| e.contains("data:"))
+        .map(|e| {
+            let field = |name: &str| {
+                e.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or("")
+            };
+            (field("id:"), field("data:"))
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [("1", "one"), ("2", "two"), ("3", "three")],
+        "{out:?}"
+    );
+}
