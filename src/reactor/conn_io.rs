@@ -166,6 +166,10 @@ impl<N: Net> Reactor<N> {
                     if n == 0 || (short && t.short_means_drained()) {
                         break;
                     }
+                    // Everything queued is out (the usual case): no second call to learn it.
+                    if !short && e.conn.tx_len() == 0 {
+                        break;
+                    }
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,

@@ -99,12 +99,17 @@ impl<N: Net> Reactor<N> {
             storm,
             ..
         } = self;
-        let gate = &mut Gate {
-            policy: auth,
-            now: *unix_ms / 1000,
-            cache: token_cache,
-            outcomes: metrics.all().outcomes(),
-        };
+        // Built only where tokens are checked: a message (the usual event) needs none.
+        macro_rules! gate {
+            () => {
+                &mut Gate {
+                    policy: auth,
+                    now: *unix_ms / 1000,
+                    cache: token_cache,
+                    outcomes: metrics.all().outcomes(),
+                }
+            };
+        }
         let e = &mut conns[idx];
         let via_proxy = e.flags.has(VIA_PROXY);
         let route = e.conn.status().route;
@@ -140,7 +145,7 @@ impl<N: Net> Reactor<N> {
                     read_only,
                     refreshable,
                 };
-                let exp = upgrade(router, id, &req, &up, &mut out, cmds, gate, tokens);
+                let exp = upgrade(router, id, &req, &up, &mut out, cmds, gate!(), tokens);
                 if out.is_open() {
                     expires(token_expiry, idx, exp, now, *unix_ms);
                     token_set = true;
@@ -169,7 +174,7 @@ impl<N: Net> Reactor<N> {
                     metrics: &render,
                     broker_down,
                     sequenced: cfg.redis.url.is_some(),
-                    gate,
+                    gate: gate!(),
                     granted_until: None,
                 };
                 http::answer(env, id, &req, body, &mut out);
@@ -190,7 +195,7 @@ impl<N: Net> Reactor<N> {
                     // In-band refresh (`auth::REFRESH_PROTOCOL`): the new token replaces the
                     // old one's expiry and rights, or the connection ends as if it expired.
                     let (reads, writes) = (access.reads.as_deref(), access.writes.as_deref());
-                    match gate.refresh(&token, reads, writes) {
+                    match gate!().refresh(&token, reads, writes) {
                         Ok(admitted) => {
                             if admitted.may_write && !router.owns(writes.unwrap_or("")) {
                                 read_only.remove(&id);
