@@ -218,6 +218,62 @@ def short(v):
     return f"{v:.0f}"
 
 
+def size_label(n):
+    for unit, k in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= k and n % k == 0:
+            return f"{n // k} {unit}"
+    return f"{n} B"
+
+
+def tls_section(rows, meta):
+    """The wss:// comparison (scripts/tls-peer-cpu --jsonl, run by scripts/bench)."""
+    servers = []
+    for r in rows:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    kinds = []  # ("echo", size) and ("handshake", resume), in the order measured
+    for r in rows:
+        k = ("echo", r["size"]) if r["bench"] == "tls_echo" else ("handshake", r["resume"])
+        if k not in kinds:
+            kinds.append(k)
+    md = ["## wss:// against tokio-rustls", ""]
+    md.append(
+        "wsloop and `benches/peers/tokio-rustls-echo` (tokio-tungstenite on tokio-rustls, a "
+        "current-thread runtime), both on rustls with its ring provider and given the same fresh "
+        "P-256 certificate, each pinned to CPU 0, driven from CPU 1 by the Python client of "
+        "`scripts/tls-peer-cpu` (20 connections × 8 binary frames in flight for echo; one "
+        "connect, handshake, upgrade and close at a time for cycles, full or resuming the "
+        "previous cycle's session from a TLS 1.3 ticket). CPU is the server's on-CPU time "
+        "(`/proc/PID/task/*/schedstat`, exact) over the measured window; user is its user-space "
+        "share (utime). The client is far slower than either server: compare CPU per message, "
+        f"not the rates. {meta.get('reps')} interleaved run(s) each, median (min–max); the "
+        "version and suite each server negotiated are in `target/bench/bench.log`."
+    )
+    md.append("")
+    md.append("| Case | Server | µs CPU per message or cycle | min–max | ratio to wsloop | user µs | minor faults | per s |")
+    md.append("|---|---|--:|--:|--:|--:|--:|--:|")
+    for kind, arg in kinds:
+        label = f"echo {size_label(arg)}" if kind == "echo" else (
+            "cycle, resumed" if arg else "cycle, full handshake")
+        base = None
+        for sv in servers:
+            rs = [r for r in rows if r["server"] == sv and
+                  ((kind == "echo" and r["bench"] == "tls_echo" and r["size"] == arg) or
+                   (kind == "handshake" and r["bench"] == "tls_handshake" and r["resume"] == arg))]
+            if not rs:
+                continue
+            us = [r["us"] for r in rs]
+            if base is None:
+                base = med(us)
+            md.append(
+                f"| {label} | {sv} | {fmt_num(med(us), 2)} | {span(us, 2)} | {fmt_num(med(us) / base, 2)} | "
+                f"{fmt_num(med([r['user_us'] for r in rs]), 2)} | {fmt_num(med([r['faults'] for r in rs]), 2)} | "
+                f"{fmt_num(med([r['per_s'] for r in rs]))} |"
+            )
+    md.append("")
+    return md
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__ + "\nusage: bench_report.py RESULTS.jsonl DOCS_DIR", file=sys.stderr)
@@ -252,10 +308,12 @@ def main():
     fv = lock_versions(os.path.join(root, "benches/peers/fastwebsockets-echo/Cargo.lock"), {"fastwebsockets", "hyper", "hyper-util", "tokio"})
     tv = lock_versions(os.path.join(root, "benches/peers/tokio-tungstenite-echo/Cargo.lock"), {"tokio-tungstenite", "tungstenite", "tokio"})
     rv = lock_versions(os.path.join(root, "benches/peers/raw-mio-echo/Cargo.lock"), {"mio"})
+    lv = lock_versions(os.path.join(root, "benches/peers/tokio-rustls-echo/Cargo.lock"), {"rustls", "tokio-rustls", "tokio"})
     def vs(d):
         return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "?"
     md.append(f"- Crates: wsloop + wsloop-load: {vs(wv)}; fastwebsockets-echo: {vs(fv)}; "
-              f"tokio-tungstenite-echo: {vs(tv)}; raw-mio-echo: {vs(rv)}")
+              f"tokio-tungstenite-echo: {vs(tv)}; raw-mio-echo: {vs(rv)}"
+              + (f"; tokio-rustls-echo: {vs(lv)}" if any(r.get("bench") == "tls_echo" for r in rows) else ""))
     md.append("")
     md.append("Setup: every server is single-threaded and pinned to CPU 0 (`taskset -c 0`); the load "
               "generator `wsloop-load` runs on CPU 1. Each run starts a fresh server. wsloop runs with "
@@ -375,6 +433,10 @@ def main():
                         return f"{v / n:.2f}" if n else "–"
                     md.append(f"| {case_label(case)} | {LABELS[s]} | {fmt_num(n)} | {per(rd)} | {per(wr)} | {per(ep)} | {per(other)} | {per(sum(calls.values()))} |")
         md.append("")
+
+    tls = [r for r in rows if r.get("bench") in ("tls_echo", "tls_handshake")]
+    if tls:
+        md.extend(tls_section(tls, meta))
 
     md.append("## Reproduce")
     md.append("")
