@@ -854,6 +854,18 @@ fn past_the_handshake_budget_a_websocket_is_closed_1013_with_a_hint_and_no_handl
     drop((a, b));
 }
 
+/// What `peer` was sent while the clock moved on by `ms` and the loop settled.
+fn written_after(h: &mut Harness, peer: &Peer, ms: Tick) -> Vec<u8> {
+    h.net().advance(ms);
+    h.settle();
+    peer.take_written()
+}
+
+/// A server ping frame (FIN + opcode 0x9) starts `out`.
+fn is_ping(out: &[u8]) -> bool {
+    out.first() == Some(&0x89)
+}
+
 #[test]
 fn an_answer_to_a_heartbeat_ping_brings_the_next_ping_forward_to_its_time() {
     // A flush re-arms a connection's timer only when its deadline may have moved earlier
@@ -872,22 +884,15 @@ fn an_answer_to_a_heartbeat_ping_brings_the_next_ping_forward_to_its_time() {
     );
     let mut h = Harness::new();
     let peer = h.open();
-    let is_ping = |out: &[u8]| out.first() == Some(&0x89); // FIN + opcode 0x9
-    h.net().advance(ping_after + 1);
-    h.settle();
-    let out = peer.take_written();
+    let out = written_after(&mut h, &peer, ping_after + 1);
     assert!(is_ping(&out), "the first ping: {out:?}");
     h.net().advance(1000);
     peer.send(&client(OpCode::Pong, &out[2..]));
-    h.settle();
-    assert!(peer.take_written().is_empty());
+    assert!(written_after(&mut h, &peer, 0).is_empty());
     // Just before the second ping is due nothing is sent; just after, it is.
-    h.net().advance(ping_after - 2);
-    h.settle();
-    assert!(peer.take_written().is_empty(), "no ping before its time");
-    h.net().advance(3);
-    h.settle();
-    let out = peer.take_written();
+    let early = written_after(&mut h, &peer, ping_after - 2);
+    assert!(early.is_empty(), "no ping before its time");
+    let out = written_after(&mut h, &peer, 3);
     assert!(is_ping(&out), "the second ping on time: {out:?}");
 }
 
@@ -898,19 +903,16 @@ fn a_heartbeat_timer_that_fires_early_is_armed_again_for_the_moved_deadline() {
     // flush after it must arm the new deadline even though nothing else changed — or the
     // connection would never be pinged, nor dropped, again.
     let ping_after = Config::default().timeouts.ping_after().as_millis() as Tick;
-    let is_ping = |out: &[u8]| out.first() == Some(&0x89);
     let mut h = Harness::new();
     let peer = h.open();
     h.net().advance(10_000);
     peer.send(&client(OpCode::Text, b"still here"));
-    h.settle();
-    assert_eq!(peer.take_written(), server(OpCode::Text, b"still here"));
-    h.net().advance(ping_after - 10_000 + 1); // the first timer fires: 10 s early
-    h.settle();
-    assert!(peer.take_written().is_empty(), "not due yet");
-    h.net().advance(10_000);
-    h.settle();
-    let out = peer.take_written();
+    let echo = written_after(&mut h, &peer, 0);
+    assert_eq!(echo, server(OpCode::Text, b"still here"));
+    // The first timer fires, 10 s early.
+    let early = written_after(&mut h, &peer, ping_after - 10_000 + 1);
+    assert!(early.is_empty(), "not due yet");
+    let out = written_after(&mut h, &peer, 10_000);
     assert!(is_ping(&out), "pinged 45 s after the message: {out:?}");
 }
 
