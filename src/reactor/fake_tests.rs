@@ -916,6 +916,14 @@ fn a_heartbeat_timer_that_fires_early_is_armed_again_for_the_moved_deadline() {
     assert!(is_ping(&out), "pinged 45 s after the message: {out:?}");
 }
 
+/// A new WebSocket on `/topic/t` that sends "one", "two" and "three" in one read (one run).
+fn publish_three_in_one_read(h: &mut Harness) {
+    let publisher = h.open_at("/topic/t");
+    let frames = ["one", "two", "three"].map(|m| client(OpCode::Text, m.as_bytes()));
+    publisher.send(&frames.concat());
+    h.settle();
+}
+
 #[test]
 fn a_held_long_poll_is_answered_once_with_every_publish_of_the_run() {
     // Three publishes in one read are one run: the held poll is released once, after the
@@ -926,10 +934,7 @@ fn a_held_long_poll_is_answered_once_with_every_publish_of_the_run() {
     poll.send(b"GET /poll/t?after=0 HTTP/1.1\r\nHost: x\r\n\r\n");
     h.settle();
     assert!(poll.written().is_empty(), "held");
-    let publisher = h.open_at("/topic/t");
-    let frames = ["one", "two", "three"].map(|m| client(OpCode::Text, m.as_bytes()));
-    publisher.send(&frames.concat());
-    h.settle();
+    publish_three_in_one_read(&mut h);
     let out = String::from_utf8(poll.take_written()).expect("text");
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     assert_eq!(out.matches("HTTP/1.1").count(), 1, "one response: {out}");
@@ -952,11 +957,8 @@ fn an_sse_subscriber_takes_a_run_as_its_events_in_order_in_one_write() {
     h.settle();
     let head = String::from_utf8(sse.take_written()).expect("text");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    let publisher = h.open_at("/topic/t");
     let before = sse.calls();
-    let frames = ["one", "two", "three"].map(|m| client(OpCode::Text, m.as_bytes()));
-    publisher.send(&frames.concat());
-    h.settle();
+    publish_three_in_one_read(&mut h);
     let after = sse.calls();
     assert_eq!(after.writes - before.writes, 1, "one write for the run");
     assert_eq!(after.vectored, before.vectored, "one contiguous segment");
