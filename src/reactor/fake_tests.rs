@@ -916,6 +916,14 @@ fn a_heartbeat_timer_that_fires_early_is_armed_again_for_the_moved_deadline() {
     assert!(is_ping(&out), "pinged 45 s after the message: {out:?}");
 }
 
+/// A plain HTTP connection that sent `head` and was served as far as it goes.
+fn http_request(h: &mut Harness, head: &[u8]) -> Peer {
+    let peer = h.net().connect();
+    peer.send(head);
+    h.settle();
+    peer
+}
+
 /// A new WebSocket on `/topic/t` that sends "one", "two" and "three" in one read (one run).
 fn publish_three_in_one_read(h: &mut Harness) {
     let publisher = h.open_at("/topic/t");
@@ -930,9 +938,7 @@ fn a_held_long_poll_is_answered_once_with_every_publish_of_the_run() {
     // read, with all three — not with the first alone (which would send the client straight
     // back for the other two).
     let mut h = Harness::new();
-    let poll = h.net().connect();
-    poll.send(b"GET /poll/t?after=0 HTTP/1.1\r\nHost: x\r\n\r\n");
-    h.settle();
+    let poll = http_request(&mut h, b"GET /poll/t?after=0 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(poll.written().is_empty(), "held");
     publish_three_in_one_read(&mut h);
     let out = String::from_utf8(poll.take_written()).expect("text");
@@ -952,9 +958,7 @@ fn an_sse_subscriber_takes_a_run_as_its_events_in_order_in_one_write() {
     // The SSE form of a run is joined once: each message is its own event (`id:` is its
     // position), in order, and the subscriber gets them in one plain write.
     let mut h = Harness::new();
-    let sse = h.net().connect();
-    sse.send(b"GET /sse/t HTTP/1.1\r\nHost: x\r\n\r\n");
-    h.settle();
+    let sse = http_request(&mut h, b"GET /sse/t HTTP/1.1\r\nHost: x\r\n\r\n");
     let head = String::from_utf8(sse.take_written()).expect("text");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     let before = sse.calls();
